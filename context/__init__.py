@@ -1,0 +1,1 @@
+"""Workspace context: file discovery, tree-sitter index, ranking and prompt packing."""

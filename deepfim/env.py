@@ -1,0 +1,34 @@
+"""Every environment variable DeepFIM reads, in one place.
+
+Settings belong in typed configuration (CLI flags, LSP initializationOptions); environment
+variables only locate things on disk and set log verbosity.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Index and prefix-cache files: $DEEPFIM_CACHE_DIR, else $XDG_CACHE_HOME/deepfim."""
+    explicit = os.environ.get("DEEPFIM_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "deepfim"
+
+
+def log_level() -> str:
+    """$DEEPFIM_LOG_LEVEL (DEBUG, INFO, WARNING, ...); WARNING by default."""
+    return os.environ.get("DEEPFIM_LOG_LEVEL", "WARNING").upper()
+
+
+def torch_threads() -> int | None:
+    """$DEEPFIM_THREADS caps the CPU threads torch uses; None leaves torch's default."""
+    value = os.environ.get("DEEPFIM_THREADS")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"DEEPFIM_THREADS must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,160 @@
+"""The engine's public interface: what the language server, `deepfim complete` and the LAN
+server hand to an engine, and what they get back.
+
+A `CompletionBackend` is either the in-process engine or a client of a LAN server; callers
+cannot tell them apart. Requests carry token ids (the caller packed the prompt with the
+backend's tokenizer) and are answered through a `CompletionHandle`, a thin wrapper over a
+`concurrent.futures.Future` that also carries cancellation down to the decode loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Priority(enum.IntEnum):
+    """Lower value is served first: a keystroke beats an explicit request beats warm-up."""
+
+    INSTANT = 0
+    EXPERT = 1
+    BACKGROUND = 2
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens and when to stop. Validated on construction."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 64
+    stop: tuple[str, ...] = ()
+    n: int = 1  # number of candidates (expert mode ranks several)
+    seed: int | None = None
+    speculative: bool = True  # allow MTP / n-gram drafts (greedy output is unchanged)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 5.0:
+            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.max_tokens <= 8192:
+            raise ValueError(f"max_tokens must be in [1, 8192], got {self.max_tokens}")
+        if not 1 <= self.n <= 16:
+            raise ValueError(f"n must be in [1, 16], got {self.n}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"stop strings must be non-empty strings, got {self.stop!r}")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+_request_ids = itertools.count(1)
+
+
+@dataclass
+class CompletionRequest:
+    """One completion: a packed prompt and how to sample it.
+
+    `namespace` isolates cached state between users: state computed from one namespace's
+    text is never reused for another (see engine/prefix_cache.py).
+    """
+
+    prompt: list[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    priority: Priority = Priority.INSTANT
+    namespace: str = "local"
+    mode: str = "instant"  # which preset/checkpoint serves it
+    request_id: str = field(default_factory=lambda: f"req-{next(_request_ids)}")
+
+
+@dataclass
+class Candidate:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "eos" | "stop" | "length" | "cancelled"
+    logprob: float = 0.0  # sum of log-probabilities of the chosen tokens
+
+
+@dataclass
+class Timings:
+    """Milliseconds spent in each stage, measured by the engine."""
+
+    queue_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache
+    generated_tokens: int = 0
+    draft_tokens: int = 0  # speculative tokens proposed
+    accepted_draft_tokens: int = 0
+
+
+@dataclass
+class CompletionResult:
+    candidates: list[Candidate]
+    timings: Timings = field(default_factory=Timings)
+    cancelled: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.candidates[0].text if self.candidates else ""
+
+
+class CancelledError(Exception):
+    """Raised by `CompletionHandle.result()` when the request was cancelled."""
+
+
+class CompletionHandle:
+    """Future-like handle for a submitted request. Thread-safe."""
+
+    def __init__(self, request: CompletionRequest) -> None:
+        self.request = request
+        self.future: Future[CompletionResult] = Future()
+        self.cancel_event = threading.Event()
+        self.submitted_at = time.perf_counter()
+
+    def cancel(self) -> None:
+        """Ask the engine to stop; the decode loop checks this between steps."""
+        self.cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self, timeout: float | None = None) -> CompletionResult:
+        return self.future.result(timeout)
+
+
+# Called with (candidate index, new text) as tokens are produced.
+StreamCallback = Callable[[int, str], None]
+
+
+class CompletionBackend(Protocol):
+    """Anything that completes prompts: the in-process engine or a LAN-server client."""
+
+    tokenizer_path: str  # tokenizer.json the caller must pack prompts with
+
+    def fim_orders(self, mode: str) -> tuple[str, ...]:
+        """FIM orders ("psm", "spm") the checkpoint serving `mode` was trained on."""
+        ...
+
+    def submit(self, request: CompletionRequest, on_text: StreamCallback | None = None) -> CompletionHandle:
+        ...
+
+    def stats(self) -> dict:
+        """Model names, cache statistics and recent latencies, for `deepfim/status`."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,1 @@
+"""The DeepFIM language server (pygls): inline completions over LSP 3.18."""

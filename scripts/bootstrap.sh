@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates .venv in the checkout and installs DeepFIM into it, once.
+# Usage: scripts/bootstrap.sh [base|dev]
+# Reruns only when pyproject.toml changes (a stamp file in .venv records its hash).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+flavour="${1:-base}"
+python="${PYTHON:-python3}"
+stamp=".venv/.setup-stamp-$flavour"
+want="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/deepfim ]; then
+  exit 0
+fi
+echo "[deepfim] setting up .venv ($flavour) ..." >&2
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+# torch first: with torch already present, pip will not fetch a multi-GB CUDA build.
+.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+if [ "$flavour" = dev ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+fi
+echo "$want" > "$stamp"
+echo "[deepfim] .venv ready" >&2

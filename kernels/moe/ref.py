@@ -1,0 +1,92 @@
+"""V4 mixture-of-experts routing and expert compute, fp32 reference (the CPU path).
+
+Dimension legend: N tokens, D hidden, E routed experts, K experts per token, I expert width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def scores_from_logits(logits: torch.Tensor, score_func: str) -> torch.Tensor:
+    if score_func == "sqrtsoftplus":
+        return torch.sqrt(F.softplus(logits))
+    if score_func == "sigmoid":
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=-1)
+
+
+def route(
+    scores: torch.Tensor,
+    k: int,
+    route_scale: float,
+    bias: torch.Tensor | None = None,
+    fixed_idx: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chooses K experts per token and their weights.
+
+    Args:
+        scores: [N, E] router scores.
+        bias: [E] balancing bias, used for *selection only*.
+        fixed_idx: [N, K] experts fixed by token id (hash layers); overrides selection.
+    Returns:
+        weights [N, K] (unbiased scores renormalised to sum 1, times route_scale), idx [N, K].
+    """
+    if fixed_idx is not None:
+        idx = fixed_idx.long()
+    else:
+        biased = scores if bias is None else scores + bias
+        idx = biased.topk(k, dim=-1, sorted=False).indices
+    weights = scores.gather(1, idx)
+    weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+    return weights * route_scale, idx
+
+
+def swiglu(gate: torch.Tensor, up: torch.Tensor, limit: float) -> torch.Tensor:
+    """silu(min(gate, limit)) * clamp(up, -limit, limit); no clamp when limit <= 0."""
+    if limit > 0:
+        gate = gate.clamp(max=limit)
+        up = up.clamp(-limit, limit)
+    return F.silu(gate) * up
+
+
+def experts_forward(
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    idx: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    w3: torch.Tensor,
+    limit: float,
+) -> torch.Tensor:
+    """Sum over each token's K experts of weight * W2 swiglu(W1 x, W3 x).
+
+    Args:
+        x: [N, D]; weights, idx: [N, K]; w1, w3: [E, I, D]; w2: [E, D, I].
+    """
+    n, k = idx.shape
+    if n * k <= 8:
+        # decode: gather the few experts and run them as one batched matmul
+        flat = idx.reshape(-1)
+        xk = x.repeat_interleave(k, 0).unsqueeze(-1)  # [N*K, D, 1]
+        h = swiglu((w1[flat] @ xk).squeeze(-1), (w3[flat] @ xk).squeeze(-1), limit)  # [N*K, I]
+        h = h * weights.reshape(-1, 1)
+        y = (w2[flat] @ h.unsqueeze(-1)).squeeze(-1)  # [N*K, D]
+        return y.view(n, k, -1).sum(1)
+    out = torch.zeros_like(x)
+    flat_idx = idx.reshape(-1)
+    order = flat_idx.argsort(stable=True)
+    counts = torch.bincount(flat_idx, minlength=w1.shape[0]).tolist()
+    token_of = order // k
+    weight_of = weights.reshape(-1)[order]
+    start = 0
+    for e, count in enumerate(counts):
+        if count == 0:
+            continue
+        tok = token_of[start : start + count]
+        xe = x[tok]  # [n_e, D]
+        h = swiglu(xe @ w1[e].t(), xe @ w3[e].t(), limit) * weight_of[start : start + count, None]
+        out.index_add_(0, tok, h @ w2[e].t())
+        start += count
+    return out

@@ -18,12 +18,12 @@ config (`fim_orders`); V4 checkpoints are PSM-only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from deepfim.engine.tokenizer import Tokenizer
 
 
-class FimOrder(str, Enum):
+class FimOrder(StrEnum):
     PSM = "psm"
     SPM = "spm"
 

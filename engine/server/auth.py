@@ -62,7 +62,7 @@ def new_token() -> tuple[str, str]:
 def _write_private(path: Path, text: str) -> None:
     """Writes atomically with mode 0600 (the file holds secrets or their hashes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
@@ -76,14 +76,8 @@ def _read_users(path: Path) -> list[dict]:
         return []
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AuthError(f"{path}: unreadable users file ({exc})") from exc
-    if (
-        not isinstance(data, dict)
-        or data.get("version") != FILE_VERSION
-        or not isinstance(data.get("users"), list)
-    ):
-        raise AuthError(
-            f"{path}: not a DeepFIM users file (want {{'version': {FILE_VERSION}, 'users': [...]}})"
-        )
+    if not isinstance(data, dict) or data.get("version") != FILE_VERSION or not isinstance(data.get("users"), list):
+        raise AuthError(f"{path}: not a DeepFIM users file (want {{'version': {FILE_VERSION}, 'users': [...]}})")
     for entry in data["users"]:
         if not isinstance(entry, dict) or not all(
             isinstance(entry.get(k), str) for k in ("name", "key_id", "salt", "hash")
@@ -91,9 +85,7 @@ def _read_users(path: Path) -> list[dict]:
             raise AuthError(f"{path}: malformed user entry {entry!r}")
         limits = entry.get("limits", {})
         if not isinstance(limits, dict) or set(limits) - set(LIMIT_KEYS):
-            raise AuthError(
-                f"{path}: user {entry['name']!r} has unknown limits {limits!r} (allowed: {LIMIT_KEYS})"
-            )
+            raise AuthError(f"{path}: user {entry['name']!r} has unknown limits {limits!r} (allowed: {LIMIT_KEYS})")
     return data["users"]
 
 
@@ -146,16 +138,17 @@ class UserStore:
         self._admin_salt = secrets.token_bytes(16)
         self._admin_digest = _digest(self._admin_salt, admin_token) if admin_token else None
         self._by_key: dict[str, dict] = {}
-        self._mtime: float | None = None
+        self._mtime: tuple | None = None
         self._dummy_salt = secrets.token_bytes(16)
         self.reload()
 
     def reload(self) -> None:
-        """Re-reads the users file if it changed (called on every authentication; a stat)."""
+        """Re-reads the users file if it changed (called on every authentication: one stat)."""
         if self.path is None:
             return
         try:
-            mtime = self.path.stat().st_mtime_ns
+            st = self.path.stat()
+            mtime = (st.st_mtime_ns, st.st_size, st.st_ino)  # add_user replaces the file: new inode
         except FileNotFoundError:
             mtime = None
         if mtime == self._mtime:
@@ -178,9 +171,7 @@ class UserStore:
         """The principal a token belongs to, or None. Never raises on bad input."""
         if not isinstance(token, str) or len(token) > 256:
             return None
-        if self._admin_digest is not None and hmac.compare_digest(
-            _digest(self._admin_salt, token), self._admin_digest
-        ):
+        if self._admin_digest is not None and hmac.compare_digest(_digest(self._admin_salt, token), self._admin_digest):
             return Principal(name="admin", role="admin")
         self.reload()
         match = TOKEN_RE.match(token)
@@ -188,8 +179,6 @@ class UserStore:
         if entry is None:
             hmac.compare_digest(_digest(self._dummy_salt, token), bytes(32))  # same work as a real check
             return None
-        if not hmac.compare_digest(
-            _digest(bytes.fromhex(entry["salt"]), token), bytes.fromhex(entry["hash"])
-        ):
+        if not hmac.compare_digest(_digest(bytes.fromhex(entry["salt"]), token), bytes.fromhex(entry["hash"])):
             return None
         return Principal(name=entry["name"], role="user", limits=dict(entry.get("limits", {})))

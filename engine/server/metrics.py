@@ -97,9 +97,7 @@ class ServerMetrics:
             "deepfim_time_to_first_text_seconds", "Request arrival to first streamed text", ("mode",)
         )
         self.prompt_tokens = Counter("deepfim_prompt_tokens_total", "Prompt tokens of admitted requests")
-        self.cached_tokens = Counter(
-            "deepfim_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache"
-        )
+        self.cached_tokens = Counter("deepfim_cached_prompt_tokens_total", "Prompt tokens served from the prefix cache")
         self.generated_tokens = Counter("deepfim_generated_tokens_total", "Tokens generated")
         self.user_requests = Counter(
             "deepfim_user_requests_total", "Requests per user and outcome", ("user", "outcome"), per_user=True

@@ -75,18 +75,14 @@ def decode(body: bytes) -> dict:
         raise ProtocolError("bad_message", f"a message must be a msgpack map, got {type(msg).__name__}")
     version = msg.get("v")
     if version != VERSION:
-        raise ProtocolError(
-            "unsupported_version", f"protocol version {version!r} is not supported (want {VERSION})"
-        )
+        raise ProtocolError("unsupported_version", f"protocol version {version!r} is not supported (want {VERSION})")
     kind = msg.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("bad_message", f"field 'type' must be a string, got {kind!r}")
     return msg
 
 
-async def read_frame(
-    reader: asyncio.StreamReader, max_bytes: int, idle_timeout: float, frame_timeout: float
-) -> bytes:
+async def read_frame(reader: asyncio.StreamReader, max_bytes: int, idle_timeout: float, frame_timeout: float) -> bytes:
     """The next frame's body.
 
     Waits up to `idle_timeout` for a frame to start; once its first byte is here, the rest
@@ -99,9 +95,7 @@ async def read_frame(
     except asyncio.IncompleteReadError:
         raise ConnectionClosed("peer closed the connection") from None
     except TimeoutError:
-        raise ProtocolError(
-            "timeout", f"no frame within {idle_timeout:g} s of idleness", fatal=True
-        ) from None
+        raise ProtocolError("timeout", f"no frame within {idle_timeout:g} s of idleness", fatal=True) from None
     try:
         async with asyncio.timeout(frame_timeout):
             (length,) = HEADER.unpack(first + await reader.readexactly(HEADER.size - 1))
@@ -113,9 +107,7 @@ async def read_frame(
     except asyncio.IncompleteReadError:
         raise ConnectionClosed("peer closed the connection in the middle of a frame") from None
     except TimeoutError:
-        raise ProtocolError(
-            "timeout", f"frame not completed within {frame_timeout:g} s", fatal=True
-        ) from None
+        raise ProtocolError("timeout", f"frame not completed within {frame_timeout:g} s", fatal=True) from None
 
 
 def read_frame_sync(sock: socket.socket, max_bytes: int) -> bytes:
@@ -229,9 +221,7 @@ def parse_priority(value, rid: str | None) -> Priority:
         return Priority[value.upper()]
     if type(value) is int and value in {p.value for p in Priority}:
         return Priority(value)
-    raise ProtocolError(
-        "bad_request", f"unknown priority {value!r} (instant, expert, background)", request_id=rid
-    )
+    raise ProtocolError("bad_request", f"unknown priority {value!r} (instant, expert, background)", request_id=rid)
 
 
 def parse_sampling(raw: dict, rid: str | None) -> SamplingParams:
@@ -243,9 +233,7 @@ def parse_sampling(raw: dict, rid: str | None) -> SamplingParams:
             "bad_request", f"'stop' must be a list of at most {MAX_STOP_STRINGS} strings", request_id=rid
         )
     if any(not isinstance(s, str) or len(s) > MAX_STOP_CHARS for s in stop):
-        raise ProtocolError(
-            "bad_request", f"stop strings must be strings of ≤ {MAX_STOP_CHARS} chars", request_id=rid
-        )
+        raise ProtocolError("bad_request", f"stop strings must be strings of ≤ {MAX_STOP_CHARS} chars", request_id=rid)
     number = (int, float)
     try:
         return SamplingParams(

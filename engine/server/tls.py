@@ -34,9 +34,7 @@ def _san(hosts: list[str]) -> str:
     return ",".join(entries)
 
 
-def make_self_signed_cert(
-    out_dir: str | Path, hosts: list[str], days: int = DEFAULT_DAYS
-) -> tuple[Path, Path]:
+def make_self_signed_cert(out_dir: str | Path, hosts: list[str], days: int = DEFAULT_DAYS) -> tuple[Path, Path]:
     """Writes ``cert.pem`` and ``key.pem`` (mode 0600) into `out_dir`; returns their paths.
 
     The certificate names every host in `hosts` plus localhost/127.0.0.1/::1, so clients

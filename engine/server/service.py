@@ -1,0 +1,305 @@
+"""The transport-independent core of the team server.
+
+Both front ends (msgpack over TCP, HTTP) hand authenticated, parsed requests to a
+`CompletionService`, which applies the user's limits, chooses the namespace, queues the
+request for fair admission, submits it to the backend and reports text and the result
+back through a `JobSink`. Everything here runs on the server's event loop thread; the
+backend's callbacks (engine threads) are marshalled onto it with `call_soon_threadsafe`.
+
+Namespaces: a request always runs in ``user:<name>`` — whatever the client says — unless
+it asks for one of the configured shared team namespaces (``team:<name>``). The engine
+never reuses cached state across namespaces, so one user's code cannot surface in
+another's completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import hashlib
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Protocol
+
+from deepfim.engine.api import CancelledError, CompletionBackend, CompletionRequest, CompletionResult
+from deepfim.engine.server.admission import Admission, Ticket
+from deepfim.engine.server.auth import Principal, UserStore
+from deepfim.engine.server.limits import Limits, TokenBucket
+from deepfim.engine.server.metrics import ServerMetrics
+from deepfim.engine.server.protocol import CompleteSpec, ProtocolError
+from deepfim.engine.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+KNOWN_MODES = ("instant", "expert")
+
+
+class JobSink(Protocol):
+    """Where a job's output goes (a msgpack connection or an HTTP response)."""
+
+    def on_text(self, job: Job, index: int, text: str) -> None: ...
+
+    def on_done(self, job: Job, result: CompletionResult | None, error: ProtocolError | None) -> None: ...
+
+
+@dataclasses.dataclass
+class UserState:
+    limits: Limits
+    bucket: TokenBucket
+    inflight: int = 0
+    connections: int = 0
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """One accepted request from arrival to result."""
+
+    spec: CompleteSpec
+    user: str
+    transport: str
+    sink: JobSink
+    request: CompletionRequest
+    arrived: float = dataclasses.field(default_factory=time.perf_counter)
+    ticket: Ticket | None = None
+    handle: object | None = None  # CompletionHandle once submitted
+    admitted_at: float | None = None
+    first_text_at: float | None = None
+    finished: bool = False
+
+
+class CompletionService:
+    def __init__(
+        self,
+        backend: CompletionBackend,
+        users: UserStore,
+        limits: Limits | None = None,
+        shared_namespaces: tuple[str, ...] = (),
+    ) -> None:
+        self.backend = backend
+        self.users = users
+        self.limits = limits or Limits()
+        self.shared_namespaces = frozenset(shared_namespaces)
+        tok_path = Path(backend.tokenizer_path)
+        self.tokenizer = Tokenizer.from_file(tok_path)
+        self.tokenizer_bytes = (tok_path / "tokenizer.json" if tok_path.is_dir() else tok_path).read_bytes()
+        self.tokenizer_sha256 = hashlib.sha256(self.tokenizer_bytes).hexdigest()
+        self.fim_orders = {}
+        for mode in KNOWN_MODES:
+            try:
+                self.fim_orders[mode] = list(backend.fim_orders(mode))
+            except (KeyError, ValueError):
+                continue  # this backend does not serve `mode`
+        if not self.fim_orders:
+            raise ValueError("the backend serves none of the modes " + ", ".join(KNOWN_MODES))
+        self.admission = Admission(self.limits.max_backend_inflight)
+        self.connections = {"msgpack": 0, "http": 0}
+        self.metrics = ServerMetrics(self._gauges)
+        self._user_state: dict[str, UserState] = {}
+        self._seq = itertools.count(1)
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by the server on start
+
+    # ------------------------------------------------------------ users and limits
+
+    def authenticate(self, token: object) -> Principal | None:
+        return self.users.authenticate(token)
+
+    def state(self, principal: Principal) -> UserState:
+        st = self._user_state.get(principal.name)
+        limits = self.limits.for_user(principal.limits)
+        if st is None or st.limits != limits:  # new user, or the users file changed their limits
+            bucket = TokenBucket(limits.requests_per_second, limits.burst)
+            st = self._user_state[principal.name] = UserState(
+                limits, bucket, st.inflight if st else 0, st.connections if st else 0
+            )
+        return st
+
+    def open_connection(self, principal: Principal, transport: str) -> None:
+        st = self.state(principal)
+        if st.connections >= st.limits.max_connections_per_user:
+            raise ProtocolError(
+                "too_many_connections",
+                f"user {principal.name!r} has {st.connections} connections open",
+                fatal=True,
+            )
+        st.connections += 1
+
+    def close_connection(self, principal: Principal) -> None:
+        self.state(principal).connections -= 1
+
+    def namespace_for(self, principal: Principal, requested: str | None, rid: str) -> str:
+        if requested is None or requested == f"user:{principal.name}":
+            return f"user:{principal.name}"
+        name = requested.removeprefix("team:")
+        if name in self.shared_namespaces:
+            return f"team:{name}"
+        raise ProtocolError("forbidden", f"namespace {requested!r} is not a shared team namespace", request_id=rid)
+
+    def welcome(self, principal: Principal) -> dict:
+        return {
+            "user": principal.name,
+            "role": principal.role,
+            "modes": self.fim_orders,
+            "tokenizer_sha256": self.tokenizer_sha256,
+            "tokenizer_bytes": len(self.tokenizer_bytes),
+            "vocab_size": self.tokenizer.vocab_size,
+            "limits": self.limits.for_user(principal.limits).public(),
+            "shared_namespaces": sorted(self.shared_namespaces),
+        }
+
+    def reject(self, principal: Principal | None, code: str) -> None:
+        """Counts an error reply (and, per user, a refused request)."""
+        self.metrics.errors.inc(code)
+        if principal is not None:
+            self.metrics.user_rejected.inc(principal.name, code)
+
+    # ------------------------------------------------------------ requests
+
+    def start(self, principal: Principal, spec: CompleteSpec, sink: JobSink, transport: str) -> Job:
+        """Checks limits, then queues the request; ProtocolError says why it was refused."""
+        if principal.is_admin:
+            raise ProtocolError("forbidden", "the admin token cannot request completions", request_id=spec.id)
+        st = self.state(principal)
+        lim = st.limits
+        if spec.mode not in self.fim_orders:
+            raise ProtocolError(
+                "unknown_mode",
+                f"mode {spec.mode!r} is not served (serving {sorted(self.fim_orders)})",
+                request_id=spec.id,
+            )
+        if len(spec.prompt) > lim.max_prompt_tokens:
+            raise ProtocolError(
+                "prompt_too_long",
+                f"prompt of {len(spec.prompt)} tokens exceeds your limit of {lim.max_prompt_tokens}",
+                request_id=spec.id,
+            )
+        if spec.sampling.max_tokens > lim.max_new_tokens:
+            raise ProtocolError(
+                "bad_request",
+                f"max_tokens {spec.sampling.max_tokens} exceeds your limit of {lim.max_new_tokens}",
+                request_id=spec.id,
+            )
+        namespace = self.namespace_for(principal, spec.namespace, spec.id)
+        if st.inflight >= lim.max_inflight:
+            raise ProtocolError(
+                "too_many_inflight",
+                f"{st.inflight} requests already in flight (limit {lim.max_inflight})",
+                request_id=spec.id,
+            )
+        wait = st.bucket.take()
+        if wait > 0:
+            raise ProtocolError(
+                "rate_limited",
+                f"over {lim.requests_per_second:g} requests/s; retry in {wait * 1000:.0f} ms",
+                request_id=spec.id,
+            )
+        request = CompletionRequest(
+            prompt=spec.prompt,
+            sampling=spec.sampling,
+            priority=spec.priority,
+            namespace=namespace,
+            mode=spec.mode,
+            request_id=f"{principal.name}/{next(self._seq)}/{spec.id}",
+        )
+        job = Job(spec, principal.name, transport, sink, request)
+        st.inflight += 1
+        job.ticket = self.admission.enqueue(principal.name, spec.priority, lambda: self._launch(job))
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Withdraws a queued job, or asks the engine to stop a running one (idempotent)."""
+        if job.finished:
+            return
+        if job.ticket is not None and self.admission.withdraw(job.ticket):
+            self._finish(job, None, ProtocolError("cancelled", "cancelled before it started", request_id=job.spec.id))
+        elif job.handle is not None:
+            job.handle.cancel()
+
+    def _launch(self, job: Job) -> None:
+        job.admitted_at = time.perf_counter()
+        loop = self.loop
+        assert loop is not None, "service used before the server started"
+
+        def on_text(index: int, text: str) -> None:  # engine thread
+            _post(loop, self._text, job, index, text)
+
+        try:
+            job.handle = self.backend.submit(job.request, on_text)
+        except Exception as exc:
+            log.exception("backend refused request %s", job.request.request_id)
+            loop.call_soon(self._finish, job, None, ProtocolError("backend_error", str(exc), request_id=job.spec.id))
+            return
+        job.handle.future.add_done_callback(lambda fut: _post(loop, self._done, job, fut))
+
+    def _text(self, job: Job, index: int, text: str) -> None:
+        if job.finished or not text:
+            return
+        if job.first_text_at is None:
+            job.first_text_at = time.perf_counter()
+            self.metrics.first_text.observe(job.first_text_at - job.arrived, job.spec.mode)
+        job.sink.on_text(job, index, text)
+
+    def _done(self, job: Job, fut: concurrent.futures.Future) -> None:
+        try:
+            result = fut.result()
+        except (CancelledError, concurrent.futures.CancelledError):
+            self._finish(job, None, ProtocolError("cancelled", "cancelled", request_id=job.spec.id))
+            return
+        except Exception as exc:
+            log.error("request %s failed in the backend: %r", job.request.request_id, exc)
+            self._finish(
+                job,
+                None,
+                ProtocolError("backend_error", str(exc) or type(exc).__name__, request_id=job.spec.id),
+            )
+            return
+        waited_ms = ((job.admitted_at or job.arrived) - job.arrived) * 1000.0
+        result = dataclasses.replace(
+            result, timings=dataclasses.replace(result.timings, queue_ms=result.timings.queue_ms + waited_ms)
+        )
+        self._finish(job, result, None)
+
+    def _finish(self, job: Job, result: CompletionResult | None, error: ProtocolError | None) -> None:
+        if job.finished:
+            return
+        job.finished = True
+        if job.ticket is not None:
+            self.admission.finished(job.ticket)
+        self._user_state[job.user].inflight -= 1
+        outcome = "error" if error is not None and error.code != "cancelled" else "ok"
+        if (error is not None and error.code == "cancelled") or (result is not None and result.cancelled):
+            outcome = "cancelled"
+        m = self.metrics
+        m.requests.inc(job.transport, job.spec.mode, outcome)
+        m.user_requests.inc(job.user, outcome)
+        m.latency.observe(time.perf_counter() - job.arrived, job.spec.mode)
+        if error is not None:
+            m.errors.inc(error.code)
+        if result is not None:
+            t = result.timings
+            m.prompt_tokens.inc(amount=t.prompt_tokens or len(job.request.prompt))
+            m.cached_tokens.inc(amount=t.cached_tokens)
+            generated = t.generated_tokens or sum(len(c.token_ids) for c in result.candidates)
+            m.generated_tokens.inc(amount=generated)
+            m.user_tokens.inc(job.user, amount=generated)
+        try:
+            job.sink.on_done(job, result, error)
+        except Exception:
+            log.exception("delivering the result of %s failed", job.request.request_id)
+
+    def _gauges(self) -> dict[str, dict[tuple, float]]:
+        return {
+            "deepfim_active_connections": {(k,): float(v) for k, v in self.connections.items()},
+            "deepfim_inflight_requests": {(): float(self.admission.running)},
+            "deepfim_queued_requests": {(): float(self.admission.queued)},
+        }
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    """Runs `fn(*args)` on the server loop from any thread; dropped once the loop is closed."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass  # the server is shutting down; nobody is left to tell

@@ -1,0 +1,331 @@
+"""`RemoteBackend`: a `CompletionBackend` that completes on a LAN team server.
+
+Callers cannot tell it from the in-process engine: `submit` returns a `CompletionHandle`
+whose future completes from the streamed frames, `handle.cancel()` sends a cancel frame,
+and `tokenizer_path` points at the server's tokenizer.json, fetched once at connect and
+cached by hash under `deepfim.env.cache_dir()`.
+
+All socket work happens on a private asyncio loop thread (one TLS object is never touched
+by two threads). A lost connection fails the requests it carried with `RemoteBackendError`;
+the next `submit` reconnects (with back-off while the server stays unreachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import itertools
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from deepfim import env
+from deepfim.engine.api import (
+    CancelledError,
+    Candidate,
+    CompletionHandle,
+    CompletionRequest,
+    CompletionResult,
+    Timings,
+)
+from deepfim.engine.server import protocol
+from deepfim.engine.server.protocol import ConnectionClosed, ProtocolError
+from deepfim.engine.server.tls import client_context, is_loopback
+
+log = logging.getLogger(__name__)
+MAX_INCOMING_FRAME = 256 << 20  # the tokenizer frame is the big one (a few MiB)
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class RemoteBackendError(ConnectionError):
+    """The server cannot be reached, refused the token, or the connection was lost."""
+
+
+class RemoteError(RuntimeError):
+    """The server refused or failed one request; `code` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); ValueError names a bad address."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"server address {address!r} must look like host:port")
+    return host, int(port)
+
+
+class RemoteHandle(CompletionHandle):
+    def __init__(self, request: CompletionRequest, backend: RemoteBackend) -> None:
+        super().__init__(request)
+        self._backend = backend
+        self.wire_id: str | None = None
+
+    def cancel(self) -> None:
+        super().cancel()
+        self._backend._post(self._backend._send_cancel, self)
+
+
+class RemoteBackend:
+    """Client of `deepfim serve`. Connects in the constructor (raises RemoteBackendError)."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        ca_file: str | None = None,
+        *,
+        tls: bool = True,
+        timeout_s: float = 10.0,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.address = address
+        self.host, self.port = parse_address(address)
+        if not tls and not is_loopback(self.host):
+            raise ValueError(f"plain TCP is only allowed to a loopback address, not {self.host!r}")
+        self._ssl = client_context(ca_file) if tls else None
+        self._token, self._timeout = token, timeout_s
+        self._cache = Path(cache_dir) if cache_dir else env.cache_dir() / "remote"
+        self._ids = itertools.count(1)
+        self._pending: dict[str, tuple[RemoteHandle, object]] = {}
+        self._replies: deque[asyncio.Future] = deque()
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task | None = None
+        self._connecting: asyncio.Task | None = None
+        self._failures, self._retry_at = 0, 0.0
+        self._closed = False
+        self.welcome: dict = {}
+        self.tokenizer_path = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="deepfim-remote", daemon=True)
+        self._thread.start()
+        try:
+            self._call(self._ensure_connected(), timeout_s * 3)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ CompletionBackend
+
+    def fim_orders(self, mode: str) -> tuple[str, ...]:
+        modes = self.welcome.get("modes", {})
+        if mode not in modes:
+            raise ValueError(f"mode {mode!r} is not served by {self.address} (serving {sorted(modes)})")
+        return tuple(modes[mode])
+
+    def submit(self, request: CompletionRequest, on_text=None) -> CompletionHandle:
+        handle = RemoteHandle(request, self)
+        self._post(lambda: asyncio.ensure_future(self._submit(handle, on_text)))
+        return handle
+
+    def stats(self) -> dict:
+        base = {
+            "server": self.address,
+            "user": self.welcome.get("user"),
+            "connected": self._writer is not None,
+        }
+        try:
+            return {**base, **self._call(self._request_reply({"type": "stats"}), self._timeout)["data"]}
+        except Exception as exc:
+            return {**base, "error": str(exc)}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop.close()
+
+    # ------------------------------------------------------------ loop-side work
+
+    def _post(self, fn, *args) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # loop closed: the backend was closed
+            pass
+
+    def _call(self, coro, timeout: float):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _ensure_connected(self) -> None:
+        if self._writer is not None:
+            return
+        if self._connecting is None:  # one attempt at a time, shared by concurrent submits
+            self._connecting = asyncio.ensure_future(self._connect())
+            self._connecting.add_done_callback(lambda _: setattr(self, "_connecting", None))
+        await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> None:
+        if time.monotonic() < self._retry_at:
+            raise RemoteBackendError(
+                f"server {self.address} unreachable; retrying in {self._retry_at - time.monotonic():.1f} s"
+            )
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = await asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl else None,
+                    limit=1 << 20,
+                )
+                writer.write(protocol.encode({"type": "hello", "token": self._token, "client": "deepfim"}))
+                welcome = await self._read(reader)
+                if welcome.get("type") != "welcome":
+                    raise RemoteBackendError(f"server {self.address} refused the connection: {welcome.get('message')}")
+                self.tokenizer_path = str(await self._tokenizer(reader, writer, welcome["tokenizer_sha256"]))
+        except RemoteBackendError:
+            self._backoff()
+            raise
+        except (OSError, TimeoutError, ConnectionClosed, ProtocolError, KeyError) as exc:
+            self._backoff()
+            raise RemoteBackendError(f"cannot connect to team server {self.address}: {exc!r}") from exc
+        self.welcome, self._writer, self._failures = welcome, writer, 0
+        self._reader_task = asyncio.ensure_future(self._read_loop(reader, writer))
+
+    def _backoff(self) -> None:
+        self._retry_at = time.monotonic() + RETRY_DELAYS_S[min(self._failures, len(RETRY_DELAYS_S) - 1)]
+        self._failures += 1
+
+    async def _read(self, reader: asyncio.StreamReader) -> dict:
+        body = await protocol.read_frame(reader, MAX_INCOMING_FRAME, self._timeout, self._timeout)
+        return protocol.decode(body)
+
+    async def _tokenizer(self, reader, writer, sha256: str) -> Path:
+        path = self._cache / f"tokenizer-{sha256}.json"
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            return path
+        writer.write(protocol.encode({"type": "get_tokenizer"}))
+        reply = await self._read(reader)
+        data = reply.get("data")
+        if (
+            reply.get("type") != "tokenizer"
+            or not isinstance(data, bytes)
+            or hashlib.sha256(data).hexdigest() != sha256
+        ):
+            raise RemoteBackendError(f"server {self.address} sent a bad tokenizer frame")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")  # several clients may race here
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return path
+
+    async def _submit(self, handle: RemoteHandle, on_text) -> None:
+        if handle.cancelled:
+            handle.future.set_exception(CancelledError("cancelled before it was sent"))
+            return
+        try:
+            await self._ensure_connected()
+        except RemoteBackendError as exc:
+            handle.future.set_exception(exc)
+            return
+        if self._writer is None:  # connected, then dropped before we got to write
+            handle.future.set_exception(RemoteBackendError(f"lost connection to team server {self.address}"))
+            return
+        req = handle.request
+        handle.wire_id = str(next(self._ids))
+        self._pending[handle.wire_id] = (handle, on_text)
+        msg = {
+            "type": "complete",
+            "id": handle.wire_id,
+            "prompt": protocol.pack_prompt(req.prompt),
+            "mode": req.mode,
+            "priority": req.priority.name.lower(),
+            "sampling": dataclasses.asdict(req.sampling),
+        }
+        msg["sampling"]["stop"] = list(req.sampling.stop)
+        if req.namespace.startswith("team:"):  # anything else: the server uses the user's own namespace
+            msg["namespace"] = req.namespace
+        self._writer.write(protocol.encode(msg))
+        if handle.cancelled:  # cancelled while connecting
+            self._send_cancel(handle)
+
+    def _send_cancel(self, handle: RemoteHandle) -> None:
+        if self._writer is not None and handle.wire_id in self._pending:
+            self._writer.write(protocol.encode({"type": "cancel", "id": handle.wire_id}))
+
+    async def _request_reply(self, msg: dict) -> dict:
+        await self._ensure_connected()
+        reply = self._loop.create_future()
+        self._replies.append(reply)
+        self._writer.write(protocol.encode(msg))
+        return await reply
+
+    async def _read_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reason = "server closed the connection"
+        try:
+            while True:
+                self._dispatch(protocol.decode(await protocol.read_frame(reader, MAX_INCOMING_FRAME, 1e9, 60.0)))
+        except asyncio.CancelledError:
+            reason = "backend closed"
+        except RemoteBackendError as exc:
+            reason = str(exc)
+        except (ConnectionClosed, ProtocolError, OSError) as exc:
+            reason = str(exc) or repr(exc)
+        self._drop(writer, reason)
+
+    def _drop(self, writer: asyncio.StreamWriter, reason: str) -> None:
+        if self._writer is writer:
+            self._writer = None
+        writer.transport.abort()
+        error = RemoteBackendError(f"lost connection to team server {self.address}: {reason}")
+        pending, self._pending = self._pending, {}
+        for handle, _ in pending.values():
+            if not handle.future.done():
+                handle.future.set_exception(error)
+        while self._replies:
+            self._replies.popleft().set_exception(error)
+
+    def _dispatch(self, msg: dict) -> None:
+        kind, rid = msg.get("type"), msg.get("id")
+        if kind == "chunk":
+            entry = self._pending.get(rid)
+            if entry is not None and entry[1] is not None:
+                try:
+                    entry[1](msg["index"], msg["text"])
+                except Exception:
+                    log.exception("on_text callback failed for %s", rid)
+        elif kind == "result" and rid in self._pending:
+            handle, _ = self._pending.pop(rid)
+            handle.future.set_result(_result(msg))
+        elif kind == "error" and rid in self._pending:
+            handle, _ = self._pending.pop(rid)
+            code, text = msg.get("code"), msg.get("message", "")
+            handle.future.set_exception(CancelledError(text) if code == "cancelled" else RemoteError(code, text))
+        elif kind == "error" and msg.get("fatal"):
+            raise RemoteBackendError(f"server closed the connection: {msg.get('code')}: {msg.get('message')}")
+        elif kind in ("stats", "users", "pong") and self._replies:
+            self._replies.popleft().set_result(msg)
+        elif kind == "error" and self._replies and rid is None:
+            self._replies.popleft().set_exception(RemoteError(msg.get("code"), msg.get("message", "")))
+        else:
+            log.debug("ignoring %s frame for %r", kind, rid)
+
+    async def _shutdown(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            await asyncio.gather(self._reader_task, return_exceptions=True)
+
+
+def _fields(cls, data: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}  # newer servers may send more
+
+
+def _result(msg: dict) -> CompletionResult:
+    return CompletionResult(
+        candidates=[Candidate(**_fields(Candidate, c)) for c in msg.get("candidates", [])],
+        timings=Timings(**_fields(Timings, msg.get("timings", {}))),
+        cancelled=bool(msg.get("cancelled")),
+    )

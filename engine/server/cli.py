@@ -1,0 +1,179 @@
+"""`deepfim serve`, `deepfim make-cert` and `deepfim add-user`.
+
+Defaults keep the three commands in agreement without flags: the users file, admin token
+and certificate live under ``<cache dir>/server/``. `serve` binds to 127.0.0.1 unless told
+``--host 0.0.0.0``, and creates a self-signed certificate on first start when none is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from deepfim import env
+
+log = logging.getLogger(__name__)
+DEFAULT_PORT = 7431
+
+
+def _server_dir() -> Path:
+    return env.cache_dir() / "server"
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    if command == "make-cert":
+        parser.add_argument("--out", required=True, help="directory for cert.pem and key.pem")
+        parser.add_argument("--host", action="append", default=[], help="host name or IP the cert is for (repeat)")
+        parser.add_argument("--days", type=int, default=825)
+        return
+    parser.add_argument("--users", default=str(_server_dir() / "users.json"), help="users file (JSON)")
+    if command == "add-user":
+        parser.add_argument("name", help="user name (letters, digits, . _ -)")
+        parser.add_argument("--replace", action="store_true", help="issue a new token for an existing user")
+        return
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for the whole LAN)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="msgpack protocol port")
+    parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default: --port + 1)")
+    parser.add_argument("--no-http", action="store_true", help="do not serve /health, /metrics, /v1/completions")
+    parser.add_argument("--cert", help="TLS certificate (PEM); default: made once under the cache dir")
+    parser.add_argument("--key", help="TLS private key (PEM)")
+    parser.add_argument("--insecure-no-tls", action="store_true", help="plain TCP, loopback debugging only")
+    parser.add_argument(
+        "--admin-token-file",
+        default=str(_server_dir() / "admin-token"),
+        help="file holding the admin token (created when missing)",
+    )
+    parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: the embedded model)")
+    parser.add_argument("--expert-checkpoint", default=None, help="checkpoint serving expert mode")
+    parser.add_argument(
+        "--shared-namespace",
+        action="append",
+        default=[],
+        help="a team namespace every user may share cached state in (repeat)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-frame-bytes", type=int)
+    limits.add_argument("--max-prompt-tokens", type=int, help="per request, per user")
+    limits.add_argument("--max-new-tokens", type=int)
+    limits.add_argument("--rate", type=float, dest="requests_per_second", help="requests/s per user")
+    limits.add_argument("--burst", type=int)
+    limits.add_argument("--max-inflight", type=int, help="queued + running requests per user")
+    limits.add_argument("--max-backend-inflight", type=int, help="requests handed to the engine at once")
+    limits.add_argument("--max-connections", type=int)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfim.engine.server.auth import AuthError
+    from deepfim.engine.server.tls import CertError
+
+    try:
+        if args.command == "make-cert":
+            return _make_cert(args)
+        if args.command == "add-user":
+            return _add_user(args)
+        return _serve(args)
+    except (AuthError, CertError, ValueError) as exc:
+        print(f"deepfim {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _make_cert(args) -> int:
+    from deepfim.engine.server.tls import make_self_signed_cert
+
+    cert, key = make_self_signed_cert(args.out, args.host or [socket.gethostname()], args.days)
+    print(f"certificate: {cert}\nprivate key: {key}\nclients trust it with: tlsCa = {cert}")
+    return 0
+
+
+def _add_user(args) -> int:
+    from deepfim.engine.server.auth import add_user
+
+    token = add_user(args.users, args.name, replace=args.replace)
+    print(
+        f"user {args.name!r} added to {args.users}; give them this token (it is shown only once):",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+def _limits(args):
+    import dataclasses
+
+    from deepfim.engine.server.limits import Limits
+
+    names = {f.name for f in dataclasses.fields(Limits)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return Limits(**given)
+
+
+def _tls(args):
+    from deepfim.engine.server.tls import (
+        CERT_NAME,
+        KEY_NAME,
+        is_loopback,
+        make_self_signed_cert,
+        server_context,
+    )
+
+    if args.insecure_no_tls:
+        if not is_loopback(args.host):
+            raise ValueError(f"--insecure-no-tls is only allowed with a loopback --host, not {args.host!r}")
+        log.warning("*** TLS IS OFF: tokens and code travel in clear text (loopback debugging only) ***")
+        return None
+    if bool(args.cert) != bool(args.key):
+        raise ValueError("give both --cert and --key, or neither")
+    cert, key = args.cert, args.key
+    if cert is None:
+        tls_dir = _server_dir() / "tls"
+        cert, key = tls_dir / CERT_NAME, tls_dir / KEY_NAME
+        if not cert.exists():
+            hosts = [socket.gethostname()] + ([args.host] if args.host not in ("0.0.0.0", "::", "") else [])
+            make_self_signed_cert(tls_dir, hosts)
+            print(f"made a self-signed certificate: {cert} (clients trust it with tlsCa)", file=sys.stderr)
+    return server_context(cert, key)
+
+
+def make_backend(checkpoint: str | None, expert_checkpoint: str | None):
+    """The in-process engine: instant mode from `checkpoint`, expert mode from `expert_checkpoint`."""
+    from deepfim.engine import DEFAULT_MODEL_DIR
+    from deepfim.engine.local import LocalBackend
+
+    return LocalBackend(checkpoint or DEFAULT_MODEL_DIR, expert_checkpoint=expert_checkpoint)
+
+
+def _serve(args) -> int:
+    from deepfim.engine.server.auth import UserStore, load_admin_token
+    from deepfim.engine.server.server import TeamServer
+
+    limits = _limits(args)
+    ssl_context = _tls(args)
+    users = UserStore(args.users, load_admin_token(args.admin_token_file))
+    if not users.user_names():
+        raise ValueError(f"no users in {args.users}; add one with `deepfim add-user NAME --users {args.users}`")
+    backend = make_backend(args.checkpoint, args.expert_checkpoint)
+    http_port = None if args.no_http else (args.http_port if args.http_port is not None else args.port + 1)
+    server = TeamServer(
+        backend,
+        users,
+        host=args.host,
+        port=args.port,
+        http_port=http_port,
+        ssl_context=ssl_context,
+        limits=limits,
+        shared_namespaces=tuple(args.shared_namespace),
+    )
+    print(
+        f"deepfim team server: {args.host}:{args.port} (msgpack), HTTP {http_port or 'off'}, "
+        f"{len(users.user_names())} users",
+        file=sys.stderr,
+    )
+    try:
+        asyncio.run(server.serve_forever())
+    finally:
+        backend.close()
+    return 0

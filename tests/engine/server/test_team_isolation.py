@@ -1,0 +1,91 @@
+"""One user's code never reaches another user's completion (per-user namespaces).
+
+The backend keeps per-namespace state like a prefix cache; the server must put every
+request in the authenticated user's namespace whatever the client claims. Evidence used:
+the canary string (never in another user's text) and `cached_tokens` (no reuse of state
+computed from another user's prompt). The positive controls show the probes would see a
+leak if there were one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deepfim.engine.api import CompletionRequest, SamplingParams
+from deepfim.engine.prompt import build_fim_prompt
+from deepfim.engine.server.client import RemoteError
+from deepfim.engine.tokenizer import Tokenizer
+
+CANARY = "CANARY-7f3a9c1e55d0"
+SECRET_FILE = f"import os\n\nAPI_KEY = '{CANARY}'\nTIMEOUT = 30\n\ndef connect():\n    return API_KEY\n"
+PROBE_PREFIX = "import os\n\nAPI_KEY = '"
+SUFFIX = "'\nTIMEOUT = 30\n"
+
+
+def _complete(client, prefix: str, suffix: str = SUFFIX, namespace: str = "local"):
+    tok = Tokenizer.from_file(client.tokenizer_path)
+    ids = build_fim_prompt(tok, prefix, suffix).ids
+    req = CompletionRequest(ids, SamplingParams(max_tokens=40), namespace=namespace)
+    return client.submit(req).result(30)
+
+
+def test_canary_in_one_users_context_never_reaches_another(team):
+    alice, bob = team.client("alice"), team.client("bob")
+    _complete(alice, SECRET_FILE, "")  # alice's file, with the secret, is now in her cached state
+    bob_result = _complete(bob, PROBE_PREFIX)
+    assert CANARY not in bob_result.text
+    assert bob_result.timings.cached_tokens == 0  # nothing computed from alice's prompt was reused
+    again = _complete(alice, SECRET_FILE, "")
+    assert again.timings.cached_tokens > 0  # control: the cache does work within one user
+    if team.uses_double:  # control: the same probe in alice's own namespace recalls her text
+        assert CANARY in _complete(alice, PROBE_PREFIX).text
+
+
+def test_client_supplied_namespaces_are_not_trusted(team):
+    alice, bob = team.client("alice"), team.client("bob")
+    _complete(alice, SECRET_FILE, "")
+    for claimed in ("team:alice", "team:nonexistent"):
+        with pytest.raises(RemoteError) as info:
+            _complete(bob, PROBE_PREFIX, namespace=claimed)
+        assert info.value.code == "forbidden"
+    # RemoteBackend never sends a private namespace: bob's "user:alice" runs as bob.
+    assert CANARY not in _complete(bob, PROBE_PREFIX, namespace="user:alice").text
+    conn = team.raw()  # a hand-made frame claiming alice's namespace is refused the same way
+    conn.hello(team.tokens["bob"])
+    conn.send({"type": "complete", "id": "x", "prompt": [1, 2, 3], "namespace": "user:alice"})
+    assert conn.recv()["code"] == "forbidden"
+    if team.uses_double:
+        assert [r.namespace for r in team.backend.submitted] == ["user:alice", "user:bob"]
+
+
+def test_every_request_runs_in_its_users_namespace(team):
+    for name in ("alice", "bob", "carol"):
+        _complete(team.client(name), f"# {name}\n", "")
+    if team.uses_double:
+        assert [r.namespace for r in team.backend.submitted] == ["user:alice", "user:bob", "user:carol"]
+
+
+def test_configured_team_namespace_is_shared_on_purpose(team):
+    alice, bob = team.client("alice"), team.client("bob")
+    _complete(alice, SECRET_FILE, "", namespace="team:core")
+    shared = _complete(bob, SECRET_FILE, "", namespace="team:core")
+    assert shared.timings.cached_tokens > 0  # bob reuses what alice computed in the team namespace
+    private = _complete(bob, PROBE_PREFIX)
+    assert CANARY not in private.text  # ...but his own namespace stays separate
+
+
+def test_openai_endpoint_is_isolated_too(team):
+    _complete(team.client("alice"), SECRET_FILE, "")
+    for _ in range(2):
+        status, _, data = team.http(
+            "POST", "/v1/completions", team.tokens["bob"], {"prompt": PROBE_PREFIX, "suffix": SUFFIX, "max_tokens": 40}
+        )
+        assert status == 200 and CANARY not in json.loads(data)["choices"][0]["text"]
+    status, _, data = team.http(
+        "POST", "/v1/completions", team.tokens["alice"], {"prompt": PROBE_PREFIX, "suffix": SUFFIX, "max_tokens": 40}
+    )
+    assert status == 200
+    if team.uses_double:
+        assert CANARY in json.loads(data)["choices"][0]["text"]

@@ -120,11 +120,7 @@ def assign_units(files: list[tuple[str, int]], max_bytes: int = UNIT_MAX_BYTES) 
         parts = path.split("/")
         first = 2 if parts[0].startswith("@") else 1  # an npm scope is not a package
         unit = next(
-            (
-                "/".join(parts[:d])
-                for d in range(first, len(parts))
-                if subtree["/".join(parts[:d])] <= max_bytes
-            ),
+            ("/".join(parts[:d]) for d in range(first, len(parts)) if subtree["/".join(parts[:d])] <= max_bytes),
             "/".join(parts[:-1]) + "/*" if len(parts) > 1 else path,
         )
         units[path] = unit
@@ -157,9 +153,7 @@ def choose_heldout(files: list[CorpusFile], holdout_ok: dict[str, bool], fractio
 
 
 def _tests_of_heldout_stdlib(path: str, held_stdlib_tops: set[str]) -> bool:
-    return any(
-        part.removesuffix(".py").removeprefix("test_") in held_stdlib_tops for part in path.split("/")[1:2]
-    )
+    return any(part.removesuffix(".py").removeprefix("test_") in held_stdlib_tops for part in path.split("/")[1:2])
 
 
 def build_corpus(sources: list[Source], fraction: float = HELDOUT_FRACTION) -> tuple[list[CorpusFile], dict]:
@@ -191,15 +185,11 @@ def build_corpus(sources: list[Source], fraction: float = HELDOUT_FRACTION) -> t
             lang = EXTENSIONS[Path(rel).suffix]
             package = rel.rsplit("/", 1)[0] if "/" in rel else ""
             files.append(
-                CorpusFile(
-                    rel, repo_name(source), package, f"{source.name}:{units[rel]}", lang, source.name, text
-                )
+                CorpusFile(rel, repo_name(source), package, f"{source.name}:{units[rel]}", lang, source.name, text)
             )
     holdout_ok = {s.name: s.holdout_ok for s in sources}
     held = choose_heldout(files, holdout_ok, fraction)
-    held_stdlib = {
-        u.split(":", 1)[1].split("/")[0].removesuffix(".py") for u in held if u.startswith("cpython:")
-    }
+    held_stdlib = {u.split(":", 1)[1].split("/")[0].removesuffix(".py") for u in held if u.startswith("cpython:")}
     out = []
     for f in files:
         if f.source == "cpython-test" and _tests_of_heldout_stdlib(f.path, held_stdlib):
@@ -251,9 +241,7 @@ def write_corpus(out: Path, files: list[CorpusFile], meta: dict) -> None:
             for f in files:
                 if f.split == split:
                     fh.write(json.dumps(asdict(f), ensure_ascii=False) + "\n")
-    (out / "manifest.json").write_text(
-        json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    (out / "manifest.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def load_corpus(corpus_dir: str | Path, split: str) -> list[CorpusFile]:
@@ -272,12 +260,8 @@ def load_corpus(corpus_dir: str | Path, split: str) -> list[CorpusFile]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path("data/corpus"), help="output folder (git-ignored data/)"
-    )
-    parser.add_argument(
-        "--npm-dir", type=Path, default=Path("data/npm"), help="where the pinned npm packages go"
-    )
+    parser.add_argument("--out", type=Path, default=Path("data/corpus"), help="output folder (git-ignored data/)")
+    parser.add_argument("--npm-dir", type=Path, default=Path("data/npm"), help="where the pinned npm packages go")
     parser.add_argument("--no-npm", action="store_true", help="skip the npm TypeScript packages")
     parser.add_argument("--heldout-fraction", type=float, default=HELDOUT_FRACTION)
     args = parser.parse_args(argv)

@@ -175,12 +175,8 @@ def stdlib_sources(root: Path = STDLIB_ROOT, test_fraction: float = 0.2) -> list
         log.warning("no CPython stdlib at %s; skipping", root)
         return []
     licence_file = str(root / "LICENSE.txt")
-    tops = sorted(
-        p.name for p in root.iterdir() if p.name not in STDLIB_SKIP_TOP and not p.name.startswith("config-")
-    )
-    lib = Source(
-        "cpython", root, [f for t in tops for f in _walk(root, t)], "PSF-2.0", licence_file, "3.11.7"
-    )
+    tops = sorted(p.name for p in root.iterdir() if p.name not in STDLIB_SKIP_TOP and not p.name.startswith("config-"))
+    lib = Source("cpython", root, [f for t in tops for f in _walk(root, t)], "PSF-2.0", licence_file, "3.11.7")
     tests = [
         f for f in _walk(root, "test")
         if stable_hash(f"cpython-test:{f}") % 1000 < test_fraction * 1000
@@ -205,13 +201,9 @@ def _metadata_licence(info: Path) -> tuple[str, str, str]:
     for line in meta.splitlines():
         key, _, value = line.partition(": ")
         fields.setdefault(key, []).append(value.strip())
-    classifiers = [
-        c.rsplit("::", 1)[-1].strip() for c in fields.get("Classifier", []) if c.startswith("License ::")
-    ]
+    classifiers = [c.rsplit("::", 1)[-1].strip() for c in fields.get("Classifier", []) if c.startswith("License ::")]
     licence = (
-        (fields.get("License-Expression") or [""])[0]
-        or "; ".join(classifiers)
-        or (fields.get("License") or [""])[0]
+        (fields.get("License-Expression") or [""])[0] or "; ".join(classifiers) or (fields.get("License") or [""])[0]
     )
     licence_files = sorted(
         p for p in info.rglob("*") if p.is_file() and re.match(r"(LICEN[CS]E|COPYING)", p.name, re.I)
@@ -240,9 +232,7 @@ def pypi_sources(sites: list[Path] | None = None) -> list[Source]:
             continue
         files = [f for top in tops if (site / top).exists() for f in _walk(site, top)]
         files = _cap_by_directory(site, files, cap, salt=dist)
-        out.append(
-            Source(f"pypi:{dist}", site, files, licence, licence_file, version, dist not in TRAIN_ONLY_DISTS)
-        )
+        out.append(Source(f"pypi:{dist}", site, files, licence, licence_file, version, dist not in TRAIN_ONLY_DISTS))
     return out
 
 
@@ -324,9 +314,7 @@ def npm_js_sources(modules: Path = SYSTEM_NPM_MODULES) -> list[Source]:
         name = pkg.relative_to(modules).as_posix()
         files = [f for f in _walk(modules, name) if not f.endswith((".ts", ".min.js"))]
         if files:
-            out.append(
-                Source(f"npm:{name}", modules, files, licence, _licence_file(pkg), _npm_version(pkg) or "?")
-            )
+            out.append(Source(f"npm:{name}", modules, files, licence, _licence_file(pkg), _npm_version(pkg) or "?"))
     return out
 
 

@@ -130,9 +130,7 @@ def statistics(spec: dict, heldout: list[CorpusFile], sizes: tuple[int, ...], di
         tok = T.Tokenizer(truncate_vocab(spec, size))
         row = {"vocab": size, "embedding_params_d256_untied": 2 * size * dim}
         for lang in langs:
-            row[f"bytes_per_token_{lang}"] = round(
-                bytes_per_token(tok, [f for f in heldout if f.lang == lang]), 3
-            )
+            row[f"bytes_per_token_{lang}"] = round(bytes_per_token(tok, [f for f in heldout if f.lang == lang]), 3)
         rows.append(row)
     return rows
 
@@ -142,9 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     parser.add_argument("--out", type=Path, default=Path("engine/default_model/tokenizer.json"))
     parser.add_argument("--vocab-size", type=int, default=8192)
-    parser.add_argument(
-        "--compare", default="4096,8192,12288,16384", help="vocab sizes to report (≤ trained)"
-    )
+    parser.add_argument("--compare", default="4096,8192,12288,16384", help="vocab sizes to report (≤ trained)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     sizes = tuple(int(s) for s in args.compare.split(",") if s)

@@ -6,7 +6,9 @@ local lsp = require("deepfim.lsp")
 local M = {}
 
 local function notify(msg, level)
-  vim.notify("[DeepFIM] " .. msg, level or vim.log.levels.INFO)
+  vim.schedule(function()
+    vim.notify("[DeepFIM] " .. msg, level or vim.log.levels.INFO)
+  end)
 end
 
 local function field(t, ...)

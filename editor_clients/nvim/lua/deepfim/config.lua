@@ -79,40 +79,46 @@ local schema = {
   { "settings", "table" },
 }
 
----@return string|nil problem naming the bad key and value
+---Check `cfg` in place: an invalid value is replaced by its default.
+---@return string[] problems, each naming the bad key and value
 local function validate(cfg)
+  local problems = {}
+  local function reject(key, message)
+    table.insert(problems, message)
+    cfg[key] = vim.deepcopy(M.defaults[key])
+  end
   for _, entry in ipairs(schema) do
     local key, want, optional = entry[1], entry[2], entry[3]
     local value = cfg[key]
     if not (type(value) == want or (optional and value == nil)) then
-      return ("%s: expected %s, got %s"):format(key, want, vim.inspect(value))
+      reject(key, ("%s: expected %s, got %s"):format(key, want, vim.inspect(value)))
     end
   end
   if #cfg.cmd == 0 or type(cfg.cmd[1]) ~= "string" then
-    return "cmd: expected a non-empty list of strings, got " .. vim.inspect(cfg.cmd)
+    reject("cmd", "cmd: expected a non-empty list of strings, got " .. vim.inspect(cfg.cmd))
   end
   local mode = cfg.settings.mode
   if mode ~= nil and mode ~= "instant" and mode ~= "expert" then
-    return ('settings.mode: expected "instant" or "expert", got %s'):format(vim.inspect(mode))
+    table.insert(problems, ('settings.mode: expected "instant" or "expert", got %s'):format(vim.inspect(mode)))
+    cfg.settings.mode = nil
   end
-  return nil
+  return problems
 end
 
 ---The effective configuration: defaults < `vim.g.deepfim` < `setup()` options.
----An invalid user value is reported once and replaced by the default.
+---An invalid value is reported once (naming it) and replaced by its default.
 ---@return deepfim.Config
 function M.get()
   local user = vim.tbl_deep_extend("force", {}, type(vim.g.deepfim) == "table" and vim.g.deepfim or {}, overrides)
   local cfg = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), user)
-  local err = validate(cfg)
-  if err then
-    if M._last_error ~= err then
-      M._last_error = err
-      vim.notify("[DeepFIM] invalid configuration: " .. err .. "; using the defaults", vim.log.levels.WARN)
-    end
-    return vim.deepcopy(M.defaults)
+  local problems = validate(cfg)
+  local err = #problems > 0 and table.concat(problems, "; ") or nil
+  if err and M._last_error ~= err then
+    vim.schedule(function()
+      vim.notify("[DeepFIM] invalid configuration: " .. err .. " (using the default)", vim.log.levels.WARN)
+    end)
   end
-  M._last_error = nil
+  M._last_error = err
   return cfg
 end
 

@@ -62,7 +62,8 @@ end
 ---Start the server for this buffer's workspace (once) and wire typing to suggestions.
 ---@param bufnr integer
 function M.attach(bufnr)
-  if vim.b[bufnr].deepfim_attached then
+  -- A reloaded buffer (:edit!) keeps its variables but loses its LSP attachment.
+  if vim.b[bufnr].deepfim_attached and require("deepfim.lsp").get_client(bufnr) then
     return
   end
   local cfg = config.get()
@@ -75,6 +76,7 @@ function M.attach(bufnr)
   vim.b[bufnr].deepfim_attached = true
   local completion = require("deepfim.completion")
   set_keymaps(bufnr, cfg.keymaps)
+  vim.api.nvim_clear_autocmds({ group = group, buffer = bufnr })
   vim.api.nvim_create_autocmd("TextChangedI", { group = group, buffer = bufnr, callback = completion.on_text_changed })
   vim.api.nvim_create_autocmd("InsertEnter", { group = group, buffer = bufnr, callback = completion.schedule })
   vim.api.nvim_create_autocmd("CursorMovedI", { group = group, buffer = bufnr, callback = completion.on_moved })

@@ -16,8 +16,12 @@ local has_011 = vim.fn.has("nvim-0.11") == 1
 ---@type table<integer, boolean>
 local initialized = {}
 
+---Scheduled, so that a message raised inside an autocommand (FileType, BufEnter) never turns
+---into an error of the command that triggered it.
 local function notify(msg, level)
-  vim.notify("[DeepFIM] " .. msg, level or vim.log.levels.INFO)
+  vim.schedule(function()
+    vim.notify("[DeepFIM] " .. msg, level or vim.log.levels.INFO)
+  end)
 end
 
 ---Client methods are called with `:` from 0.11 on and with `.` before.
@@ -68,14 +72,12 @@ local function on_exit(code, signal, client_id)
   if code == 0 or signal == 15 or M._stopping then
     return
   end
-  vim.schedule(function()
-    local when = started and "stopped unexpectedly" or "failed to start"
-    notify(
-      ("the language server %s (exit code %d). Check the Python environment and the settings "
-        .. "(checkpoint paths), run :checkhealth deepfim; server output is in %s"):format(when, code, vim.lsp.get_log_path()),
-      vim.log.levels.ERROR
-    )
-  end)
+  local when = started and "stopped unexpectedly" or "failed to start"
+  notify(
+    ("the language server %s (exit code %d). Check the Python environment and the settings "
+      .. "(checkpoint paths), run :checkhealth deepfim; server output is in %s"):format(when, code, vim.lsp.get_log_path()),
+    vim.log.levels.ERROR
+  )
 end
 
 ---Start (or re-use) the client for the workspace of `bufnr` and attach the buffer.

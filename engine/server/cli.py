@@ -142,8 +142,16 @@ def make_backend(checkpoint: str | None, expert_checkpoint: str | None):
     """The in-process engine: instant mode from `checkpoint`, expert mode from `expert_checkpoint`."""
     from deepfim.engine import DEFAULT_MODEL_DIR
     from deepfim.engine.local import LocalBackend
+    from deepfim.engine.server.routing import ModeRouter
 
-    return LocalBackend(checkpoint or DEFAULT_MODEL_DIR, expert_checkpoint=expert_checkpoint)
+    instant = LocalBackend(checkpoint or DEFAULT_MODEL_DIR)
+    if expert_checkpoint is None:
+        return instant  # one checkpoint serves both modes
+    try:
+        return ModeRouter({"instant": instant, "expert": LocalBackend(expert_checkpoint)})
+    except BaseException:
+        instant.close()
+        raise
 
 
 def _serve(args) -> int:

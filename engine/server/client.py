@@ -83,10 +83,17 @@ class RemoteBackend:
         token: str,
         ca_file: str | None = None,
         *,
+        tls_ca: str | None = None,
         tls: bool = True,
         timeout_s: float = 10.0,
         cache_dir: str | Path | None = None,
     ) -> None:
+        """`ca_file` (alias `tls_ca`, the editor setting's name) is the certificate to trust."""
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"a user token is required to use the team server {address} (got {token!r})")
+        if ca_file is not None and tls_ca is not None and ca_file != tls_ca:
+            raise ValueError(f"give ca_file or tls_ca, not both ({ca_file!r} vs {tls_ca!r})")
+        ca_file = ca_file if ca_file is not None else tls_ca
         self.address = address
         self.host, self.port = parse_address(address)
         if not tls and not is_loopback(self.host):

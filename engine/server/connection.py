@@ -81,7 +81,7 @@ class Connection:
                     lim.idle_timeout_s if authed else lim.hello_timeout_s,
                     lim.frame_timeout_s,
                 )
-                self._dispatch(protocol.decode(body))
+                self._dispatch_safely(protocol.decode(body))
             except ProtocolError as exc:
                 self.service.reject(self.principal, exc.code)
                 self.errors += exc.code in MALFORMED  # refusals (rate, limits) are not misbehaviour
@@ -123,6 +123,17 @@ class Connection:
             self.writer.transport.abort()
 
     # ------------------------------------------------------------ messages
+
+    def _dispatch_safely(self, msg: dict) -> None:
+        """`_dispatch`, with a bug in handling one message answered as an error, not a dead connection."""
+        try:
+            self._dispatch(msg)
+        except ProtocolError:
+            raise
+        except Exception:
+            log.exception("handling a %r message from %s failed", msg.get("type"), self.peer)
+            rid = msg.get("id") if isinstance(msg.get("id"), str) else None
+            raise ProtocolError("internal_error", "the server failed to handle this message", request_id=rid) from None
 
     def _dispatch(self, msg: dict) -> None:
         kind = msg["type"]

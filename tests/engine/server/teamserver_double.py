@@ -42,6 +42,7 @@ class _Active:
     emitted: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    fail: Exception | None = None
 
 
 class PrefixCacheEchoBackend:
@@ -57,6 +58,8 @@ class PrefixCacheEchoBackend:
         self.cancelled_ids: set[str] = set()
         self.finished_ids: list[str] = []
         self.max_concurrent = 0
+        self.refuse_next: Exception | None = None  # raised by the next submit() (engine refuses)
+        self.fail_next: Exception | None = None  # the next request fails mid-decode (e.g. out of memory)
         self._active: list[_Active] = []
         self._cv = threading.Condition()
         self._closed = False
@@ -73,6 +76,9 @@ class PrefixCacheEchoBackend:
     def submit(self, request: CompletionRequest, on_text=None) -> CompletionHandle:
         handle = CompletionHandle(request)
         with self._cv:
+            if self.refuse_next is not None:
+                exc, self.refuse_next = self.refuse_next, None
+                raise exc
             seen = self.history.setdefault(request.namespace, [])
             cached = max((_common_prefix(p, request.prompt) for p in seen), default=0)
             plan = self._recall(seen, request.prompt) or self._echo(request.prompt, request.sampling.max_tokens)
@@ -82,6 +88,7 @@ class PrefixCacheEchoBackend:
             timings = Timings(prompt_tokens=len(request.prompt), cached_tokens=cached)
             active = _Active(handle, on_text, plan, [StreamDecoder(self.tok) for _ in range(n)], timings)
             active.texts = [""] * n
+            active.fail, self.fail_next = self.fail_next, None
             self.submitted.append(request)
             self._active.append(active)
             self.max_concurrent = max(self.max_concurrent, len(self._active))
@@ -140,6 +147,10 @@ class PrefixCacheEchoBackend:
             self._retire(a)
             self.cancelled_ids.add(req.request_id)
             a.handle.future.set_exception(CancelledError(f"{req.request_id} cancelled"))
+            return
+        if a.fail is not None and a.emitted:
+            self._retire(a)
+            a.handle.future.set_exception(a.fail)
             return
         finish = None
         if len(a.emitted) < len(a.plan):

@@ -163,3 +163,22 @@ def test_one_users_burst_does_not_starve_another(make_team):
     if team.uses_double:
         order = [r.request_id.split("/")[-1] for r in team.backend.submitted]
         assert order.index("b0") == 1  # right after the request that was running, not after alice's backlog
+
+
+def test_engine_failures_become_request_errors(team):
+    if not team.uses_double:
+        pytest.skip("needs the test double to make the engine fail on purpose")
+    conn = team.raw()
+    conn.hello(team.tokens["bob"])
+    team.backend.fail_next = RuntimeError("CUDA out of memory")
+    conn.send({"type": "complete", "id": "oom", "prompt": [1, 2, 3], "sampling": {"max_tokens": 50}})
+    assert conn.recv()["type"] == "chunk"  # it started, and then the engine fails it
+    team.backend.refuse_next = ValueError("engine is shutting down")
+    conn.send({"type": "complete", "id": "refused", "prompt": [1, 2, 3]})
+    replies = _replies(conn, 2)  # the oom error may arrive before or after the refusal
+    assert (replies["oom"]["code"], replies["oom"]["message"]) == ("backend_error", "CUDA out of memory")
+    assert (replies["refused"]["code"], replies["refused"]["message"]) == ("backend_error", "engine is shutting down")
+    state = team.server_state()
+    assert state["running"] == 0 and state["inflight"]["bob"] == 0
+    conn.send({"type": "complete", "id": "after", "prompt": [1, 2, 3], "sampling": {"max_tokens": 2}})
+    assert _replies(conn, 1)["after"]["type"] == "result"

@@ -273,3 +273,23 @@ def test_invalid_configuration_is_named_and_defaults_apply(make_nvim, tmp_path):
     assert nvim.lua("return require('deepfim.config').get().cmd") == ["deepfim", "lsp"]
     assert nvim.lua("return #vim.lsp.get_clients({ name = 'deepfim' })") == 0
     assert_no_lua_errors(nvim)
+
+
+def test_bad_checkpoint_path_is_named_by_the_server(make_nvim, tmp_path):
+    problem = server_start_problem()
+    if problem:
+        pytest.skip(problem)
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    missing = tmp_path / "no-such-checkpoint"
+    nvim = make_nvim({"cmd": [deepfim_binary(), "lsp"], "settings": {"checkpoint": str(missing)}})
+    nvim.command("edit a.py")
+    # The server names the setting in window/showMessage; Neovim puts it in :messages.
+    messages = nvim.wait_for(
+        "(function() local m = vim.api.nvim_exec2('messages', { output = true }).output;"
+        f" return m:find('checkpoint', 1, true) and m:find({lua_str(str(missing))}, 1, true) and m end)()",
+        QUICK_S * 4,
+        "the server's message about the checkpoint",
+    )
+    assert "LSP[deepfim]" in messages
+    assert_no_lua_errors(nvim)

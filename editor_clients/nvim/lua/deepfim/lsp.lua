@@ -57,6 +57,13 @@ function M.cmd_problem(cmd)
     .. 'e.g. vim.g.deepfim = { cmd = { "/path/to/.venv/bin/deepfim", "lsp" } }; see :checkhealth deepfim'):format(cmd[1])
 end
 
+---Settings as a JSON object even when empty (an empty Lua table would encode as `[]`).
+---@param settings table
+---@return table
+local function as_object(settings)
+  return next(settings) == nil and vim.empty_dict() or settings
+end
+
 local function capabilities()
   local caps = vim.lsp.protocol.make_client_capabilities()
   caps.textDocument = caps.textDocument or {}
@@ -99,8 +106,8 @@ function M.start(bufnr)
     name = M.name,
     cmd = cfg.cmd,
     root_dir = root,
-    init_options = cfg.settings,
-    settings = { deepfim = cfg.settings },
+    init_options = as_object(cfg.settings),
+    settings = { deepfim = as_object(cfg.settings) },
     capabilities = capabilities(),
     on_init = function(client)
       initialized[client.id] = true
@@ -180,15 +187,6 @@ end
 ---@param bufnr? integer
 function M.fire(method, params, bufnr)
   M.request(method, params, function() end, bufnr)
-end
-
----Tell running clients about changed settings (after `:DeepFIM mode`, etc.).
-function M.push_settings()
-  local cfg = config.get()
-  for _, client in ipairs(M.clients()) do
-    client.settings = { deepfim = cfg.settings }
-    call(client, "notify", "workspace/didChangeConfiguration", { settings = { deepfim = cfg.settings } })
-  end
 end
 
 return M

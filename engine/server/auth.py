@@ -86,6 +86,9 @@ def _read_users(path: Path) -> list[dict]:
         limits = entry.get("limits", {})
         if not isinstance(limits, dict) or set(limits) - set(LIMIT_KEYS):
             raise AuthError(f"{path}: user {entry['name']!r} has unknown limits {limits!r} (allowed: {LIMIT_KEYS})")
+        bad = {k: v for k, v in limits.items() if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0}
+        if bad:
+            raise AuthError(f"{path}: user {entry['name']!r} has limits that are not positive numbers: {bad!r}")
     return data["users"]
 
 

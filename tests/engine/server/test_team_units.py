@@ -169,6 +169,11 @@ def test_admin_token_is_separate_and_created_private(tmp_path):
     user = add_user(users, "alice")
     store = UserStore(users, admin)
     assert store.authenticate(admin).is_admin and not store.authenticate(user).is_admin
+    entry = json.loads(users.read_text())
+    entry["users"][0]["limits"] = {"max_inflight": -1}
+    users.write_text(json.dumps(entry))
+    with pytest.raises(AuthError, match="not positive numbers"):
+        UserStore(users)
     with pytest.raises(AuthError, match="not a DeepFIM users file"):
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({"users": "nope"}))

@@ -65,8 +65,8 @@ def tls_files(tmp_path_factory) -> tuple[Path, Path]:
     return make_self_signed_cert(tmp_path_factory.mktemp("tls"), ["deepfim-test.lan"])
 
 
-def make_backend(tokenizer_file: Path):
-    if BACKEND == "local":
+def make_backend(tokenizer_file: Path, kind: str = BACKEND):
+    if kind == "local":
         from deepfim.engine import DEFAULT_MODEL_DIR
         from deepfim.engine.local import LocalBackend
 
@@ -109,12 +109,14 @@ class RawConn:
 class Team:
     """A running server with three users (alice, bob, carol), an admin and helpers."""
 
-    def __init__(self, tmp: Path, tokenizer_file: Path, tls_files, limits: Limits, shared=("core",)):
+    def __init__(
+        self, tmp: Path, tokenizer_file: Path, tls_files, limits: Limits, shared=("core",), backend: str = BACKEND
+    ):
         self.tmp, self.cert = tmp, tls_files[0]
         self.users_file = tmp / "users.json"
         self.tokens = {name: add_user(self.users_file, name) for name in ("alice", "bob", "carol")}
         self.admin_token = "dfm_admin_" + "x" * 40
-        self.backend = make_backend(tokenizer_file)
+        self.backend = make_backend(tokenizer_file, backend)
         self.uses_double = isinstance(self.backend, PrefixCacheEchoBackend)
         self.tokenizer_file = tokenizer_file
         self.thread = ServerThread(

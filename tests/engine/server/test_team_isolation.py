@@ -22,25 +22,37 @@ CANARY = "CANARY-7f3a9c1e55d0"
 SECRET_FILE = f"import os\n\nAPI_KEY = '{CANARY}'\nTIMEOUT = 30\n\ndef connect():\n    return API_KEY\n"
 PROBE_PREFIX = "import os\n\nAPI_KEY = '"
 SUFFIX = "'\nTIMEOUT = 30\n"
+# Both users work on the same repository: every prompt starts with this shared file, long
+# enough (several 128-token snapshot blocks) that a cache leaking across namespaces would
+# report it as cached for the second user.
+SHARED = [
+    (
+        "shop/models.py",
+        "".join(
+            f"class Item{i}:\n    def __init__(self, price_{i}: float) -> None:\n        self.price = price_{i}\n\n"
+            for i in range(24)
+        ),
+    )
+]
 
 
 def _complete(client, prefix: str, suffix: str = SUFFIX, namespace: str = "local"):
     tok = Tokenizer.from_file(client.tokenizer_path)
-    ids = build_fim_prompt(tok, prefix, suffix).ids
+    ids = build_fim_prompt(tok, prefix, suffix, path="shop/settings.py", context_files=SHARED).ids
     req = CompletionRequest(ids, SamplingParams(max_tokens=40), namespace=namespace)
-    return client.submit(req).result(30)
+    return client.submit(req).result(60)
 
 
 def test_canary_in_one_users_context_never_reaches_another(team):
     alice, bob = team.client("alice"), team.client("bob")
     _complete(alice, SECRET_FILE, "")  # alice's file, with the secret, is now in her cached state
-    bob_result = _complete(bob, PROBE_PREFIX)
+    bob_result = _complete(bob, PROBE_PREFIX)  # shares the long repository prefix with alice's prompt
     assert CANARY not in bob_result.text
     assert bob_result.timings.cached_tokens == 0  # nothing computed from alice's prompt was reused
-    again = _complete(alice, SECRET_FILE, "")
-    assert again.timings.cached_tokens > 0  # control: the cache does work within one user
-    if team.uses_double:  # control: the same probe in alice's own namespace recalls her text
-        assert CANARY in _complete(alice, PROBE_PREFIX).text
+    alice_probe = _complete(alice, PROBE_PREFIX)
+    assert alice_probe.timings.cached_tokens > 0  # control: the same prompt does hit alice's own cache
+    if team.uses_double:  # control: and in her own namespace the probe recalls her secret
+        assert CANARY in alice_probe.text
 
 
 def test_client_supplied_namespaces_are_not_trusted(team):

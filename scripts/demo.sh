@@ -5,4 +5,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/bootstrap.sh" base
 cd "$root"
-exec .venv/bin/deepfim complete examples/shop/shop/cart.py:23:16 --workspace examples/shop "$@"
+exec .venv/bin/deepfim complete examples/shop/shop/cart.py:23:1 --workspace examples/shop "$@"

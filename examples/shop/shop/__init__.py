@@ -1,0 +1,1 @@
+"""A small web-shop core: products, carts, pricing and stock."""

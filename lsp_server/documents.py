@@ -19,6 +19,12 @@ from deepfim.lsp_server.positions import UTF16, LineIndex
 logger = logging.getLogger(__name__)
 
 
+def uri_to_path(uri: str) -> Path | None:
+    """Filesystem path for `file:` URIs, else None (untitled buffers, other schemes)."""
+    fs_path = to_fs_path(uri) if uri.startswith("file:") else None
+    return Path(fs_path) if fs_path else None
+
+
 @dataclass
 class Document:
     """One open buffer: its text, version and a line index over the text."""
@@ -34,9 +40,7 @@ class Document:
 
     @property
     def path(self) -> Path | None:
-        """Filesystem path for `file:` URIs, else None (untitled buffers, other schemes)."""
-        fs_path = to_fs_path(self.uri) if self.uri.startswith("file:") else None
-        return Path(fs_path) if fs_path else None
+        return uri_to_path(self.uri)
 
     def offset_at(self, position: types.Position, encoding: str = UTF16) -> int:
         return self.index.offset_at(self.text, position.line, position.character, encoding)

@@ -1,0 +1,94 @@
+"""`deepfim lsp` (the language server) and `deepfim complete` (one completion, no editor)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from deepfim.lsp_server.settings import MODES
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    if command == "lsp":
+        parser.add_argument("--tcp", type=int, metavar="PORT", help="listen on TCP instead of stdio (debugging)")
+        parser.add_argument("--host", default="127.0.0.1", help="address for --tcp (default: %(default)s)")
+        parser.add_argument("--log-file", metavar="PATH", help="also log to this file (stdout is never used)")
+        return
+    parser.add_argument("location", metavar="FILE:LINE:COL", help="cursor position, 1-based line and column")
+    parser.add_argument("--workspace", metavar="DIR", help="workspace root (default: the current directory)")
+    parser.add_argument("--mode", choices=MODES, default="instant")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the embedded model)")
+    parser.add_argument("--expert-checkpoint", metavar="DIR", help="checkpoint for expert mode")
+    parser.add_argument("--server", metavar="HOST:PORT", help="use a LAN team server instead of a local engine")
+    parser.add_argument("--token", help="user token for --server")
+    parser.add_argument("--tls-ca", metavar="FILE", help="CA certificate to trust for --server")
+    parser.add_argument("--context-budget", type=int, metavar="TOKENS", help="instant-mode prompt budget")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="instant-mode generated-token limit")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "lsp":
+        return run_lsp(args)
+    return run_complete(args)
+
+
+def run_lsp(args: argparse.Namespace) -> int:
+    from deepfim.lsp_server.features import create_server
+
+    if args.log_file:
+        handler = logging.FileHandler(args.log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    serve(create_server(), tcp_port=args.tcp, host=args.host)
+    return 0
+
+
+def serve(server, tcp_port: int | None = None, host: str = "127.0.0.1") -> None:
+    """Run `server` on stdio (or TCP) until the client exits."""
+    if tcp_port is not None:
+        logger.warning("DeepFIM language server listening on %s:%d", host, tcp_port)
+        server.start_tcp(host, tcp_port)
+        return
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print() must not corrupt the JSON-RPC stream
+    server.start_io(stdin, stdout)
+
+
+def run_complete(args: argparse.Namespace) -> int:
+    from deepfim.lsp_server.engines import BackendUnavailable
+    from deepfim.lsp_server.oneshot import complete_location, format_report, parse_location
+    from deepfim.lsp_server.settings import parse_settings
+
+    raw = {
+        "mode": args.mode,
+        "checkpoint": args.checkpoint,
+        "expertCheckpoint": args.expert_checkpoint,
+        "server": args.server,
+        "token": args.token,
+        "tlsCa": args.tls_ca,
+    }
+    if args.context_budget is not None:
+        raw["contextBudget"] = args.context_budget
+    if args.max_tokens is not None:
+        raw["maxTokens"] = args.max_tokens
+    settings, problems = parse_settings({k: v for k, v in raw.items() if v is not None})
+    if problems:
+        for problem in problems:
+            print(f"deepfim complete: {problem}", file=sys.stderr)
+        return 2
+    try:
+        location = parse_location(args.location)
+        report = complete_location(location, args.workspace, settings, args.mode)
+    except (ValueError, OSError) as exc:
+        print(f"deepfim complete: {exc}", file=sys.stderr)
+        return 2
+    except BackendUnavailable as exc:
+        print(f"deepfim complete: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
+    return 0

@@ -1,0 +1,58 @@
+"""The two completion modes as named presets, chosen per request.
+
+*instant* answers automatic triggers while typing: the settings' context budget and token
+limit, greedy, one candidate, at most a few lines. *expert* answers explicit invocations:
+four times the context and output, several sampled candidates ranked afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deepfim.engine.api import Priority, SamplingParams
+from deepfim.lsp_server.settings import MODES, Settings
+
+INSTANT_MAX_LINES = 4
+EXPERT_MAX_LINES = 60
+EXPERT_SCALE = 4
+EXPERT_CANDIDATES = 3
+EXPERT_TEMPERATURE = 0.7
+EXPERT_TOP_P = 0.95
+
+
+@dataclass(frozen=True)
+class ModePreset:
+    name: str
+    context_budget: int  # prompt tokens
+    max_lines: int  # lines a multi-line completion may have
+    sampling: SamplingParams
+    priority: Priority
+    debounce: bool  # wait `debounceMs` first (automatic triggers only)
+
+
+def preset_for(mode: str, settings: Settings) -> ModePreset:
+    """The preset for `mode` ("instant" or "expert") under the current settings."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "instant":
+        return ModePreset(
+            name=mode,
+            context_budget=settings.context_budget,
+            max_lines=INSTANT_MAX_LINES,
+            sampling=SamplingParams(temperature=0.0, max_tokens=settings.max_tokens),
+            priority=Priority.INSTANT,
+            debounce=True,
+        )
+    return ModePreset(
+        name=mode,
+        context_budget=settings.context_budget * EXPERT_SCALE,
+        max_lines=EXPERT_MAX_LINES,
+        sampling=SamplingParams(
+            temperature=EXPERT_TEMPERATURE,
+            top_p=EXPERT_TOP_P,
+            max_tokens=min(settings.max_tokens * EXPERT_SCALE, 8192),
+            n=EXPERT_CANDIDATES,
+        ),
+        priority=Priority.EXPERT,
+        debounce=False,
+    )

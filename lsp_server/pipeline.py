@@ -1,0 +1,260 @@
+"""One completion, from the text around the cursor to ranked suggestions.
+
+    cursor text → analyse (extent, stop rule) + pack context → engine (streamed; stopped
+    early by the stop rule, or by cancellation) → shape each candidate → rank
+
+`CompletionPipeline.complete` is shared by the language server and `deepfim complete`.
+Work that costs CPU (tree-sitter, tokenizing, packing, shaping) runs on one context thread
+so the LSP event loop keeps reading messages; the engine decodes on its own threads. If the
+awaiting task is cancelled (`$/cancelRequest`, or a newer request for the same document),
+the engine handle is cancelled too and the decode stops between two steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepfim.engine.api import CancelledError as EngineCancelled
+from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, Timings
+from deepfim.lsp_server.context_source import ContextSource, PackedContext, PrivateFile
+from deepfim.lsp_server.engines import Engine
+from deepfim.lsp_server.modes import ModePreset
+from deepfim.lsp_server.shaping.extent import Extent
+from deepfim.lsp_server.shaping.languages import language_for
+from deepfim.lsp_server.shaping.shape import ShapingContext, analyse, rank, shape
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompletionInput:
+    path: Path | None
+    language_id: str
+    prefix: str  # document text before the cursor
+    suffix: str  # document text after the cursor
+
+
+@dataclass
+class StageTimings:
+    """Milliseconds per stage of one request, as reported to clients and `deepfim/status`."""
+
+    debounce_ms: float = 0.0
+    context_ms: float = 0.0  # analyse + pack
+    queue_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    post_ms: float = 0.0
+    total_ms: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    model_call: bool = False
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class CompletionOutcome:
+    items: list[str]  # best first; empty: nothing to show
+    timings: StageTimings
+    mode: str
+    extent: str
+    context_files: list[str] = field(default_factory=list)
+    context_source: str = "file"
+    finish_reason: str = ""
+
+
+class _Ticket:
+    """Carries cancellation from the awaiting task to a request whose engine handle may not
+    exist yet (it is created on the context thread)."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self.handle: CompletionHandle | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        if self.handle is not None:
+            self.handle.cancel()
+
+
+@dataclass
+class _Stream:
+    """Text streamed per candidate; asks the engine to stop once the stop rule has decided."""
+
+    ctx: ShapingContext
+    n: int
+    ticket: _Ticket
+    texts: dict[int, str] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+    first_at: float | None = None
+    last_at: float | None = None
+    stopped_early: bool = False
+
+    def on_text(self, index: int, delta: str) -> None:
+        now = time.perf_counter()
+        self.first_at = self.first_at or now
+        self.last_at = now
+        if index in self.done:
+            return
+        text = self.texts.get(index, "") + delta
+        self.texts[index] = text
+        if self.ctx.limit.cut(text) is not None:
+            self.done.add(index)
+            if len(self.done) >= self.n and self.ticket.handle is not None:
+                self.stopped_early = True
+                self.ticket.handle.cancel()
+
+
+@dataclass
+class _Prepared:
+    ctx: ShapingContext
+    packed: PackedContext | None
+    stream: _Stream | None
+    handle: CompletionHandle | None
+    context_ms: float
+    submitted_at: float = 0.0
+
+
+class CompletionPipeline:
+    """Runs completions; owns the context thread."""
+
+    def __init__(self, executor: ThreadPoolExecutor | None = None) -> None:
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfim-context")
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        return self._executor
+
+    async def complete(
+        self,
+        inp: CompletionInput,
+        preset: ModePreset,
+        engine: Engine,
+        source: ContextSource,
+        debounce_s: float = 0.0,
+    ) -> CompletionOutcome:
+        """Complete at the cursor; cancel the awaiting task to abort (decode included)."""
+        started = time.perf_counter()
+        timings = StageTimings()
+        if debounce_s > 0:
+            await asyncio.sleep(debounce_s)
+            timings.debounce_ms = (time.perf_counter() - started) * 1000
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket()
+        try:
+            prepared = await loop.run_in_executor(self._executor, self._prepare, inp, preset, engine, source, ticket)
+            timings.context_ms = prepared.context_ms
+            outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
+            if prepared.handle is None:
+                return self._finish_timing(outcome, started)
+            outcome.context_files = prepared.packed.included if prepared.packed else []
+            outcome.context_source = prepared.packed.source if prepared.packed else "file"
+            result = await self._wait(prepared)
+            post_start = time.perf_counter()
+            self._engine_timings(timings, prepared, result)
+            outcome.items, outcome.finish_reason = await loop.run_in_executor(
+                self._executor, self._post, prepared, result
+            )
+            timings.post_ms = (time.perf_counter() - post_start) * 1000
+            return self._finish_timing(outcome, started)
+        except asyncio.CancelledError:
+            ticket.cancel()
+            raise
+        finally:
+            if not ticket.cancelled.is_set() and ticket.handle is not None and not ticket.handle.done():
+                ticket.cancel()  # an error on our side must not leave the engine decoding
+
+    @staticmethod
+    def _finish_timing(outcome: CompletionOutcome, started: float) -> CompletionOutcome:
+        outcome.timings.total_ms = (time.perf_counter() - started) * 1000
+        return outcome
+
+    def _prepare(
+        self, inp: CompletionInput, preset: ModePreset, engine: Engine, source: ContextSource, ticket: _Ticket
+    ) -> _Prepared:
+        """On the context thread: analyse the cursor, pack the prompt, submit."""
+        start = time.perf_counter()
+        spec = language_for(inp.language_id, inp.path)
+        ctx = analyse(inp.prefix, inp.suffix, spec, preset.max_lines)
+        if ctx.extent is Extent.NONE or ticket.cancelled.is_set():
+            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
+        try:
+            packed = source.pack(
+                engine.tokenizer, inp.path, inp.prefix, inp.suffix, preset.context_budget, engine.fim_order
+            )
+        except PrivateFile as exc:
+            logger.info("no completion: %s", exc)
+            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
+        sampling = preset.sampling
+        if ctx.extent is Extent.SINGLE_LINE:
+            sampling = dataclasses.replace(sampling, stop=("\n",))
+        request = CompletionRequest(
+            prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name
+        )
+        stream = _Stream(ctx, sampling.n, ticket)
+        context_ms = (time.perf_counter() - start) * 1000
+        if ticket.cancelled.is_set():
+            return _Prepared(ctx, packed, None, None, context_ms)
+        submitted_at = time.perf_counter()
+        handle = engine.backend.submit(request, stream.on_text)
+        ticket.handle = handle
+        if ticket.cancelled.is_set():
+            handle.cancel()
+        return _Prepared(ctx, packed, stream, handle, context_ms, submitted_at)
+
+    @staticmethod
+    async def _wait(prepared: _Prepared) -> CompletionResult | None:
+        """The engine's result; None when it was stopped by our own stop rule and the
+        engine reports cancellation by raising."""
+        assert prepared.handle is not None and prepared.stream is not None
+        try:
+            # shield: cancelling this task must not cancel the engine's own future (the
+            # engine would then fail to set its result); the ticket cancels the handle
+            return await asyncio.shield(asyncio.wrap_future(prepared.handle.future))
+        except EngineCancelled:
+            if prepared.stream.stopped_early:
+                return None
+            raise asyncio.CancelledError from None
+
+    @staticmethod
+    def _engine_timings(timings: StageTimings, prepared: _Prepared, result: CompletionResult | None) -> None:
+        timings.model_call = True
+        if prepared.packed is not None:
+            timings.prompt_tokens = len(prepared.packed.prompt)
+        engine_timings = result.timings if result is not None else None
+        if engine_timings is not None and engine_timings != Timings():
+            timings.queue_ms = engine_timings.queue_ms
+            timings.prefill_ms = engine_timings.prefill_ms
+            timings.decode_ms = engine_timings.decode_ms
+            timings.cached_tokens = engine_timings.cached_tokens
+            timings.generated_tokens = engine_timings.generated_tokens
+            return
+        stream = prepared.stream
+        if stream is not None and stream.first_at is not None:  # measured from the stream instead
+            timings.prefill_ms = (stream.first_at - prepared.submitted_at) * 1000
+            timings.decode_ms = ((stream.last_at or stream.first_at) - stream.first_at) * 1000
+
+    @staticmethod
+    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], str]:
+        """On the context thread: shape and rank the candidates."""
+        assert prepared.stream is not None
+        if result is not None and result.candidates:
+            raw = [(c.text, c.logprob, max(len(c.token_ids), 1)) for c in result.candidates]
+            finish = result.candidates[0].finish_reason
+        else:
+            texts = prepared.stream.texts
+            raw = [(texts[i], 0.0, 1) for i in sorted(texts)]
+            finish = "stop"
+        if prepared.stream.stopped_early:
+            finish = "stop"
+        ranked = rank([(shape(text, prepared.ctx), logprob, n) for text, logprob, n in raw])
+        return [r.text for r in ranked], finish

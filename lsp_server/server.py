@@ -1,0 +1,327 @@
+"""The DeepFIM language server: state and the completion flow behind the LSP handlers.
+
+`DeepFimServer` holds the open documents, settings, engines (loaded in the background with
+`$/progress`), one `ContextSource` per workspace folder, the typing-through cache and local
+statistics. `complete_at` is what `textDocument/inlineCompletion` and the
+`textDocument/completion` fallback call:
+
+    typing-through cache hit → answer at once
+    otherwise: supersede the document's previous request (its decode stops) → debounce
+    (automatic triggers) → wait for the engines → pipeline → cache and statistics
+
+The handlers themselves are registered in `features.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from deepfim import __version__
+from deepfim.lsp_server.context_source import ContextSource
+from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
+from deepfim.lsp_server.engines import BackendFactory, EngineSet, make_backend, specs_for
+from deepfim.lsp_server.modes import preset_for
+from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline, StageTimings
+from deepfim.lsp_server.positions import ENCODINGS, UTF16
+from deepfim.lsp_server.progress import ProgressReporter
+from deepfim.lsp_server.protocol import DeepFimProtocol
+from deepfim.lsp_server.settings import Settings, parse_settings
+from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats
+from deepfim.lsp_server.typing_cache import TypingCache
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Served:
+    """Suggestions for one request, best first, sharing one suggestion id."""
+
+    suggestion_id: str
+    items: list[str]
+    timings: dict
+
+
+@dataclass
+class _InFlight:
+    task: asyncio.Task
+    superseded: bool = False
+
+
+class DeepFimServer(LanguageServer):
+    def __init__(self, backend_factory: BackendFactory = make_backend) -> None:
+        super().__init__(
+            "deepfim",
+            __version__,
+            protocol_cls=DeepFimProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.backend_factory = backend_factory
+        self.documents = DocumentStore()
+        self.settings = Settings()
+        self.mode = self.settings.mode
+        self.engines: EngineSet | None = None
+        self.engines_ready = asyncio.Event()
+        self.sources: dict[Path, ContextSource] = {}
+        self.loose_files = ContextSource(None)
+        self.pipeline = CompletionPipeline()
+        self.cache = TypingCache()
+        self.latency = LatencyStats()
+        self.acceptance = AcceptanceStats()
+        self.last_error: str | None = None
+        self.pending_messages: list[str] = []
+        self._inflight: dict[str, _InFlight] = {}
+        self._dirty: dict[str, str] = {}  # uri -> "opened" | "edited" | "closed", for the context
+        self._ids = itertools.count(1)
+        self._background: set[asyncio.Task] = set()
+        self._log_handler: logging.Handler | None = None
+
+    # settings -------------------------------------------------------------------------
+
+    @property
+    def encoding(self) -> str:
+        caps = self.protocol.server_capabilities if hasattr(self.protocol, "server_capabilities") else None
+        encoding = caps.position_encoding if caps is not None else None
+        return encoding if encoding in ENCODINGS else UTF16
+
+    def apply_settings(self, raw, *, initial: bool = False) -> bool:
+        """Validate and apply settings; returns whether the engines must be rebuilt."""
+        settings, problems = parse_settings(raw, None if initial else self.settings)
+        self.pending_messages.extend(problems)
+        old_specs = specs_for(self.settings)
+        if initial or settings.mode != self.settings.mode:
+            self.mode = settings.mode
+        self.settings = settings
+        self._configure_log_file(settings.log_file)
+        return specs_for(settings) != old_specs
+
+    def flush_messages(self) -> None:
+        for message in self.pending_messages:
+            logger.warning("%s", message)
+            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=message))
+        self.pending_messages.clear()
+
+    def _configure_log_file(self, path: str | None) -> None:
+        root = logging.getLogger("deepfim")
+        current = getattr(self._log_handler, "baseFilename", None)
+        if path is not None and current == str(Path(path).expanduser().resolve()):
+            return
+        if self._log_handler is not None:
+            root.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+        if path:
+            try:
+                handler = logging.FileHandler(Path(path).expanduser(), encoding="utf-8")
+            except OSError as exc:
+                self.pending_messages.append(f"deepfim.logFile: cannot open {path!r} ({exc}); logging to stderr")
+                return
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            root.addHandler(handler)
+            self._log_handler = handler
+
+    # background work ------------------------------------------------------------------
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def load_engines(self) -> None:
+        """(Re)build the engines off the event loop, with `$/progress`."""
+        self.engines_ready.clear()
+        progress = ProgressReporter(self, "DeepFIM: loading model")
+        await progress.begin(", ".join(sorted({s.describe() for s in specs_for(self.settings).values()})))
+        old, self.engines = self.engines, None
+        try:
+            self.engines = await asyncio.to_thread(EngineSet.load, self.settings, self.backend_factory)
+            progress.end("model ready")
+        except Exception as exc:
+            logger.exception("starting the engine failed")
+            self.last_error = f"could not start the engine: {exc}"
+            progress.end("model failed to load")
+            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=self.last_error))
+        finally:
+            self.engines_ready.set()
+        if old is not None:
+            await asyncio.to_thread(old.close)
+
+    def add_folder(self, root: Path) -> None:
+        if root in self.sources:
+            return
+        source = ContextSource(root)
+        self.sources[root] = source
+        if source.indexed:
+            self.spawn(self._scan(source))
+
+    def remove_folder(self, root: Path) -> None:
+        source = self.sources.pop(root, None)
+        if source is not None:
+            self.pipeline.executor.submit(source.close)
+
+    async def _scan(self, source: ContextSource) -> None:
+        progress = ProgressReporter(self, f"DeepFIM: indexing {source.root.name if source.root else ''}")
+        await progress.begin()
+
+        def on_progress(*args, **kwargs) -> None:
+            numbers = [a for a in args if isinstance(a, int)]
+            done, total = (numbers + [0, 0])[:2]
+            percent = int(100 * done / total) if total else None
+            progress.report_threadsafe(f"{done}/{total} files" if total else "indexing", percent)
+
+        stats = await asyncio.to_thread(source.scan, on_progress)
+        progress.end(f"{stats.get('files', 0)} files indexed" if source.ready else "indexing failed")
+        if source.last_error:
+            self.last_error = source.last_error
+        for doc in self.documents:  # buffers opened while indexing
+            if doc.path is not None and source.contains(doc.path):
+                self._dirty.setdefault(doc.uri, "opened")
+
+    # documents and context ------------------------------------------------------------
+
+    def source_for(self, path: Path | None) -> ContextSource:
+        if path is not None:
+            roots = [root for root, source in self.sources.items() if source.contains(path)]
+            if roots:
+                return self.sources[max(roots, key=lambda r: len(r.parts))]
+        return self.loose_files
+
+    def note_document(self, uri: str, event: str) -> None:
+        """Remember a buffer event; the context hears of it before the next pack."""
+        if event == "closed":
+            self.cache.forget(uri)
+            self._supersede(uri)
+        if self._dirty.get(uri) != "opened" or event == "closed":
+            self._dirty[uri] = event
+
+    def _flush_context(self) -> None:
+        """Queue buffer updates on the context thread, ahead of the next pack."""
+        if not self._dirty:
+            return
+        updates = []
+        for uri, event in self._dirty.items():
+            doc = self.documents.get(uri)
+            path = doc.path if doc is not None else uri_to_path(uri)
+            if path is not None:
+                updates.append((self.source_for(path), path, event, doc.text if doc is not None else None))
+        self._dirty.clear()
+
+        def apply() -> None:
+            for source, path, event, text in updates:
+                try:
+                    source.update_buffer(path, text)
+                    if event == "opened":
+                        source.note_opened(path)
+                    elif event == "edited":
+                        source.note_edited(path)
+                except Exception:
+                    logger.exception("context update failed for %s", path)
+
+        self.pipeline.executor.submit(apply)
+
+    # completion -----------------------------------------------------------------------
+
+    def _supersede(self, uri: str) -> None:
+        previous = self._inflight.pop(uri, None)
+        if previous is not None and not previous.task.done():
+            previous.superseded = True
+            previous.task.cancel()
+
+    async def complete_at(self, uri: str, position: types.Position, invoked: bool) -> Served | None:
+        """Suggestions at `position` in `uri`; None when there is nothing to show.
+
+        Raises asyncio.CancelledError when the client cancelled the request; a request
+        superseded by a newer one for the same document returns None.
+        """
+        started = time.perf_counter()
+        doc = self.documents.get(uri)
+        if doc is None or not self.settings.enabled:
+            return None
+        offset = doc.offset_at(position, self.encoding)
+        prefix, suffix = doc.text[:offset], doc.text[offset:]
+        if not invoked:
+            hit = self.cache.lookup(uri, prefix, suffix)
+            if hit is not None:
+                timings = StageTimings(total_ms=(time.perf_counter() - started) * 1000).as_dict()
+                timings["cached"] = True
+                self.latency.record(timings)
+                return Served(hit.suggestion_id, [hit.remaining], timings)
+        self._supersede(uri)
+        record = _InFlight(asyncio.current_task())
+        self._inflight[uri] = record
+        try:
+            return await self._complete_with_model(doc, prefix, suffix, invoked, started)
+        except asyncio.CancelledError:
+            if record.superseded:
+                return None
+            raise
+        finally:
+            if self._inflight.get(uri) is record:
+                del self._inflight[uri]
+
+    async def _complete_with_model(
+        self, doc: Document, prefix: str, suffix: str, invoked: bool, started: float
+    ) -> Served | None:
+        mode = "expert" if invoked else self.mode
+        preset = preset_for(mode, self.settings)
+        debounce = self.settings.debounce_ms / 1000 if preset.debounce else 0.0
+        if not self.engines_ready.is_set():
+            await self.engines_ready.wait()
+        if self.engines is None:
+            return None
+        self._flush_context()
+        source = self.source_for(doc.path)
+        inp = CompletionInput(doc.path, doc.language_id, prefix, suffix)
+        outcome = await self.pipeline.complete(inp, preset, self.engines.get(mode), source, debounce)
+        timings = outcome.timings.as_dict()
+        timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        self.latency.record(timings)
+        if not outcome.items:
+            return None
+        suggestion_id = f"s{next(self._ids)}"
+        self.cache.store(doc.uri, prefix, suffix, outcome.items[0], suggestion_id)
+        self.acceptance.on_shown(suggestion_id, len(outcome.items[0]))
+        return Served(suggestion_id, outcome.items, timings)
+
+    # status and shutdown ----------------------------------------------------------------
+
+    def status(self) -> dict:
+        sources = [*self.sources.values()]
+        index = {"files": 0, "definitions": 0, "bytes": 0, "ready": all(s.ready or not s.indexed for s in sources)}
+        for source in sources:
+            stats = source.stats()
+            for key in ("files", "definitions", "bytes"):
+                index[key] += int(stats.get(key) or 0)
+        engines = self.engines
+        return {
+            "mode": self.mode,
+            "enabled": self.settings.enabled,
+            "models": engines.describe() if engines else {m: s.describe() for m, s in specs_for(self.settings).items()},
+            "loading": not self.engines_ready.is_set(),
+            "index": index,
+            "cache": self.cache.stats(),
+            "engine": engines.stats() if engines else {},
+            "latency_ms": self.latency.summary(),
+            "acceptance": self.acceptance.summary(),
+            "server": engines.server() if engines else (self.settings.server or "in-process"),
+            "last_error": self.last_error,
+        }
+
+    async def shutdown_all(self) -> None:
+        for uri in list(self._inflight):
+            self._supersede(uri)
+        for task in list(self._background):
+            task.cancel()
+        engines, self.engines = self.engines, None
+        for source in [*self.sources.values(), self.loose_files]:
+            source.close()
+        if engines is not None:
+            await asyncio.to_thread(engines.close)

@@ -92,6 +92,16 @@ def collect_tasks(args: argparse.Namespace, suites: list[str]) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepfim.engine.evaluation.models import ModelUnavailableError
+
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, ModelUnavailableError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from deepfim.engine import DEFAULT_MODEL_DIR
     from deepfim.engine.evaluation.harness import EvalSettings, aggregate, markdown_table, results_json, run_tasks
     from deepfim.engine.prompt import FimOrder

@@ -151,3 +151,8 @@ def test_eval_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     assert ("heldout", "python", "single", True) in rows and ("heldout", "python", "single", False) in rows
     he = [t for t in payload["tasks"] if t["suite"] == "humaneval"]
     assert len(he) == 3 and all(t["passed"] is not None for t in he)
+
+
+def test_eval_cli_rejects_bad_input_with_exit_status_2(tmp_path):
+    assert deepfim_main(["eval", "--models", "copy", "--langs", "cobol"]) == 2
+    assert deepfim_main(["eval", "--models", "copy", "--corpus", str(tmp_path / "absent")]) == 2

@@ -63,8 +63,7 @@ class BracketScanner:
             tokens.append(spec.block_comment[0])
         self._code = re.compile("|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)))
         self._in_quote = {
-            q: re.compile(r"\\.|" + re.escape(q) + ("" if _multiline(q) else r"|\n"), re.S)
-            for q in spec.quotes
+            q: re.compile(r"\\.|" + re.escape(q) + ("" if _multiline(q) else r"|\n"), re.S) for q in spec.quotes
         }
         self._block_end = re.compile(re.escape(spec.block_comment[1])) if spec.block_comment else None
 

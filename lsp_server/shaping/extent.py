@@ -50,12 +50,7 @@ def decide_extent(line_prefix: str, line_suffix: str, node_types: list[str], spe
         node_types: tree-sitter node types at the cursor, innermost first.
         spec: the document's language.
     """
-    if (
-        line_prefix[-1:]
-        and line_suffix[:1]
-        and _is_word_char(line_prefix[-1])
-        and _is_word_char(line_suffix[0])
-    ):
+    if line_prefix[-1:] and line_suffix[:1] and _is_word_char(line_prefix[-1]) and _is_word_char(line_suffix[0]):
         return Extent.NONE
     if any("comment" in t or "string" in t for t in node_types[:4]):
         return Extent.SINGLE_LINE
@@ -119,9 +114,7 @@ class LineLimit:
         return len(text) if final else None
 
 
-def line_limit(
-    extent: Extent, line_prefix: str, suffix: str, max_lines: int, spec: LanguageSpec
-) -> LineLimit:
+def line_limit(extent: Extent, line_prefix: str, suffix: str, max_lines: int, spec: LanguageSpec) -> LineLimit:
     """The stop rule for a completion at the cursor (`suffix` is all text after it)."""
     if extent is not Extent.MULTI_LINE:
         return LineLimit(extent, line_prefix)

@@ -52,9 +52,7 @@ LANGUAGES: dict[str, LanguageSpec] = {
             block_comment=None,
             block_openers=("then", "do", "function()"),
         ),
-        LanguageSpec(
-            "shellscript", "bash", line_comments=("#",), block_comment=None, block_openers=("then", "do")
-        ),
+        LanguageSpec("shellscript", "bash", line_comments=("#",), block_comment=None, block_openers=("then", "do")),
     )
 }
 

@@ -1,0 +1,95 @@
+"""End to end: cancellation and latest-wins reach the engine's decode loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import pytest_asyncio
+from conftest import ENGINE, Editor, inline_params, server_args, start_client, stop_client, utf16_len
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+STEP_MS = 30  # per generated token: a long decode takes seconds
+# nothing in the workspace follows 'ΩЖ, so the double decodes until max_tokens; "fast"
+# appeared before, so a completion after it ends within a few tokens
+TEXT = 'label = "fast path"\nx = "ΩЖ'
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def slow_client(workspace):
+    options = {"maxTokens": 256, "contextBudget": -5}  # expert: 1024 tokens, about 30 s
+    lsp = await start_client(server_args(step_ms=STEP_MS), workspace, options)
+    yield lsp
+    await stop_client(lsp)
+
+
+async def _status(client):
+    return await client.protocol.send_request_async("deepfim/status", {})
+
+
+async def _wait_for(client, predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await _status(client)
+        if predicate(status):
+            return status
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def _decoding(status) -> bool:
+    return ENGINE != "double" or status.engine.expert.active == 1
+
+
+async def test_invalid_initialization_options_are_reported(slow_client):
+    await _wait_for(slow_client, lambda s: not s.loading)
+    messages = [m.message for m in slow_client.messages if "deepfim.contextBudget" in m.message]
+    assert messages and "-5" in messages[0]
+
+
+async def test_cancelled_request_ends_without_result_and_stops_decoding(slow_client, workspace):
+    editor = Editor(slow_client)
+    uri = editor.open(workspace / "cancel.py", TEXT)
+    params = inline_params(uri, 1, utf16_len('x = "ΩЖ'), invoked=True)
+    request = asyncio.ensure_future(
+        slow_client.protocol.send_request_async("textDocument/inlineCompletion", params, msg_id="slow-1")
+    )
+    before = await _wait_for(slow_client, _decoding)
+    slow_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="slow-1"))
+    cancelled_at = time.monotonic()
+    with pytest.raises(JsonRpcRequestCancelled):
+        await asyncio.wait_for(request, 10)
+    if ENGINE == "double":
+        after = await _wait_for(slow_client, lambda s: s.engine.expert.active == 0)
+        assert time.monotonic() - cancelled_at < 2.0  # a 30 s decode stopped within steps
+        assert after.engine.expert.cancelled == before.engine.expert.cancelled + 1
+    # the server keeps serving: a short completion right after
+    editor.insert(uri, 1, utf16_len('x = "ΩЖ'), '"\ny = "fast')
+    result = await asyncio.wait_for(
+        slow_client.text_document_inline_completion_async(inline_params(uri, 2, utf16_len('y = "fast'))), 10
+    )
+    assert result.items and result.items[0].insert_text.strip()
+    editor.close(uri)
+
+
+async def test_newer_request_supersedes_the_running_one(slow_client, workspace):
+    editor = Editor(slow_client)
+    uri = editor.open(workspace / "supersede.py", TEXT)
+    first = asyncio.ensure_future(
+        slow_client.text_document_inline_completion_async(inline_params(uri, 1, utf16_len('x = "ΩЖ'), invoked=True))
+    )
+    before = await _wait_for(slow_client, _decoding)
+    editor.insert(uri, 1, utf16_len('x = "ΩЖ'), '"\ny = "fast')
+    second = slow_client.text_document_inline_completion_async(inline_params(uri, 2, utf16_len('y = "fast')))
+    superseded, latest = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert list(superseded.items) == []
+    assert latest.items and latest.items[0].range.start == types.Position(line=2, character=len('y = "fast'))
+    if ENGINE == "double":
+        assert latest.items[0].insert_text == ' path"'
+        after = await _status(slow_client)
+        assert after.engine.expert.cancelled == before.engine.expert.cancelled + 1
+    editor.close(uri)

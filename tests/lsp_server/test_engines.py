@@ -1,0 +1,62 @@
+"""Backend construction per mode: one factory, shared backends, FIM order."""
+
+import importlib.util
+
+import pytest
+
+from deepfim.engine import DEFAULT_MODEL_DIR
+from deepfim.engine.prompt import FimOrder
+from deepfim.lsp_server.engines import BackendSpec, BackendUnavailable, EngineSet, make_backend, specs_for
+from deepfim.lsp_server.settings import Settings
+
+
+class _Backend:
+    """Just enough of a backend to be constructed (no completions are made here)."""
+
+    tokenizer_path = str(DEFAULT_MODEL_DIR / "tokenizer.json")
+
+    def __init__(self, orders):
+        self.orders = orders
+        self.closed = False
+
+    def fim_orders(self, mode):
+        return self.orders
+
+    def close(self):
+        self.closed = True
+
+
+def test_modes_share_a_backend_unless_expert_names_its_own_checkpoint(tmp_path):
+    built = []
+
+    def factory(spec):
+        built.append(spec)
+        return _Backend(("psm", "spm"))
+
+    shared = EngineSet.load(Settings(), factory)
+    assert len(built) == 1 and shared.get("instant").backend is shared.get("expert").backend
+    assert shared.get("instant").fim_order is FimOrder.SPM
+    assert shared.describe() == {"instant": "embedded", "expert": "embedded"}
+
+    split = EngineSet.load(Settings(expert_checkpoint=str(tmp_path)), factory)
+    assert split.get("instant").backend is not split.get("expert").backend
+    assert split.describe()["expert"] == tmp_path.name
+    split.close()
+    assert split.get("expert").backend.closed
+
+
+def test_psm_only_checkpoints_get_psm_prompts():
+    engines = EngineSet.load(Settings(), lambda spec: _Backend(("psm",)))
+    assert engines.get("expert").fim_order is FimOrder.PSM
+
+
+def test_a_lan_server_serves_both_modes():
+    specs = specs_for(Settings(server="gpu-box:7070", token="t", expert_checkpoint=None))
+    assert specs["instant"] == specs["expert"] == BackendSpec(server="gpu-box:7070", token="t")
+    assert specs["instant"].describe() == "gpu-box:7070"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepfim.engine.local") is not None, reason="the engine is installed")
+def test_missing_engine_is_reported_clearly():
+    with pytest.raises(BackendUnavailable, match="in-process engine"):
+        make_backend(BackendSpec())

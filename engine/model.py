@@ -25,6 +25,7 @@ from torch import nn
 from deepfim.engine.cache import CompressorState, LayerCache, ModelState
 from deepfim.engine.config import ModelArgs
 from deepfim.kernels.compressor.ref import pool_windows
+from deepfim.kernels.mhc import cpu as mhc_cpu
 from deepfim.kernels.mhc.ref import hc_head, hc_post, hc_pre
 from deepfim.kernels.moe.ref import experts_forward, route, scores_from_logits, swiglu
 from deepfim.kernels.quant.ref import fp4_round_trip, fp8_round_trip, hadamard
@@ -64,12 +65,11 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight, self.eps)
 
 
 def unweighted_rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
+    return F.rms_norm(x, (x.shape[-1],), None, eps)
 
 
 # rope -----------------------------------------------------------------------------------------
@@ -161,9 +161,7 @@ class Compressor(nn.Module):
             kv = torch.cat([state.pending_kv, kv], 1)
             gate = torch.cat([state.pending_gate, gate], 1)
         if n_pending != start_pos % m:
-            raise RuntimeError(
-                f"compressor state holds {n_pending} tokens at position {start_pos} (ratio {m})"
-            )
+            raise RuntimeError(f"compressor state holds {n_pending} tokens at position {start_pos} (ratio {m})")
         n_win = kv.shape[1] // m
         usable = n_win * m
         if state is not None:
@@ -229,9 +227,7 @@ class Indexer(nn.Module):
         for t0 in range(0, t, block):
             s = F.relu(q[:, t0 : t0 + block] @ keys.unsqueeze(1).transpose(-1, -2)) * self.head_dim**-0.5
             scores.append((s * weights[:, t0 : t0 + block].unsqueeze(-1)).sum(2))  # [B, Tb, C]
-        scores = (scores[0] if len(scores) == 1 else torch.cat(scores, 1)).masked_fill(
-            invisible, float("-inf")
-        )
+        scores = (scores[0] if len(scores) == 1 else torch.cat(scores, 1)).masked_fill(invisible, float("-inf"))
         k = min(self.topk, c)
         idx = scores.topk(k, dim=-1).indices if k else scores.new_zeros(b, t, 0, dtype=torch.long)
         idx = torch.where(idx >= visible[None, :, None], -1, idx)
@@ -257,9 +253,7 @@ class Attention(nn.Module):
         self.wkv = Linear(args.dim, args.head_dim, act_quant=fp8)
         self.kv_norm = RMSNorm(args.head_dim, args.norm_eps)
         group_in = args.n_heads * args.head_dim // args.o_groups
-        self.wo_a = Linear(
-            group_in, args.o_groups * args.o_lora_rank
-        )  # block-diagonal: one [R, in] per group
+        self.wo_a = Linear(group_in, args.o_groups * args.o_lora_rank)  # block-diagonal: one [R, in] per group
         self.wo_b = Linear(args.o_groups * args.o_lora_rank, args.dim, act_quant=fp8)
         self.attn_sink = nn.Parameter(torch.zeros(args.n_heads))
         self.rotary = rotary
@@ -367,9 +361,7 @@ class Gate(nn.Module):
         self.weight = nn.Parameter(torch.empty(args.n_routed_experts, args.dim))
         self.is_hash = args.is_hash_layer(layer_id)
         if self.is_hash:
-            self.register_buffer(
-                "tid2eid", torch.zeros(args.vocab_size, args.n_activated_experts, dtype=torch.long)
-            )
+            self.register_buffer("tid2eid", torch.zeros(args.vocab_size, args.n_activated_experts, dtype=torch.long))
             self.bias = None
         else:
             self.register_buffer("bias", torch.zeros(args.n_routed_experts))
@@ -398,9 +390,7 @@ class MoE(nn.Module):
         flat = x.reshape(-1, shape[-1])  # [N, D]
         scores = scores_from_logits(flat @ self.gate.weight.t(), self.args.score_func)  # [N, E]
         fixed = self.gate.tid2eid[ids.reshape(-1)] if self.gate.is_hash else None
-        weights, idx = route(
-            scores, self.args.n_activated_experts, self.args.route_scale, self.gate.bias, fixed
-        )
+        weights, idx = route(scores, self.args.n_activated_experts, self.args.route_scale, self.gate.bias, fixed)
         if ctx is not None:
             ctx.expert_loads.append(
                 (self.layer_id, torch.bincount(idx.reshape(-1), minlength=self.args.n_routed_experts))
@@ -444,10 +434,10 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         a = self.args
         u, post, comb = hc_pre(x, self.hc_attn_fn, self.hc_attn_base, self.hc_attn_scale,
-                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
+                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, mhc_cpu.sinkhorn)  # fmt: skip
         x = hc_post(self.attn(self.attn_norm(u), start_pos, cache, ctx), x, post, comb)
         u, post, comb = hc_pre(x, self.hc_ffn_fn, self.hc_ffn_base, self.hc_ffn_scale,
-                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
+                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, mhc_cpu.sinkhorn)  # fmt: skip
         return hc_post(self.ffn(self.ffn_norm(u), ids, ctx), x, post, comb)
 
 
@@ -479,9 +469,7 @@ class MTPBlock(Block):
         x = self.e_proj(self.enorm(next_embed)).unsqueeze(2) + self.h_proj(self.hnorm(streams))
         x = super().forward(x, next_ids, start_pos, cache, ctx)
         a = self.args
-        return self.norm(
-            hc_head(x, self.hc_head_fn, self.hc_head_base, self.hc_head_scale, a.hc_eps, a.norm_eps)
-        )
+        return self.norm(hc_head(x, self.hc_head_fn, self.hc_head_base, self.hc_head_scale, a.hc_eps, a.norm_eps))
 
 
 # transformer ----------------------------------------------------------------------------------
@@ -510,9 +498,7 @@ class Transformer(nn.Module):
         self.hc_head_fn = nn.Parameter(torch.empty(args.hc_mult, args.hc_mult * args.dim))
         self.hc_head_base = nn.Parameter(torch.zeros(args.hc_mult))
         self.hc_head_scale = nn.Parameter(torch.ones(1))
-        self.mtp = nn.ModuleList(
-            [MTPBlock(args.n_layers + i, args, rotaries) for i in range(args.n_mtp_layers)]
-        )
+        self.mtp = nn.ModuleList([MTPBlock(args.n_layers + i, args, rotaries) for i in range(args.n_mtp_layers)])
 
     def reset_buffers(self) -> None:
         """Recomputes the non-persistent buffers (after construction on the meta device)."""
@@ -590,8 +576,5 @@ def hash_table(args: ModelArgs, seed: int = 0) -> torch.Tensor:
     """A fixed token->experts table for hash layers: K distinct experts per token."""
     g = torch.Generator().manual_seed(seed + 1)
     return torch.stack(
-        [
-            torch.randperm(args.n_routed_experts, generator=g)[: args.n_activated_experts]
-            for _ in range(args.vocab_size)
-        ]
+        [torch.randperm(args.n_routed_experts, generator=g)[: args.n_activated_experts] for _ in range(args.vocab_size)]
     )

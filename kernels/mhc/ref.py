@@ -10,10 +10,14 @@ import torch
 
 
 def _mix(x: torch.Tensor, fn: torch.Tensor, norm_eps: float) -> torch.Tensor:
-    """Per-token mixing logits: RMS-normalise the flattened streams, project with `fn`."""
+    """Per-token mixing logits: RMS-normalise the flattened streams, project with `fn`.
+
+    The per-token RMS scale is applied after the projection (the same value, without
+    materialising the normalised [B, T, n*D] streams).
+    """
     flat = x.flatten(-2).float()  # [B, T, n*D]
-    flat = flat * torch.rsqrt(flat.square().mean(-1, keepdim=True) + norm_eps)
-    return flat @ fn.t()  # [B, T, m]
+    inv_rms = torch.rsqrt(flat.square().mean(-1, keepdim=True) + norm_eps)  # [B, T, 1]
+    return (flat @ fn.t()) * inv_rms  # [B, T, m]
 
 
 def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
@@ -38,12 +42,14 @@ def hc_pre(
     iters: int,
     eps: float,
     norm_eps: float,
+    sinkhorn_fn=sinkhorn,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Collapses the streams into a sublayer input and computes the residual mixing.
 
     Args:
         x: [B, T, n, D] residual streams.
         fn: [(2+n)*n, n*D] mixing projection; base: [(2+n)*n]; scale: [3].
+        sinkhorn_fn: `sinkhorn` or a drop-in (the C kernel in kernels/mhc/cpu.py).
     Returns:
         u [B, T, D] sublayer input, post [B, T, n] output weights, comb [B, T, n, n]
         (row = source stream, column = destination stream).
@@ -53,7 +59,7 @@ def hc_pre(
     pre = torch.sigmoid(mix[..., :n] * scale[0] + base[:n]) + eps  # [B, T, n]
     post = 2 * torch.sigmoid(mix[..., n : 2 * n] * scale[1] + base[n : 2 * n])  # [B, T, n]
     comb_logits = mix[..., 2 * n :] * scale[2] + base[2 * n :]
-    comb = sinkhorn(comb_logits.unflatten(-1, (n, n)), iters, eps)  # [B, T, n, n]
+    comb = sinkhorn_fn(comb_logits.unflatten(-1, (n, n)), iters, eps)  # [B, T, n, n]
     u = (pre.unsqueeze(-1) * x).sum(-2)  # [B, T, D]
     return u, post, comb
 

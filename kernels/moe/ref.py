@@ -67,13 +67,17 @@ def experts_forward(
     """
     n, k = idx.shape
     if n * k <= 8:
-        # decode: gather the few experts and run them as one batched matmul
-        flat = idx.reshape(-1)
-        xk = x.repeat_interleave(k, 0).unsqueeze(-1)  # [N*K, D, 1]
-        h = swiglu((w1[flat] @ xk).squeeze(-1), (w3[flat] @ xk).squeeze(-1), limit)  # [N*K, I]
-        h = h * weights.reshape(-1, 1)
-        y = (w2[flat] @ h.unsqueeze(-1)).squeeze(-1)  # [N*K, D]
-        return y.view(n, k, -1).sum(1)
+        # decode: a handful of (token, expert) pairs; index the stacked weights by python ints
+        # (views, no copies) instead of gathering [N*K, I, D] weight tensors
+        rows = []
+        for token, (experts, ws) in enumerate(zip(idx.tolist(), weights.unbind(0), strict=True)):
+            xt = x[token]
+            y = None
+            for j, e in enumerate(experts):
+                h = swiglu(F.linear(xt, w1[e]), F.linear(xt, w3[e]), limit) * ws[j]
+                y = F.linear(h, w2[e]) if y is None else y + F.linear(h, w2[e])
+            rows.append(y)
+        return torch.stack(rows)
     out = torch.zeros_like(x)
     flat_idx = idx.reshape(-1)
     order = flat_idx.argsort(stable=True)

@@ -34,9 +34,7 @@ def dequant_fp8_blocks(weight: torch.Tensor, scale: torch.Tensor, block: int = 1
     s = _scale_to_float(scale)
     expected = ((m + block - 1) // block, (k + block - 1) // block)
     if tuple(s.shape) != expected:
-        raise ValueError(
-            f"FP8 scale shape {tuple(s.shape)} does not match weight {(m, k)} (expected {expected})"
-        )
+        raise ValueError(f"FP8 scale shape {tuple(s.shape)} does not match weight {(m, k)} (expected {expected})")
     s = s.repeat_interleave(block, 0)[:m].repeat_interleave(block, 1)[:, :k]
     return weight.float() * s
 

@@ -1,0 +1,55 @@
+"""Builds a kernel's small C source into a shared library on first use, cached by content hash.
+
+Used for CPU kernels whose torch form is dominated by per-op dispatch cost (dozens of tiny ops
+per token). Needs a C compiler (`cc`); without one, or if the build fails, `load` returns None
+and callers fall back to the torch reference, so nothing depends on it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from deepfim import env
+
+log = logging.getLogger(__name__)
+
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
+_loaded: dict[Path, ctypes.CDLL | None] = {}
+
+
+def load(source: Path) -> ctypes.CDLL | None:
+    """The compiled library of `source`, or None when it cannot be built here."""
+    if source in _loaded:
+        return _loaded[source]
+    lib = None
+    try:
+        lib = ctypes.CDLL(str(_build(source)))
+    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        log.warning("C kernel %s unavailable (%s); using the torch reference", source.name, exc)
+    _loaded[source] = lib
+    return lib
+
+
+def _build(source: Path) -> Path:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler found")
+    digest = hashlib.sha256(source.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    out_dir = env.cache_dir() / "kernels"
+    target = out_dir / f"{source.stem}-{digest}.so"
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp_lib = Path(tmp) / target.name
+        subprocess.run([compiler, *FLAGS, "-o", str(tmp_lib), str(source), "-lm"], check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        os.replace(tmp_lib, target)  # atomic: concurrent builders race harmlessly
+    return target

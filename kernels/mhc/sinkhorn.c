@@ -1,0 +1,106 @@
+/* Sinkhorn-Knopp projection of mHC mixing logits, forward and backward, one n x n matrix per token.
+ *
+ * Same math as kernels/mhc/ref.py `sinkhorn`: row softmax + eps, column normalisation, then
+ * iters-1 rounds of row and column normalisation, each dividing by (sum + eps). The torch version
+ * issues ~120 tiny ops per call (and ~2x that in backward); on a CPU their dispatch cost, not the
+ * arithmetic, dominates both decode latency and training steps. Built on first use by cpu.py.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_N 8
+#define MAX_STEPS 128
+
+static void row_normalise(float *m, int n, float eps) {
+    for (int i = 0; i < n; i++) {
+        float s = 0.f;
+        for (int j = 0; j < n; j++) s += m[i * n + j];
+        float d = s + eps;
+        for (int j = 0; j < n; j++) m[i * n + j] /= d;
+    }
+}
+
+static void col_normalise(float *m, int n, float eps) {
+    for (int j = 0; j < n; j++) {
+        float s = 0.f;
+        for (int i = 0; i < n; i++) s += m[i * n + j];
+        float d = s + eps;
+        for (int i = 0; i < n; i++) m[i * n + j] /= d;
+    }
+}
+
+static void softmax_rows(const float *l, float *s, int n) {
+    for (int i = 0; i < n; i++) {
+        float mx = l[i * n];
+        for (int j = 1; j < n; j++) mx = fmaxf(mx, l[i * n + j]);
+        float z = 0.f;
+        for (int j = 0; j < n; j++) { s[i * n + j] = expf(l[i * n + j] - mx); z += s[i * n + j]; }
+        for (int j = 0; j < n; j++) s[i * n + j] /= z;
+    }
+}
+
+int sinkhorn_fwd(const float *logits, float *out, int64_t count, int n, int iters, float eps) {
+    if (n > MAX_N || iters < 1) return -1;
+    int nn = n * n;
+    for (int64_t t = 0; t < count; t++) {
+        float *m = out + t * nn;
+        softmax_rows(logits + t * nn, m, n);
+        for (int k = 0; k < nn; k++) m[k] += eps;
+        col_normalise(m, n, eps);
+        for (int it = 1; it < iters; it++) { row_normalise(m, n, eps); col_normalise(m, n, eps); }
+    }
+    return 0;
+}
+
+/* Backward by replaying the forward and keeping every intermediate matrix (2 * iters of them). */
+int sinkhorn_bwd(const float *logits, const float *grad_out, float *grad_in, int64_t count, int n, int iters,
+                 float eps) {
+    if (n > MAX_N || iters < 1 || 2 * iters > MAX_STEPS) return -1;
+    int nn = n * n;
+    float soft[MAX_N * MAX_N];
+    float states[MAX_STEPS][MAX_N * MAX_N]; /* states[k] = input of normalisation step k */
+    float g[MAX_N * MAX_N], gx[MAX_N * MAX_N];
+    int steps = 2 * iters - 1; /* col, then (row, col) x (iters - 1) */
+    for (int64_t t = 0; t < count; t++) {
+        float m[MAX_N * MAX_N];
+        softmax_rows(logits + t * nn, soft, n);
+        for (int k = 0; k < nn; k++) m[k] = soft[k] + eps;
+        for (int s = 0; s < steps; s++) {
+            memcpy(states[s], m, sizeof(float) * nn);
+            int is_col = (s % 2) == 0;
+            if (is_col) col_normalise(m, n, eps); else row_normalise(m, n, eps);
+        }
+        memcpy(g, grad_out + t * nn, sizeof(float) * nn);
+        for (int s = steps - 1; s >= 0; s--) {
+            const float *x = states[s];
+            int is_col = (s % 2) == 0;
+            for (int a = 0; a < n; a++) {
+                /* a indexes columns for a column step, rows for a row step */
+                float sum = 0.f, dot = 0.f;
+                for (int b = 0; b < n; b++) {
+                    int k = is_col ? b * n + a : a * n + b;
+                    sum += x[k];
+                }
+                float d = sum + eps;
+                for (int b = 0; b < n; b++) {
+                    int k = is_col ? b * n + a : a * n + b;
+                    dot += g[k] * x[k];
+                }
+                for (int b = 0; b < n; b++) {
+                    int k = is_col ? b * n + a : a * n + b;
+                    gx[k] = g[k] / d - dot / (d * d);
+                }
+            }
+            memcpy(g, gx, sizeof(float) * nn);
+        }
+        /* through softmax: dl = s * (g - sum_j g s) per row (+eps has no gradient) */
+        float *out = grad_in + t * nn;
+        for (int i = 0; i < n; i++) {
+            float dot = 0.f;
+            for (int j = 0; j < n; j++) dot += g[i * n + j] * soft[i * n + j];
+            for (int j = 0; j < n; j++) out[i * n + j] = soft[i * n + j] * (g[i * n + j] - dot);
+        }
+    }
+    return 0;
+}

@@ -72,6 +72,11 @@ class CompletionOutcome:
     finish_reason: str = ""
 
 
+def _consume(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Ticket:
     """Carries cancellation from the awaiting task to a request whose engine handle may not
     exist yet (it is created on the context thread)."""
@@ -216,10 +221,14 @@ class CompletionPipeline:
         """The engine's result; None when it was stopped by our own stop rule and the
         engine reports cancellation by raising."""
         assert prepared.handle is not None and prepared.stream is not None
+        engine_future = asyncio.wrap_future(prepared.handle.future)
         try:
             # shield: cancelling this task must not cancel the engine's own future (the
             # engine would then fail to set its result); the ticket cancels the handle
-            return await asyncio.shield(asyncio.wrap_future(prepared.handle.future))
+            return await asyncio.shield(engine_future)
+        except asyncio.CancelledError:
+            engine_future.add_done_callback(_consume)  # its cancellation error is expected
+            raise
         except EngineCancelled:
             if prepared.stream.stopped_early:
                 return None

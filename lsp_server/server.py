@@ -250,6 +250,7 @@ class DeepFimServer(LanguageServer):
         if not invoked:
             hit = self.cache.lookup(uri, prefix, suffix)
             if hit is not None:
+                self._supersede(uri)  # an older request for this document is stale now
                 timings = StageTimings(total_ms=(time.perf_counter() - started) * 1000).as_dict()
                 timings["cached"] = True
                 self.latency.record(timings)

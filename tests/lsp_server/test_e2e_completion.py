@@ -131,6 +131,15 @@ async def test_custom_methods_and_acceptance_statistics(client, workspace):
     assert status.models.instant and status.server == "in-process" and status.index.ready in (True, False)
     with pytest.raises(JsonRpcInvalidParams):
         await client.protocol.send_request_async("deepfim/accept", {"acceptedChars": 3})
+    # clients that run item commands on the server count acceptances the same way
+    editor.insert(uri, CURSOR_LINE, 0, "\n")
+    again = await client.text_document_inline_completion_async(inline_params(uri, CURSOR_LINE + 1, utf16_len(line)))
+    command = again.items[0].command
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=command.command, arguments=command.arguments)
+    )
+    final = await client.protocol.send_request_async("deepfim/status", {})
+    assert final.acceptance.accepted == status.acceptance.accepted + 1
     editor.close(uri)
 
 

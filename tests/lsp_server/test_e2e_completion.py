@@ -33,6 +33,7 @@ async def test_initialize_advertises_features(client):
     assert caps.completion_provider is not None
     assert caps.text_document_sync.change == types.TextDocumentSyncKind.Incremental
     assert "deepfim.accept" in caps.execute_command_provider.commands
+    assert caps.workspace.workspace_folders.supported and caps.workspace.workspace_folders.change_notifications
 
 
 async def test_model_loading_reports_progress(client):
@@ -188,3 +189,28 @@ async def test_invalid_configuration_is_reported_and_defaults_are_used(client):
         await asyncio.sleep(0.05)
     message = next(m for m in client.messages if "deepfim.maxTokens" in m.message)
     assert message.type == types.MessageType.Warning and "'many'" in message.message
+
+
+async def test_workspace_folders_can_be_added_and_removed(client, tmp_path):
+    before = await client.protocol.send_request_async("deepfim/status", {})
+    extra = tmp_path / "extra"
+    (extra / "pkg").mkdir(parents=True)
+    (extra / "pkg" / "util.py").write_text("def helper(x):\n    return x * 2\n")
+    folder = types.WorkspaceFolder(uri=extra.as_uri(), name="extra")
+
+    def change(added, removed):
+        client.workspace_did_change_workspace_folders(
+            types.DidChangeWorkspaceFoldersParams(event=types.WorkspaceFoldersChangeEvent(added=added, removed=removed))
+        )
+
+    change([folder], [])
+    if before.index.files:  # with the workspace index installed, the new folder gets indexed
+        deadline = time.monotonic() + 20
+        status = before
+        while status.index.files <= before.index.files and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            status = await client.protocol.send_request_async("deepfim/status", {})
+        assert status.index.files == before.index.files + 1 and status.index.ready
+    change([], [folder])
+    after = await client.protocol.send_request_async("deepfim/status", {})
+    assert after.index.files == before.index.files

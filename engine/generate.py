@@ -1,0 +1,69 @@
+"""Synchronous generation for scripts, the CLI and evaluation (no engine thread).
+
+`generate` runs one request to completion in the calling thread with the same runner the
+engine uses (prefill in cache-aligned chunks, sampling, stop rules, streaming, speculation).
+`should_stop` is polled between steps, which is how a caller aborts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from deepfim.engine import DEFAULT_MODEL_DIR
+from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, SamplingParams, StreamCallback
+from deepfim.engine.loader import load_model
+from deepfim.engine.model import Transformer
+from deepfim.engine.model_runner import ModelRunner
+from deepfim.engine.prompt import Prompt
+from deepfim.engine.sequence import ActiveRequest
+from deepfim.engine.speculative import SpeculativeConfig
+from deepfim.engine.tokenizer import Tokenizer
+
+
+def generate(
+    runner: ModelRunner,
+    prompt: list[int],
+    params: SamplingParams,
+    on_text: StreamCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Candidate]:
+    """Completes `prompt`; returns one Candidate per `params.n`."""
+    request = CompletionRequest(prompt, params)
+    handle = CompletionHandle(request)
+    req = ActiveRequest(request, handle, on_text, runner.tokenizer)
+    while not req.done:
+        if should_stop is not None and should_stop():
+            handle.cancel()
+            for cand in req.candidates:
+                if not cand.finished:
+                    cand.finish_reason = "cancelled"
+            if req.prefilling:
+                return []
+            break
+        runner.advance(req)
+    return req.results()
+
+
+class EngineFimModel:
+    """The evaluation harness's `FimModel` for a checkpoint: greedy, no prefix cache."""
+
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, name: str, speculative: bool = True) -> None:
+        self.name = name
+        self.tokenizer = tokenizer
+        self.runner = ModelRunner(model, tokenizer, None, SpeculativeConfig(enabled=speculative))
+
+    def complete(self, prompt: Prompt, max_new_tokens: int) -> str:
+        candidates = generate(self.runner, prompt.ids, SamplingParams(max_tokens=max_new_tokens))
+        return candidates[0].text if candidates else ""
+
+
+def load_runner(checkpoint: str | Path | None = None) -> ModelRunner:
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
+    return ModelRunner(load_model(path), Tokenizer.from_file(path / "tokenizer.json"), None)
+
+
+def fim_model(checkpoint: Path | None = None) -> EngineFimModel:
+    """Hook used by `deepfim eval` (engine/evaluation/models.py)."""
+    path = checkpoint if checkpoint is not None else DEFAULT_MODEL_DIR
+    return EngineFimModel(load_model(path), Tokenizer.from_file(path / "tokenizer.json"), f"model:{path.name}")

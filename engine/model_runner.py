@@ -1,0 +1,182 @@
+"""Runs one unit of a request's work on the model: a prefill chunk or a decode step.
+
+Prefill consults the prefix cache once, then processes the prompt in chunks that end on
+absolute multiples of `chunk` (= the cache block), storing a snapshot at every boundary, so
+resumed and cold computations are operation-for-operation identical. Decode feeds the last
+sampled token; greedy decode may verify several drafted tokens at once (speculative.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from deepfim.engine.model import Transformer
+from deepfim.engine.prefix_cache import PrefixCache
+from deepfim.engine.sampler import sample
+from deepfim.engine.sequence import ActiveRequest, CandidateState
+from deepfim.engine.speculative import DraftStats, NgramDrafter, SpeculativeConfig
+from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class ModelRunner:
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        cache: PrefixCache | None = None,
+        speculative: SpeculativeConfig | None = None,
+        name: str = "model",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cache = cache
+        self.chunk = cache.block if cache is not None else 128
+        self.spec = speculative or SpeculativeConfig()
+        self.draft_stats = DraftStats()
+        self.name = name
+        self.eos = tokenizer.special.eos
+
+    @torch.inference_mode()
+    def advance(self, req: ActiveRequest) -> None:
+        """One step of work for `req`: the next prefill chunk, or one token per live candidate."""
+        req.mark_started()
+        if req.prefilling:
+            self._prefill_chunk(req)
+        else:
+            for cand in req.candidates:
+                if not cand.finished:
+                    if req.handle.cancelled:
+                        cand.finish_reason = "cancelled"
+                    else:
+                        self._decode(req, cand)
+
+    # prefill ---------------------------------------------------------------------------------
+    def _prefill_chunk(self, req: ActiveRequest) -> None:
+        ids = req.request.prompt
+        t0 = time.perf_counter()
+        if not req.started:
+            req.started = True
+            match = self.cache.match(req.user, ids) if self.cache is not None else None
+            if match is not None and match.state is not None:
+                req.state, req.prefilled = match.state, match.length
+                req.timings.cached_tokens = match.length
+                if match.logits is not None:
+                    req.last_logits = match.logits
+                    self._start_candidates(req)
+                    return
+            else:
+                req.state, req.prefilled = self.model.new_state(), 0
+        end = min(len(ids), (req.prefilled // self.chunk + 1) * self.chunk)
+        last = end == len(ids)
+        out = self.model(torch.tensor([ids[req.prefilled : end]]), req.state, logits="last" if last else "none")
+        req.prefilled = end
+        if self.cache is not None and end % self.chunk == 0:
+            self.cache.insert(req.user, ids[:end], req.state)
+        if last:
+            req.last_logits = out.logits[0, -1]
+            if self.cache is not None:
+                self.cache.insert_exact(req.user, ids, req.state, req.last_logits)
+        req.timings.prefill_ms += (time.perf_counter() - t0) * 1e3
+        if last:
+            self._start_candidates(req)
+
+    def _start_candidates(self, req: ActiveRequest) -> None:
+        params = req.request.sampling
+        for i in range(params.n):
+            generator = None
+            if not params.is_greedy:
+                generator = torch.Generator()
+                if params.seed is not None:
+                    generator.manual_seed(params.seed + i)
+                else:
+                    generator.seed()
+            state = req.state if params.n == 1 else req.state.snapshot()
+            cand = CandidateState(i, StreamDecoder(self.tokenizer), generator, state)
+            req.candidates.append(cand)
+            token, logprob = sample(req.last_logits, params, generator)
+            self._accept(req, cand, token, logprob)
+        req.state = None
+
+    # decode ----------------------------------------------------------------------------------
+    def _decode(self, req: ActiveRequest, cand: CandidateState) -> None:
+        t0 = time.perf_counter()
+        params = req.request.sampling
+        drafts: list[int] = []
+        if params.is_greedy and params.speculative and self.spec.enabled:
+            if cand.drafter is None:
+                cand.drafter = NgramDrafter(req.request.prompt + cand.tokens, self.spec.ngram)
+            room = params.max_tokens - len(cand.tokens) - 1
+            drafts = cand.drafter.propose(min(self.spec.max_draft, room))
+        if drafts:
+            self._verify(req, cand, drafts)
+        else:
+            out = self.model(torch.tensor([[cand.next_token]]), cand.state, logits="last")
+            token, logprob = sample(out.logits[0, -1], params, cand.generator)
+            self._accept(req, cand, token, logprob)
+        req.timings.decode_ms += (time.perf_counter() - t0) * 1e3
+
+    def _verify(self, req: ActiveRequest, cand: CandidateState, drafts: list[int]) -> None:
+        """Feeds [next_token, *drafts] at once; keeps the drafts the model agrees with."""
+        snapshot = cand.state.snapshot()
+        seq = [cand.next_token, *drafts]
+        out = self.model(torch.tensor([seq]), cand.state, logits="all")
+        logits = out.logits[0]  # [k+1, V]
+        preds = logits.argmax(-1).tolist()
+        n_ok = 0
+        while n_ok < len(drafts) and preds[n_ok] == drafts[n_ok]:
+            n_ok += 1
+        self.draft_stats.record("ngram", len(drafts), n_ok)
+        req.timings.draft_tokens += len(drafts)
+        req.timings.accepted_draft_tokens += n_ok
+        if n_ok < len(drafts):
+            # roll back: the state must hold exactly the tokens that will be kept
+            cand.state = snapshot
+            self.model(torch.tensor([seq[: n_ok + 1]]), cand.state, logits="none")
+        logprobs = torch.log_softmax(logits[: n_ok + 1].float(), -1)
+        for j in range(n_ok + 1):
+            token = preds[j]
+            self._accept(req, cand, token, float(logprobs[j, token]))
+            if cand.finished:
+                return
+
+    def _accept(self, req: ActiveRequest, cand: CandidateState, token: int, logprob: float) -> None:
+        """Appends a sampled token: stop rules, streaming, next input."""
+        params = req.request.sampling
+        req.timings.generated_tokens += 1
+        if token == self.eos:
+            cand.finish_reason = "eos"
+        else:
+            cand.tokens.append(token)
+            cand.logprob += logprob
+            if cand.drafter is not None:
+                cand.drafter.append(token)
+            delta = cand.decoder.push(token)
+            before = len(cand.text)
+            cand.text += delta
+            if req.stop.find(cand.text, before) is not None:
+                cand.finish_reason = "stop"
+            elif len(cand.tokens) >= params.max_tokens:
+                cand.finish_reason = "length"
+            else:
+                cand.next_token = token
+        self._stream(req, cand)
+
+    def _stream(self, req: ActiveRequest, cand: CandidateState) -> None:
+        if req.on_text is None:
+            return
+        if cand.finished:
+            cut = req.stop.find(cand.text, 0)
+            end = len(cand.text) if cut is None else cut
+        else:
+            end = req.stop.safe_prefix(cand.text)
+        if end > cand.streamed:
+            try:
+                req.on_text(cand.index, cand.text[cand.streamed : end])
+            except Exception:  # a broken consumer must not kill the engine loop
+                log.exception("stream callback of %s failed", req.request.request_id)
+            cand.streamed = end

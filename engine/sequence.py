@@ -1,0 +1,88 @@
+"""Per-request bookkeeping inside the engine: prompt progress, candidates, text, timings."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, StreamCallback, Timings
+from deepfim.engine.cache import ModelState
+from deepfim.engine.sampler import StopChecker
+from deepfim.engine.speculative import NgramDrafter
+from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
+
+_seq_numbers = itertools.count()
+
+
+@dataclass
+class CandidateState:
+    """One of a request's n continuations."""
+
+    index: int
+    decoder: StreamDecoder
+    generator: torch.Generator | None
+    state: ModelState | None = None
+    tokens: list[int] = field(default_factory=list)
+    next_token: int | None = None  # sampled, not yet fed to the model
+    logprob: float = 0.0
+    text: str = ""  # decoded so far (stop strings not yet cut)
+    streamed: int = 0  # characters already passed to the stream callback
+    finish_reason: str | None = None
+    drafter: NgramDrafter | None = None  # speculative drafts from the context (greedy only)
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass
+class ActiveRequest:
+    request: CompletionRequest
+    handle: CompletionHandle
+    on_text: StreamCallback | None
+    tokenizer: Tokenizer
+    seq_no: int = field(default_factory=lambda: next(_seq_numbers))
+    state: ModelState | None = None  # prompt state while prefilling
+    prefilled: int = 0  # prompt tokens in `state`
+    started: bool = False  # prefix cache consulted
+    last_logits: torch.Tensor | None = None
+    candidates: list[CandidateState] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    first_step_at: float | None = None
+    stop: StopChecker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stop = StopChecker(self.request.sampling.stop)
+        self.timings.prompt_tokens = len(self.request.prompt)
+
+    @property
+    def priority(self) -> int:
+        return int(self.request.priority)
+
+    @property
+    def user(self) -> str:
+        return self.request.namespace
+
+    @property
+    def prefilling(self) -> bool:
+        return not self.candidates
+
+    @property
+    def done(self) -> bool:
+        return bool(self.candidates) and all(c.finished for c in self.candidates)
+
+    def mark_started(self) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.perf_counter()
+            self.timings.queue_ms = (self.first_step_at - self.handle.submitted_at) * 1e3
+
+    def results(self) -> list[Candidate]:
+        out = []
+        for c in self.candidates:
+            cut = self.stop.find(c.text, 0)
+            text = c.text if cut is None else c.text[:cut]
+            out.append(Candidate(text, list(c.tokens), c.finish_reason or "cancelled", c.logprob))
+        return out

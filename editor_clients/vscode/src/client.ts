@@ -1,0 +1,81 @@
+/** The `LanguageClient` for `deepfim lsp`: stdio, inline completions timed, failures reported once. */
+
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  ErrorAction,
+  LanguageClient,
+  RevealOutputChannelOn,
+  type LanguageClientOptions,
+  type ServerOptions,
+} from "vscode-languageclient/node";
+
+import type { ServerSettings } from "./settings";
+
+export interface ClientHooks {
+  /** An inline-completion request was answered after `ms` milliseconds. */
+  onLatency(ms: number): void;
+  /** A request failed (cancellations are not failures). */
+  onRequestError(message: string): void;
+  /** The server process ended; `restarting` tells whether the client starts it again. */
+  onClosed(restarting: boolean): void;
+}
+
+const MAX_RESTARTS = 3;
+const RESTART_WINDOW_MS = 3 * 60 * 1000;
+
+function isCancellation(error: unknown): boolean {
+  return error instanceof vscode.CancellationError || (error instanceof Error && error.message === "Canceled");
+}
+
+export function createClient(
+  command: readonly string[],
+  settings: ServerSettings,
+  output: vscode.LogOutputChannel,
+  hooks: ClientHooks,
+): LanguageClient {
+  const [program = "deepfim", ...args] = command;
+  const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const serverOptions: ServerOptions = { command: program, args, options: cwd === undefined ? {} : { cwd } };
+  const restarts: number[] = [];
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    initializationOptions: settings,
+    outputChannel: output,
+    revealOutputChannelOn: RevealOutputChannelOn.Never,
+    initializationFailedHandler: () => false,
+    errorHandler: {
+      error: () => ({ action: ErrorAction.Continue, handled: true }),
+      closed: () => {
+        const now = Date.now();
+        while (restarts.length > 0 && (restarts[0] ?? now) < now - RESTART_WINDOW_MS) {
+          restarts.shift();
+        }
+        const restart = restarts.length < MAX_RESTARTS;
+        if (restart) {
+          restarts.push(now);
+        }
+        hooks.onClosed(restart);
+        return { action: restart ? CloseAction.Restart : CloseAction.DoNotRestart, handled: true };
+      },
+    },
+    middleware: {
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        const started = performance.now();
+        try {
+          const result = await next(document, position, context, token);
+          if (!token.isCancellationRequested) {
+            hooks.onLatency(performance.now() - started);
+          }
+          return result;
+        } catch (error) {
+          if (!isCancellation(error) && !token.isCancellationRequested) {
+            hooks.onRequestError(error instanceof Error ? error.message : String(error));
+          }
+          return null;
+        }
+      },
+    },
+  };
+  return new LanguageClient("deepfim", "DeepFIM", serverOptions, clientOptions);
+}

@@ -1,0 +1,154 @@
+/** One DeepFIM language-server session: start, restart, settings changes and the commands. */
+
+import * as vscode from "vscode";
+import { DidChangeConfigurationNotification, type LanguageClient } from "vscode-languageclient/node";
+
+import { createClient } from "./client";
+import { statusReport } from "./format";
+import { checkLaunch } from "./launch";
+import { DeepfimApi, isAcceptArgument } from "./protocol";
+import { readSettings } from "./settings";
+import type { StatusBar } from "./statusBar";
+
+export class Session {
+  private client: LanguageClient | undefined;
+  private api: DeepfimApi | undefined;
+  private command = "";
+
+  constructor(
+    private readonly output: vscode.LogOutputChannel,
+    private readonly bar: StatusBar,
+  ) {}
+
+  async start(): Promise<void> {
+    const { command, server, problems } = readSettings(vscode.workspace.getConfiguration("deepfim"));
+    const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? process.cwd();
+    const check = checkLaunch(command, server, process.env.PATH, cwd);
+    for (const warning of [...problems, ...check.warnings]) {
+      this.output.warn(warning);
+      void vscode.window.showWarningMessage(`DeepFIM: ${warning}`);
+    }
+    this.command = JSON.stringify(command);
+    this.bar.update({ phase: "starting", mode: server.mode, enabled: server.enabled, error: undefined });
+    if (check.fatal !== undefined) {
+      this.fail(check.fatal);
+      return;
+    }
+    this.output.info(`starting ${command.join(" ")}`);
+    const client = createClient(command, server, this.output, {
+      onLatency: (ms) => {
+        this.bar.update({ lastLatencyMs: ms, error: undefined });
+      },
+      onRequestError: (message) => {
+        this.output.error(`completion failed: ${message}`);
+        this.bar.update({ error: message });
+      },
+      onClosed: (restarting) => {
+        this.bar.update(restarting ? { phase: "starting" } : { phase: "stopped" });
+      },
+    });
+    this.client = client;
+    this.api = new DeepfimApi(client);
+    try {
+      await client.start();
+      this.bar.update({ phase: "running" });
+    } catch (error) {
+      this.client = undefined;
+      this.api = undefined;
+      const reason = error instanceof Error ? error.message : String(error);
+      this.fail(
+        `DeepFIM's language server (${command.join(" ")}) failed to start: ${reason}. ` +
+          'Check that "deepfim.serverCommand" runs in a Python environment with DeepFIM installed; the log has the server\'s output.',
+      );
+    }
+  }
+
+  private fail(message: string): void {
+    this.output.error(message);
+    this.bar.update({ phase: "failed", error: message });
+    void vscode.window.showErrorMessage(message, "Open Settings", "Show Log").then((choice) => {
+      if (choice === "Open Settings") {
+        void vscode.commands.executeCommand("workbench.action.openSettings", "deepfim");
+      } else if (choice === "Show Log") {
+        this.output.show();
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    this.api = undefined;
+    if (client?.isRunning()) {
+      await client.stop(5000).catch((error: unknown) => {
+        this.output.warn(`stop: ${String(error)}`);
+      });
+    }
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** Settings changed: restart for a new server command, else tell the running server. */
+  async onConfigurationChanged(): Promise<void> {
+    const { command, server } = readSettings(vscode.workspace.getConfiguration("deepfim"));
+    if (this.client === undefined || JSON.stringify(command) !== this.command) {
+      await this.restart();
+      return;
+    }
+    await this.client.sendNotification(DidChangeConfigurationNotification.type, { settings: { deepfim: server } });
+    this.bar.update({ mode: server.mode, enabled: server.enabled });
+  }
+
+  private connected(): DeepfimApi | undefined {
+    if (this.api === undefined) {
+      void vscode.window.showWarningMessage("DeepFIM: the language server is not running.", "Restart").then((choice) => {
+        if (choice === "Restart") {
+          void this.restart();
+        }
+      });
+    }
+    return this.api;
+  }
+
+  async toggle(): Promise<void> {
+    const enabled = await this.connected()?.setEnabled(!this.bar.state.enabled);
+    if (enabled !== undefined) {
+      this.bar.update({ enabled });
+    }
+  }
+
+  async switchMode(): Promise<void> {
+    const api = this.connected();
+    const current = this.bar.state.mode;
+    const items = (["instant", "expert"] as const).map((mode) => ({ label: mode, description: mode === current ? "current" : "" }));
+    const picked = api && (await vscode.window.showQuickPick(items, { placeHolder: "DeepFIM mode for automatic completions" }));
+    if (api && picked) {
+      this.bar.update({ mode: await api.setMode(picked.label) });
+    }
+  }
+
+  async showStatus(): Promise<void> {
+    const api = this.connected();
+    if (!api) {
+      return;
+    }
+    const lines = statusReport(await api.status());
+    this.output.info(`status: ${lines.join("; ")}`);
+    const choice = await vscode.window.showInformationMessage(`DeepFIM: ${lines.join(" · ")}`, "Switch Mode", "Show Log");
+    if (choice === "Switch Mode") {
+      await this.switchMode();
+    } else if (choice === "Show Log") {
+      this.output.show();
+    }
+  }
+
+  /** Runs when an inline completion is accepted: VS Code executes the item's command. */
+  async accept(argument: unknown): Promise<void> {
+    if (isAcceptArgument(argument)) {
+      await this.api?.accept(argument.id);
+    }
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The `deepfim.*` settings: read, checked and turned into the server's settings object
+ * (docs/protocol.md) plus the command that starts the server. No `vscode` import, so the
+ * same code runs in the extension and in plain Node tests.
+ */
+
+export type Mode = "instant" | "expert";
+
+/** Settings sent as `initializationOptions` and `workspace/didChangeConfiguration`. */
+export interface ServerSettings {
+  enabled: boolean;
+  mode: Mode;
+  checkpoint: string | null;
+  expertCheckpoint: string | null;
+  server: string | null;
+  token: string | null;
+  tlsCa: string | null;
+  contextBudget: number;
+  maxTokens: number;
+  debounceMs: number;
+  logFile: string | null;
+}
+
+export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
+  enabled: true,
+  mode: "instant",
+  checkpoint: null,
+  expertCheckpoint: null,
+  server: null,
+  token: null,
+  tlsCa: null,
+  contextBudget: 4096,
+  maxTokens: 48,
+  debounceMs: 15,
+  logFile: null,
+};
+
+export const DEFAULT_COMMAND: readonly string[] = ["deepfim", "lsp"];
+
+/** What `vscode.WorkspaceConfiguration` offers for the `deepfim` section. */
+export interface ConfigSource {
+  get(key: string): unknown;
+}
+
+export interface ClientSettings {
+  /** Program and arguments that start the language server. */
+  command: string[];
+  server: ServerSettings;
+  /** One message per invalid value, naming the setting; the default is used instead. */
+  problems: string[];
+}
+
+const PATH_KEYS = ["checkpoint", "expertCheckpoint", "server", "token", "tlsCa", "logFile"] as const;
+const INT_KEYS = [
+  ["contextBudget", 256],
+  ["maxTokens", 1],
+  ["debounceMs", 0],
+] as const;
+
+function describe(value: unknown): string {
+  return value === undefined ? "undefined" : JSON.stringify(value);
+}
+
+/** Read `deepfim.*` settings; invalid values are reported and replaced by defaults. */
+export function readSettings(config: ConfigSource): ClientSettings {
+  const problems: string[] = [];
+  const server: ServerSettings = { ...DEFAULT_SETTINGS };
+
+  const enabled = config.get("enabled");
+  if (typeof enabled === "boolean") {
+    server.enabled = enabled;
+  } else if (enabled !== undefined && enabled !== null) {
+    problems.push(`deepfim.enabled must be true or false, got ${describe(enabled)}`);
+  }
+
+  const mode = config.get("mode");
+  if (mode === "instant" || mode === "expert") {
+    server.mode = mode;
+  } else if (mode !== undefined && mode !== null) {
+    problems.push(`deepfim.mode must be "instant" or "expert", got ${describe(mode)}`);
+  }
+
+  for (const key of PATH_KEYS) {
+    const value = config.get(key);
+    if (typeof value === "string") {
+      server[key] = value.trim() === "" ? null : value.trim();
+    } else if (value !== undefined && value !== null) {
+      problems.push(`deepfim.${key} must be a string, got ${describe(value)}`);
+    }
+  }
+  if (server.server !== null && !/^[^:\s]+:\d+$/.test(server.server)) {
+    problems.push(`deepfim.server must be host:port, got ${describe(server.server)}`);
+    server.server = null;
+  }
+
+  for (const [key, minimum] of INT_KEYS) {
+    const value = config.get(key);
+    if (typeof value === "number" && Number.isInteger(value) && value >= minimum) {
+      server[key] = value;
+    } else if (value !== undefined && value !== null) {
+      problems.push(`deepfim.${key} must be an integer >= ${minimum}, got ${describe(value)}`);
+    }
+  }
+
+  let command = [...DEFAULT_COMMAND];
+  const raw = config.get("serverCommand");
+  if (Array.isArray(raw) && raw.length > 0 && raw.every((part) => typeof part === "string" && part !== "")) {
+    command = raw as string[];
+  } else if (typeof raw === "string" && raw.trim() !== "") {
+    command = raw.trim().split(/\s+/);
+  } else if (raw !== undefined && raw !== null) {
+    problems.push(`deepfim.serverCommand must be a list like ["deepfim", "lsp"], got ${describe(raw)}`);
+  }
+  return { command, server, problems };
+}

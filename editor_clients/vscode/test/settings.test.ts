@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { DEFAULT_SETTINGS, readSettings, type ConfigSource } from "../src/settings";
+
+function config(values: Record<string, unknown>): ConfigSource {
+  return { get: (key) => values[key] };
+}
+
+test("unset settings give the protocol defaults and `deepfim lsp`", () => {
+  const { command, server, problems } = readSettings(config({}));
+  assert.deepEqual(command, ["deepfim", "lsp"]);
+  assert.deepEqual(server, DEFAULT_SETTINGS);
+  assert.deepEqual(problems, []);
+});
+
+test("every protocol setting is passed through", () => {
+  const { command, server, problems } = readSettings(
+    config({
+      serverCommand: ["/opt/deepfim/.venv/bin/deepfim", "lsp"],
+      enabled: false,
+      mode: "expert",
+      checkpoint: "/models/flash",
+      expertCheckpoint: "/models/pro",
+      server: "gpu-box.lan:7431",
+      token: "tok-123",
+      tlsCa: "/etc/deepfim/ca.pem",
+      contextBudget: 8192,
+      maxTokens: 64,
+      debounceMs: 0,
+      logFile: "/tmp/deepfim.log",
+    }),
+  );
+  assert.deepEqual(problems, []);
+  assert.deepEqual(command, ["/opt/deepfim/.venv/bin/deepfim", "lsp"]);
+  assert.deepEqual(server, {
+    enabled: false,
+    mode: "expert",
+    checkpoint: "/models/flash",
+    expertCheckpoint: "/models/pro",
+    server: "gpu-box.lan:7431",
+    token: "tok-123",
+    tlsCa: "/etc/deepfim/ca.pem",
+    contextBudget: 8192,
+    maxTokens: 64,
+    debounceMs: 0,
+    logFile: "/tmp/deepfim.log",
+  });
+});
+
+test("invalid values are named and replaced by defaults", () => {
+  const { command, server, problems } = readSettings(
+    config({ mode: "turbo", contextBudget: 12.5, server: "no-port", serverCommand: [], checkpoint: 3 }),
+  );
+  assert.equal(server.mode, "instant");
+  assert.equal(server.contextBudget, 4096);
+  assert.equal(server.server, null);
+  assert.equal(server.checkpoint, null);
+  assert.deepEqual(command, ["deepfim", "lsp"]);
+  assert.equal(problems.length, 5);
+  for (const [index, name] of ["mode", "checkpoint", "server", "contextBudget", "serverCommand"].entries()) {
+    assert.match(problems[index] ?? "", new RegExp(`^deepfim\\.${name} `));
+  }
+  assert.match(problems[0] ?? "", /"turbo"/);
+});
+
+test("empty path settings mean the default, and a command string is split", () => {
+  const { command, server } = readSettings(config({ checkpoint: "  ", serverCommand: "python -m deepfim lsp" }));
+  assert.equal(server.checkpoint, null);
+  assert.deepEqual(command, ["python", "-m", "deepfim", "lsp"]);
+});

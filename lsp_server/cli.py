@@ -44,7 +44,11 @@ def run_lsp(args: argparse.Namespace) -> int:
         handler = logging.FileHandler(args.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
-    serve(create_server(), tcp_port=args.tcp, host=args.host)
+    server = create_server()
+    try:
+        serve(server, tcp_port=args.tcp, host=args.host)
+    finally:
+        server.close()  # the client may leave without shutdown: engine threads must not keep us alive
     return 0
 
 

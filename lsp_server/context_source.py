@@ -225,8 +225,10 @@ class ContextSource:
         return stats
 
     def close(self) -> None:
-        if self._workspace is not None:
+        """Stop watching and save the index cache; later calls do nothing."""
+        workspace, self._workspace = self._workspace, None
+        if workspace is not None:
             try:
-                self._workspace.stop_watching()
+                workspace.close()
             except Exception:
-                logger.exception("stopping the watcher failed")
+                logger.exception("closing the workspace index failed")

@@ -112,7 +112,7 @@ def register(server: DeepFimServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
     async def completion(ls: DeepFimServer, params: types.CompletionParams) -> types.CompletionList:
-        served = await ls.complete_at(params.text_document.uri, params.position, invoked=False)
+        served = await ls.complete_at(params.text_document.uri, params.position, invoked=False, surface="completion")
         if served is None:
             return types.CompletionList(is_incomplete=True, items=[])
         text = served.items[0]

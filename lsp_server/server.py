@@ -77,7 +77,7 @@ class DeepFimServer(LanguageServer):
         self.acceptance = AcceptanceStats()
         self.last_error: str | None = None
         self.pending_messages: list[str] = []
-        self._inflight: dict[str, _InFlight] = {}
+        self._inflight: dict[tuple[str, str], _InFlight] = {}  # (uri, surface) -> request
         self._dirty: dict[str, str] = {}  # uri -> "opened" | "edited" | "closed", for the context
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task] = set()
@@ -198,7 +198,7 @@ class DeepFimServer(LanguageServer):
         """Remember a buffer event; the context hears of it before the next pack."""
         if event == "closed":
             self.cache.forget(uri)
-            self._supersede(uri)
+            self._supersede_all(uri)
         if self._dirty.get(uri) != "opened" or event == "closed":
             self._dirty[uri] = event
 
@@ -229,18 +229,28 @@ class DeepFimServer(LanguageServer):
 
     # completion -----------------------------------------------------------------------
 
-    def _supersede(self, uri: str) -> None:
-        previous = self._inflight.pop(uri, None)
+    def _supersede(self, key: tuple[str, str]) -> None:
+        previous = self._inflight.pop(key, None)
         if previous is not None and not previous.task.done():
             previous.superseded = True
             previous.task.cancel()
 
-    async def complete_at(self, uri: str, position: types.Position, invoked: bool) -> Served | None:
+    def _supersede_all(self, uri: str) -> None:
+        for key in [key for key in self._inflight if key[0] == uri]:
+            self._supersede(key)
+
+    async def complete_at(
+        self, uri: str, position: types.Position, invoked: bool, surface: str = "inline"
+    ) -> Served | None:
         """Suggestions at `position` in `uri`; None when there is nothing to show.
 
-        Raises asyncio.CancelledError when the client cancelled the request; a request
-        superseded by a newer one for the same document returns None.
+        A newer request for the same document on the same `surface` ("inline" or
+        "completion": a client may use both) supersedes this one, which then returns None.
+
+        Raises:
+            asyncio.CancelledError: the client cancelled the request.
         """
+        key = (uri, surface)
         started = time.perf_counter()
         doc = self.documents.get(uri)
         if doc is None or not self.settings.enabled:
@@ -250,14 +260,14 @@ class DeepFimServer(LanguageServer):
         if not invoked:
             hit = self.cache.lookup(uri, prefix, suffix)
             if hit is not None:
-                self._supersede(uri)  # an older request for this document is stale now
+                self._supersede(key)  # an older request for this document is stale now
                 timings = StageTimings(total_ms=(time.perf_counter() - started) * 1000).as_dict()
                 timings["cached"] = True
                 self.latency.record(timings)
                 return Served(hit.suggestion_id, [hit.remaining], timings)
-        self._supersede(uri)
+        self._supersede(key)
         record = _InFlight(asyncio.current_task())
-        self._inflight[uri] = record
+        self._inflight[key] = record
         try:
             return await self._complete_with_model(doc, prefix, suffix, invoked, started)
         except asyncio.CancelledError:
@@ -265,8 +275,8 @@ class DeepFimServer(LanguageServer):
                 return None
             raise
         finally:
-            if self._inflight.get(uri) is record:
-                del self._inflight[uri]
+            if self._inflight.get(key) is record:
+                del self._inflight[key]
 
     async def _complete_with_model(
         self, doc: Document, prefix: str, suffix: str, invoked: bool, started: float
@@ -316,9 +326,18 @@ class DeepFimServer(LanguageServer):
             "last_error": self.last_error,
         }
 
+    def close(self) -> None:
+        """Release engines and watchers (idempotent); the process may then exit."""
+        engines, self.engines = self.engines, None
+        for source in [*self.sources.values(), self.loose_files]:
+            source.close()
+        if engines is not None:
+            engines.close()
+        self.pipeline.executor.shutdown(wait=False, cancel_futures=True)
+
     async def shutdown_all(self) -> None:
-        for uri in list(self._inflight):
-            self._supersede(uri)
+        for key in list(self._inflight):
+            self._supersede(key)
         for task in list(self._background):
             task.cancel()
         engines, self.engines = self.engines, None

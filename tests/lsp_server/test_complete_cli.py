@@ -68,7 +68,12 @@ def test_command_reports_bad_input_with_the_value():
     assert bad.returncode == 2 and "deepfim.maxTokens" in bad.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("deepfim.engine.local") is None, reason="engine not installed yet")
+EMBEDDED_READY = (
+    importlib.util.find_spec("deepfim.engine.local") is not None and (DEFAULT_MODEL_DIR / "config.json").is_file()
+)
+
+
+@pytest.mark.skipif(not EMBEDDED_READY, reason="the engine or the embedded model's weights are not there yet")
 def test_demo_command_with_the_embedded_model():
     out = subprocess.run(
         [*DEEPFIM, "complete", "examples/shop/shop/cart.py:23:1", "--workspace", "examples/shop", "--json"],

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from deepfim.lsp_server.shaping.languages import LanguageSpec
 
 CLOSING_CHARS = frozenset(")]}\"'`;,:")
+SPECIAL_TOKEN_START = "<｜"  # DeepSeek special tokens: <｜fim▁hole｜>, <｜end▁of▁sentence｜>, ...
 BRACKET_OPENERS = ("(", "[", "{")
 
 
@@ -85,8 +86,15 @@ class LineLimit:
         """Index where `text` must end, or None while it may still grow.
 
         With `final`, the text is complete: its last line is judged too, and the answer is
-        never None.
+        never None. A special-token string (``<｜...｜>``) always ends the completion.
         """
+        special = text.find(SPECIAL_TOKEN_START)
+        if special >= 0:
+            cut = self._cut(text[:special], final=True)
+            return special if cut is None else min(cut, special)
+        return self._cut(text, final)
+
+    def _cut(self, text: str, final: bool) -> int | None:
         if self.extent is not Extent.MULTI_LINE:
             newline = text.find("\n")
             return newline if newline >= 0 else (len(text) if final else None)

@@ -11,6 +11,7 @@ and `rank` orders several candidates (expert mode) by parse validity, then likel
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from deepfim.lsp_server.shaping.brackets import ScanState, balance, scanner_for
@@ -110,6 +111,7 @@ def rank(candidates: list[tuple[Shaped, float, int]]) -> list[Ranked]:
         if not shaped.text or shaped.text in seen:
             continue
         seen.add(shaped.text)
-        ranked.append(Ranked(shaped.text, shaped.valid, logprob / max(n_tokens, 1)))
+        score = logprob / max(n_tokens, 1)
+        ranked.append(Ranked(shaped.text, shaped.valid, score if math.isfinite(score) else -math.inf))
     ranked.sort(key=lambda r: (not r.valid, -r.score))
     return ranked

@@ -21,8 +21,10 @@ REPO = HERE.parents[1]
 EXAMPLE = REPO / "examples" / "shop"
 
 # Which engine the end-to-end tests run against. "double": the CopyBackend test double
-# (lsp_double_backend.py); "embedded": the real server with the embedded model.
+# (lsp_double_backend.py); "embedded": the real server and engine with the embedded model
+# (or with CHECKPOINT, a checkpoint directory, when set).
 ENGINE = "double"
+CHECKPOINT: str | None = None
 
 
 def server_args(step_ms: float = 2.0, load_ms: float = 0.0) -> list[str]:
@@ -30,6 +32,10 @@ def server_args(step_ms: float = 2.0, load_ms: float = 0.0) -> list[str]:
     if ENGINE == "embedded":
         return [sys.executable, "-m", "deepfim.cli", "lsp"]
     return [sys.executable, str(HERE / "lsp_double_server.py"), f"--step-ms={step_ms}", f"--load-ms={load_ms}"]
+
+
+def engine_options() -> dict:
+    return {"checkpoint": CHECKPOINT} if ENGINE == "embedded" and CHECKPOINT else {}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +69,7 @@ async def start_client(args: list[str], root: Path, options: dict | None = None)
             capabilities=capabilities(),
             root_uri=root.as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name=root.name)],
-            initialization_options=options or {},
+            initialization_options={**engine_options(), **(options or {})},
         )
     )
     return client

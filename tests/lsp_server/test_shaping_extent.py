@@ -53,3 +53,10 @@ def test_closing_brace_is_kept_only_when_the_suffix_lacks_it():
     assert text[: open_only.cut(text)] == "\n  return 1;\n}"
     closed = line_limit(Extent.MULTI_LINE, "function f() {", "\n}\n", 10, JS)
     assert text[: closed.cut(text)] == "\n  return 1;"
+
+
+def test_special_token_text_ends_the_completion():
+    single = line_limit(Extent.SINGLE_LINE, "x = ", "\n", 1, PY)
+    assert single.cut("foo(1)<｜end▁of▁sentence｜>bar") == 6
+    multi = line_limit(Extent.MULTI_LINE, "    ", "\n", 5, PY)
+    assert multi.cut("a = 1\n    b = 2<｜fim▁hole｜>") == len("a = 1\n    b = 2")

@@ -66,3 +66,8 @@ def test_rank_prefers_valid_then_likely_and_drops_duplicates():
     )
     assert [r.text for r in ranked] == ["c", "b", "a("]
     assert ranked[0].score == pytest.approx(-0.5) and ranked[1].score == pytest.approx(-1.0)
+
+
+def test_rank_puts_non_finite_likelihoods_last():
+    ranked = rank([(Shaped("a", True, "a"), float("nan"), 1), (Shaped("b", True, "b"), -3.0, 1)])
+    assert [r.text for r in ranked] == ["b", "a"]

@@ -1,0 +1,78 @@
+"""The on-disk index cache: one msgpack file per workspace in a versioned directory.
+
+Layout::
+
+    <cache_dir>/context-v<CACHE_VERSION>/<root name>-<hash of root path>/
+        index.msgpack                  entries + skip records, keyed by relative path
+        tokens-<tokenizer hash>.msgpack  token ids by content digest (tokens.py)
+
+An entry is reused when its file's size and mtime are unchanged; when only the mtime moved,
+the content digest decides (a ``touch`` or a checkout of identical content costs a read, not
+a parse). Bumping `CACHE_VERSION` (any change to what extraction produces) orphans old
+directories instead of misreading them; a settings change that affects extraction (see
+`ContextSettings.index_fingerprint`) discards the file's contents. Writes go to a temporary
+file and are renamed into place, so a crash never leaves a torn cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import msgpack
+
+from deepfim.context.records import FileEntry, SkipRecord
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+
+
+def workspace_cache_dir(cache_root: Path, root: Path) -> Path:
+    """The cache directory of one workspace (distinct roots never share one)."""
+    tag = hashlib.blake2b(str(root).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.name)[:40] or "root"
+    return cache_root / f"context-v{CACHE_VERSION}" / f"{name}-{tag}"
+
+
+class IndexCache:
+    """Reads and writes ``index.msgpack`` of one workspace."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "index.msgpack"
+
+    def load(self, fingerprint: str) -> tuple[dict[str, FileEntry], dict[str, SkipRecord]]:
+        """Entries and skip records saved under the same settings fingerprint, else empty."""
+        try:
+            data = msgpack.unpackb(self.path.read_bytes(), raw=False, strict_map_key=False)
+        except FileNotFoundError:
+            return {}, {}
+        except (OSError, ValueError, msgpack.UnpackException) as exc:
+            log.warning("ignoring unreadable index cache %s: %s", self.path, exc)
+            return {}, {}
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("settings") != fingerprint:
+            return {}, {}
+        try:
+            entries = {rel: FileEntry.from_row(rel, row) for rel, row in data["files"].items()}
+            skipped = {rel: SkipRecord(*row) for rel, row in data["skipped"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring malformed index cache %s: %s", self.path, exc)
+            return {}, {}
+        return entries, skipped
+
+    def save(self, fingerprint: str, entries: dict[str, FileEntry], skipped: dict[str, SkipRecord]) -> None:
+        payload = {
+            "version": CACHE_VERSION,
+            "settings": fingerprint,
+            "files": {rel: e.to_row() for rel, e in entries.items() if not e.from_buffer},
+            "skipped": {rel: [s.size, s.mtime_ns, s.reason] for rel, s in skipped.items() if s.mtime_ns},
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"index.{os.getpid()}.tmp")
+        tmp.write_bytes(msgpack.packb(payload, use_bin_type=True))
+        os.replace(tmp, self.path)
+
+    def token_store_path(self, fingerprint: str) -> Path:
+        return self.directory / f"tokens-{fingerprint}.msgpack"

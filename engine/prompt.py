@@ -13,6 +13,11 @@ PSM is DeepSeek's documented order. SPM puts the suffix first so that typing at 
 only *appends* tokens (the prefix is last): the engine's prefix cache then recomputes only
 the keystroke, never the suffix. A checkpoint declares the orders it was trained on in its
 config (`fim_orders`); V4 checkpoints are PSM-only.
+
+A context file too big for the budget may appear as its *summary* instead of its text:
+the same markers around its import lines and definition signatures with bodies elided
+(``def f(x): ...``, ``int f(int x) { ... }``). Its segment kind is "summary" instead of
+"file"; the token layout is identical (`file_segment_ids` with the summary's ids).
 """
 
 from __future__ import annotations

@@ -1,0 +1,112 @@
+"""The index kept live: editor buffers, the watchfiles thread, concurrent packs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from ctx_fixtures import write_tree
+
+REPO = {
+    "app/__init__.py": "",
+    "app/main.py": "from app.util import helper\n\n\ndef run():\n    return helper()\n",
+    "app/util.py": "def helper():\n    return 'disk'\n",
+}
+
+
+def _wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_tree(tmp_path / "repo", REPO)
+
+
+def _packed_text(ws, tok, root):
+    text = (root / "app/main.py").read_text()
+    return tok.decode(ws.pack(tok, root / "app/main.py", text, "", 8192).prompt.ids)
+
+
+def test_buffer_text_wins_over_disk_until_closed(root, make_workspace, tok):
+    ws = make_workspace(root)
+    assert "'disk'" in _packed_text(ws, tok, root)
+    ws.update_buffer(root / "app/util.py", "def helper():\n    return 'buffer'\n\n\ndef extra():\n    pass\n")
+    text = _packed_text(ws, tok, root)
+    assert "'buffer'" in text and "'disk'" not in text
+    assert [d.name for d in ws.entry("app/util.py").definitions] == ["helper", "extra"]
+    ws.scan()  # a rescan does not overwrite an open buffer with the disk text
+    assert "'buffer'" in _packed_text(ws, tok, root)
+    ws.update_buffer(root / "app/util.py", None)
+    assert "'disk'" in _packed_text(ws, tok, root)
+
+
+def test_an_unsaved_new_buffer_is_context_for_other_files(root, make_workspace, tok):
+    ws = make_workspace(root)
+    ws.update_buffer(root / "app/draft.py", "def drafted_function():\n    return 7\n")
+    assert "drafted_function" in _packed_text(ws, tok, root)
+    assert "app/draft.py" in ws.files()
+
+
+def test_the_watcher_follows_created_changed_and_deleted_files(root, make_workspace):
+    ws = make_workspace(root, watch_debounce_ms=50)
+    ws.start_watching()
+    assert ws.wait_until_watching()
+    (root / "app/new.py").write_text("def created():\n    pass\n")
+    assert _wait_for(lambda: ws.entry("app/new.py") is not None)
+    (root / "app/new.py").write_text("def renamed():\n    pass\n")
+    assert _wait_for(lambda: [d.name for d in ws.entry("app/new.py").definitions] == ["renamed"])
+    (root / "app/new.py").unlink()
+    assert _wait_for(lambda: ws.entry("app/new.py") is None)
+    (root / ".env").write_text("TOKEN=abc\n")  # secret files stay out, watched or not
+    (root / "node_modules").mkdir()
+    (root / "node_modules/x.js").write_text("module.exports = 1\n")
+    (root / ".gitignore").write_text("app/util.py\n")  # a rules change rescans
+    assert _wait_for(lambda: ws.entry("app/util.py") is None)
+    assert set(ws.files()) == {"app/__init__.py", "app/main.py"}
+    ws.stop_watching()
+    assert not ws.watching
+
+
+def test_packs_run_while_buffers_and_files_change(root, make_workspace, tok):
+    ws = make_workspace(root)
+    errors, stop = [], threading.Event()
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            try:
+                ws.update_buffer(root / "app/util.py", f"def helper():\n    return {i}\n")
+                (root / f"app/gen_{i % 5}.py").write_text(f"def g{i}():\n    return {i}\n")
+                ws.reindex(root / f"app/gen_{i % 5}.py")
+                i += 1
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(40):
+            result = ws.pack(tok, root / "app/main.py", "from app.util import helper\n", "", 2048)
+            assert len(result.prompt) <= 2048
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors
+    assert ws.stats().files == 8
+
+
+def test_edits_and_opens_are_remembered_per_path(root, make_workspace, tok):
+    ws = make_workspace(root)
+    ws.update_buffer(root / "app/util.py", REPO["app/util.py"])  # opening: no edit
+    result = ws.pack(tok, root / "app/main.py", REPO["app/main.py"], "", 8192)
+    assert [(inc.path, inc.tier) for inc in result.included] == [("app/util.py", "open")]
+    ws.update_buffer(root / "app/util.py", REPO["app/util.py"] + "\n# typed\n")
+    result = ws.pack(tok, root / "app/main.py", REPO["app/main.py"], "", 8192)
+    assert [(inc.path, inc.tier) for inc in result.included] == [("app/util.py", "edited")]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from deepfim.lsp_server.shaping.brackets import ScanState, balance, scanner_for
 from deepfim.lsp_server.shaping.extent import Extent, LineLimit, decide_extent, line_limit
 from deepfim.lsp_server.shaping.languages import LanguageSpec
-from deepfim.lsp_server.shaping.syntax import Window, check_and_truncate, node_types_at, window
+from deepfim.lsp_server.shaping.syntax import Window, WindowParse, check_and_truncate, parse_window, window
 from deepfim.lsp_server.shaping.trim import (
     expected_indent,
     first_code_line,
@@ -37,6 +37,7 @@ class ShapingContext:
 
     spec: LanguageSpec
     window: Window
+    parsed: WindowParse | None  # None: no parser for the language
     line_prefix: str
     line_suffix: str
     next_line: str  # first non-blank line after the cursor's line
@@ -55,11 +56,13 @@ def analyse(prefix: str, suffix: str, spec: LanguageSpec, max_lines: int) -> Sha
     win = window(prefix, suffix)
     line_prefix = prefix[prefix.rfind("\n") + 1 :]
     line_suffix, _, after = suffix.partition("\n")
-    node_types = node_types_at(win, spec.grammar) if spec.grammar else []
+    parsed = parse_window(win, spec)
+    node_types = parsed.node_types_at_cursor() if parsed is not None else []
     extent = decide_extent(line_prefix, line_suffix, node_types, spec)
     return ShapingContext(
         spec=spec,
         window=win,
+        parsed=parsed,
         line_prefix=line_prefix,
         line_suffix=line_suffix,
         next_line=first_code_line(after.split("\n", 20)[:20]),
@@ -86,7 +89,7 @@ def shape(raw: str, ctx: ShapingContext) -> Shaped:
     text = trim_suffix_overlap(text, ctx.line_prefix, ctx.line_suffix, ctx.next_line)
     single = ctx.extent is not Extent.MULTI_LINE
     text = balance(text, ctx.prefix_state, ctx.line_suffix, scanner_for(ctx.spec), close_open=single)
-    check = check_and_truncate(ctx.window, text, ctx.spec)
+    check = check_and_truncate(ctx.parsed, text)
     text = fix_indentation(check.text, ctx.line_prefix, ctx.expected_indent, multi_line=not single)
     if not text.strip():
         return Shaped("", False, raw)

@@ -9,8 +9,8 @@ completion only has to not make it worse.
 
 from __future__ import annotations
 
-import functools
 import logging
+import threading
 from dataclasses import dataclass
 
 from tree_sitter import Node, Parser
@@ -26,13 +26,18 @@ MAX_CUT_CANDIDATES = 12
 _CLOSING_START = (")", "]", "}")
 
 
-@functools.cache
+_parsers = threading.local()  # a Parser must not be used by two threads at once
+
+
 def parser_for(grammar: str) -> Parser | None:
-    try:
-        return get_parser(grammar)  # type: ignore[arg-type]
-    except Exception as exc:  # a missing grammar must not break completion
-        logger.warning("no tree-sitter parser for %s: %s", grammar, exc)
-        return None
+    cache = _parsers.__dict__.setdefault("by_grammar", {})
+    if grammar not in cache:
+        try:
+            cache[grammar] = get_parser(grammar)  # type: ignore[arg-type]
+        except Exception as exc:  # a missing grammar must not break completion
+            logger.warning("no tree-sitter parser for %s: %s", grammar, exc)
+            cache[grammar] = None
+    return cache[grammar]
 
 
 def _is_top_level(line: str) -> bool:
@@ -85,28 +90,81 @@ def count_errors(node: Node) -> int:
     return sum(count_errors(child) for child in node.children)
 
 
-def parse(text: str, grammar: str):
-    parser = parser_for(grammar)
-    return parser.parse(text.encode("utf-8")) if parser else None
-
-
 def errors_in(text: str, grammar: str) -> int:
-    tree = parse(text, grammar)
-    return count_errors(tree.root_node) if tree else 0
+    """Syntax errors in a whole text (0 without a parser)."""
+    parser = parser_for(grammar)
+    return count_errors(parser.parse(text.encode("utf-8")).root_node) if parser else 0
 
 
-def node_types_at(win: Window, grammar: str) -> list[str]:
-    """Types of the nodes containing the cursor, innermost first (empty without a parser)."""
-    tree = parse(win.before + win.after, grammar)
-    if tree is None:
-        return []
-    offset = len(win.before.encode("utf-8"))
-    node = tree.root_node.descendant_for_byte_range(max(offset - 1, 0), offset)
-    types = []
-    while node is not None:
-        types.append(node.type)
-        node = node.parent
-    return types
+def _point_after(start: tuple[int, int], data: bytes) -> tuple[int, int]:
+    lines = data.count(b"\n")
+    if not lines:
+        return start[0], start[1] + len(data)
+    return start[0] + lines, len(data) - data.rfind(b"\n") - 1
+
+
+class WindowParse:
+    """The window parsed once; text inserted at the cursor is then parsed incrementally,
+    reusing the unchanged parts of the tree (a fraction of a full parse)."""
+
+    def __init__(self, win: Window, parser: Parser) -> None:
+        self._parser = parser
+        self._before = win.before.encode("utf-8")
+        self._after = win.after.encode("utf-8")
+        self._cursor = _point_after((0, 0), self._before)
+        self.tree = parser.parse(self._before + self._after)
+        self.baseline_errors = count_errors(self.tree.root_node)
+
+    def node_types_at_cursor(self) -> list[str]:
+        """Types of the nodes containing the cursor, innermost first."""
+        offset = len(self._before)
+        node = self.tree.root_node.descendant_for_byte_range(max(offset - 1, 0), offset)
+        types = []
+        while node is not None:
+            types.append(node.type)
+            node = node.parent
+        return types
+
+    def with_insert(self, text: str):
+        """The tree of the window with `text` inserted at the cursor."""
+        data = text.encode("utf-8")
+        tree = self.tree.copy()
+        start = len(self._before)
+        tree.edit(
+            start_byte=start,
+            old_end_byte=start,
+            new_end_byte=start + len(data),
+            start_point=self._cursor,
+            old_end_point=self._cursor,
+            new_end_point=_point_after(self._cursor, data),
+        )
+        return self._parser.parse(self._before + data + self._after, tree)
+
+    def errors_with(self, text: str) -> int:
+        return count_errors(self.with_insert(text).root_node)
+
+    def leaf_ends(self, text: str) -> list[int]:
+        """Offsets into `text` (inserted at the cursor) where a leaf token ends, longest first."""
+        data = text.encode("utf-8")
+        lo, hi = len(self._before), len(self._before) + len(data)
+        ends: set[int] = set()
+        stack = [self.with_insert(text).root_node]
+        while stack:
+            node = stack.pop()
+            if node.end_byte <= lo or node.start_byte >= hi:
+                continue
+            if node.child_count == 0:
+                if lo < node.end_byte < hi:
+                    ends.add(len(data[: node.end_byte - lo].decode("utf-8", "ignore")))
+            else:
+                stack.extend(node.children)
+        return sorted(ends, reverse=True)
+
+
+def parse_window(win: Window, spec: LanguageSpec) -> WindowParse | None:
+    """The window's parse for `spec`, or None when the language has no parser."""
+    parser = parser_for(spec.grammar) if spec.grammar else None
+    return WindowParse(win, parser) if parser is not None else None
 
 
 @dataclass(frozen=True)
@@ -125,47 +183,24 @@ def _line_cuts(completion: str) -> list[int]:
     return cuts
 
 
-def _leaf_cuts(win: Window, completion: str, grammar: str) -> list[int]:
-    """Completion offsets where a leaf token ends, longest first."""
-    tree = parse(win.before + completion + win.after, grammar)
-    if tree is None:
-        return []
-    text = (win.before + completion).encode("utf-8")
-    lo, hi = len(win.before.encode("utf-8")), len(text)
-    ends: set[int] = set()
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        if node.end_byte <= lo or node.start_byte >= hi:
-            continue
-        if node.child_count == 0:
-            if lo < node.end_byte < hi:
-                ends.add(len(text[lo : node.end_byte].decode("utf-8", "ignore")))
-        else:
-            stack.extend(node.children)
-    return sorted(ends, reverse=True)
-
-
-def check_and_truncate(win: Window, completion: str, spec: LanguageSpec) -> SyntaxCheck:
+def check_and_truncate(parsed: WindowParse | None, completion: str) -> SyntaxCheck:
     """Cut `completion` back to the longest prefix that parses with the fewest errors.
 
     Tries the whole completion, then whole lines (longest first), else token ends, and stops
     at the first that parses cleanly. A cut is only taken if it has fewer errors than the
     whole completion. `valid` compares with the window without any completion.
     """
-    if spec.grammar is None or parser_for(spec.grammar) is None:
+    if parsed is None:
         return SyntaxCheck(completion, True, 0)
-    grammar = spec.grammar
-    baseline = errors_in(win.before + win.after, grammar)
-    best = SyntaxCheck(completion, False, errors_in(win.before + completion + win.after, grammar))
+    best = SyntaxCheck(completion, False, parsed.errors_with(completion))
     if best.errors:
-        for cut in (_line_cuts(completion) or _leaf_cuts(win, completion, grammar))[:MAX_CUT_CANDIDATES]:
+        for cut in (_line_cuts(completion) or parsed.leaf_ends(completion))[:MAX_CUT_CANDIDATES]:
             text = completion[:cut].rstrip(" \t")
             if not text.strip():
                 continue
-            errors = errors_in(win.before + text + win.after, grammar)
+            errors = parsed.errors_with(text)
             if errors < best.errors:
                 best = SyntaxCheck(text, False, errors)
                 if errors == 0:
                     break
-    return SyntaxCheck(best.text, best.errors <= baseline, best.errors)
+    return SyntaxCheck(best.text, best.errors <= parsed.baseline_errors, best.errors)

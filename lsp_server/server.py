@@ -87,7 +87,7 @@ class DeepFimServer(LanguageServer):
 
     @property
     def encoding(self) -> str:
-        caps = self.protocol.server_capabilities if hasattr(self.protocol, "server_capabilities") else None
+        caps = getattr(self.protocol, "server_capabilities", None)  # set once initialized
         encoding = caps.position_encoding if caps is not None else None
         return encoding if encoding in ENCODINGS else UTF16
 

@@ -10,7 +10,11 @@ import {
   type ServerOptions,
 } from "vscode-languageclient/node";
 
+import { isAcceptArgument, Methods } from "./protocol";
 import type { ServerSettings } from "./settings";
+
+/** The command the server puts on inline items; VS Code runs it when an item is accepted. */
+export const ACCEPT_COMMAND = "deepfim.accept";
 
 export interface ClientHooks {
   /** An inline-completion request was answered after `ms` milliseconds. */
@@ -60,6 +64,16 @@ export function createClient(
       },
     },
     middleware: {
+      // The server also offers `deepfim.accept` as a workspace command, so the client registers
+      // it; statistics go through the documented `deepfim/accept` request instead.
+      executeCommand: async (command, args, next) => {
+        const argument: unknown = args[0];
+        if (command === ACCEPT_COMMAND && isAcceptArgument(argument)) {
+          await client.sendRequest(Methods.accept, { id: argument.id });
+          return undefined;
+        }
+        return next(command, args) as unknown;
+      },
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         const started = performance.now();
         try {
@@ -77,5 +91,6 @@ export function createClient(
       },
     },
   };
-  return new LanguageClient("deepfim", "DeepFIM", serverOptions, clientOptions);
+  const client = new LanguageClient("deepfim", "DeepFIM", serverOptions, clientOptions);
+  return client;
 }

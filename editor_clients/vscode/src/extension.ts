@@ -29,7 +29,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     command("deepfim.switchMode", () => session.switchMode()),
     command("deepfim.restart", () => session.restart()),
     command("deepfim.showStatus", () => session.showStatus()),
-    command("deepfim.accept", (argument) => session.accept(argument)),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (event.affectsConfiguration("deepfim")) {
         session.onConfigurationChanged().catch(report("reloading settings"));

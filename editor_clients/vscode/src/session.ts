@@ -3,7 +3,7 @@
 import * as vscode from "vscode";
 import { DidChangeConfigurationNotification, type LanguageClient } from "vscode-languageclient/node";
 
-import { createClient } from "./client";
+import { ACCEPT_COMMAND, createClient } from "./client";
 import { statusReport } from "./format";
 import { checkLaunch } from "./launch";
 import { DeepfimApi, isAcceptArgument } from "./protocol";
@@ -14,6 +14,8 @@ export class Session {
   private client: LanguageClient | undefined;
   private api: DeepfimApi | undefined;
   private command = "";
+  /** Our own `deepfim.accept`, only when the server does not offer it as a workspace command. */
+  private acceptCommand: vscode.Disposable | undefined;
 
   constructor(
     private readonly output: vscode.LogOutputChannel,
@@ -51,6 +53,10 @@ export class Session {
     this.api = new DeepfimApi(client);
     try {
       await client.start();
+      const offered = client.initializeResult?.capabilities.executeCommandProvider?.commands ?? [];
+      if (!offered.includes(ACCEPT_COMMAND)) {
+        this.acceptCommand = vscode.commands.registerCommand(ACCEPT_COMMAND, (argument: unknown) => this.accept(argument));
+      }
       this.bar.update({ phase: "running" });
     } catch (error) {
       this.client = undefined;
@@ -76,6 +82,8 @@ export class Session {
   }
 
   async stop(): Promise<void> {
+    this.acceptCommand?.dispose();
+    this.acceptCommand = undefined;
     const client = this.client;
     this.client = undefined;
     this.api = undefined;

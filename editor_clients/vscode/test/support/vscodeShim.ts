@@ -334,6 +334,9 @@ export const languages = new Proxy(languageFunctions, {
 
 export const commands = {
   registerCommand: (id: string, handler: (...args: unknown[]) => unknown) => {
+    if (commandHandlers.has(id)) {
+      throw new Error(`command '${id}' already exists`); // as VS Code does
+    }
     commandHandlers.set(id, handler);
     return new Disposable(() => commandHandlers.delete(id));
   },

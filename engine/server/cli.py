@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -124,7 +125,7 @@ def _tls(args):
         if not is_loopback(args.host):
             raise ValueError(f"--insecure-no-tls is only allowed with a loopback --host, not {args.host!r}")
         log.warning("*** TLS IS OFF: tokens and code travel in clear text (loopback debugging only) ***")
-        return None
+        return None, None
     if bool(args.cert) != bool(args.key):
         raise ValueError("give both --cert and --key, or neither")
     cert, key = args.cert, args.key
@@ -135,23 +136,15 @@ def _tls(args):
             hosts = [socket.gethostname()] + ([args.host] if args.host not in ("0.0.0.0", "::", "") else [])
             make_self_signed_cert(tls_dir, hosts)
             print(f"made a self-signed certificate: {cert} (clients trust it with tlsCa)", file=sys.stderr)
-    return server_context(cert, key)
+    return server_context(cert, key), cert
 
 
 def make_backend(checkpoint: str | None, expert_checkpoint: str | None):
     """The in-process engine: instant mode from `checkpoint`, expert mode from `expert_checkpoint`."""
     from deepfim.engine import DEFAULT_MODEL_DIR
     from deepfim.engine.local import LocalBackend
-    from deepfim.engine.server.routing import ModeRouter
 
-    instant = LocalBackend(checkpoint or DEFAULT_MODEL_DIR)
-    if expert_checkpoint is None:
-        return instant  # one checkpoint serves both modes
-    try:
-        return ModeRouter({"instant": instant, "expert": LocalBackend(expert_checkpoint)})
-    except BaseException:
-        instant.close()
-        raise
+    return LocalBackend(checkpoint or DEFAULT_MODEL_DIR, expert_checkpoint=expert_checkpoint)
 
 
 def _serve(args) -> int:
@@ -159,12 +152,13 @@ def _serve(args) -> int:
     from deepfim.engine.server.server import TeamServer
 
     limits = _limits(args)
-    ssl_context = _tls(args)
+    ssl_context, cert = _tls(args)
     users = UserStore(args.users, load_admin_token(args.admin_token_file))
     if not users.user_names():
         raise ValueError(f"no users in {args.users}; add one with `deepfim add-user NAME --users {args.users}`")
     backend = make_backend(args.checkpoint, args.expert_checkpoint)
-    http_port = None if args.no_http else (args.http_port if args.http_port is not None else args.port + 1)
+    default_http = args.port + 1 if args.port else 0
+    http_port = None if args.no_http else (args.http_port if args.http_port is not None else default_http)
     server = TeamServer(
         backend,
         users,
@@ -175,13 +169,25 @@ def _serve(args) -> int:
         limits=limits,
         shared_namespaces=tuple(args.shared_namespace),
     )
-    print(
-        f"deepfim team server: {args.host}:{args.port} (msgpack), HTTP {http_port or 'off'}, "
-        f"{len(users.user_names())} users",
-        file=sys.stderr,
-    )
+
+    async def serve() -> None:
+        await server.start()
+        print(
+            f"deepfim team server: msgpack {args.host}:{server.port}, http {server.http_port or 'off'}, "
+            f"{len(users.user_names())} users, TLS {f'on (clients trust {cert})' if cert else 'OFF'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+
     try:
-        asyncio.run(server.serve_forever())
+        asyncio.run(serve())
     finally:
         backend.close()
     return 0

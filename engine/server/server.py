@@ -1,6 +1,7 @@
 """The team server: a msgpack listener and an HTTP listener around one `CompletionService`.
 
-`TeamServer` runs on an asyncio loop (`deepfim serve` owns the loop); `ServerThread` runs
+`TeamServer` runs on an asyncio loop (`deepfim serve` owns the loop: start, wait for a
+signal, close); `ServerThread` runs
 one in a background thread, for tests, benchmarks and embedding.
 """
 
@@ -69,13 +70,6 @@ class TeamServer:
             self.http_port,
             "on" if self.ssl_context else "OFF",
         )
-
-    async def serve_forever(self) -> None:
-        await self.start()
-        try:
-            await asyncio.gather(*(s.serve_forever() for s in self._servers))
-        finally:
-            await self.close()
 
     async def close(self) -> None:
         """Stops listening, ends open connections (which cancels their requests)."""

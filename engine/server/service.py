@@ -228,8 +228,12 @@ class CompletionService:
         try:
             job.handle = self.backend.submit(job.request, on_text)
         except Exception as exc:
-            log.exception("backend refused request %s", job.request.request_id)
-            loop.call_soon(self._finish, job, None, ProtocolError("backend_error", str(exc), request_id=job.spec.id))
+            # The engine validates too (e.g. prompt + max_tokens beyond its context): a ValueError
+            # is the request's fault, anything else the engine's.
+            code = "bad_request" if isinstance(exc, ValueError) else "backend_error"
+            log.log(logging.INFO if code == "bad_request" else logging.ERROR, "backend refused %s: %r",
+                    job.request.request_id, exc)  # fmt: skip
+            loop.call_soon(self._finish, job, None, ProtocolError(code, str(exc), request_id=job.spec.id))
             return
         job.handle.future.add_done_callback(lambda fut: _post(loop, self._done, job, fut))
 

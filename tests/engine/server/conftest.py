@@ -1,9 +1,11 @@
 """Fixtures for the team-server tests: a real TLS server on loopback, real clients.
 
-BACKEND picks what the server wraps. "double" is the test double in teamserver_double.py;
-"local" is the real in-process engine (deepfim.engine.local.LocalBackend on the embedded
-model). Switching is this one line; tests that rely on the double's recall behaviour check
-`team.uses_double`.
+BACKEND picks what the server wraps by default. "double" is the test double in
+teamserver_double.py; "local" is the real in-process engine (`LocalBackend`) on a tiny
+random-weight checkpoint written once per session (real model code, prefix cache, scheduler,
+cancellation; no trained weights needed). Switching everything is this one line; single
+tests run on both with `@pytest.mark.parametrize("team", BOTH, indirect=True)`. Assertions
+that rely on the double's recall behaviour check `team.uses_double`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from deepfim.engine.server.tls import client_context, make_self_signed_cert, ser
 from deepfim.engine.tokenizer import ALL_SPECIALS
 
 BACKEND = "double"  # "double" | "local"
+BOTH = ["double", "local"]
 
 TEST_LIMITS = Limits(
     max_frame_bytes=1 << 20,
@@ -65,12 +68,26 @@ def tls_files(tmp_path_factory) -> tuple[Path, Path]:
     return make_self_signed_cert(tmp_path_factory.mktemp("tls"), ["deepfim-test.lan"])
 
 
-def make_backend(tokenizer_file: Path, kind: str = BACKEND):
+@pytest.fixture(scope="session")
+def engine_checkpoint(tmp_path_factory, tokenizer_file) -> Path:
+    """A tiny V4 checkpoint with random weights and the byte tokenizer (vocab 512 ≥ 268 ids)."""
+    import shutil
+
+    from deepfim.engine.config import tiny_args
+    from deepfim.engine.loader import save_checkpoint
+    from deepfim.engine.model import Transformer, init_weights
+
+    out = tmp_path_factory.mktemp("tiny-ckpt")
+    save_checkpoint(init_weights(Transformer(tiny_args(vocab_size=512)), seed=0), out)
+    shutil.copy(tokenizer_file, out / "tokenizer.json")
+    return out
+
+
+def make_backend(tokenizer_file: Path, kind: str = BACKEND, checkpoint: Path | None = None):
     if kind == "local":
-        from deepfim.engine import DEFAULT_MODEL_DIR
         from deepfim.engine.local import LocalBackend
 
-        return LocalBackend(DEFAULT_MODEL_DIR)
+        return LocalBackend(checkpoint)
     return PrefixCacheEchoBackend(str(tokenizer_file))
 
 
@@ -110,13 +127,20 @@ class Team:
     """A running server with three users (alice, bob, carol), an admin and helpers."""
 
     def __init__(
-        self, tmp: Path, tokenizer_file: Path, tls_files, limits: Limits, shared=("core",), backend: str = BACKEND
+        self,
+        tmp: Path,
+        tokenizer_file: Path,
+        tls_files,
+        limits: Limits,
+        shared=("core",),
+        backend: str = BACKEND,
+        checkpoint: Path | None = None,
     ):
         self.tmp, self.cert = tmp, tls_files[0]
         self.users_file = tmp / "users.json"
         self.tokens = {name: add_user(self.users_file, name) for name in ("alice", "bob", "carol")}
         self.admin_token = "dfm_admin_" + "x" * 40
-        self.backend = make_backend(tokenizer_file, backend)
+        self.backend = make_backend(tokenizer_file, backend, checkpoint)
         self.uses_double = isinstance(self.backend, PrefixCacheEchoBackend)
         self.tokenizer_file = tokenizer_file
         self.thread = ServerThread(
@@ -186,11 +210,13 @@ class Team:
 
 
 @pytest.fixture
-def make_team(tmp_path, tokenizer_file, tls_files):
+def make_team(request, tmp_path, tokenizer_file, tls_files):
     teams: list[Team] = []
 
-    def make(limits: Limits = TEST_LIMITS, **kwargs) -> Team:
-        team = Team(tmp_path / f"team{len(teams)}", tokenizer_file, tls_files, limits, **kwargs)
+    def make(limits: Limits = TEST_LIMITS, backend: str = BACKEND, **kwargs) -> Team:
+        checkpoint = request.getfixturevalue("engine_checkpoint") if backend == "local" else None
+        team = Team(tmp_path / f"team{len(teams)}", tokenizer_file, tls_files, limits, backend=backend,
+                    checkpoint=checkpoint, **kwargs)  # fmt: skip
         teams.append(team)
         return team
 
@@ -200,5 +226,6 @@ def make_team(tmp_path, tokenizer_file, tls_files):
 
 
 @pytest.fixture
-def team(make_team) -> Team:
-    return make_team()
+def team(request, make_team) -> Team:
+    """A running team server; `indirect` parametrization picks the backend ("double"/"local")."""
+    return make_team(backend=getattr(request, "param", BACKEND))

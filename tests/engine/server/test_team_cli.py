@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
+import os
+import re
+import signal
 import ssl
 import subprocess
+import sys
+import time
 
 from deepfim.cli import main
-from deepfim.engine.server.auth import UserStore
+from deepfim.engine.api import CompletionRequest, SamplingParams
+from deepfim.engine.server.auth import UserStore, add_user
+from deepfim.engine.server.client import RemoteBackend
+from deepfim.engine.server.tls import client_context
+from deepfim.engine.tokenizer import Tokenizer
 
 
 def test_make_cert_writes_a_cert_clients_can_verify(tmp_path, capsys):
@@ -44,3 +54,39 @@ def test_serve_refuses_plain_tcp_off_loopback_and_an_empty_users_file(tmp_path, 
     assert "no users in" in capsys.readouterr().err
     assert main([*args, "--cert", str(tmp_path / "missing.pem")]) == 2
     assert "give both --cert and --key" in capsys.readouterr().err
+
+
+def test_serve_runs_the_real_engine_until_sigterm(tmp_path, engine_checkpoint):
+    """`deepfim serve` end to end: a self-made certificate, a user, one completion, /health, SIGTERM."""
+    env = {**os.environ, "DEEPFIM_CACHE_DIR": str(tmp_path / "cache"), "DEEPFIM_LOG_LEVEL": "WARNING"}
+    users = tmp_path / "users.json"
+    token = add_user(users, "alice")
+    cmd = [sys.executable, "-m", "deepfim.cli", "serve", "--port", "0", "--users", str(users),
+           "--checkpoint", str(engine_checkpoint)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "deepfim team server:" not in line:
+            assert proc.poll() is None and time.monotonic() < deadline, f"serve did not start: {line}"
+            line = proc.stderr.readline()
+        port, http_port = re.search(r"msgpack 127\.0\.0\.1:(\d+), http (\d+)", line).groups()
+        cert = tmp_path / "cache" / "server" / "tls" / "cert.pem"
+        assert f"clients trust {cert}" in line and (tmp_path / "cache" / "server" / "admin-token").exists()
+        client = RemoteBackend(f"127.0.0.1:{port}", token, str(cert), cache_dir=tmp_path / "client")
+        try:
+            tok = Tokenizer.from_file(client.tokenizer_path)
+            result = client.submit(CompletionRequest(tok.encode("x = "), SamplingParams(max_tokens=3))).result(60)
+            assert result.timings.generated_tokens == 3
+        finally:
+            client.close()
+        conn = http.client.HTTPSConnection("127.0.0.1", int(http_port), context=client_context(cert))
+        conn.request("GET", "/health")
+        assert conn.getresponse().status == 200
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

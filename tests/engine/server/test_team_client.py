@@ -6,6 +6,7 @@ import hashlib
 import time
 
 import pytest
+from conftest import BOTH
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
 from deepfim.engine.server.auth import UserStore
@@ -44,6 +45,7 @@ def _inode(path: str) -> int:
     return os.stat(path).st_ino
 
 
+@pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_streamed_text_matches_result_for_every_candidate(team):
     client = team.client("alice")
     tok = Tokenizer.from_file(client.tokenizer_path)
@@ -52,7 +54,7 @@ def test_streamed_text_matches_result_for_every_candidate(team):
     def on_text(index, text):
         streamed[index] += text
 
-    req = CompletionRequest(tok.encode("for item in items:\n"), SamplingParams(max_tokens=12, n=2))
+    req = CompletionRequest(tok.encode("for item in items:\n"), SamplingParams(max_tokens=6, n=2, temperature=0.8))
     result = client.submit(req, on_text).result(30)
     assert [c.text for c in result.candidates] == [streamed[0], streamed[1]]
     assert result.timings.prompt_tokens == len(req.prompt) and result.timings.generated_tokens > 0
@@ -122,3 +124,10 @@ def test_unreachable_server_and_bad_addresses(tmp_path, tls_files):
     with pytest.raises(RemoteBackendError, match="cannot connect"):
         RemoteBackend("127.0.0.1:1", "t", str(tls_files[0]), cache_dir=tmp_path, timeout_s=2)
     assert time.monotonic() - started < 5
+
+
+def test_client_needs_a_token():
+    from deepfim.engine.server.client import RemoteBackend
+
+    with pytest.raises(ValueError, match="a user token is required"):
+        RemoteBackend("127.0.0.1:7431", None)

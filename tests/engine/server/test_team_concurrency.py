@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import TEST_LIMITS
+from conftest import BOTH, TEST_LIMITS
 
 from deepfim.engine.api import CancelledError, CompletionRequest, SamplingParams
 from deepfim.engine.server import protocol
@@ -62,6 +62,7 @@ def test_sixteen_concurrent_clients_are_all_served(team):
         assert team.backend.max_concurrent >= 8  # they really overlapped in the backend
 
 
+@pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_client_vanishing_mid_stream_frees_its_request(team):
     conn = team.raw()
     conn.hello(team.tokens["bob"])
@@ -94,6 +95,7 @@ def test_client_vanishing_while_queued_withdraws_its_request(make_team):
     assert all(not r.namespace.endswith("bob") for r in getattr(team.backend, "submitted", []))
 
 
+@pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_cancel_through_the_remote_handle_stops_the_engine(team):
     client = team.client("carol")
     tok = Tokenizer.from_file(client.tokenizer_path)
@@ -103,8 +105,10 @@ def test_cancel_through_the_remote_handle_stops_the_engine(team):
     )
     assert got_text.wait(10)
     handle.cancel()
-    with pytest.raises(CancelledError):
-        handle.result(10)
+    try:  # the engine either raises CancelledError or returns a result marked cancelled
+        assert handle.result(30).cancelled
+    except CancelledError:
+        pass
     _wait_for(lambda: _cancelled_count(team) == 1)
     if team.uses_double:
         assert any(rid.startswith("carol/") for rid in team.backend.cancelled_ids)
@@ -173,7 +177,7 @@ def test_engine_failures_become_request_errors(team):
     team.backend.fail_next = RuntimeError("CUDA out of memory")
     conn.send({"type": "complete", "id": "oom", "prompt": [1, 2, 3], "sampling": {"max_tokens": 50}})
     assert conn.recv()["type"] == "chunk"  # it started, and then the engine fails it
-    team.backend.refuse_next = ValueError("engine is shutting down")
+    team.backend.refuse_next = RuntimeError("engine is shutting down")
     conn.send({"type": "complete", "id": "refused", "prompt": [1, 2, 3]})
     replies = _replies(conn, 2)  # the oom error may arrive before or after the refusal
     assert (replies["oom"]["code"], replies["oom"]["message"]) == ("backend_error", "CUDA out of memory")
@@ -182,3 +186,6 @@ def test_engine_failures_become_request_errors(team):
     assert state["running"] == 0 and state["inflight"]["bob"] == 0
     conn.send({"type": "complete", "id": "after", "prompt": [1, 2, 3], "sampling": {"max_tokens": 2}})
     assert _replies(conn, 1)["after"]["type"] == "result"
+    team.backend.refuse_next = ValueError("prompt of 3 tokens + max_tokens 9 exceeds 10")  # the engine's own check
+    conn.send({"type": "complete", "id": "too-long", "prompt": [1, 2, 3], "sampling": {"max_tokens": 9}})
+    assert _replies(conn, 1)["too-long"]["code"] == "bad_request"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import RawConn
+import pytest
+from conftest import BOTH, RawConn
 
 from deepfim.engine.prompt import build_fim_prompt
 from deepfim.engine.tokenizer import Tokenizer
@@ -37,14 +38,17 @@ def test_completion_response_has_the_openai_shape(team):
     assert usage["prompt_tokens"] == len(build_fim_prompt(tok, BODY["prompt"], BODY["suffix"]).ids)
 
 
+@pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_streaming_sse_matches_the_plain_answer(team):
-    _, _, plain = team.http("POST", "/v1/completions", team.tokens["alice"], BODY)
-    status, headers, raw = team.http("POST", "/v1/completions", team.tokens["bob"], {**BODY, "stream": True})
+    body = {**BODY, "max_tokens": 20 if team.uses_double else 6}
+    _, _, plain = team.http("POST", "/v1/completions", team.tokens["alice"], body)
+    status, headers, raw = team.http("POST", "/v1/completions", team.tokens["bob"], {**body, "stream": True})
     assert status == 200 and headers["Content-Type"] == "text/event-stream"
     events = _sse(raw)
     assert events[-1] == "[DONE]"
     chunks, final = events[:-2], events[-2]
-    assert all(e["choices"][0]["finish_reason"] is None for e in chunks) and len(chunks) > 1
+    assert all(e["choices"][0]["finish_reason"] is None for e in chunks)
+    assert len(chunks) > (1 if team.uses_double else 0)  # random weights may emit bytes that join into one char
     assert final["choices"][0]["finish_reason"] in ("length", "stop") and final["usage"]["completion_tokens"] > 0
     assert "".join(e["choices"][0]["text"] for e in chunks) == json.loads(plain)["choices"][0]["text"]
 
@@ -64,6 +68,7 @@ def test_models_lists_the_served_modes(team):
     assert status == 200 and [m["id"] for m in json.loads(data)["data"]] == ["instant", "expert"]
 
 
+@pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_sse_client_leaving_mid_stream_cancels_the_request(team):
     conn = RawConn(team.thread.http_port, team.cert)
     body = json.dumps({**BODY, "max_tokens": 250, "stream": True}).encode()

@@ -67,7 +67,7 @@ class IndexCache:
             "version": CACHE_VERSION,
             "settings": fingerprint,
             "files": {rel: e.to_row() for rel, e in entries.items() if not e.from_buffer},
-            "skipped": {rel: [s.size, s.mtime_ns, s.reason] for rel, s in skipped.items() if s.mtime_ns},
+            "skipped": {rel: [s.size, s.mtime_ns, s.reason] for rel, s in skipped.items()},
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"index.{os.getpid()}.tmp")

@@ -171,12 +171,22 @@ def _summary(spec, data: bytes, kept: list[_Def], import_nodes: list) -> str:
 
 
 def extract(
-    rel: str, language: str, text: str, size: int, mtime_ns: int, chunk_lines: int, from_buffer: bool = False
+    rel: str,
+    language: str,
+    text: str,
+    size: int,
+    mtime_ns: int,
+    chunk_lines: int,
+    from_buffer: bool = False,
+    text_digest: str | None = None,
 ) -> FileEntry:
-    """Parses `text` and returns its index entry (text-only languages get no definitions)."""
+    """Parses `text` and returns its index entry (text-only languages get no definitions).
+
+    `text_digest` is `digest(text)` when the caller already computed it.
+    """
     spec = languages.spec_named(language)
     entry_args = dict(
-        rel=rel, language=language, size=size, mtime_ns=mtime_ns, digest=digest(text), chars=len(text),
+        rel=rel, language=language, size=size, mtime_ns=mtime_ns, digest=text_digest or digest(text), chars=len(text),
         lines=text.count("\n") + 1, chunks=chunk_identifiers(text, chunk_lines), from_buffer=from_buffer,
     )  # fmt: skip
     if not spec.parsed:

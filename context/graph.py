@@ -29,7 +29,7 @@ class ImportGraph:
 
     def __init__(self) -> None:
         self._entries: dict[str, FileEntry] = {}
-        self._by_basename: dict[str, list[str]] = defaultdict(list)
+        self._by_suffix: dict[str, list[str]] = defaultdict(list)  # "b/c.py" -> ["a/b/c.py", "b/c.py"]
         self._by_dir: dict[str, list[str]] = defaultdict(list)
         self._namespaces: dict[str, list[str]] = defaultdict(list)
         self._go_dirs: list[str] = []
@@ -60,13 +60,15 @@ class ImportGraph:
         """Rebuilds every index and edge if the set of files changed since the last build."""
         if not self._stale:
             return
-        self._by_basename.clear()
+        self._by_suffix.clear()
         self._by_dir.clear()
         self._namespaces.clear()
         self.forward.clear()
         self.reverse.clear()
         for rel in sorted(self._entries):
-            self._by_basename[posixpath.basename(rel)].append(rel)
+            parts = rel.split("/")
+            for i in range(len(parts)):
+                self._by_suffix["/".join(parts[i:])].append(rel)
             self._by_dir[posixpath.dirname(rel)].append(rel)
             for name in _namespaces(self._entries[rel]):
                 self._namespaces[name].append(rel)
@@ -119,11 +121,7 @@ class ImportGraph:
         tail = posixpath.normpath(tail).lstrip("/")
         if tail.startswith("../"):
             return None
-        matches = [
-            r
-            for r in self._by_basename.get(posixpath.basename(tail), ())
-            if (r == tail or r.endswith("/" + tail)) and (accept is None or accept(r[: len(r) - len(tail)]))
-        ]
+        matches = [r for r in self._by_suffix.get(tail, ()) if accept is None or accept(r[: len(r) - len(tail)])]
         if not matches:
             return None
         return max(matches, key=lambda r: (len(posixpath.commonpath([r, importer])), -len(r), r))

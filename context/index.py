@@ -84,13 +84,17 @@ class WorkspaceIndex:
             self.generation += 1
         return old
 
-    def skip(self, rel: str, record: SkipRecord) -> None:
-        self.remove(rel)
+    def skip(self, rel: str, record: SkipRecord) -> bool:
+        """Records why `rel` is left out; True if that changed anything."""
+        removed = self.remove(rel) is not None
+        changed = removed or self.skipped.get(rel) != record
         self.skipped[rel] = record
+        return changed
 
-    def forget(self, rel: str) -> None:
-        self.remove(rel)
-        self.skipped.pop(rel, None)
+    def forget(self, rel: str) -> bool:
+        """Drops every trace of `rel`; True if there was one."""
+        removed = self.remove(rel) is not None
+        return self.skipped.pop(rel, None) is not None or removed
 
     def ensure(self) -> None:
         """Brings the import graph and the fill order up to date."""

@@ -68,8 +68,7 @@ class Indexer:
             with self.lock:
                 index = self.index
                 for rel, record in found.skipped.items():
-                    if index.skipped.get(rel) != record:
-                        index.skip(rel, record)
+                    if index.skip(rel, record):
                         self._dirty = True
                 for c in found.candidates:
                     if c.rel in self.buffers:
@@ -106,11 +105,14 @@ class Indexer:
         text, reason = discovery.read_text(c.path, self.settings.max_file_bytes)
         entry = None
         if text is not None:
-            if old is not None and not old.from_buffer and old.digest == extract.digest(text):
+            digest = extract.digest(text)
+            if old is not None and not old.from_buffer and old.digest == digest:
                 entry = dataclasses.replace(old, size=c.size, mtime_ns=c.mtime_ns)
             else:
                 try:
-                    entry = extract.extract(c.rel, c.language, text, c.size, c.mtime_ns, self.settings.chunk_lines)
+                    entry = extract.extract(
+                        c.rel, c.language, text, c.size, c.mtime_ns, self.settings.chunk_lines, text_digest=digest
+                    )
                 except Exception:  # a grammar crash on one odd file must not fail the scan
                     log.exception("parsing %s failed", c.rel)
                     reason = "unparsable"
@@ -135,11 +137,8 @@ class Indexer:
             if rel in self.buffers:
                 return rel in self.index.entries
             if not isinstance(found, discovery.Candidate):
-                if found is None:
-                    self.index.forget(rel)
-                else:
-                    self.index.skip(rel, found)
-                self._dirty = True
+                changed = self.index.forget(rel) if found is None else self.index.skip(rel, found)
+                self._dirty = self._dirty or changed
                 return False
         self._index_candidate(found, mark_edited=True)
         with self.lock:

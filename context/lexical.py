@@ -30,18 +30,22 @@ def identifiers(text: str) -> set[str]:
 
 def chunk_identifiers(text: str, chunk_lines: int) -> tuple[str, ...]:
     """Identifiers (3+ characters) of each `chunk_lines`-line chunk, space-joined, first-seen order."""
-    lines = text.split("\n")
-    return tuple(
-        " ".join(dict.fromkeys(IDENTIFIER.findall("\n".join(lines[i : i + chunk_lines]))))
-        for i in range(0, len(lines), chunk_lines)
-    )
+    bounds, at = [0], 0
+    while True:
+        for _ in range(chunk_lines):
+            at = text.find("\n", at) + 1
+            if not at:
+                break
+        if not at:
+            break
+        bounds.append(at)
+    bounds.append(len(text))
+    findall = IDENTIFIER.findall
+    return tuple(" ".join(dict.fromkeys(findall(text, a, b))) for a, b in zip(bounds, bounds[1:], strict=False))
 
 
 def _file_identifiers(entry: FileEntry) -> set[str]:
-    found: set[str] = set()
-    for chunk in entry.chunks:
-        found.update(chunk.split())
-    return found
+    return set(" ".join(entry.chunks).split())
 
 
 class LexicalIndex:
@@ -69,9 +73,13 @@ class LexicalIndex:
         return found
 
     def add(self, entry: FileEntry) -> None:
-        rel = entry.rel
+        rel, postings = entry.rel, self._postings
         for ident in _file_identifiers(entry):
-            self._postings[ident].add(rel)
+            posting = postings.get(ident)
+            if posting is None:
+                postings[ident] = {rel}
+            else:
+                posting.add(rel)
         self._files += 1
 
     def remove(self, entry: FileEntry) -> None:

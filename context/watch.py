@@ -1,9 +1,10 @@
 """Runs `watchfiles.watch` on a daemon thread and hands each batch of changes to a callback.
 
-Filtering is left to the workspace (its ignore rules, secrets and languages decide), so the
-watcher passes ``watch_filter=None``. A failing callback is logged and the watch goes on; a
-failing watcher (the directory vanished, inotify limits) is logged and the thread ends; the
-index then stays as it was until the next `scan`.
+watchfiles' `DefaultFilter` drops the churn of ``.git``, ``node_modules``, caches and editor
+swap files; the workspace's own rules (ignore files, secrets, languages) decide the rest.
+A failing callback is logged and the watch goes on; a failing watcher (the directory
+vanished, inotify limits) is logged and the thread ends; the index then stays as it was
+until the next `scan`.
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ class Watcher:
             self._thread = None
 
     def _run(self) -> None:
-        from watchfiles import watch
+        from watchfiles import DefaultFilter, watch
 
         try:
             changes_iter = watch(
                 self.root,
-                watch_filter=None,
+                watch_filter=DefaultFilter(),
                 debounce=self._debounce_ms,
                 step=50,
                 stop_event=self._stop,

@@ -40,6 +40,8 @@ from deepfim.engine.tokenizer import Tokenizer
 
 __all__ = ["ContextSettings", "IndexStats", "PackResult", "PrivateFileError", "Workspace"]
 
+SAVE_INTERVAL_S = 30.0
+
 
 class PrivateFileError(ValueError):
     """The cursor file is a secret (``.env``, a key, a credential store): nothing is packed."""
@@ -70,6 +72,7 @@ class Workspace:
         self._seq = 0
         self._stores: weakref.WeakKeyDictionary[Tokenizer, TokenStore] = weakref.WeakKeyDictionary()
         self._watcher: Watcher | None = None
+        self._last_save = time.monotonic()
 
     # -- paths -----------------------------------------------------------------------------
     def relative(self, path: Path | str) -> str | None:
@@ -172,7 +175,11 @@ class Workspace:
             return
         for _, path in sorted(changes, key=lambda c: str(c[1])):
             self.reindex(path)
-        self.save()
+        # the cache is rewritten at most every SAVE_INTERVAL_S while watching (and on stop)
+        now = time.monotonic()
+        if now - self._last_save >= SAVE_INTERVAL_S:
+            self._last_save = now
+            self.save()
 
     # -- results ---------------------------------------------------------------------------
     def stats(self) -> IndexStats:

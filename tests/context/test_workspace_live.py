@@ -110,3 +110,11 @@ def test_edits_and_opens_are_remembered_per_path(root, make_workspace, tok):
     ws.update_buffer(root / "app/util.py", REPO["app/util.py"] + "\n# typed\n")
     result = ws.pack(tok, root / "app/main.py", REPO["app/main.py"], "", 8192)
     assert [(inc.path, inc.tier) for inc in result.included] == [("app/util.py", "edited")]
+
+
+def test_packing_before_the_first_scan_uses_the_cursor_file_alone(root, make_workspace, tok):
+    ws = make_workspace(root, scan=False)
+    assert ws.stats().ready is False and ws.stats().files == 0
+    result = ws.pack(tok, root / "app/main.py", REPO["app/main.py"], "", 4096)
+    assert result.included == [] and "def run" in tok.decode(result.prompt.ids)
+    assert ws.scan().ready is True

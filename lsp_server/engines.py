@@ -50,13 +50,20 @@ def make_backend(spec: BackendSpec) -> CompletionBackend:
             from deepfim.engine.server.client import RemoteBackend
         except ImportError as exc:
             raise BackendUnavailable(f"the LAN client is not available ({exc})") from exc
-        return RemoteBackend(spec.server, spec.token, tls_ca=spec.tls_ca)
+        try:
+            return RemoteBackend(spec.server, spec.token, tls_ca=spec.tls_ca)
+        except (OSError, ValueError) as exc:
+            raise BackendUnavailable(f"cannot use the team server {spec.server}: {exc}") from exc
     try:
         from deepfim.engine import DEFAULT_MODEL_DIR
         from deepfim.engine.local import LocalBackend
     except ImportError as exc:
         raise BackendUnavailable(f"the in-process engine is not available ({exc})") from exc
-    return LocalBackend(spec.checkpoint or DEFAULT_MODEL_DIR)
+    checkpoint = spec.checkpoint or DEFAULT_MODEL_DIR
+    try:
+        return LocalBackend(checkpoint)
+    except (OSError, ValueError) as exc:  # missing or unreadable checkpoint, bad config
+        raise BackendUnavailable(f"cannot load the checkpoint {checkpoint}: {exc}") from exc
 
 
 def specs_for(settings: Settings) -> dict[str, BackendSpec]:

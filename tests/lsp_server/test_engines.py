@@ -1,7 +1,5 @@
 """Backend construction per mode: one factory, shared backends, FIM order."""
 
-import importlib.util
-
 import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
@@ -56,7 +54,8 @@ def test_a_lan_server_serves_both_modes():
     assert specs["instant"].describe() == "gpu-box:7070"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("deepfim.engine.local") is not None, reason="the engine is installed")
-def test_missing_engine_is_reported_clearly():
-    with pytest.raises(BackendUnavailable, match="in-process engine"):
-        make_backend(BackendSpec())
+def test_an_engine_that_cannot_start_is_reported_clearly(tmp_path):
+    with pytest.raises(BackendUnavailable, match="in-process engine is not available|empty-ckpt"):
+        make_backend(BackendSpec(checkpoint=str(tmp_path / "empty-ckpt")))
+    with pytest.raises(BackendUnavailable, match="127.0.0.1:9"):
+        make_backend(BackendSpec(server="127.0.0.1:9", token="t"))

@@ -13,6 +13,7 @@ the next `submit` reconnects (with back-off while the server stays unreachable).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 import itertools
@@ -103,7 +104,7 @@ class RemoteBackend:
         self._cache = Path(cache_dir) if cache_dir else env.cache_dir() / "remote"
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[RemoteHandle, object]] = {}
-        self._replies: deque[asyncio.Future] = deque()
+        self._replies: dict[str, deque[asyncio.Future]] = {}  # reply type → waiters, oldest first
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task | None = None
         self._connecting: asyncio.Task | None = None
@@ -140,7 +141,7 @@ class RemoteBackend:
             "connected": self._writer is not None,
         }
         try:
-            return {**base, **self._call(self._request_reply({"type": "stats"}), self._timeout)["data"]}
+            return {**base, **self._call(self._request_reply({"type": "stats"}, "stats"), self._timeout)["data"]}
         except Exception as exc:
             return {**base, "error": str(exc)}
 
@@ -163,7 +164,12 @@ class RemoteBackend:
             pass
 
     def _call(self, coro, timeout: float):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # do not leave a waiter behind to swallow a later reply
+            raise
 
     async def _ensure_connected(self) -> None:
         if self._writer is not None:
@@ -262,10 +268,12 @@ class RemoteBackend:
         if self._writer is not None and handle.wire_id in self._pending:
             self._writer.write(protocol.encode({"type": "cancel", "id": handle.wire_id}))
 
-    async def _request_reply(self, msg: dict) -> dict:
+    async def _request_reply(self, msg: dict, reply_type: str) -> dict:
         await self._ensure_connected()
+        if self._writer is None:
+            raise RemoteBackendError(f"lost connection to team server {self.address}")
         reply = self._loop.create_future()
-        self._replies.append(reply)
+        self._replies.setdefault(reply_type, deque()).append(reply)
         self._writer.write(protocol.encode(msg))
         return await reply
 
@@ -291,8 +299,11 @@ class RemoteBackend:
         for handle, _ in pending.values():
             if not handle.future.done():
                 handle.future.set_exception(error)
-        while self._replies:
-            self._replies.popleft().set_exception(error)
+        waiters, self._replies = self._replies, {}
+        for queue in waiters.values():
+            for waiter in queue:
+                if not waiter.done():
+                    waiter.set_exception(error)
 
     def _dispatch(self, msg: dict) -> None:
         kind, rid = msg.get("type"), msg.get("id")
@@ -312,10 +323,12 @@ class RemoteBackend:
             handle.future.set_exception(CancelledError(text) if code == "cancelled" else RemoteError(code, text))
         elif kind == "error" and msg.get("fatal"):
             raise RemoteBackendError(f"server closed the connection: {msg.get('code')}: {msg.get('message')}")
-        elif kind in ("stats", "users", "pong") and self._replies:
-            self._replies.popleft().set_result(msg)
-        elif kind == "error" and self._replies and rid is None:
-            self._replies.popleft().set_exception(RemoteError(msg.get("code"), msg.get("message", "")))
+        elif self._replies.get(kind):
+            waiters = self._replies[kind]
+            while waiters and waiters[0].done():  # callers that gave up waiting
+                waiters.popleft()
+            if waiters:
+                waiters.popleft().set_result(msg)
         else:
             log.debug("ignoring %s frame for %r", kind, rid)
 

@@ -48,6 +48,7 @@ class Connection:
         self.errors = 0
         self._out: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._closed = False
+        self._side_tasks: set[asyncio.Task] = set()  # replies computed off the loop (stats)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -183,11 +184,16 @@ class Connection:
         self.send({"type": "pong", "nonce": nonce if isinstance(nonce, int | str) else None})
 
     def _stats(self, msg: dict) -> None:
-        try:
-            data = self.service.backend.stats()
-        except Exception as exc:
-            data = {"error": str(exc)}
-        self.send({"type": "stats", "data": _plain(data)})
+        async def reply() -> None:
+            try:  # the engine may hold its lock for a whole step: keep the event loop free meanwhile
+                data = await asyncio.get_running_loop().run_in_executor(None, self.service.backend.stats)
+            except Exception as exc:
+                data = {"error": str(exc)}
+            self.send({"type": "stats", "data": _plain(data)})
+
+        task = asyncio.ensure_future(reply())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     def _get_tokenizer(self, msg: dict) -> None:
         self.send(

@@ -38,7 +38,6 @@ local M = {}
 ---@field disabled_filetypes string[] never these filetypes
 ---@field auto_trigger boolean request suggestions while typing
 ---@field debounce_ms integer client-side delay after the last keystroke
----@field request_timeout_ms integer drop a request that has not answered by then
 ---@field keymaps deepfim.Keymaps
 ---@field settings deepfim.ServerSettings
 M.defaults = {
@@ -49,7 +48,6 @@ M.defaults = {
   disabled_filetypes = { "help", "gitcommit", "gitrebase", "netrw", "TelescopePrompt", "oil" },
   auto_trigger = true,
   debounce_ms = 30,
-  request_timeout_ms = 30000,
   keymaps = {
     accept = "<M-l>",
     accept_word = "<M-w>",
@@ -74,7 +72,6 @@ local schema = {
   { "disabled_filetypes", "table" },
   { "auto_trigger", "boolean" },
   { "debounce_ms", "number" },
-  { "request_timeout_ms", "number" },
   { "keymaps", "table" },
   { "settings", "table" },
 }

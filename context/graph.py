@@ -140,15 +140,19 @@ class ImportGraph:
             path = posixpath.join(base, rest) if rest else base
             tails = (path + ".py", path + "/__init__.py") if rest else (path + "/__init__.py",)
             return [hit for hit in map(self._exact, tails) if hit][:1]
-        module = text.replace(".", "/")
 
         def at_source_root(prefix: str) -> bool:
             return not prefix or prefix.rstrip("/") + "/__init__.py" not in self._entries
 
-        for tail in (module + ".py", module + "/__init__.py", module + ".pyi", module + "/__init__.pyi"):
-            hit = self._suffix(importer, tail, at_source_root)
-            if hit:
-                return [hit]
+        parts = text.split(".")
+        # a project that maps a package onto another folder (setuptools package-dir:
+        # `deepfim.context` lives in `context/`) is found by dropping the leading name
+        for drop in range(min(2, max(0, len(parts) - 2)) + 1):
+            module = "/".join(parts[drop:])
+            for tail in (module + ".py", module + "/__init__.py", module + ".pyi", module + "/__init__.pyi"):
+                hit = self._suffix(importer, tail, at_source_root)
+                if hit:
+                    return [hit]
         return []
 
     def _js(self, importer: str, spec: ImportSpec) -> list[str]:
@@ -242,6 +246,14 @@ class ImportGraph:
             if hit:
                 return [hit]
         return []
+
+
+def language_family(language: str) -> str:
+    """Languages whose files refer to each other's definitions (TS imports JS, C++ includes C)."""
+    return _FAMILIES.get(language, language)
+
+
+_FAMILIES = {"typescript": "javascript", "tsx": "javascript", "cpp": "c"}
 
 
 def _namespaces(entry: FileEntry) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from deepfim.context.graph import ImportGraph
+from deepfim.context.graph import ImportGraph, language_family
 from deepfim.context.lexical import LexicalIndex
 from deepfim.context.packer import Pick
 from deepfim.context.records import FileEntry
@@ -34,6 +34,7 @@ W_SAME_DIR = 0.3
 W_DEFINES = 0.8
 W_LEXICAL = 1.0
 MAX_DEFINERS = 5  # a name defined in more files than this says little about which one is meant
+MIN_NAME = 4  # shorter names (`inc`, `get`, `run`) are too generic to point at a definition
 
 
 @dataclass
@@ -62,6 +63,7 @@ class RankInput:
     edited: list[str]  # most recent first
     opened: list[str]  # most recent first
     settings: ContextSettings
+    cursor_language: str = ""  # language id of the cursor file ("" when unknown)
 
 
 def rank(inp: RankInput) -> dict[str, Candidate]:
@@ -116,12 +118,15 @@ def rank(inp: RankInput) -> dict[str, Candidate]:
     # cursor-driven: definitions of names used near the cursor
     cursor_entry = inp.entries.get(inp.cursor_rel)
     own = {d.name for d in cursor_entry.definitions} if cursor_entry else set()
+    family = language_family(inp.cursor_language)
     defined: dict[str, list[str]] = {}
     for name in sorted(inp.window - own):
-        definers = inp.definers.get(name)
+        definers = inp.definers.get(name) if len(name) >= MIN_NAME else None
         if definers and len(definers) <= MAX_DEFINERS:
             for rel in definers:
-                defined.setdefault(rel, []).append(name)
+                # a Lua `field` says nothing about a Python `field` near the cursor
+                if language_family(inp.entries[rel].language) == family:
+                    defined.setdefault(rel, []).append(name)
     for rel, names in defined.items():
         c = cand(rel)
         if c is not None:

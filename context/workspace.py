@@ -29,6 +29,7 @@ from deepfim import env
 from deepfim.context import ignore, lexical, ranking
 from deepfim.context.cache import IndexCache, workspace_cache_dir
 from deepfim.context.indexer import Indexer
+from deepfim.context.languages import language_for
 from deepfim.context.packer import PackRequest, PackResult, pack
 from deepfim.context.records import FileEntry, IndexStats
 from deepfim.context.secrets import secret_path_reason
@@ -299,6 +300,7 @@ class Workspace:
                     cursor_rel=rel or "", cursor_imports=index.graph.imports_of(rel) if cursor_entry else (),
                     window=lexical.identifiers(window), entries=index.entries, graph=index.graph,
                     definers=index.definers, lexical=index.lexical, edited=edited, opened=opened, settings=s,
+                    cursor_language=getattr(language_for(Path(path).name), "name", ""),
                 )
             )  # fmt: skip
             structural, cursor_driven = ranking.make_picks(

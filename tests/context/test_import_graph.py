@@ -78,3 +78,17 @@ def test_an_edit_that_adds_an_import_updates_the_graph(tmp_path, make_workspace)
     assert ws.imports_of("a.py") == ("b.py",)
     ws.update_buffer(root / "a.py", None)  # closed unsaved: the disk text counts again
     assert ws.imports_of("a.py") == ()
+
+
+def test_a_package_mapped_onto_another_folder_is_found(tmp_path, make_workspace):
+    # setuptools package-dir: `deepfim.context.cursor` lives in context/cursor.py
+    root = write_tree(
+        tmp_path / "r",
+        {
+            "context/__init__.py": "",
+            "context/cursor.py": "X = 1\n",
+            "context/packer.py": "from deepfim.context.cursor import X\n",
+        },
+    )
+    ws = make_workspace(root)
+    assert ws.imports_of("context/packer.py") == ("context/cursor.py",)

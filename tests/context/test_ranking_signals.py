@@ -99,3 +99,20 @@ def test_a_small_budget_keeps_the_best_ranked_files(crowded, tok):
     paths = {inc.path for inc in result.included}
     assert {"app/models.py", "app/views.py", "app/db.py"} <= paths  # related files first ...
     assert sum(p.startswith("lib/filler_") for p in paths) < 20  # ... and not everything fits
+
+
+def test_definitions_in_other_languages_or_with_generic_names_are_not_evidence(tmp_path, make_workspace, tok):
+    root = write_tree(
+        tmp_path / "r",
+        {
+            "main.py": "def go(items):\n    for inc in items:\n        render_invoice(inc)\n",
+            "invoice.lua": "function render_invoice(x)\n  return x\nend\n",
+            "metrics.py": "def inc(x):\n    return x + 1\n",
+            "billing.py": "def render_invoice(x):\n    return str(x)\n",
+        },
+    )
+    ws = make_workspace(root)
+    text = (root / "main.py").read_text()
+    reasons = _reasons(ws.pack(tok, root / "main.py", text, "", 8192))
+    assert "defines render_invoice" in reasons["billing.py"]
+    assert "defines" not in reasons.get("invoice.lua", "") and "defines" not in reasons.get("metrics.py", "")

@@ -8,6 +8,7 @@ message rather than a Lua error. Skipped only when `deepfim lsp` itself cannot s
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,8 +114,17 @@ def fresh_insert_at_end(nvim) -> list[str]:
 
 
 def type_and_wait(nvim, text: str, timeout: float) -> str:
+    """Type `text` and wait for ghost text; fail early if the server reports an error instead."""
     nvim.input(text)
-    return nvim.wait_for(GHOST, timeout, "ghost text after typing")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return nvim.wait_for(GHOST, min(10.0, max(0.1, deadline - time.monotonic())), "ghost text")
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+        error = server_status(nvim).get("last_error")
+        assert not error, f"the server reports an error instead of completing: {error}"
 
 
 def server_status(nvim) -> dict:

@@ -57,7 +57,8 @@ def test_serve_refuses_plain_tcp_off_loopback_and_an_empty_users_file(tmp_path, 
 
 
 def test_serve_runs_the_real_engine_until_sigterm(tmp_path, engine_checkpoint):
-    """`deepfim serve` end to end: a self-made certificate, a user, one completion, /health, SIGTERM."""
+    """`deepfim serve` end to end: a self-made certificate, a user, a completion through RemoteBackend
+    and one through `deepfim complete --server`, /health, SIGTERM."""
     env = {**os.environ, "DEEPFIM_CACHE_DIR": str(tmp_path / "cache"), "DEEPFIM_LOG_LEVEL": "WARNING"}
     users = tmp_path / "users.json"
     token = add_user(users, "alice")
@@ -80,9 +81,24 @@ def test_serve_runs_the_real_engine_until_sigterm(tmp_path, engine_checkpoint):
             assert result.timings.generated_tokens == 3
         finally:
             client.close()
+        (tmp_path / "ws").mkdir()
+        (tmp_path / "ws" / "m.py").write_text("def add(a, b):\n    return \n")
+        done = subprocess.run(
+            [sys.executable, "-m", "deepfim.cli", "complete", "m.py:2:11", "--server", f"127.0.0.1:{port}",
+             "--token", token, "--tls-ca", str(cert)],
+            cwd=tmp_path / "ws", env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0 and "m.py:2:11" in done.stdout + done.stderr, done.stderr
         conn = http.client.HTTPSConnection("127.0.0.1", int(http_port), context=client_context(cert))
         conn.request("GET", "/health")
-        assert conn.getresponse().status == 200
+        assert conn.getresponse().read() == b'{"status": "ok"}'
+        admin = (tmp_path / "cache" / "server" / "admin-token").read_text().strip()
+        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {admin}"})
+        metrics_text = conn.getresponse().read().decode()
+        served = sum(
+            int(n) for n in re.findall(r'deepfim_user_requests_total\{user="alice",outcome="\w+"\} (\d+)', metrics_text)
+        )
+        assert served >= 2, metrics_text  # RemoteBackend's request and `deepfim complete`'s
         conn.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

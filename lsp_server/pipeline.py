@@ -26,6 +26,7 @@ from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionRe
 from deepfim.lsp_server.context_source import ContextSource, PackedContext, PrivateFile
 from deepfim.lsp_server.engines import Engine
 from deepfim.lsp_server.modes import ModePreset
+from deepfim.lsp_server.runs import PartialText
 from deepfim.lsp_server.shaping.extent import Extent
 from deepfim.lsp_server.shaping.languages import language_for
 from deepfim.lsp_server.shaping.shape import ShapingContext, analyse, rank, shape
@@ -98,6 +99,7 @@ class _Stream:
     ctx: ShapingContext
     n: int
     ticket: _Ticket
+    partial: PartialText | None = None
     texts: dict[int, str] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
     first_at: float | None = None
@@ -112,6 +114,8 @@ class _Stream:
             return
         text = self.texts.get(index, "") + delta
         self.texts[index] = text
+        if index == 0 and self.partial is not None:
+            self.partial.text = text
         if self.ctx.limit.cut(text) is not None:
             self.done.add(index)
             if len(self.done) >= self.n and self.ticket.handle is not None:
@@ -146,8 +150,12 @@ class CompletionPipeline:
         engine: Engine,
         source: ContextSource,
         debounce_s: float = 0.0,
+        partial: PartialText | None = None,
     ) -> CompletionOutcome:
-        """Complete at the cursor; cancel the awaiting task to abort (decode included)."""
+        """Complete at the cursor; cancel the awaiting task to abort (decode included).
+
+        `partial`, if given, follows the first candidate's raw text as it streams in.
+        """
         started = time.perf_counter()
         timings = StageTimings()
         if debounce_s > 0:
@@ -156,7 +164,9 @@ class CompletionPipeline:
         loop = asyncio.get_running_loop()
         ticket = _Ticket()
         try:
-            prepared = await loop.run_in_executor(self._executor, self._prepare, inp, preset, engine, source, ticket)
+            prepared = await loop.run_in_executor(
+                self._executor, self._prepare, inp, preset, engine, source, ticket, partial
+            )
             timings.context_ms = prepared.context_ms
             outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
             if prepared.handle is None:
@@ -184,7 +194,13 @@ class CompletionPipeline:
         return outcome
 
     def _prepare(
-        self, inp: CompletionInput, preset: ModePreset, engine: Engine, source: ContextSource, ticket: _Ticket
+        self,
+        inp: CompletionInput,
+        preset: ModePreset,
+        engine: Engine,
+        source: ContextSource,
+        ticket: _Ticket,
+        partial: PartialText | None = None,
     ) -> _Prepared:
         """On the context thread: analyse the cursor, pack the prompt, submit."""
         start = time.perf_counter()
@@ -205,7 +221,7 @@ class CompletionPipeline:
         request = CompletionRequest(
             prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name
         )
-        stream = _Stream(ctx, sampling.n, ticket)
+        stream = _Stream(ctx, sampling.n, ticket, partial)
         context_ms = (time.perf_counter() - start) * 1000
         if ticket.cancelled.is_set():
             return _Prepared(ctx, packed, None, None, context_ms)

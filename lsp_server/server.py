@@ -29,13 +29,14 @@ from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
 from deepfim.lsp_server.engines import BackendFactory, EngineSet, make_backend, specs_for
 from deepfim.lsp_server.modes import preset_for
-from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline, StageTimings
+from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
 from deepfim.lsp_server.positions import ENCODINGS, UTF16
 from deepfim.lsp_server.progress import ProgressReporter
 from deepfim.lsp_server.protocol import DeepFimProtocol
+from deepfim.lsp_server.runs import Anchor, PartialText, Runs
 from deepfim.lsp_server.settings import Settings, parse_settings
 from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats
-from deepfim.lsp_server.typing_cache import TypingCache
+from deepfim.lsp_server.typing_cache import TypingCache, rest_after
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,6 @@ class Served:
     suggestion_id: str
     items: list[str]
     timings: dict
-
-
-@dataclass
-class _InFlight:
-    task: asyncio.Task
-    superseded: bool = False
 
 
 class DeepFimServer(LanguageServer):
@@ -77,7 +72,7 @@ class DeepFimServer(LanguageServer):
         self.acceptance = AcceptanceStats()
         self.last_error: str | None = None
         self.pending_messages: list[str] = []
-        self._inflight: dict[tuple[str, str], _InFlight] = {}  # (uri, surface) -> request
+        self.runs: Runs[Served | None] = Runs()  # model calls in flight per (uri, surface)
         self._dirty: dict[str, str] = {}  # uri -> "opened" | "edited" | "closed", for the context
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task] = set()
@@ -198,7 +193,7 @@ class DeepFimServer(LanguageServer):
         """Remember a buffer event; the context hears of it before the next pack."""
         if event == "closed":
             self.cache.forget(uri)
-            self._supersede_all(uri)
+            self.runs.supersede_document(uri)
         if self._dirty.get(uri) != "opened" or event == "closed":
             self._dirty[uri] = event
 
@@ -229,23 +224,15 @@ class DeepFimServer(LanguageServer):
 
     # completion -----------------------------------------------------------------------
 
-    def _supersede(self, key: tuple[str, str]) -> None:
-        previous = self._inflight.pop(key, None)
-        if previous is not None and not previous.task.done():
-            previous.superseded = True
-            previous.task.cancel()
-
-    def _supersede_all(self, uri: str) -> None:
-        for key in [key for key in self._inflight if key[0] == uri]:
-            self._supersede(key)
-
     async def complete_at(
         self, uri: str, position: types.Position, invoked: bool, surface: str = "inline"
     ) -> Served | None:
         """Suggestions at `position` in `uri`; None when there is nothing to show.
 
-        A newer request for the same document on the same `surface` ("inline" or
-        "completion": a client may use both) supersedes this one, which then returns None.
+        Answered, in order of preference, from the typing-through cache, by joining the model
+        call in flight for this document if the user typed what it has streamed so far, or by
+        a new model call that supersedes the one in flight (latest wins; a superseded request
+        returns None). Documents are separate per `surface` ("inline" or "completion").
 
         Raises:
             asyncio.CancelledError: the client cancelled the request.
@@ -260,26 +247,32 @@ class DeepFimServer(LanguageServer):
         if not invoked:
             hit = self.cache.lookup(uri, prefix, suffix)
             if hit is not None:
-                self._supersede(key)  # an older request for this document is stale now
-                timings = StageTimings(total_ms=(time.perf_counter() - started) * 1000).as_dict()
-                timings["cached"] = True
-                self.latency.record(timings)
-                return Served(hit.suggestion_id, [hit.remaining], timings)
-        self._supersede(key)
-        record = _InFlight(asyncio.current_task())
-        self._inflight[key] = record
-        try:
-            return await self._complete_with_model(doc, prefix, suffix, invoked, started)
-        except asyncio.CancelledError:
-            if record.superseded:
-                return None
-            raise
-        finally:
-            if self._inflight.get(key) is record:
-                del self._inflight[key]
+                self.runs.supersede(key)  # a call started since is stale now
+                extra = {"cached": True, "model_call": False}
+                return self._served_again(hit.suggestion_id, hit.remaining, extra, started)
+            joinable = self.runs.joinable(key, prefix, suffix)
+            if joinable is not None:
+                run, typed = joinable
+                served = await self.runs.wait(run)
+                rest = rest_after(served.items[0], typed) if served is not None else None
+                if rest is not None:
+                    extra = {**served.timings, "joined": True, "model_call": False}
+                    return self._served_again(served.suggestion_id, rest, extra, started)
+        run = self.runs.start(
+            key,
+            Anchor.at(prefix, suffix),
+            lambda partial: self._complete_with_model(doc, prefix, suffix, invoked, started, partial),
+        )
+        return await self.runs.wait(run)
+
+    def _served_again(self, suggestion_id: str, rest: str, timings: dict, started: float) -> Served:
+        """The rest of an earlier suggestion, with this request's own latency."""
+        timings = {**timings, "total_ms": round((time.perf_counter() - started) * 1000, 2)}
+        self.latency.record({"total_ms": timings["total_ms"]})
+        return Served(suggestion_id, [rest], timings)
 
     async def _complete_with_model(
-        self, doc: Document, prefix: str, suffix: str, invoked: bool, started: float
+        self, doc: Document, prefix: str, suffix: str, invoked: bool, started: float, partial: PartialText
     ) -> Served | None:
         mode = "expert" if invoked else self.mode
         preset = preset_for(mode, self.settings)
@@ -291,14 +284,14 @@ class DeepFimServer(LanguageServer):
         self._flush_context()
         source = self.source_for(doc.path)
         inp = CompletionInput(doc.path, doc.language_id, prefix, suffix)
-        outcome = await self.pipeline.complete(inp, preset, self.engines.get(mode), source, debounce)
+        outcome = await self.pipeline.complete(inp, preset, self.engines.get(mode), source, debounce, partial)
         timings = outcome.timings.as_dict()
         timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self.latency.record(timings)
         if not outcome.items:
             return None
         suggestion_id = f"s{next(self._ids)}"
-        self.cache.store(doc.uri, prefix, suffix, outcome.items[0], suggestion_id)
+        self.cache.store(doc.uri, Anchor.at(prefix, suffix), outcome.items[0], suggestion_id)
         self.acceptance.on_shown(suggestion_id, len(outcome.items[0]))
         return Served(suggestion_id, outcome.items, timings)
 
@@ -336,8 +329,7 @@ class DeepFimServer(LanguageServer):
         self.pipeline.executor.shutdown(wait=False, cancel_futures=True)
 
     async def shutdown_all(self) -> None:
-        for key in list(self._inflight):
-            self._supersede(key)
+        self.runs.supersede_all()
         for task in list(self._background):
             task.cancel()
         engines, self.engines = self.engines, None

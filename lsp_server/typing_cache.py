@@ -10,23 +10,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ANCHOR_CHARS = 256  # prefix tail / suffix head compared to recognise the same document
+from deepfim.lsp_server.runs import Anchor
 
 
 @dataclass(frozen=True)
 class _Entry:
     suggestion_id: str
     text: str
-    prefix_len: int
-    prefix_tail: str
-    suffix_len: int
-    suffix_head: str
+    anchor: Anchor
 
 
 @dataclass(frozen=True)
 class Hit:
     suggestion_id: str
     remaining: str
+
+
+def rest_after(text: str, typed: str) -> str | None:
+    """What is left of suggestion `text` once `typed` was typed; None if it does not match
+    or nothing is left."""
+    if len(typed) >= len(text) or not text.startswith(typed):
+        return None
+    return text[len(typed) :]
 
 
 class TypingCache:
@@ -37,10 +42,8 @@ class TypingCache:
         self.hits = 0
         self.misses = 0
 
-    def store(self, uri: str, prefix: str, suffix: str, text: str, suggestion_id: str) -> None:
-        self._entries[uri] = _Entry(
-            suggestion_id, text, len(prefix), prefix[-ANCHOR_CHARS:], len(suffix), suffix[:ANCHOR_CHARS]
-        )
+    def store(self, uri: str, anchor: Anchor, text: str, suggestion_id: str) -> None:
+        self._entries[uri] = _Entry(suggestion_id, text, anchor)
 
     def forget(self, uri: str) -> None:
         self._entries.pop(uri, None)
@@ -48,25 +51,14 @@ class TypingCache:
     def lookup(self, uri: str, prefix: str, suffix: str) -> Hit | None:
         """The rest of the stored suggestion if `prefix` is its anchor plus typed characters
         the suggestion starts with, and the suffix is unchanged."""
-        hit = self._match(uri, prefix, suffix)
-        if hit is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return hit
-
-    def _match(self, uri: str, prefix: str, suffix: str) -> Hit | None:
         entry = self._entries.get(uri)
-        if entry is None or len(prefix) < entry.prefix_len:
+        typed = entry.anchor.typed_since(prefix, suffix) if entry is not None else None
+        remaining = rest_after(entry.text, typed) if entry is not None and typed is not None else None
+        if remaining is None:
+            self.misses += 1
             return None
-        if len(suffix) != entry.suffix_len or not suffix.startswith(entry.suffix_head):
-            return None
-        if prefix[entry.prefix_len - len(entry.prefix_tail) : entry.prefix_len] != entry.prefix_tail:
-            return None
-        typed = prefix[entry.prefix_len :]
-        if len(typed) >= len(entry.text) or not entry.text.startswith(typed):
-            return None
-        return Hit(entry.suggestion_id, entry.text[len(typed) :])
+        self.hits += 1
+        return Hit(entry.suggestion_id, remaining)
 
     def stats(self) -> dict:
         total = self.hits + self.misses

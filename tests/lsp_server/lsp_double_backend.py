@@ -73,7 +73,14 @@ class CopyBackend:
         self._prefill_s_per_1k = prefill_s_per_1k
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy-backend")
         self._lock = threading.Lock()
-        self._stats = {"requests": 0, "completed": 0, "cancelled": 0, "active": 0, "generated_tokens": 0}
+        self._stats = {
+            "requests": 0,
+            "completed": 0,
+            "cancelled": 0,
+            "active": 0,
+            "generated_tokens": 0,  # of completed requests
+            "streamed_pieces": 0,  # text pieces handed to on_text so far, all requests
+        }
 
     def fim_orders(self, mode: str) -> tuple[str, ...]:
         return ("psm", "spm")
@@ -144,6 +151,8 @@ class CopyBackend:
                     new_text, finished[k] = new_text[:stop_at], "stop"
                 out_text[k] = new_text
                 if piece and on_text is not None:
+                    with self._lock:
+                        self._stats["streamed_pieces"] += 1
                     on_text(k, piece)
         timings.decode_ms = (time.perf_counter() - decode_start) * 1000
         timings.generated_tokens = sum(len(ids) for ids in out_ids)

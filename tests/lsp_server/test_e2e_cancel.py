@@ -108,3 +108,25 @@ async def test_newer_request_supersedes_the_running_one(slow_client, workspace):
         assert latest.items[0].insert_text == ' path"'
     assert _counts(await _status(slow_client))[1] == _counts(before)[1] + 1
     editor.close(uri)
+
+
+@pytest.mark.skipif(ENGINE != "double", reason="needs the double's streamed-piece counter to time the keystroke")
+async def test_typing_what_the_model_is_streaming_joins_its_call(slow_client, workspace):
+    text = "label = product.name_and_price_label\nother = product."
+    editor = Editor(slow_client)
+    uri = editor.open(workspace / "join.py", text)
+    before = (await _status(slow_client)).engine.instant
+    first = asyncio.ensure_future(
+        slow_client.text_document_inline_completion_async(inline_params(uri, 1, len("other = product.")))
+    )
+    await _wait_for(slow_client, lambda s: s.engine.instant.streamed_pieces >= before.streamed_pieces + 2)
+    editor.insert(uri, 1, len("other = product."), "n")  # the first character the model streamed
+    second = slow_client.text_document_inline_completion_async(inline_params(uri, 1, len("other = product.n")))
+    whole, rest = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert whole.items[0].insert_text == "name_and_price_label"
+    assert rest.items[0].insert_text == "ame_and_price_label"
+    timings = rest.items[0].command.arguments[0]["timings"]
+    assert timings["joined"] is True and timings["model_call"] is False
+    after = (await _status(slow_client)).engine.instant
+    assert after.requests == before.requests + 1 and after.cancelled == before.cancelled  # one call, kept
+    editor.close(uri)

@@ -1,5 +1,6 @@
 """Typing-through: the rest of a suggestion is served while the user types it."""
 
+from deepfim.lsp_server.runs import Anchor
 from deepfim.lsp_server.typing_cache import TypingCache
 
 PREFIX, SUFFIX = "total = comp", "\nprint(total)\n"
@@ -7,7 +8,7 @@ PREFIX, SUFFIX = "total = comp", "\nprint(total)\n"
 
 def _cache() -> TypingCache:
     cache = TypingCache()
-    cache.store("u", PREFIX, SUFFIX, "ute(items)", "s1")
+    cache.store("u", Anchor.at(PREFIX, SUFFIX), "ute(items)", "s1")
     return cache
 
 

@@ -29,5 +29,6 @@ say "tests (node --test)"
 node --test --test-reporter=spec out/test/*.test.js
 say "vsce package"
 npx --no-install vsce package --allow-missing-repository --out deepfim.vsix >/dev/null
-unzip -l deepfim.vsix | grep -q "extension/out/src/extension.js" || { say "deepfim.vsix lacks out/src/extension.js"; exit 1; }
+node -e 'const z = require("fs").readFileSync("deepfim.vsix"); process.exit(z.includes("extension/out/src/extension.js") ? 0 : 1)' \
+  || { say "deepfim.vsix lacks extension/out/src/extension.js"; exit 1; }
 say "ok: $(du -h deepfim.vsix | cut -f1) deepfim.vsix"

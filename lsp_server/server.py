@@ -6,8 +6,9 @@ statistics. `complete_at` is what `textDocument/inlineCompletion` and the
 `textDocument/completion` fallback call:
 
     typing-through cache hit → answer at once
-    otherwise: supersede the document's previous request (its decode stops) → debounce
-    (automatic triggers) → wait for the engines → pipeline → cache and statistics
+    the user typed what the model call in flight has streamed → join it (`runs.py`)
+    otherwise: supersede that call (its decode stops) → debounce (automatic triggers)
+    → wait for the engines → pipeline → typing-through cache and statistics
 
 The handlers themselves are registered in `features.py`.
 """
@@ -166,9 +167,7 @@ class DeepFimServer(LanguageServer):
         progress = ProgressReporter(self, f"DeepFIM: indexing {source.root.name if source.root else ''}")
         await progress.begin()
 
-        def on_progress(*args, **kwargs) -> None:
-            numbers = [a for a in args if isinstance(a, int)]
-            done, total = (numbers + [0, 0])[:2]
+        def on_progress(done: int, total: int) -> None:
             percent = int(100 * done / total) if total else None
             progress.report_threadsafe(f"{done}/{total} files" if total else "indexing", percent)
 

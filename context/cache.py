@@ -43,31 +43,41 @@ class IndexCache:
         self.directory = directory
         self.path = directory / "index.msgpack"
 
-    def load(self, fingerprint: str) -> tuple[dict[str, FileEntry], dict[str, SkipRecord]]:
-        """Entries and skip records saved under the same settings fingerprint, else empty."""
+    def load(self, fingerprint: str) -> tuple[dict[str, FileEntry], dict[str, SkipRecord], dict | None]:
+        """Entries, skip records and lexical postings saved under the same settings, else empty."""
+        empty: tuple[dict, dict, None] = ({}, {}, None)
         try:
             data = msgpack.unpackb(self.path.read_bytes(), raw=False, strict_map_key=False)
         except FileNotFoundError:
-            return {}, {}
+            return empty
         except (OSError, ValueError, msgpack.UnpackException) as exc:
             log.warning("ignoring unreadable index cache %s: %s", self.path, exc)
-            return {}, {}
+            return empty
         if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("settings") != fingerprint:
-            return {}, {}
+            return empty
         try:
             entries = {rel: FileEntry.from_row(rel, row) for rel, row in data["files"].items()}
             skipped = {rel: SkipRecord(*row) for rel, row in data["skipped"].items()}
-        except (KeyError, TypeError, ValueError) as exc:
+            lexical = msgpack.unpackb(data["lexical"], raw=False) if data.get("lexical") else None
+        except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
             log.warning("ignoring malformed index cache %s: %s", self.path, exc)
-            return {}, {}
-        return entries, skipped
+            return empty
+        return entries, skipped, lexical
 
-    def save(self, fingerprint: str, entries: dict[str, FileEntry], skipped: dict[str, SkipRecord]) -> None:
+    def save(
+        self,
+        fingerprint: str,
+        entries: dict[str, FileEntry],
+        skipped: dict[str, SkipRecord],
+        lexical: bytes | None = None,
+    ) -> None:
+        """Writes the cache; `lexical` is the packed `LexicalIndex.payload()` of exactly `entries`."""
         payload = {
             "version": CACHE_VERSION,
             "settings": fingerprint,
-            "files": {rel: e.to_row() for rel, e in entries.items() if not e.from_buffer},
+            "files": {rel: e.to_row() for rel, e in entries.items()},
             "skipped": {rel: [s.size, s.mtime_ns, s.reason] for rel, s in skipped.items()},
+            "lexical": lexical,
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"index.{os.getpid()}.tmp")

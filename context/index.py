@@ -39,16 +39,26 @@ class WorkspaceIndex:
         self._prior: dict[str, float] = {}
         self._prior_order: list[str] = []
 
-    def load(self, entries: dict[str, FileEntry], skipped: dict[str, SkipRecord]) -> None:
-        """Replaces everything (a cache load); derived structures are rebuilt in bulk."""
+    def load(self, entries: dict[str, FileEntry], skipped: dict[str, SkipRecord], lexical: dict | None = None) -> bool:
+        """Replaces everything (a cache load); derived structures are rebuilt in bulk, except
+        the lexical postings when `lexical` (a saved `LexicalIndex.payload()`) matches.
+
+        Returns:
+            Whether the saved lexical postings were used.
+        """
         self.entries = dict(entries)
         self.skipped = dict(skipped)
         self.definers = defaultdict(set)
-        self.lexical = LexicalIndex()
+        saved = LexicalIndex.from_payload(lexical, self.entries) if lexical is not None else None
+        self.lexical = saved or LexicalIndex()
         for entry in self.entries.values():
-            self._link(entry)
+            for d in entry.definitions:
+                self.definers[d.name].add(entry.rel)
+            if saved is None:
+                self.lexical.add(entry)
         self.graph.set_entries(self.entries)
         self.generation += 1
+        return saved is not None
 
     def _link(self, entry: FileEntry) -> None:
         for d in entry.definitions:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgpack
+
 from deepfim.context import discovery, extract
 from deepfim.context.cache import IndexCache
 from deepfim.context.index import WorkspaceIndex
@@ -59,7 +61,9 @@ class Indexer:
             with self.lock:
                 first = not self._loaded
                 if first:
-                    self.index.load(*self.cache.load(s.index_fingerprint()))
+                    entries, skipped, lexical = self.cache.load(s.index_fingerprint())
+                    restored = self.index.load(entries, skipped, lexical)
+                    self._dirty = bool(entries) and not restored  # save the rebuilt postings
                     self._loaded = True
             found = discovery.discover(self.root, s.max_file_bytes, s.extra_ignore)
             seen = {c.rel for c in found.candidates} | set(found.skipped)
@@ -209,9 +213,16 @@ class Indexer:
             with self.lock:
                 if not self._dirty:
                     return
-                entries, skipped = dict(self.index.entries), dict(self.index.skipped)
+                # buffers are not what is on disk: the cache keeps the disk entries only
+                buffered = [rel for rel, e in self.index.entries.items() if e.from_buffer]
+                if buffered:
+                    entries, lexical = {r: e for r, e in self.index.entries.items() if not e.from_buffer}, None
+                else:
+                    entries = dict(self.index.entries)
+                    lexical = msgpack.packb(self.index.lexical.payload(), use_bin_type=True)
+                skipped = dict(self.index.skipped)
                 self._dirty = False
             try:
-                self.cache.save(self.settings.index_fingerprint(), entries, skipped)
+                self.cache.save(self.settings.index_fingerprint(), entries, skipped, lexical)
             except OSError as exc:
                 log.warning("could not write the index cache in %s: %s", self.cache.directory, exc)

@@ -49,11 +49,18 @@ def _file_identifiers(entry: FileEntry) -> set[str]:
 
 
 class LexicalIndex:
-    """identifier -> files containing it, maintained incrementally."""
+    """identifier -> ids of the files containing it, maintained incrementally.
+
+    A path keeps its integer id for the life of the index (an edit re-adds it under the same
+    id), so the postings stay compact lists and can be saved with the index cache: rebuilding
+    them means touching every identifier of every file, the biggest part of a warm start.
+    """
 
     def __init__(self) -> None:
-        self._postings: dict[str, set[str]] = defaultdict(set)
-        self._files = 0
+        self._postings: dict[str, list[int]] = {}
+        self._ids: dict[str, int] = {}
+        self._rels: list[str] = []
+        self._live: set[int] = set()
         # chunk identifier sets of recently compared files, by digest: the files near one
         # cursor stay the same for many keystrokes
         self._chunk_sets: OrderedDict[str, list[frozenset[str]]] = OrderedDict()
@@ -73,24 +80,56 @@ class LexicalIndex:
         return found
 
     def add(self, entry: FileEntry) -> None:
-        rel, postings = entry.rel, self._postings
+        file_id = self._ids.get(entry.rel)
+        if file_id is None:
+            file_id = self._ids[entry.rel] = len(self._rels)
+            self._rels.append(entry.rel)
+        elif file_id in self._live:
+            raise ValueError(f"{entry.rel} is already in the lexical index")
+        self._live.add(file_id)
+        postings = self._postings
         for ident in _file_identifiers(entry):
             posting = postings.get(ident)
             if posting is None:
-                postings[ident] = {rel}
+                postings[ident] = [file_id]
             else:
-                posting.add(rel)
-        self._files += 1
+                posting.append(file_id)
 
     def remove(self, entry: FileEntry) -> None:
-        rel = entry.rel
+        file_id = self._ids.get(entry.rel)
+        if file_id is None or file_id not in self._live:
+            return
+        self._live.discard(file_id)
         for ident in _file_identifiers(entry):
             posting = self._postings.get(ident)
-            if posting is not None:
-                posting.discard(rel)
+            if posting is not None and file_id in posting:
+                posting.remove(file_id)
                 if not posting:
                     del self._postings[ident]
-        self._files -= 1
+
+    def payload(self) -> dict:
+        """The postings in msgpack-ready form (see `from_payload`)."""
+        return {
+            "rels": [rel if i in self._live else None for i, rel in enumerate(self._rels)],
+            "postings": self._postings,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict, entries: dict[str, FileEntry]) -> LexicalIndex | None:
+        """The index saved by `payload()`, or None unless it covers exactly `entries`."""
+        try:
+            rels, postings = payload["rels"], payload["postings"]
+            live = {rel for rel in rels if rel is not None}
+            if live != entries.keys() or len(live) != sum(rel is not None for rel in rels):
+                return None
+            index = cls()
+            index._rels = [rel if rel is not None else "" for rel in rels]
+            index._ids = {rel: i for i, rel in enumerate(rels) if rel is not None}
+            index._live = set(index._ids.values())
+            index._postings = postings
+            return index
+        except (KeyError, TypeError, AttributeError):
+            return None
 
     def similar(
         self, window: set[str], entries: dict[str, FileEntry], exclude: str, limit: int = CHUNK_CANDIDATES
@@ -103,19 +142,21 @@ class LexicalIndex:
             exclude: the cursor file itself.
             limit: how many files get the (costlier) chunk comparison.
         """
-        if not window or self._files == 0:
+        files = len(self._live)
+        if not window or files == 0:
             return []
-        common = max(8, int(self._files * COMMON_SHARE))
-        weights: dict[str, float] = defaultdict(float)
+        common = max(8, int(files * COMMON_SHARE))
+        weights: dict[int, float] = defaultdict(float)
         for ident in window:
             posting = self._postings.get(ident)
             if not posting or len(posting) > common:
                 continue
-            idf = math.log(1 + self._files / len(posting))
-            for rel in posting:
-                weights[rel] += idf
-        weights.pop(exclude, None)
-        best = heapq.nsmallest(limit, weights.items(), key=lambda kv: (-kv[1], kv[0]))
+            idf = math.log(1 + files / len(posting))
+            for file_id in posting:
+                weights[file_id] += idf
+        rels = self._rels
+        ranked = ((rels[i], w) for i, w in weights.items() if rels[i] != exclude)
+        best = heapq.nsmallest(limit, ranked, key=lambda kv: (-kv[1], kv[0]))
         results = []
         for rel, _ in best:
             entry = entries.get(rel)

@@ -116,7 +116,7 @@ class IndexStats:
         ready: a first scan has completed.
         scan_seconds: duration of the last scan.
         reused: files of the last scan taken from the cache without reading.
-        parsed: files of the last scan read and parsed.
+        parsed: files of the last scan read (and parsed when their content changed).
     """
 
     files: int = 0

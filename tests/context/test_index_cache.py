@@ -102,3 +102,28 @@ def test_distinct_roots_get_distinct_cache_directories(tmp_path, cache_dir):
     wa.scan()
     wb.scan()
     assert Workspace(a, cache_dir=cache_dir).scan().reused == 1
+
+
+def test_saved_lexical_postings_rank_like_freshly_built_ones(tmp_path, cache_dir, polyglot):
+    from deepfim.context.lexical import identifiers
+
+    cold = Workspace(polyglot, cache_dir=cache_dir)
+    cold.scan()
+    (polyglot / "py/app/extra.py").write_text("def slugify_all(texts):\n    return [slugify(t) for t in texts]\n")
+    cold.scan()  # an incremental update after the first save
+    warm = Workspace(polyglot, cache_dir=cache_dir)
+    warm.scan()
+    window = identifiers("def register(name):\n    user = make_user(slugify(name))\n    texts = display_name")
+    index_cold, index_warm = cold._indexer.index, warm._indexer.index
+    from deepfim.context.index import WorkspaceIndex
+
+    assert WorkspaceIndex().load(*warm.cache.load(warm.settings.index_fingerprint())) is True  # restored, not rebuilt
+    assert index_cold.lexical.similar(window, index_cold.entries, "") == index_warm.lexical.similar(
+        window, index_warm.entries, ""
+    )
+    fresh = Workspace(polyglot, cache_dir=tmp_path / "fresh")
+    fresh.scan()
+    index_fresh = fresh._indexer.index
+    assert index_fresh.lexical.similar(window, index_fresh.entries, "") == index_warm.lexical.similar(
+        window, index_warm.entries, ""
+    )

@@ -210,6 +210,9 @@ def summarize(records: list[dict]) -> dict:
     for stage in ("debounce", "context", "queue", "prefill", "decode", "post", "total"):
         values = [r["timings"][f"{stage}_ms"] for r in model]
         summary["model_calls_ms"][stage] = dict(zip(("p50", "p95"), _pct(values), strict=True))
+    summary["model_calls_tokens_p50"] = {
+        kind: _pct([r["timings"][f"{kind}_tokens"] for r in model])[0] for kind in ("prompt", "cached", "generated")
+    }
     return summary
 
 
@@ -226,6 +229,11 @@ def report(summary: dict, mode: str) -> str:
     ]
     for stage, v in summary["model_calls_ms"].items():
         lines.append(f"  {stage:<9} {v['p50']:8.1f} {v['p95']:8.1f}")
+    tokens = summary["model_calls_tokens_p50"]
+    lines.append(
+        f"model calls, tokens (p50): prompt {tokens['prompt']:.0f}, served from the prefix cache "
+        f"{tokens['cached']:.0f}, generated {tokens['generated']:.0f}"
+    )
     return "\n".join(lines)
 
 
@@ -237,7 +245,11 @@ async def main_async(args: argparse.Namespace) -> int:
         command = [sys.executable, str(REPO / "tests" / "lsp_server" / "lsp_double_server.py")]
     else:
         command = [sys.executable, "-m", "deepfim.cli", "lsp"]
-    options = {"mode": "instant", **({"checkpoint": args.checkpoint} if args.checkpoint else {})}
+    options: dict = {"mode": "instant"}
+    if args.checkpoint:
+        options["checkpoint"] = args.checkpoint
+    if args.debounce_ms is not None:
+        options["debounceMs"] = args.debounce_ms
     client = await start(command, root, tmp / "cache", options)
     try:
         started = time.perf_counter()
@@ -279,6 +291,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=REPO / "examples" / "shop")
     parser.add_argument("--checkpoint", help="checkpoint directory (default: the embedded model)")
+    parser.add_argument("--debounce-ms", type=int, help="server-side debounce (default: the server's setting)")
     parser.add_argument("--median-gap-ms", type=float, default=140.0, help="median time between keys")
     parser.add_argument("--repeat", type=int, default=1, help="type the trace this many times")
     parser.add_argument("--warmup", type=int, default=3, help="requests before the trace")

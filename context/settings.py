@@ -23,8 +23,9 @@ class ContextSettings:
         max_recent: how many recently edited / opened files get a recency boost and sit in
             the volatile tail of the prompt.
         cursor_share: at most this share of the budget goes to the cursor file itself.
-        cursor_quantum_lines: prefix/suffix windows start and end on multiples of this many
-            lines, so typing inside the window does not shift its far edge.
+        cursor_quantum_lines: the cursor file is cut and tokenized in blocks of this many
+            lines at fixed line numbers (fewer for small budgets: one line per 128 tokens the
+            cursor file may use), so typing inside the window does not move its far edge.
         cursor_driven_share: share of the context budget reserved for files chosen by what
             is near the cursor (they change while typing, so they sit after the rest).
         max_file_share: a file is packed whole only if it takes at most this share of the

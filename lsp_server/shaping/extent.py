@@ -86,9 +86,10 @@ class LineLimit:
         """Index where `text` must end, or None while it may still grow.
 
         With `final`, the text is complete: its last line is judged too, and the answer is
-        never None. A special-token string (``<｜...｜>``) always ends the completion.
+        never None. A special-token string (``<｜...｜>``) or an undecodable byte (U+FFFD)
+        always ends the completion.
         """
-        special = text.find(SPECIAL_TOKEN_START)
+        special = min((i for i in (text.find(SPECIAL_TOKEN_START), text.find("\ufffd")) if i >= 0), default=-1)
         if special >= 0:
             cut = self._cut(text[:special], final=True)
             return special if cut is None else min(cut, special)

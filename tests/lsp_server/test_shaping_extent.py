@@ -60,3 +60,4 @@ def test_special_token_text_ends_the_completion():
     assert single.cut("foo(1)<｜end▁of▁sentence｜>bar") == 6
     multi = line_limit(Extent.MULTI_LINE, "    ", "\n", 5, PY)
     assert multi.cut("a = 1\n    b = 2<｜fim▁hole｜>") == len("a = 1\n    b = 2")
+    assert single.cut("foo(\ufffd1)<｜end▁of▁sentence｜>") == 4

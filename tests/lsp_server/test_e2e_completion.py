@@ -53,6 +53,9 @@ async def test_model_loading_reports_progress(client):
         r for reports in client.progress_reports.values() for r in reports if isinstance(r, types.WorkDoneProgressEnd)
     ]
     assert any(e.message == "model ready" for e in ends)
+    if status.index.files:  # the workspace index is installed: indexing reported its progress too
+        assert any("indexing shop" in title for title in titles)
+        assert any(e.message.endswith("files indexed") for e in ends)
 
 
 async def test_inline_completion_is_positioned_in_utf16(client, workspace):

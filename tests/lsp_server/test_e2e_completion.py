@@ -39,7 +39,7 @@ async def test_initialize_advertises_features(client):
 async def test_model_loading_reports_progress(client):
     status = await client.protocol.send_request_async("deepfim/status", {})
     deadline = time.monotonic() + 20
-    while status.loading and time.monotonic() < deadline:
+    while (status.loading or not status.index.ready) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
         status = await client.protocol.send_request_async("deepfim/status", {})
     titles = [

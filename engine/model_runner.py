@@ -79,6 +79,8 @@ class ModelRunner:
             self.cache.insert(req.user, ids[:end], req.state)
         if last:
             req.last_logits = out.logits[0, -1]
+            if not torch.isfinite(req.last_logits).all():
+                raise RuntimeError(f"{self.name}: the model produced non-finite logits (corrupt weights?)")
             if self.cache is not None:
                 self.cache.insert_exact(req.user, ids, req.state, req.last_logits)
         req.timings.prefill_ms += (time.perf_counter() - t0) * 1e3

@@ -1,0 +1,108 @@
+"""The V4 prefix cache: resuming after an edit is bit-identical to a cold run; users stay apart."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from deepfim.engine.api import CompletionHandle, CompletionRequest, SamplingParams
+from deepfim.engine.model_runner import ModelRunner
+from deepfim.engine.prefix_cache import PrefixCache
+from deepfim.engine.sequence import ActiveRequest
+from deepfim.engine.speculative import SpeculativeConfig
+from deepfim.engine.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_checkpoint):
+    return Tokenizer.from_file(tiny_checkpoint)
+
+
+def prefill(runner: ModelRunner, ids: list[int], namespace: str = "alice") -> ActiveRequest:
+    request = CompletionRequest(ids, SamplingParams(max_tokens=1, speculative=False), namespace=namespace)
+    req = ActiveRequest(request, CompletionHandle(request), None, runner.tokenizer)
+    while req.prefilling:
+        runner.advance(req)
+    return req
+
+
+def test_resume_after_edits_at_random_positions_is_bit_identical(tiny_model, tok):
+    rng = random.Random(0)
+    base = [rng.randrange(3, 8000) for _ in range(900)]
+    warm = ModelRunner(tiny_model, tok, PrefixCache(), SpeculativeConfig(enabled=False))
+    prefill(warm, base)
+    for trial in range(6):
+        at = rng.randrange(0, len(base) - 10)
+        edited = base[:at] + [rng.randrange(3, 8000) for _ in range(rng.randrange(1, 5))] + base[at + 3 :]
+        if trial % 2:
+            edited = edited[: rng.randrange(at + 1, len(edited) + 1)]  # also cut the tail
+        hot = prefill(warm, edited)
+        cold = prefill(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), edited)
+        assert torch.equal(hot.last_logits, cold.last_logits), f"edit at {at}"
+        assert hot.timings.cached_tokens >= (at // 128) * 128 - 128
+        assert hot.timings.cached_tokens <= at
+        assert hot.candidates[0].tokens == cold.candidates[0].tokens
+
+
+def test_typing_appends_recompute_less_than_one_block(tiny_model, tok):
+    cache = PrefixCache()
+    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    ids = list(range(100, 100 + 700))
+    prefill(runner, ids)
+    for extra in range(1, 6):
+        req = prefill(runner, ids + list(range(1000, 1000 + extra)))
+        assert len(ids) + extra - req.timings.cached_tokens <= 127 + extra
+    assert cache.stats()["hits"] >= 5
+
+
+def test_same_prompt_again_costs_no_prefill(tiny_model, tok):
+    runner = ModelRunner(tiny_model, tok, PrefixCache(), SpeculativeConfig(enabled=False))
+    ids = list(range(300, 555))
+    first = prefill(runner, ids)
+    again = prefill(runner, ids)
+    assert again.timings.cached_tokens == len(ids) and again.timings.prefill_ms < first.timings.prefill_ms
+    assert torch.equal(again.last_logits, first.last_logits)
+
+
+def test_namespaces_never_share_state(tiny_model, tok):
+    cache = PrefixCache()
+    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    secret = list(range(2000, 2600))
+    prefill(runner, secret, namespace="user:alice")
+    assert cache.match("user:bob", secret).length == 0
+    assert cache.match("user:alice", secret).length == len(secret)
+    bob = prefill(runner, secret, namespace="user:bob")
+    assert bob.timings.cached_tokens == 0
+
+
+def test_lru_eviction_respects_the_budget(tiny_model, tok):
+    cache = PrefixCache(budget_bytes=1_500_000)
+    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    for k in range(4):
+        prefill(runner, [4000 + k] + list(range(10, 10 + 600)))
+    stats = cache.stats()
+    assert stats["bytes"] <= 1_500_000 and stats["evictions"] > 0
+    assert cache.match("alice", [4003] + list(range(10, 610))).length > 0  # the newest survives
+
+
+def test_cache_persists_across_restarts(tiny_model, tok, tmp_path):
+    cache = PrefixCache()
+    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    ids = list(range(500, 1100))
+    original = prefill(runner, ids)
+    cache.save(tmp_path)
+    restored = PrefixCache()
+    assert restored.load(tmp_path) == cache.stats()["entries"]
+    runner2 = ModelRunner(tiny_model, tok, restored, SpeculativeConfig(enabled=False))
+    longer = ids + [7, 8, 9]
+    hot = prefill(runner2, longer)
+    cold = prefill(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), longer)
+    assert hot.timings.cached_tokens == 512 and torch.equal(hot.last_logits, cold.last_logits)
+    assert original.timings.cached_tokens == 0
+
+
+def test_corrupt_persisted_cache_is_ignored(tmp_path):
+    (tmp_path / "prefix_cache.json").write_text("{broken")
+    assert PrefixCache().load(tmp_path) == 0

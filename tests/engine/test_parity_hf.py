@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hf_oracle import hf_decode_logits, hf_prefill_logits, random_hf_model
 
 from deepfim.engine.config import tiny_args
 from deepfim.engine.loader import load_model, save_checkpoint
-
-from hf_oracle import hf_decode_logits, hf_prefill_logits, random_hf_model
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4

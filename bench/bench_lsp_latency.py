@@ -17,7 +17,10 @@ were answered from the typing-through cache or by joining a model call in flight
     .venv/bin/python bench/bench_lsp_latency.py --test-double    # harness check only
 
 `--test-double` runs the server with the test double of tests/lsp_server instead of an
-engine: it checks the harness, its model timings mean nothing.
+engine: it checks the harness, its model timings mean nothing. `--random-weights` runs the
+real engine on a checkpoint with the embedded model's shape and random weights (special
+tokens masked): prefill and per-token costs are real, output lengths and typing-through
+hits are not (random text rarely ends a line or matches what is typed).
 """
 
 from __future__ import annotations
@@ -237,8 +240,31 @@ def report(summary: dict, mode: str) -> str:
     return "\n".join(lines)
 
 
+def random_checkpoint(out: Path) -> str:
+    """A checkpoint shaped like the embedded model, with random weights."""
+    import torch
+
+    from deepfim.engine import DEFAULT_MODEL_DIR
+    from deepfim.engine.loader import save_checkpoint
+    from deepfim.engine.model import Transformer, init_weights
+    from deepfim.engine.tokenizer import Tokenizer
+    from deepfim.engine.training.train import embedded_model_args
+
+    tok = Tokenizer.from_file(DEFAULT_MODEL_DIR)
+    model = Transformer(embedded_model_args(tok.vocab_size))
+    init_weights(model, 0)
+    with torch.no_grad():  # random weights would otherwise emit special tokens
+        for token_id in tok.special_id_set:
+            model.head.weight[token_id].zero_()
+    save_checkpoint(model, out)
+    shutil.copy(DEFAULT_MODEL_DIR / "tokenizer.json", out / "tokenizer.json")
+    return str(out)
+
+
 async def main_async(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="deepfim-bench-"))
+    if args.random_weights:
+        args.checkpoint = random_checkpoint(tmp / "random-checkpoint")
     root = tmp / "ws"
     shutil.copytree(args.workspace, root, ignore=shutil.ignore_patterns("__pycache__", ".git"))
     if args.test_double:
@@ -277,7 +303,11 @@ async def main_async(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(records)
     summary.update(
-        engine="test-double" if args.test_double else "embedded" if not args.checkpoint else args.checkpoint,
+        engine="test-double"
+        if args.test_double
+        else "random-weights"
+        if args.random_weights
+        else args.checkpoint or "embedded",
         models=dict(status.models._asdict()),
         ready_s=round(ready_s, 2),
         index_files=status.index.files,
@@ -298,6 +328,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to load and index")
     parser.add_argument("--test-double", action="store_true", help="check the harness without an engine")
+    parser.add_argument(
+        "--random-weights", action="store_true", help="real engine, embedded model's shape, random weights"
+    )
     parser.add_argument("--json", action="store_true")
     return asyncio.run(main_async(parser.parse_args()))
 

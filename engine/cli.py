@@ -1,0 +1,109 @@
+"""`deepfim logits` and `deepfim generate`: maintainers' views of a checkpoint.
+
+`logits` prints next-token logits at every position (or the last) so a checkpoint can be
+checked against another implementation; `generate` runs one FIM completion and streams it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: embedded model)")
+    if command == "logits":
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--text", help="text to tokenise (special-token strings stay text)")
+        source.add_argument("--ids", help="comma-separated token ids")
+        parser.add_argument("--last", action="store_true", help="only the last position")
+        parser.add_argument("--top", type=int, default=5, help="top-k tokens shown per position (text output)")
+        parser.add_argument("--json", action="store_true", help="full logit vectors as JSON")
+    else:
+        parser.add_argument("--prefix", default="", help="text before the cursor")
+        parser.add_argument("--suffix", default="", help="text after the cursor")
+        parser.add_argument("--order", choices=("psm", "spm"), default=None, help="FIM order (default: best supported)")
+        parser.add_argument("--max-tokens", type=int, default=64)
+        parser.add_argument("--temperature", type=float, default=0.0)
+        parser.add_argument("--top-p", type=float, default=1.0)
+        parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfim.engine.config import ConfigError
+    from deepfim.engine.loader import CheckpointError
+    from deepfim.engine.tokenizer import TokenizerError
+
+    try:
+        return _logits(args) if args.command == "logits" else _generate(args)
+    except (ConfigError, CheckpointError, TokenizerError, ValueError) as exc:
+        print(f"deepfim {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _load(checkpoint: Path | None):
+    from deepfim.engine.generate import load_runner
+
+    return load_runner(checkpoint)
+
+
+def _logits(args: argparse.Namespace) -> int:
+    import torch
+
+    runner = _load(args.checkpoint)
+    tok = runner.tokenizer
+    if args.ids is not None:
+        try:
+            ids = [int(x) for x in args.ids.split(",") if x.strip()]
+        except ValueError as exc:
+            raise ValueError(f"--ids must be comma-separated integers: {exc}") from exc
+    else:
+        ids = tok.encode(args.text)
+    if not ids:
+        raise ValueError("no tokens to run")
+    vocab = runner.model.args.vocab_size
+    if any(not 0 <= i < vocab for i in ids):
+        raise ValueError(f"token ids must be in [0, {vocab})")
+    with torch.inference_mode():
+        logits = runner.model(torch.tensor([ids]), logits="last" if args.last else "all").logits[0]
+    positions = range(len(ids) - logits.shape[0], len(ids))
+    if args.json:
+        json.dump({"ids": ids, "positions": list(positions), "logits": logits.tolist()}, sys.stdout)
+        print()
+        return 0
+    for pos, row in zip(positions, logits, strict=True):
+        values, top = row.topk(min(args.top, row.numel()))
+        shown = "  ".join(f"{tok.id_to_token(int(t))!r}:{float(v):.4f}" for t, v in zip(top, values, strict=True))
+        print(f"{pos:5d} {ids[pos]:6d} {tok.id_to_token(ids[pos])!r:>14} -> {shown}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import time
+
+    from deepfim.engine.api import SamplingParams
+    from deepfim.engine.generate import generate
+    from deepfim.engine.prompt import FimOrder, build_fim_prompt
+
+    runner = _load(args.checkpoint)
+    orders = runner.model.args.fim_orders
+    order = FimOrder(args.order or ("spm" if "spm" in orders else "psm"))
+    if order.value not in orders:
+        raise ValueError(f"--order {order.value}: this checkpoint was trained on {list(orders)}")
+    params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+                            stop=tuple(args.stop), seed=args.seed)  # fmt: skip
+    prompt = build_fim_prompt(runner.tokenizer, args.prefix, args.suffix, order)
+    t0 = time.perf_counter()
+    stream = None if args.json else (lambda _i, text: print(text, end="", flush=True))
+    cand = generate(runner, prompt.ids, params, stream)[0]
+    elapsed = (time.perf_counter() - t0) * 1e3
+    if args.json:
+        print(json.dumps({"completion": cand.text, "tokens": len(cand.token_ids), "finish_reason": cand.finish_reason,
+                          "prompt_tokens": len(prompt.ids), "ms": round(elapsed, 1)}))  # fmt: skip
+    else:
+        print(f"\n[{len(cand.token_ids)} tokens, {cand.finish_reason}, {elapsed:.0f} ms]", file=sys.stderr)
+    return 0

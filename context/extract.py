@@ -23,6 +23,7 @@ from tree_sitter import QueryCursor
 from deepfim.context import languages
 from deepfim.context.lexical import chunk_identifiers
 from deepfim.context.records import Definition, FileEntry, ImportSpec
+from deepfim.context.trees import TreeCache, reparse
 
 CONTAINERS = frozenset({"class", "interface", "struct", "trait", "impl", "module", "namespace"})
 CLASS_LIKE = frozenset({"class", "interface", "struct", "trait", "impl"})
@@ -179,10 +180,12 @@ def extract(
     chunk_lines: int,
     from_buffer: bool = False,
     text_digest: str | None = None,
+    trees: TreeCache | None = None,
 ) -> FileEntry:
     """Parses `text` and returns its index entry (text-only languages get no definitions).
 
-    `text_digest` is `digest(text)` when the caller already computed it.
+    `text_digest` is `digest(text)` when the caller already computed it; with `trees`, the
+    file's previous tree (if cached) is reused and the new one cached.
     """
     spec = languages.spec_named(language)
     entry_args = dict(
@@ -192,7 +195,11 @@ def extract(
     if not spec.parsed:
         return FileEntry(**entry_args)
     data = text.encode("utf-8", "surrogatepass")
-    tree = languages.parser(language).parse(data)
+    parser = languages.parser(language)
+    previous = trees.take(rel, language) if trees is not None else None
+    tree = reparse(parser, previous[0], previous[1], data) if previous else parser.parse(data)
+    if trees is not None:
+        trees.put(rel, language, data, tree)
     ordered, import_nodes, imports = _collect(spec, data, tree.root_node)
     kept = _nest(ordered)
     definitions = tuple(

@@ -27,6 +27,7 @@ from deepfim.context.languages import language_for
 from deepfim.context.records import FileEntry, SkipRecord
 from deepfim.context.secrets import secret_kind, secret_path_reason
 from deepfim.context.settings import ContextSettings
+from deepfim.context.trees import TreeCache
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Indexer:
         self._dirty = False
         self._pending: set[str] = set()  # buffers whose entry is out of date
         self._pending_disk: set[str] = set()  # files found changed on disk while packing
+        self._trees = TreeCache()  # files edited lately: their next parse is incremental
 
     # -- disk ------------------------------------------------------------------------------
     def scan(self, progress: Callable[[int, int], None] | None = None) -> None:
@@ -115,8 +117,9 @@ class Indexer:
             else:
                 try:
                     entry = extract.extract(
-                        c.rel, c.language, text, c.size, c.mtime_ns, self.settings.chunk_lines, text_digest=digest
-                    )
+                        c.rel, c.language, text, c.size, c.mtime_ns, self.settings.chunk_lines,
+                        text_digest=digest, trees=self._trees if old is not None else None,
+                    )  # fmt: skip
                 except Exception:  # a grammar crash on one odd file must not fail the scan
                     log.exception("parsing %s failed", c.rel)
                     reason = "unparsable"
@@ -204,7 +207,8 @@ class Indexer:
             else:
                 size = len(text.encode("utf-8", "surrogatepass"))
                 chunk_lines = self.settings.chunk_lines
-                self.index.put(extract.extract(rel, language.name, text, size, 0, chunk_lines, from_buffer=True))
+                entry = extract.extract(rel, language.name, text, size, 0, chunk_lines, True, trees=self._trees)
+                self.index.put(entry)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self) -> None:

@@ -102,10 +102,14 @@ class LexicalIndex:
         self._live.discard(file_id)
         for ident in _file_identifiers(entry):
             posting = self._postings.get(ident)
-            if posting is not None and file_id in posting:
+            if posting is None:
+                continue
+            try:
                 posting.remove(file_id)
-                if not posting:
-                    del self._postings[ident]
+            except ValueError:
+                continue
+            if not posting:
+                del self._postings[ident]
 
     def payload(self) -> dict:
         """The postings in msgpack-ready form (see `from_payload`)."""

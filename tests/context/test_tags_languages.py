@@ -122,3 +122,21 @@ def test_syntax_errors_do_not_stop_extraction():
     text = "def good(x):\n    return x\n\ndef broken(:\n    pass\n\nclass After:\n    pass\n"
     entry = extract("bad.py", "python", text, len(text), 0, 40)
     assert {"good", "After"} <= {d.name for d in entry.definitions}
+
+
+@pytest.mark.parametrize("rel", ["py/app/models.py", "web/src/geo.ts", "rust/src/geometry.rs", "rb/lib/shop/cart.rb"])
+def test_incremental_reparse_equals_a_fresh_parse(rel):
+    import random
+
+    from deepfim.context.trees import TreeCache
+
+    rng = random.Random(rel)
+    text = POLYGLOT[rel]
+    language = language_for(rel.rsplit("/", 1)[-1]).name
+    trees = TreeCache()
+    extract(rel, language, text, len(text), 0, 40, trees=trees)
+    for _ in range(30):  # insertions, deletions and replacements anywhere, including at the ends
+        a, b = sorted(rng.randrange(len(text) + 1) for _ in range(2))
+        text = text[:a] + rng.choice(["", "x", "\n", "def f(y):\n    return y\n", "}", "class Z:\n  pass\n"]) + text[b:]
+        incremental = extract(rel, language, text, len(text), 0, 40, trees=trees)
+        assert incremental == extract(rel, language, text, len(text), 0, 40)

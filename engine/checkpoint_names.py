@@ -91,9 +91,7 @@ def checkpoint_target(key: str) -> Target:
                       "gate_up" if m.group(2) == "gate_up_proj" else "down")  # fmt: skip
     m = _EXPERT_RE.match(name)
     if m:
-        return Target(
-            f"{m.group(1)}.{m.group(3)}", int(m.group(2)), "scale" if m.group(4) == "scale" else "weight"
-        )
+        return Target(f"{m.group(1)}.{m.group(3)}", int(m.group(2)), "scale" if m.group(4) == "scale" else "weight")
     if name.endswith(".scale") and not name.endswith(("hc_attn_scale", "hc_ffn_scale", "hc_head_scale")):
         return Target(name[: -len(".scale")] + ".weight", None, "scale")
     return Target(name)

@@ -113,20 +113,14 @@ class ModelArgs:
     def __post_init__(self) -> None:
         problems = []
         if len(self.compress_ratios) != self.n_layers:
-            problems.append(
-                f"compress_ratios has {len(self.compress_ratios)} entries for n_layers={self.n_layers}"
-            )
+            problems.append(f"compress_ratios has {len(self.compress_ratios)} entries for n_layers={self.n_layers}")
         bad = sorted({r for r in self.compress_ratios if r not in (0, 4, 128)})
         if bad:
             problems.append(f"compress_ratios {bad} not supported (0 = sliding, 4 = CSA, 128 = HCA)")
         if self.rope_head_dim % 2 or self.rope_head_dim > self.head_dim:
-            problems.append(
-                f"rope_head_dim={self.rope_head_dim} must be even and <= head_dim={self.head_dim}"
-            )
+            problems.append(f"rope_head_dim={self.rope_head_dim} must be even and <= head_dim={self.head_dim}")
         if self.rope_head_dim > self.index_head_dim and any(r == 4 for r in self.compress_ratios):
-            problems.append(
-                f"rope_head_dim={self.rope_head_dim} exceeds index_head_dim={self.index_head_dim}"
-            )
+            problems.append(f"rope_head_dim={self.rope_head_dim} exceeds index_head_dim={self.index_head_dim}")
         if self.n_heads % self.o_groups:
             problems.append(f"n_heads={self.n_heads} not divisible by o_groups={self.o_groups}")
         if not 0 < self.n_activated_experts <= self.n_routed_experts:
@@ -147,9 +141,7 @@ class ModelArgs:
         if self.expert_dtype not in (None, "fp32", "bf16", "fp8", "fp4"):
             problems.append(f"expert_dtype={self.expert_dtype!r} is not one of fp32, bf16, fp8, fp4")
         if not set(self.fim_orders) <= {"psm", "spm"} or not self.fim_orders:
-            problems.append(
-                f"fim_orders={list(self.fim_orders)} must be a non-empty subset of ['psm', 'spm']"
-            )
+            problems.append(f"fim_orders={list(self.fim_orders)} must be a non-empty subset of ['psm', 'spm']")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -268,9 +260,7 @@ def _dtype_from_quant(raw: dict, source: str, problems: list[str]) -> dict[str, 
 
 def _from_official(raw: dict, source: str) -> dict[str, Any]:
     problems: list[str] = []
-    unknown = sorted(
-        k for k in raw if k not in _FIELDS and k not in _OFFICIAL_IGNORED and k != "n_mtp_layers"
-    )
+    unknown = sorted(k for k in raw if k not in _FIELDS and k not in _OFFICIAL_IGNORED and k != "n_mtp_layers")
     if unknown:
         raise ConfigError(f"{source}: unknown config fields {unknown}")
     kw = {k: v for k, v in raw.items() if k in _FIELDS}
@@ -281,13 +271,9 @@ def _from_official(raw: dict, source: str) -> dict[str, Any]:
     n_layers = kw["n_layers"]
     n_mtp = kw.get("n_mtp_layers", len(ratios) - n_layers)
     if len(ratios) not in (n_layers, n_layers + n_mtp) or n_mtp < 0:
-        problems.append(
-            f"compress_ratios has {len(ratios)} entries; expected n_layers={n_layers} (+ n_mtp_layers)"
-        )
+        problems.append(f"compress_ratios has {len(ratios)} entries; expected n_layers={n_layers} (+ n_mtp_layers)")
     elif any(r != 0 for r in ratios[n_layers:]):
-        problems.append(
-            f"compress_ratios MTP entries {ratios[n_layers:]} must be 0 (MTP blocks are sliding-only)"
-        )
+        problems.append(f"compress_ratios MTP entries {ratios[n_layers:]} must be 0 (MTP blocks are sliding-only)")
     if raw.get("dtype") == "fp8":
         kw.setdefault("weight_dtype", "fp8")
         kw.setdefault("quant_sim", True)
@@ -364,9 +350,7 @@ def _from_hf(raw: dict, source: str) -> dict[str, Any]:
     if raw.get("partial_rotary_factor") is not None:
         from_factor = int(head_dim * raw["partial_rotary_factor"])
         if rope_dim is not None and rope_dim != from_factor:
-            problems.append(
-                f"qk_rope_head_dim={rope_dim} contradicts partial_rotary_factor (-> {from_factor})"
-            )
+            problems.append(f"qk_rope_head_dim={rope_dim} contradicts partial_rotary_factor (-> {from_factor})")
         rope_dim = from_factor
     kw["rope_head_dim"] = 64 if rope_dim is None else rope_dim
     rp = raw.get("rope_parameters")
@@ -379,9 +363,7 @@ def _from_hf(raw: dict, source: str) -> dict[str, Any]:
         _check_equal(kw, "compress_rope_theta", comp.get("rope_theta"), "rope_parameters.compress.rope_theta",
                      problems)  # fmt: skip
         if comp.get("attention_factor", 1.0) != 1.0:
-            problems.append(
-                f"rope_parameters.compress.attention_factor={comp['attention_factor']} (V4 uses 1.0)"
-            )
+            problems.append(f"rope_parameters.compress.attention_factor={comp['attention_factor']} (V4 uses 1.0)")
         scaling = comp if comp.get("rope_type", comp.get("type")) == "yarn" else None
     elif rp is not None:
         scaling = rp if scaling is None else scaling

@@ -81,9 +81,7 @@ def load_model(
     keys = checkpoint_keys(ckpt_dir)
     if args.n_mtp_layers and not any(checkpoint_target(k).name.startswith("mtp.") for k in keys):
         # transformers does not instantiate MTP, so what its save_pretrained writes has none
-        log.info(
-            "%s: config declares MTP but the checkpoint has no mtp.* tensors; running without MTP", ckpt_dir
-        )
+        log.info("%s: config declares MTP but the checkpoint has no mtp.* tensors; running without MTP", ckpt_dir)
         args = dataclasses.replace(args, n_mtp_layers=0)
     with torch.device("meta"):
         model = Transformer(args)
@@ -129,9 +127,7 @@ def load_weights(model: Transformer, keys: dict[str, Path]) -> None:
             continue
         _place(params, t, value, k, filled, problems)
     problems += [
-        f"unexpected tensor {k} (a scale without its weight)"
-        for k in scale_of.values()
-        if k not in used_scales
+        f"unexpected tensor {k} (a scale without its weight)" for k in scale_of.values() if k not in used_scales
     ]
     for name, p in params.items():
         got = filled.get(name)
@@ -248,9 +244,7 @@ def save_checkpoint(
         save_file(shard, str(out_dir / fname), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(shard, fname))
     index = {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}
-    (out_dir / "model.safetensors.index.json").write_text(
-        json.dumps(index, indent=2) + "\n", encoding="utf-8"
-    )
+    (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 
 
 def _is_fp8_matrix(name: str) -> bool:

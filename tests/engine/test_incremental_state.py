@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomize
+from engine_fixtures import randomize
 
 from deepfim.engine.config import tiny_args
 from deepfim.engine.model import Transformer

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import capabilities
+from lsp_support import capabilities
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 

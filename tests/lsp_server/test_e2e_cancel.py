@@ -7,7 +7,7 @@ import time
 
 import pytest
 import pytest_asyncio
-from conftest import ENGINE, Editor, inline_params, server_args, start_client, stop_client, utf16_len
+from lsp_support import ENGINE, Editor, inline_params, server_args, start_client, stop_client, utf16_len
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 

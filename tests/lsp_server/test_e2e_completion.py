@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import ENGINE, Editor, inline_params, send_raw_request, utf16_len
+from lsp_support import ENGINE, Editor, inline_params, send_raw_request, utf16_len
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 

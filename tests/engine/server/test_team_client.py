@@ -6,7 +6,7 @@ import hashlib
 import time
 
 import pytest
-from conftest import BOTH
+from team_support import BOTH
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
 from deepfim.engine.server.auth import UserStore

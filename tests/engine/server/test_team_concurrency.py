@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import BOTH, TEST_LIMITS
+from team_support import BOTH, TEST_LIMITS
 
 from deepfim.engine.api import CancelledError, CompletionRequest, SamplingParams
 from deepfim.engine.server import protocol

@@ -9,7 +9,7 @@ import time
 
 import msgpack
 import pytest
-from conftest import TEST_LIMITS, RawConn
+from team_support import TEST_LIMITS, RawConn
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
 from deepfim.engine.server import protocol

@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import BOTH, RawConn
+from team_support import BOTH, RawConn
 
 from deepfim.engine.prompt import build_fim_prompt
 from deepfim.engine.tokenizer import Tokenizer

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import BOTH
+from team_support import BOTH
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
 from deepfim.engine.prompt import build_fim_prompt

@@ -1,0 +1,61 @@
+"""`deepfim train`: train (or resume) the embedded default model and export it.
+
+The full recipe, from a fresh checkout:
+
+    python -m deepfim.engine.training.corpus --out data/corpus          # ~20 s
+    python -m deepfim.engine.training.tokenizer_train --corpus data/corpus   # the shipped tokenizer.json
+    deepfim train --corpus data/corpus --out runs/embedded --install     # ~2 h on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+from deepfim.engine import DEFAULT_MODEL_DIR
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    from deepfim.engine.training.train import TrainConfig
+
+    d = TrainConfig("", "", "")
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="built corpus directory")
+    parser.add_argument("--out", type=Path, default=Path("runs/embedded"), help="run directory (checkpoints, logs)")
+    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_MODEL_DIR / "tokenizer.json")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--seq-len", type=int, default=d.seq_len)
+    parser.add_argument("--threads", type=int, default=d.threads)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    parser.add_argument("--install", action="store_true", help=f"copy the final model into {DEFAULT_MODEL_DIR}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfim.engine.training.train import TrainConfig, train
+
+    if not (args.corpus / "train.jsonl").exists():
+        print(f"deepfim train: no corpus at {args.corpus}; build it with\n"
+              f"  python -m deepfim.engine.training.corpus --out {args.corpus}", file=sys.stderr)  # fmt: skip
+        return 2
+    if not args.tokenizer.exists():
+        print(f"deepfim train: tokenizer {args.tokenizer} not found", file=sys.stderr)
+        return 2
+    for name in ("steps", "batch_size", "seq_len", "threads"):
+        if getattr(args, name) < 1:
+            print(f"deepfim train: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
+    cfg = dataclasses.replace(
+        TrainConfig(str(args.corpus), str(args.out), str(args.tokenizer)),
+        steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, threads=args.threads, seed=args.seed,
+    )  # fmt: skip
+    final = train(cfg, resume=not args.no_resume)
+    print(f"model written to {final}")
+    if args.install:
+        for name in ("config.json", "model.safetensors"):
+            shutil.copyfile(final / name, DEFAULT_MODEL_DIR / name)
+        print(f"installed into {DEFAULT_MODEL_DIR}")
+    return 0

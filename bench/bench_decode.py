@@ -61,10 +61,9 @@ def main() -> None:
     t0 = time.perf_counter()
     out = generate(runner, ids, SamplingParams(max_tokens=a.tokens))[0]
     total = time.perf_counter() - t0
-    stats = runner.draft_stats.as_dict().get("ngram", {})
-    print(f"speculative (n-gram): {len(out.token_ids) / total:6.1f} tok/s incl. prefill-from-scratch "
-          f"{total:.2f} s; acceptance {stats.get('acceptance', 0):.0%} of {stats.get('proposed', 0)} drafts")  # fmt: skip
-
+    for source, stats in runner.draft_stats.as_dict().items():
+        print(f"  {source} drafts: {stats['accepted']}/{stats['proposed']} accepted ({stats['acceptance']:.0%})")
+    print(f"speculative: {len(out.token_ids) / total:6.1f} tok/s including a cold prefill ({total:.2f} s)")
 
 if __name__ == "__main__":
     main()

@@ -65,9 +65,30 @@ class AppendView:
             raise ValueError(f"cannot truncate a view of {self.count} rows to {count}")
         self.count = count
 
+    def rewind(self, count: int) -> None:
+        """Takes back rows this view just appended; as the tip, it may overwrite them next time."""
+        if self.buf is not None and self.buf.length == self.count:
+            self.buf.length = count
+        self.truncate(count)
+
     def nbytes(self) -> int:
         t = self.tensor()
         return 0 if t is None else t.numel() * t.element_size()
+
+
+@dataclass
+class CompressorUndo:
+    """What one forward call changed in a compressor, so its last tokens can be taken back."""
+
+    ratio: int
+    overlap: bool
+    pending_kv: torch.Tensor | None  # state before the call
+    pending_gate: torch.Tensor | None
+    prev_kv: torch.Tensor | None
+    prev_gate: torch.Tensor | None
+    entries_before: int
+    chunk_kv: torch.Tensor  # [B, T, c] this call's projections
+    chunk_gate: torch.Tensor  # [B, T, c] incl. ape
 
 
 @dataclass
@@ -77,6 +98,25 @@ class CompressorState:
     prev_kv: torch.Tensor | None = None  # [B, ratio, d] CSA: A-halves of the last closed window
     prev_gate: torch.Tensor | None = None
     entries: AppendView = field(default_factory=AppendView)  # [B, n_entries, d]
+    undo: CompressorUndo | None = None
+
+    def keep_first(self, keep: int) -> None:
+        """Undoes the last call's tokens after the first `keep` (speculative rejection)."""
+        u = self.undo
+        kv, gate = u.chunk_kv[:, :keep], u.chunk_gate[:, :keep]
+        if u.pending_kv is not None and u.pending_kv.shape[1]:
+            kv, gate = torch.cat([u.pending_kv, kv], 1), torch.cat([u.pending_gate, gate], 1)
+        n_win = kv.shape[1] // u.ratio
+        self.pending_kv, self.pending_gate = kv[:, n_win * u.ratio :], gate[:, n_win * u.ratio :]
+        if u.overlap:
+            if n_win:
+                d = kv.shape[-1] // 2
+                last = slice((n_win - 1) * u.ratio, n_win * u.ratio)
+                self.prev_kv, self.prev_gate = kv[:, last, :d], gate[:, last, :d]
+            else:
+                self.prev_kv, self.prev_gate = u.prev_kv, u.prev_gate
+        self.entries.rewind(u.entries_before + n_win)
+        self.undo = None
 
 
 @dataclass
@@ -84,6 +124,16 @@ class LayerCache:
     window: torch.Tensor | None = None  # [B, <= W-1, d] raw kv of the latest positions
     comp: CompressorState | None = None
     index: CompressorState | None = None  # the lightning indexer's own compressor (CSA)
+    undo_window: tuple[torch.Tensor | None, torch.Tensor] | None = None  # (window before, this call's kv)
+
+    def keep_first(self, keep: int, window: int) -> None:
+        before, chunk = self.undo_window
+        raw = chunk[:, :keep] if before is None else torch.cat([before, chunk[:, :keep]], 1)
+        self.window = raw[:, -(window - 1) :] if window > 1 else raw[:, :0]
+        self.undo_window = None
+        for comp in (self.comp, self.index):
+            if comp is not None and comp.undo is not None:
+                comp.keep_first(keep)
 
 
 @dataclass
@@ -104,6 +154,16 @@ class ModelState:
             )
 
         return cls(layers=[layer(r) for r in compress_ratios], mtp=[layer(0) for _ in range(n_mtp)])
+
+    def keep_first(self, keep: int, start: int, window: int) -> None:
+        """After a forward call of tokens starting at `start`, keep only the first `keep` of them.
+
+        Used when speculative drafts are rejected: window rows, open compressor windows and
+        appended entries are restored from the call's undo records, without recomputation.
+        """
+        for cache in self.layers:
+            cache.keep_first(keep, window)
+        self.pos = start + keep
 
     def snapshot(self) -> ModelState:
         """A copy that shares tensors and append buffers (cheap; safe because of the rules above)."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepfim.engine.cache import CompressorState, LayerCache, ModelState
+from deepfim.engine.cache import CompressorState, CompressorUndo, LayerCache, ModelState
 from deepfim.engine.config import ModelArgs
 from deepfim.kernels.compressor.ref import pool_windows
 from deepfim.kernels.mhc import cpu as mhc_cpu
@@ -155,6 +155,9 @@ class Compressor(nn.Module):
         m = self.ratio
         kv = self.wkv(x)  # [B, T, c]
         gate = self.wgate(x) + self.ape[torch.arange(start_pos, start_pos + t, device=x.device) % m]
+        if state is not None:
+            state.undo = CompressorUndo(m, self.overlap, state.pending_kv, state.pending_gate, state.prev_kv,
+                                        state.prev_gate, state.entries.count, kv, gate)  # fmt: skip
         n_pending = 0
         if state is not None and state.pending_kv is not None and state.pending_kv.shape[1]:
             n_pending = state.pending_kv.shape[1]
@@ -281,6 +284,7 @@ class Attention(nn.Module):
         n_prev = 0 if prev is None else prev.shape[1]
         raw = kv if n_prev == 0 else torch.cat([prev, kv], 1)
         if cache is not None:
+            cache.undo_window = (prev, kv)
             cache.window = raw[:, -(self.window - 1) :] if self.window > 1 else raw[:, :0]
 
         comp = visible = topk_idx = index_scores = None
@@ -547,12 +551,13 @@ class Transformer(nn.Module):
         state: ModelState | None = None,
         ctx: ForwardContext | None = None,
         depth: int = 0,
+        last_only: bool = False,
     ) -> torch.Tensor:
         """Logits for token t+2 from main streams at t and token t+1 (MTP block `depth`)."""
         block = self.mtp[depth]
         cache = state.mtp[depth] if state is not None else None
         hidden = block.forward_mtp(streams, self.embed(next_ids).float(), next_ids, start_pos, cache, ctx)
-        return self.head(hidden)
+        return self.head(hidden[:, -1:] if last_only else hidden)
 
 
 def init_weights(model: Transformer, seed: int = 0, std: float = 0.02) -> Transformer:

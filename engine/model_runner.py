@@ -17,7 +17,7 @@ from deepfim.engine.model import Transformer
 from deepfim.engine.prefix_cache import PrefixCache
 from deepfim.engine.sampler import sample
 from deepfim.engine.sequence import ActiveRequest, CandidateState
-from deepfim.engine.speculative import DraftStats, NgramDrafter, SpeculativeConfig
+from deepfim.engine.speculative import DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
 from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ class ModelRunner:
         self.draft_stats = DraftStats()
         self.name = name
         self.eos = tokenizer.special.eos
+        # MTP state is part of every cached snapshot, so the choice is per runner, not per request
+        use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0
+        self.mtp = MtpDrafter(model) if use_mtp else None
 
     @torch.inference_mode()
     def advance(self, req: ActiveRequest) -> None:
@@ -75,6 +78,9 @@ class ModelRunner:
         last = end == len(ids)
         out = self.model(torch.tensor([ids[req.prefilled : end]]), req.state, logits="last" if last else "none")
         req.prefilled = end
+        if self.mtp is not None:
+            self.mtp.observe(req.state, out.streams)
+            self.mtp.advance(req.state, ids[:end])
         if self.cache is not None and end % self.chunk == 0:
             self.cache.insert(req.user, ids[:end], req.state)
         if last:
@@ -102,29 +108,35 @@ class ModelRunner:
             req.candidates.append(cand)
             token, logprob = sample(req.last_logits, params, generator)
             self._accept(req, cand, token, logprob)
+            self._draft_with_mtp(req, cand)
         req.state = None
 
     # decode ----------------------------------------------------------------------------------
     def _decode(self, req: ActiveRequest, cand: CandidateState) -> None:
         t0 = time.perf_counter()
         params = req.request.sampling
-        drafts: list[int] = []
+        drafts, source = [], ""
         if params.is_greedy and params.speculative and self.spec.enabled:
             if cand.drafter is None:
                 cand.drafter = NgramDrafter(req.request.prompt + cand.tokens, self.spec.ngram)
             room = params.max_tokens - len(cand.tokens) - 1
-            drafts = cand.drafter.propose(min(self.spec.max_draft, room))
+            drafts, source = cand.drafter.propose(min(self.spec.max_draft, room)), "ngram"
+            if not drafts and cand.mtp_draft is not None and room > 0:
+                drafts, source = [cand.mtp_draft], "mtp"
         if drafts:
-            self._verify(req, cand, drafts)
+            self._verify(req, cand, drafts, source)
         else:
             out = self.model(torch.tensor([[cand.next_token]]), cand.state, logits="last")
+            if self._uses_mtp(req):
+                self.mtp.observe(cand.state, out.streams)
             token, logprob = sample(out.logits[0, -1], params, cand.generator)
             self._accept(req, cand, token, logprob)
+        self._draft_with_mtp(req, cand)
         req.timings.decode_ms += (time.perf_counter() - t0) * 1e3
 
-    def _verify(self, req: ActiveRequest, cand: CandidateState, drafts: list[int]) -> None:
+    def _verify(self, req: ActiveRequest, cand: CandidateState, drafts: list[int], source: str) -> None:
         """Feeds [next_token, *drafts] at once; keeps the drafts the model agrees with."""
-        snapshot = cand.state.snapshot()
+        start = cand.state.pos
         seq = [cand.next_token, *drafts]
         out = self.model(torch.tensor([seq]), cand.state, logits="all")
         logits = out.logits[0]  # [k+1, V]
@@ -132,19 +144,30 @@ class ModelRunner:
         n_ok = 0
         while n_ok < len(drafts) and preds[n_ok] == drafts[n_ok]:
             n_ok += 1
-        self.draft_stats.record("ngram", len(drafts), n_ok)
+        self.draft_stats.record(source, len(drafts), n_ok)
         req.timings.draft_tokens += len(drafts)
         req.timings.accepted_draft_tokens += n_ok
         if n_ok < len(drafts):
-            # roll back: the state must hold exactly the tokens that will be kept
-            cand.state = snapshot
-            self.model(torch.tensor([seq[: n_ok + 1]]), cand.state, logits="none")
+            # take back the rejected drafts: the state must hold exactly the tokens that are kept
+            cand.state.keep_first(n_ok + 1, start, self.model.args.window_size)
+        if self._uses_mtp(req):
+            self.mtp.observe(cand.state, out.streams[:, : n_ok + 1])
         logprobs = torch.log_softmax(logits[: n_ok + 1].float(), -1)
         for j in range(n_ok + 1):
             token = preds[j]
             self._accept(req, cand, token, float(logprobs[j, token]))
             if cand.finished:
                 return
+
+    def _draft_with_mtp(self, req: ActiveRequest, cand: CandidateState) -> None:
+        """Brings the MTP block up to the sampled token and keeps its guess for the token after."""
+        cand.mtp_draft = None
+        if self._uses_mtp(req) and not cand.finished and cand.state is not None:
+            cand.mtp_draft = self.mtp.advance(cand.state, req.request.prompt + cand.tokens)
+
+    def _uses_mtp(self, req: ActiveRequest) -> bool:
+        params = req.request.sampling
+        return self.mtp is not None and params.is_greedy and params.n == 1 and params.speculative
 
     def _accept(self, req: ActiveRequest, cand: CandidateState, token: int, logprob: float) -> None:
         """Appends a sampled token: stop rules, streaming, next input."""

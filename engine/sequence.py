@@ -32,6 +32,7 @@ class CandidateState:
     streamed: int = 0  # characters already passed to the stream callback
     finish_reason: str | None = None
     drafter: NgramDrafter | None = None  # speculative drafts from the context (greedy only)
+    mtp_draft: int | None = None  # the MTP block's guess for the token after next_token
 
     @property
     def finished(self) -> bool:

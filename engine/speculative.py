@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class SpeculativeConfig:
@@ -49,6 +51,45 @@ class NgramDrafter:
         if start is None or start >= len(self.tokens):
             return []
         return self.tokens[start : start + k]
+
+
+class MtpDrafter:
+    """Keeps a sequence's MTP block in step with the main model and drafts the token after next.
+
+    MTP at position t reads the main model's final streams at t and the embedding of token t+1.
+    The main forward hands over the streams of the positions it committed (`observe`);
+    `advance` feeds the MTP block every pending position whose next token is known. During
+    prefill only committed tokens count (so cached snapshots never depend on what follows);
+    during decode the sampled, not yet committed token is included too, and the MTP output at
+    that last position is the draft for the token after it.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    @staticmethod
+    def observe(state, streams: torch.Tensor) -> None:
+        """streams [1, T, n, D] of the T positions the main model just committed."""
+        state.last_hidden = streams if state.last_hidden is None else torch.cat([state.last_hidden, streams], 1)
+
+    def advance(self, state, sequence: list[int]) -> int | None:
+        """Runs MTP over pending positions that `sequence` (tokens by position) can follow.
+
+        Returns the greedy draft for position len(sequence) when the last pending position
+        was fed, else None.
+        """
+        pending = state.last_hidden
+        if pending is None or pending.shape[1] == 0:
+            return None
+        first = state.mtp_pos
+        follow = sequence[first + 1 : first + 1 + pending.shape[1]]
+        if not follow:
+            return None
+        m = len(follow)
+        logits = self.model.mtp_logits(pending[:, :m], torch.tensor([follow]), first, state, last_only=True)
+        state.mtp_pos = first + m
+        state.last_hidden = pending[:, m:]
+        return int(logits[0, -1].argmax()) if first + m == len(sequence) - 1 and m == pending.shape[1] else None
 
 
 class DraftStats:

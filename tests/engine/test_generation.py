@@ -115,3 +115,14 @@ def test_speculative_greedy_equals_plain_greedy(tiny_model, runner, monkeypatch)
     assert spec.token_ids == plain
     stats = spec_runner.draft_stats.as_dict()["ngram"]
     assert stats["accepted"] >= 2 * spec_runner.draft_stats.rounds - 2  # two of each round's drafts were right
+
+
+def test_mtp_drafts_keep_greedy_output_identical(tiny_model, runner):
+    plain = generate(runner, PROMPT, SamplingParams(max_tokens=30, speculative=False))[0].token_ids
+    # n-gram lookups of 50 tokens never match here, so every draft comes from the MTP block
+    mtp_runner = ModelRunner(tiny_model, runner.tokenizer, None, SpeculativeConfig(enabled=True, ngram=50))
+    assert mtp_runner.mtp is not None
+    spec = generate(mtp_runner, PROMPT, SamplingParams(max_tokens=30))[0].token_ids
+    assert spec == plain
+    stats = mtp_runner.draft_stats.as_dict()["mtp"]
+    assert stats["proposed"] >= 10 and 0 <= stats["accepted"] <= stats["proposed"]

@@ -1,8 +1,9 @@
 """Runs one unit of a request's work on the model: a prefill chunk or a decode step.
 
-Prefill consults the prefix cache once, then processes the prompt in chunks that end on
-absolute multiples of `chunk` (= the cache block), storing a snapshot at every boundary, so
-resumed and cold computations are operation-for-operation identical. Decode feeds the last
+Prefill consults the prefix cache once, then processes the prompt in chunks whose ends depend
+only on positions (`prefix_cache.boundaries`: every 128-token block, then power-of-two pieces),
+storing a snapshot at every boundary, so resumed and cold computations are operation-for-
+operation identical. Decode feeds the last
 sampled token; greedy decode may verify several drafted tokens at once (speculative.py).
 """
 
@@ -14,7 +15,7 @@ import time
 import torch
 
 from deepfim.engine.model import Transformer
-from deepfim.engine.prefix_cache import PrefixCache
+from deepfim.engine.prefix_cache import PrefixCache, boundaries
 from deepfim.engine.sampler import sample
 from deepfim.engine.sequence import ActiveRequest, CandidateState
 from deepfim.engine.speculative import DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
@@ -74,14 +75,14 @@ class ModelRunner:
                     return
             else:
                 req.state, req.prefilled = self.model.new_state(), 0
-        end = min(len(ids), (req.prefilled // self.chunk + 1) * self.chunk)
+        end = next(b for b in boundaries(len(ids), self.chunk) if b > req.prefilled)
         last = end == len(ids)
         out = self.model(torch.tensor([ids[req.prefilled : end]]), req.state, logits="last" if last else "none")
         req.prefilled = end
         if self.mtp is not None:
             self.mtp.observe(req.state, out.streams)
             self.mtp.advance(req.state, ids[:end])
-        if self.cache is not None and end % self.chunk == 0:
+        if self.cache is not None:
             self.cache.insert(req.user, ids[:end], req.state)
         if last:
             req.last_logits = out.logits[0, -1]

@@ -6,9 +6,11 @@ right after that block (a `ModelState.snapshot()`: window rows and open compress
 its own, append-only compressed entries shared with every other snapshot of the same text).
 
 Resuming a prompt that differs from a cached one at position q restores the snapshot at
-128 * floor(q / 128) and recomputes at most 127 tokens plus the change. The engine prefills in
-chunks that end on the same absolute 128-token boundaries, so a resumed computation performs
-exactly the same operations as a cold one and is bit-identical to it.
+128 * floor(q / 128) (or a later one, see below) and recomputes at most 127 tokens plus the
+change. The engine prefills in chunks that end on the same absolute boundaries whatever the
+prompt (`boundaries`), so a resumed computation performs exactly the same operations as a cold
+one and is bit-identical to it. Inside the last, partial block the chunks are 16 tokens, then
+powers of two, so typing one more character reuses all but the last few tokens.
 
 Namespaces keep users apart: the same text under two namespaces gets unrelated keys, so state
 computed from one user's prompt is never served to another (the LAN server sets the namespace
@@ -29,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepfim.engine.cache import AppendBuffer, AppendView, CompressorState, LayerCache, ModelState
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -53,15 +56,58 @@ class _Entry:
     logits: torch.Tensor | None = None
 
 
+SUB_BLOCK = 16
+
+
+def boundaries(length: int, block: int) -> list[int]:
+    """Where prefill chunks end for a prompt of `length` tokens: every full block, then every
+    full 16-token sub-block of the rest, then the remainder in descending powers of two
+    (128-block prompts: 45 -> +16, +32, +40, +44, +45).
+
+    Chunk ends depend only on positions, so two prompts that share a prefix share every
+    boundary inside it, and a prompt one token longer shares all but the last few: a
+    keystroke recomputes a handful of tokens instead of up to a block.
+    """
+    ends = list(range(block, length - length % block + 1, block))
+    pos = ends[-1] if ends else 0
+    sub = min(SUB_BLOCK, block)
+    while pos + sub <= length:
+        pos += sub
+        ends.append(pos)
+    bit = 1 << max(0, sub.bit_length() - 1)
+    while bit:
+        if pos + bit <= length:
+            pos += bit
+            ends.append(pos)
+        bit >>= 1
+    return ends
+
+
+def _chain(namespace: str) -> bytes:
+    return hashlib.blake2b(f"ns:{namespace}".encode(), digest_size=16).digest()
+
+
 def block_keys(namespace: str, ids: list[int], block: int) -> list[bytes]:
     """Chained keys of the full blocks of `ids`."""
     arr = np.asarray(ids, dtype=np.int64)
-    key = hashlib.blake2b(f"ns:{namespace}".encode(), digest_size=16).digest()
+    key = _chain(namespace)
     keys = []
     for start in range(0, len(arr) - len(arr) % block, block):
         key = hashlib.blake2b(key + arr[start : start + block].tobytes(), digest_size=16).digest()
         keys.append(key)
     return keys
+
+
+def boundary_keys(namespace: str, ids: list[int], block: int) -> list[tuple[int, bytes]]:
+    """(end, key) for every chunk boundary of `ids` (see `boundaries`)."""
+    blocks = block_keys(namespace, ids, block)
+    out = [((i + 1) * block, k) for i, k in enumerate(blocks)]
+    base_key = blocks[-1] if blocks else _chain(namespace)
+    base = len(blocks) * block
+    arr = np.asarray(ids[base:], dtype=np.int64)
+    for end in boundaries(len(ids), block)[len(blocks) :]:
+        out.append((end, hashlib.blake2b(b"tail" + base_key + arr[: end - base].tobytes(), digest_size=16).digest()))
+    return out
 
 
 def exact_key(namespace: str, ids: list[int]) -> bytes:
@@ -95,37 +141,24 @@ class PrefixCache:
                 self.hits += 1
                 self.hit_tokens += len(ids)
                 return MatchResult(exact.state.snapshot(), len(ids), exact.logits)
-            best: tuple[bytes, int] | None = None
-            for i, key in enumerate(block_keys(namespace, ids, self.block)):
-                if key not in self._entries:
-                    break
-                best = (key, (i + 1) * self.block)
-            if best is None:
-                return MatchResult(None, 0)
-            key, length = best
-            if length == len(ids):
-                # the snapshot has no logits; keep the last block to recompute them
-                return self._back_off(namespace, ids, length)
-            self._entries.move_to_end(key)
-            self.hits += 1
-            self.hit_tokens += length
-            return MatchResult(self._entries[key].state.snapshot(), length)
-
-    def _back_off(self, namespace: str, ids: list[int], length: int) -> MatchResult:
-        length -= self.block
-        if length <= 0:
+            keys = boundary_keys(namespace, ids, self.block)
+            for end, key in reversed(keys):
+                if end == len(ids):
+                    continue  # a snapshot has no logits: at least the last chunk is recomputed
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                    self.hits += 1
+                    self.hit_tokens += end
+                    return MatchResult(entry.state.snapshot(), end)
             return MatchResult(None, 0)
-        key = block_keys(namespace, ids[:length], self.block)[-1]
-        self._entries.move_to_end(key)
-        self.hits += 1
-        self.hit_tokens += length
-        return MatchResult(self._entries[key].state.snapshot(), length)
 
     def insert(self, namespace: str, ids: list[int], state: ModelState) -> None:
-        """Remembers `state` as the state after `ids` (len(ids) must be a multiple of `block`)."""
-        if len(ids) % self.block or not ids or state.pos != len(ids):
-            raise ValueError(f"snapshot at {state.pos} for {len(ids)} tokens is not on a {self.block} boundary")
-        self._put(block_keys(namespace, ids, self.block)[-1], state.snapshot(), None)
+        """Remembers `state` as the state after `ids`, which must end on a chunk boundary."""
+        keys = dict(boundary_keys(namespace, ids, self.block))
+        if not ids or state.pos != len(ids) or len(ids) not in keys:
+            raise ValueError(f"snapshot at {state.pos} for {len(ids)} tokens is not on a chunk boundary")
+        self._put(keys[len(ids)], state.snapshot(), None)
 
     def insert_exact(self, namespace: str, ids: list[int], state: ModelState, logits: torch.Tensor) -> None:
         self._put(exact_key(namespace, ids), state.snapshot(), logits.detach().clone())
@@ -181,28 +214,22 @@ class PrefixCache:
 
     # persistence -------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
-        """Writes every entry (and the shared buffers once) to `directory`."""
+        """Writes every entry to `directory`; tensors shared between entries are written once."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, torch.Tensor] = {}
-        buffer_ids: dict[int, tuple[int, AppendBuffer]] = {}
+        store = _TensorStore()
         entries = []
         with self._lock:
             for key, entry in self._entries.items():
-                meta = {"key": key.hex(), "pos": entry.state.pos, "layers": [], "mtp": []}
-                for group, caches in (("layers", entry.state.layers), ("mtp", entry.state.mtp)):
-                    for li, cache in enumerate(caches):
-                        meta[group].append(_save_layer(cache, f"{len(entries)}.{group}{li}", tensors, buffer_ids))
-                if entry.logits is not None:
-                    tensors[f"{len(entries)}.logits"] = entry.logits
-                if entry.state.last_hidden is not None:
-                    tensors[f"{len(entries)}.last_hidden"] = entry.state.last_hidden
-                meta["mtp_pos"] = entry.state.mtp_pos
-                entries.append(meta)
-            for index, buf in buffer_ids.values():
-                tensors[f"buffer{index}"] = buf.data[:, : buf.length].contiguous()
+                st = entry.state
+                entries.append({
+                    "key": key.hex(), "pos": st.pos, "mtp_pos": st.mtp_pos,
+                    "layers": [_save_layer(c, store) for c in st.layers],
+                    "mtp": [_save_layer(c, store) for c in st.mtp],
+                    "logits": store.name(entry.logits), "last_hidden": store.name(st.last_hidden),
+                })  # fmt: skip
         tmp = directory / "prefix_cache.safetensors.tmp"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file(store.tensors, str(tmp))
         tmp.replace(directory / "prefix_cache.safetensors")
         index = {"version": FORMAT_VERSION, "block": self.block, "entries": entries}
         (directory / "prefix_cache.json").write_text(json.dumps(index), encoding="utf-8")
@@ -219,25 +246,54 @@ class PrefixCache:
                 log.warning("%s: prefix cache of another format; ignoring it", directory)
                 return 0
             tensors = load_file(str(directory / "prefix_cache.safetensors"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             log.warning("%s: unreadable prefix cache (%s); starting empty", directory, exc)
             return 0
-        buffers: dict[int, AppendBuffer] = {}
+        buffers: dict[str, AppendBuffer] = {}
 
-        def buffer(i: int) -> AppendBuffer:
-            if i not in buffers:
-                data = tensors[f"buffer{i}"]
-                buffers[i] = AppendBuffer(data)
-                buffers[i].length = data.shape[1]
-            return buffers[i]
+        def buffer(name: str) -> AppendBuffer:
+            if name not in buffers:
+                buffers[name] = AppendBuffer(tensors[name])
+                buffers[name].length = tensors[name].shape[1]
+            return buffers[name]
 
-        for n, meta in enumerate(index["entries"]):
-            state = ModelState(pos=meta["pos"], mtp_pos=meta.get("mtp_pos", 0),
-                               last_hidden=tensors.get(f"{n}.last_hidden"))  # fmt: skip
-            state.layers = [_load_layer(m, tensors, buffer) for m in meta["layers"]]
-            state.mtp = [_load_layer(m, tensors, buffer) for m in meta["mtp"]]
-            self._put(bytes.fromhex(meta["key"]), state, tensors.get(f"{n}.logits"))
+        def get(name: str | None) -> torch.Tensor | None:
+            return None if name is None else tensors[name]
+
+        try:
+            for meta in index["entries"]:
+                state = ModelState(pos=meta["pos"], mtp_pos=meta["mtp_pos"], last_hidden=get(meta["last_hidden"]))
+                state.layers = [_load_layer(m, get, buffer) for m in meta["layers"]]
+                state.mtp = [_load_layer(m, get, buffer) for m in meta["mtp"]]
+                self._put(bytes.fromhex(meta["key"]), state, get(meta["logits"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: inconsistent prefix cache (%s); starting empty", directory, exc)
+            self.clear()
+            return 0
         return len(index["entries"])
+
+
+class _TensorStore:
+    """Names tensors for one safetensors file, writing each distinct tensor object once."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+        self._names: dict[int, str] = {}
+        self._buffers: dict[int, str] = {}
+
+    def name(self, t: torch.Tensor | None) -> str | None:
+        if t is None:
+            return None
+        if id(t) not in self._names:
+            self._names[id(t)] = f"t{len(self._names)}"
+            self.tensors[self._names[id(t)]] = t.contiguous().clone()
+        return self._names[id(t)]
+
+    def buffer(self, buf: AppendBuffer) -> str:
+        if id(buf) not in self._buffers:
+            self._buffers[id(buf)] = f"buffer{len(self._buffers)}"
+            self.tensors[self._buffers[id(buf)]] = buf.data[:, : buf.length].contiguous().clone()
+        return self._buffers[id(buf)]
 
 
 def _state_storage(state: ModelState) -> tuple[list[AppendBuffer], int]:
@@ -261,39 +317,30 @@ def _nbytes(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.numel() * t.element_size()
 
 
-def _save_layer(cache: LayerCache, prefix: str, tensors: dict, buffer_ids: dict) -> dict:
-    meta: dict = {}
-    if cache.window is not None:
-        tensors[f"{prefix}.window"] = cache.window
-        meta["window"] = True
+def _save_layer(cache: LayerCache, store: _TensorStore) -> dict:
+    meta: dict = {"window": store.name(cache.window)}
     for name in ("comp", "index"):
         comp: CompressorState | None = getattr(cache, name)
         if comp is None:
             continue
-        cm: dict = {}
-        for field_name in ("pending_kv", "pending_gate", "prev_kv", "prev_gate"):
-            t = getattr(comp, field_name)
-            if t is not None:
-                tensors[f"{prefix}.{name}.{field_name}"] = t
-                cm[field_name] = True
+        cm = {f: store.name(getattr(comp, f)) for f in _COMPRESSOR_FIELDS}
         if comp.entries.buf is not None:
-            cm["buffer"] = buffer_ids.setdefault(id(comp.entries.buf), (len(buffer_ids), comp.entries.buf))[0]
-            cm["count"] = comp.entries.count
+            cm["buffer"], cm["count"] = store.buffer(comp.entries.buf), comp.entries.count
         meta[name] = cm
-    meta["prefix"] = prefix
     return meta
 
 
-def _load_layer(meta: dict, tensors: dict, buffer) -> LayerCache:
-    prefix = meta["prefix"]
-    cache = LayerCache(window=tensors.get(f"{prefix}.window"))
+def _load_layer(meta: dict, get, buffer) -> LayerCache:
+    cache = LayerCache(window=get(meta["window"]))
     for name in ("comp", "index"):
         cm = meta.get(name)
         if cm is None:
             continue
-        comp = CompressorState(**{f: tensors.get(f"{prefix}.{name}.{f}") for f in
-                                  ("pending_kv", "pending_gate", "prev_kv", "prev_gate")})  # fmt: skip
+        comp = CompressorState(**{f: get(cm[f]) for f in _COMPRESSOR_FIELDS})
         if "buffer" in cm:
             comp.entries = AppendView(buffer(cm["buffer"]), cm["count"])
         setattr(cache, name, comp)
     return cache
+
+
+_COMPRESSOR_FIELDS = ("pending_kv", "pending_gate", "prev_kv", "prev_gate")

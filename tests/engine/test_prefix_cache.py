@@ -9,7 +9,7 @@ import torch
 
 from deepfim.engine.api import CompletionHandle, CompletionRequest, SamplingParams
 from deepfim.engine.model_runner import ModelRunner
-from deepfim.engine.prefix_cache import PrefixCache
+from deepfim.engine.prefix_cache import PrefixCache, boundaries
 from deepfim.engine.sequence import ActiveRequest
 from deepfim.engine.speculative import SpeculativeConfig
 from deepfim.engine.tokenizer import Tokenizer
@@ -46,15 +46,27 @@ def test_resume_after_edits_at_random_positions_is_bit_identical(tiny_model, tok
         assert hot.candidates[0].tokens == cold.candidates[0].tokens
 
 
-def test_typing_appends_recompute_less_than_one_block(tiny_model, tok):
+def test_typing_recomputes_a_few_tokens_per_keystroke(tiny_model, tok):
     cache = PrefixCache()
     runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
     ids = list(range(100, 100 + 700))
     prefill(runner, ids)
-    for extra in range(1, 6):
-        req = prefill(runner, ids + list(range(1000, 1000 + extra)))
-        assert len(ids) + extra - req.timings.cached_tokens <= 127 + extra
-    assert cache.stats()["hits"] >= 5
+    recomputed = []
+    for extra in range(1, 9):  # one more token per keystroke
+        typed = ids + list(range(1000, 1000 + extra))
+        req = prefill(runner, typed)
+        recomputed.append(len(typed) - req.timings.cached_tokens)
+        cold = prefill(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), typed)
+        assert torch.equal(req.last_logits, cold.last_logits)
+    assert max(recomputed) <= 16 and sum(recomputed) <= 32, recomputed  # was up to 127 each
+    assert cache.stats()["hits"] >= 8
+
+
+def test_chunk_boundaries_depend_only_on_positions():
+    assert boundaries(45, 128) == [16, 32, 40, 44, 45]
+    assert boundaries(300, 128) == [128, 256, 272, 288, 296, 300]
+    shared = set(boundaries(1000, 128)) & set(boundaries(1001, 128))
+    assert max(shared) == 1000
 
 
 def test_same_prompt_again_costs_no_prefill(tiny_model, tok):
@@ -99,7 +111,8 @@ def test_cache_persists_across_restarts(tiny_model, tok, tmp_path):
     longer = ids + [7, 8, 9]
     hot = prefill(runner2, longer)
     cold = prefill(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), longer)
-    assert hot.timings.cached_tokens == 512 and torch.equal(hot.last_logits, cold.last_logits)
+    assert hot.timings.cached_tokens == 600  # the original prompt's end is a chunk boundary of the longer one
+    assert torch.equal(hot.last_logits, cold.last_logits)
     assert original.timings.cached_tokens == 0
 
 

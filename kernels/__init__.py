@@ -1,2 +1,19 @@
 """Compute kernels, one folder per op: `ref.py` (pure torch, fp32: the CPU path and the
-oracle), `triton.py` (GPU kernel with a checked wrapper), `README.md` (the math)."""
+oracle), `triton.py` (GPU kernel with a checked wrapper), `README.md` (the math).
+
+Each op package's `__init__` exposes dispatchers with the refs' signatures: CUDA tensors with
+no autograd through them go to the Triton kernel, everything else to the reference. On a CPU
+machine they are the references, call for call.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def use_triton(*tensors: torch.Tensor | None) -> bool:
+    """True for CUDA inputs that need no gradient (the Triton kernels are forward-only)."""
+    present = [t for t in tensors if t is not None]
+    if not present or not all(t.is_cuda for t in present):
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))

@@ -134,6 +134,17 @@ def test_triton_round_trips_on_hand_values(triton_op):
     assert torch.equal(tri.fp8_round_trip(scale_edge, 32), ref.fp8_round_trip(scale_edge, 32))
 
 
+def test_triton_takes_the_exact_scale_ceiling(triton_op):
+    """amax / 448 one ulp above 32: the exact ceil(log2) is 6 (scale 64), where torch's fp32 log2
+    returns 5.0 (see README). With scale 64, 0.0625 / 64 = 2^-10 is a tie between 0 and the
+    smallest subnormal 2^-9, and goes to the even 0."""
+    tri = triton_op("quant")
+    x = torch.zeros(1, 32)
+    x[0, 0] = torch.nextafter(torch.tensor(448.0 * 32), torch.tensor(1e30))
+    x[0, 1] = 0.0625
+    assert tri.fp8_round_trip(x, 32)[0, :2].tolist() == [448.0 * 32, 0.0]
+
+
 @pytest.mark.parametrize("m, k, block", [(45, 192, 32), (1, 64, 64), (17, 40, 8)], ids=["M45-K192", "M1-K64", "M17-B8"])
 def test_triton_fp4_pack_and_dequant_bitwise(triton_op, m, k, block):
     tri = triton_op("quant")

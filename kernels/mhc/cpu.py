@@ -15,6 +15,8 @@ from deepfim.kernels import cbuild
 from deepfim.kernels.mhc import ref
 
 _SOURCE = Path(__file__).with_name("sinkhorn.c")
+# sinkhorn.c: MAX_N = 8 streams; its backward keeps 2 * iters states of MAX_STEPS = 128
+_MAX_N, _MAX_ITERS = 8, 64
 
 
 def _lib():
@@ -62,6 +64,12 @@ def available() -> bool:
 
 def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
     """`ref.sinkhorn`, computed by the C kernel when possible."""
-    if logits.device.type != "cpu" or logits.dtype != torch.float32 or logits.shape[-1] > 8 or _lib() is None:
+    if (
+        logits.device.type != "cpu"
+        or logits.dtype != torch.float32
+        or logits.shape[-1] > _MAX_N
+        or not 1 <= iters <= _MAX_ITERS  # beyond these the C backward (or forward) refuses
+        or _lib() is None
+    ):
         return ref.sinkhorn(logits, iters, eps)
     return _Sinkhorn.apply(logits, iters, eps)

@@ -38,6 +38,16 @@ def test_c_sinkhorn_backward_matches_ref_autograd(n, iters):
     assert_close("grad", grad_ref, grad_c, atol=1e-5, rtol=1e-4)
 
 
+def test_cpu_sinkhorn_falls_back_beyond_the_c_kernel_limits():
+    """Bug fix: with iters > 64 the C backward ran out of state slots and raised RuntimeError
+    ("sinkhorn_bwd failed"), and iters = 0 failed in the C forward; both now use the ref."""
+    logits = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    for iters in (65, 0):
+        (grad,) = torch.autograd.grad(cpu.sinkhorn(logits, iters, EPS).square().sum(), logits)
+        (grad_ref,) = torch.autograd.grad(ref.sinkhorn(logits, iters, EPS).square().sum(), logits)
+        assert torch.equal(grad, grad_ref)
+
+
 def test_ref_sinkhorn_gradient_is_right():
     """The oracle for the C backward is itself checked by finite differences (float64)."""
     logits = torch.randn(3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).requires_grad_()

@@ -3,7 +3,9 @@
 One softmax per query and head over two key sources that share K = V:
 * raw keys: the sliding window, query at absolute position p sees raw positions (p - W, p];
 * compressed entries: either every entry k < visible[t] (HCA), or the entries a top-k index list
-  selects (CSA; -1 = padding), always also limited to k < visible[t].
+  selects (CSA; -1 = padding). `visible` is not applied to the list: it must hold visible entries
+  only (the indexer turns invisible picks into -1) and no entry twice (torch.topk never repeats;
+  a repeat would count twice on the gather path and once on the mask path).
 A learned per-head sink logit joins the denominator only (a key whose value is zero).
 
 Dimension legend: B batch, T queries, H heads, d head dim, N raw keys, C compressed entries,
@@ -41,7 +43,7 @@ def sparse_attention(
         raw_kv: [B, N, d] raw keys (= values) at absolute positions raw_start .. raw_start+N-1.
         window: sliding window W (keys with p - W < pos <= p).
         comp_kv: [B, C, d] compressed entries, or None.
-        visible: [T] number of entries each query may see (entries k < visible[t]).
+        visible: [T] number of entries each query may see (entries k < visible[t]); used by HCA.
         topk_idx: [B, T, K] selected entries (-1 = none) for CSA, or None for HCA (all visible).
         sink: [H] sink logits; scale: softmax scale.
         return_comp_probs: also return the attention probability mass on each compressed entry,

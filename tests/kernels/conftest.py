@@ -3,6 +3,13 @@
 `TRITON_INTERPRET=1` is set only while a kernel test module runs (module-scoped monkeypatch),
 so it never reaches other test directories. Triton decides interpreted-vs-compiled when a
 `@triton.jit` function is defined, so the kernel modules are imported (or re-imported) under it.
+
+Triton's own library functions (`tl.zeros`, `tl.sigmoid`, ...) are defined the same way when
+`triton` is first imported, so this conftest imports triton under the variable at collection,
+before any test runs (transformers imports triton when the engine's HF-parity tests run). The
+one thing that outlives the kernel tests: `@triton.jit` functions defined later in the session
+come out interpreted; they behave the same as long as nobody launches them, which no CPU test
+does (a launch needs CUDA tensors).
 """
 
 from __future__ import annotations
@@ -13,10 +20,25 @@ import sys
 import pytest
 import torch
 
+if "triton" not in sys.modules:
+    with pytest.MonkeyPatch.context() as _mp:
+        _mp.setenv("TRITON_INTERPRET", "1")
+        importlib.import_module("triton.language")
+
+
+def _triton_is_interpreted() -> bool:
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(tl.zeros, InterpretedFunction)
+
 
 @pytest.fixture(scope="module")
 def triton_op():
     """Returns a loader: triton_op("sparse_attn") -> the interpreted deepfim.kernels.sparse_attn.triton."""
+    if not _triton_is_interpreted():
+        pytest.fail("triton was imported without TRITON_INTERPRET=1 before tests/kernels/conftest.py ran; "
+                    "run the kernel tests in their own process: pytest tests/kernels")  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRITON_INTERPRET", "1")
 

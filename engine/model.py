@@ -24,12 +24,15 @@ from torch import nn
 
 from deepfim.engine.cache import CompressorState, CompressorUndo, LayerCache, ModelState
 from deepfim.engine.config import ModelArgs
-from deepfim.kernels.compressor.ref import pool_windows
-from deepfim.kernels.mhc import cpu as mhc_cpu
-from deepfim.kernels.mhc.ref import hc_head, hc_post, hc_pre
-from deepfim.kernels.moe.ref import experts_forward, route, scores_from_logits, swiglu
-from deepfim.kernels.quant.ref import fp4_round_trip, fp8_round_trip, hadamard
-from deepfim.kernels.sparse_attn.ref import sparse_attention
+
+# dispatchers: Triton for CUDA tensors under inference, the torch references (C Sinkhorn) otherwise
+from deepfim.kernels.compressor import pool_windows
+from deepfim.kernels.mhc import hc_head, hc_post, hc_pre, sinkhorn
+from deepfim.kernels.moe import route
+from deepfim.kernels.moe.ref import experts_forward, scores_from_logits, swiglu
+from deepfim.kernels.quant import fp4_round_trip, fp8_round_trip
+from deepfim.kernels.quant.ref import hadamard
+from deepfim.kernels.sparse_attn import sparse_attention
 
 
 @dataclass
@@ -438,10 +441,10 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         a = self.args
         u, post, comb = hc_pre(x, self.hc_attn_fn, self.hc_attn_base, self.hc_attn_scale,
-                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, mhc_cpu.sinkhorn)  # fmt: skip
+                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, sinkhorn)  # fmt: skip
         x = hc_post(self.attn(self.attn_norm(u), start_pos, cache, ctx), x, post, comb)
         u, post, comb = hc_pre(x, self.hc_ffn_fn, self.hc_ffn_base, self.hc_ffn_scale,
-                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, mhc_cpu.sinkhorn)  # fmt: skip
+                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, sinkhorn)  # fmt: skip
         return hc_post(self.ffn(self.ffn_norm(u), ids, ctx), x, post, comb)
 
 

@@ -37,7 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--humaneval-all-lines", action="store_true", help="every solution line, not one per problem")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--order", choices=("psm", "spm"), default="psm", help="FIM order of the prompts")
+    parser.add_argument(
+        "--order", choices=("psm", "spm"), default=None,
+        help="FIM order of the prompts (default: spm when the checkpoint was trained on it, else psm)",
+    )  # fmt: skip
     parser.add_argument("--max-prompt-tokens", type=int, default=1536)
     parser.add_argument(
         "--cursor-tokens", type=int, default=768, help="prefix+suffix budget (same with/without context)"
@@ -91,6 +94,17 @@ def collect_tasks(args: argparse.Namespace, suites: list[str]) -> list:
     return tasks
 
 
+def _best_order(checkpoint) -> str:
+    """SPM when the checkpoint declares it: the prefix then sits next to the middle, inside the
+    sliding window; with PSM the suffix comes between them."""
+    from deepfim.engine.config import ConfigError, ModelArgs
+
+    try:
+        return "spm" if "spm" in ModelArgs.from_file(checkpoint).fim_orders else "psm"
+    except ConfigError:
+        return "psm"
+
+
 def run(args: argparse.Namespace) -> int:
     from deepfim.engine.evaluation.models import ModelUnavailableError
 
@@ -111,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be ≥ 1, got {args.limit}")
     suites = _parse_list(args.suites, SUITES, "--suites")
     settings = EvalSettings(
-        order=FimOrder(args.order), max_prompt_tokens=args.max_prompt_tokens,
+        order=FimOrder(args.order or _best_order(args.checkpoint or DEFAULT_MODEL_DIR)),
+        max_prompt_tokens=args.max_prompt_tokens,
         cursor_tokens=args.cursor_tokens, test_timeout=args.timeout,
     )  # fmt: skip
     models = _models(args, Tokenizer.from_file(DEFAULT_MODEL_DIR / "tokenizer.json"))

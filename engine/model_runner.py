@@ -1,7 +1,7 @@
 """Runs one unit of a request's work on the model: a prefill chunk or a decode step.
 
 Prefill consults the prefix cache once, then processes the prompt in chunks whose ends depend
-only on positions (`prefix_cache.boundaries`: every 128-token block, then power-of-two pieces),
+only on positions (`prefix_cache.boundaries`: every 128-token block, then 16-token pieces),
 storing a snapshot at every boundary, so resumed and cold computations are operation-for-
 operation identical. Decode feeds the last
 sampled token; greedy decode may verify several drafted tokens at once (speculative.py).

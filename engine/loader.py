@@ -204,8 +204,8 @@ def save_checkpoint(
     expert_format = expert_format or weight_format
     args = model.args
     config = args.to_official_dict()
-    if weight_format == "fp8":
-        config["weight_dtype"] = "fp8"
+    if weight_format in ("bf16", "fp8"):
+        config["weight_dtype"] = weight_format
     if expert_format in ("fp4", "fp8"):
         config["expert_dtype"] = expert_format
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,78 @@
+"""The shipped embedded model: it loads by default and completes what a trained model completes.
+
+Each probe is a FIM prompt (the model's best order, SPM) whose greedy completion a trained
+model gets right and a model of the same shape with random weights does not: closing a call
+it opened, finishing common idioms, repeating a name from the line before.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepfim.engine import DEFAULT_MODEL_DIR
+from deepfim.engine.api import SamplingParams
+from deepfim.engine.config import ModelArgs
+from deepfim.engine.generate import generate, load_runner
+from deepfim.engine.model import Transformer, init_weights
+from deepfim.engine.model_runner import ModelRunner
+from deepfim.engine.prompt import FimOrder, build_fim_prompt
+
+# (prefix, suffix, what the completion must start with)
+PROBES = [
+    ("def total_price(items):\n    return sum(item.price for item in items)\n\n\ndef report(items):\n"
+     "    total = total_price(items", "\n    print(total)\n", ")"),
+    ("import numpy as", "\n", " np"),
+    ("def load(path):\n    with open(path) as", "\n        return f.read()\n", " f:"),
+    ("def parse(text):\n    try:\n        return int(text)\n    except ValueError as", "\n        raise\n", " e"),
+    ("def first(items):\n    if items is not", "\n        return items[0]\n", " None:"),
+    ('def greet(name):\n    return f"Hello, {', '}!"\n', "name"),
+]  # fmt: skip
+
+
+def complete(runner: ModelRunner, prefix: str, suffix: str) -> str:
+    prompt = build_fim_prompt(runner.tokenizer, prefix, suffix, FimOrder.SPM, path="example.py")
+    return generate(runner, prompt.ids, SamplingParams(max_tokens=12, stop=("\n",)))[0].text
+
+
+@pytest.fixture(scope="module")
+def shipped() -> ModelRunner:
+    return load_runner()  # no checkpoint given: the embedded default model
+
+
+@pytest.fixture(scope="module")
+def untrained(shipped) -> ModelRunner:
+    return ModelRunner(init_weights(Transformer(shipped.model.args), seed=1).eval(), shipped.tokenizer)
+
+
+def test_default_model_is_the_shipped_v4_architecture(shipped):
+    args = ModelArgs.from_file(DEFAULT_MODEL_DIR)
+    assert shipped.model.args == args
+    assert set(args.compress_ratios) == {0, 4, 128} and args.window_size == 128
+    assert args.hc_mult == 4 and args.n_hash_layers >= 1 and args.n_mtp_layers == 1
+    assert args.n_shared_experts == 1 and args.n_routed_experts > args.n_activated_experts
+    assert set(args.fim_orders) == {"psm", "spm"}
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.glob("*.safetensors"))
+    assert size < 60e6
+
+
+@pytest.mark.parametrize("prefix, suffix, expected", PROBES, ids=[p[2].strip() or "close" for p in PROBES])
+def test_trained_model_completes_what_a_random_one_cannot(shipped, untrained, prefix, suffix, expected):
+    got = complete(shipped, prefix, suffix)
+    assert got.startswith(expected), f"{prefix[-30:]!r} -> {got!r}"
+    assert not complete(untrained, prefix, suffix).startswith(expected)
+
+
+def test_mtp_and_ngram_speculation_keep_greedy_output(shipped):
+    """Speculative decoding on the shipped model: the same tokens as plain greedy decoding."""
+    from deepfim.engine.speculative import SpeculativeConfig
+
+    prompt = build_fim_prompt(shipped.tokenizer, PROBES[0][0] * 3, "\n", FimOrder.SPM, path="a.py").ids
+    plain = ModelRunner(shipped.model, shipped.tokenizer, None, SpeculativeConfig(enabled=False))
+    spec = ModelRunner(shipped.model, shipped.tokenizer, None, SpeculativeConfig(enabled=True))
+    params = SamplingParams(max_tokens=40)
+    with torch.inference_mode():
+        a = generate(plain, prompt, params)[0].token_ids
+        b = generate(spec, prompt, params)[0].token_ids
+    assert a == b
+    assert spec.draft_stats.rounds > 0

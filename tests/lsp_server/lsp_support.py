@@ -23,7 +23,7 @@ EXAMPLE = REPO / "examples" / "shop"
 # Which engine the end-to-end tests run against. "double": the CopyBackend test double
 # (lsp_double_backend.py); "embedded": the real server and engine with the embedded model
 # (or with CHECKPOINT, a checkpoint directory, when set).
-ENGINE = "double"
+ENGINE = "embedded"
 CHECKPOINT: str | None = None
 
 

@@ -178,8 +178,12 @@ async def test_five_megabyte_document(client, workspace):
         inline_params(uri, first_line + CURSOR_LINE, utf16_len(line))
     )
     elapsed = time.monotonic() - start
-    assert result.items and result.items[0].range.start.line == first_line + CURSOR_LINE
+    # the answer comes quickly and sits at the cursor; whether the small model suggests
+    # anything after 120,000 filler lines is up to the model
+    assert all(item.range.start.line == first_line + CURSOR_LINE for item in result.items)
     assert elapsed < 10, f"5 MB document took {elapsed:.1f} s"
+    status = await client.protocol.send_request_async("deepfim/status", {})
+    assert status.last_error is None
     editor.close(uri)
 
 

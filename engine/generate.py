@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepfim.engine import DEFAULT_MODEL_DIR
+from deepfim.engine.allocator import keep_freed_memory
 from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, SamplingParams, StreamCallback
 from deepfim.engine.loader import load_model
 from deepfim.engine.model import Transformer
@@ -59,6 +60,7 @@ class EngineFimModel:
 
 
 def load_runner(checkpoint: str | Path | None = None) -> ModelRunner:
+    keep_freed_memory()
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
     return ModelRunner(load_model(path), Tokenizer.from_file(path / "tokenizer.json"), None)
 

@@ -15,6 +15,7 @@ import torch
 
 from deepfim import env
 from deepfim.engine import DEFAULT_MODEL_DIR
+from deepfim.engine.allocator import keep_freed_memory
 from deepfim.engine.api import CompletionHandle, CompletionRequest, StreamCallback
 from deepfim.engine.llm_engine import LLMEngine
 from deepfim.engine.loader import load_model
@@ -77,6 +78,7 @@ class LocalBackend:
         config: EngineConfig | None = None,
     ) -> None:
         config = config or EngineConfig()
+        keep_freed_memory()
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         instant = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR

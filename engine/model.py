@@ -209,6 +209,22 @@ class Indexer(nn.Module):
         # q.k, so it only matters together with the rounding
         return fp4_round_trip(x @ self.hadamard, 32) if self.quant_sim else x
 
+    def _scores(self, q: torch.Tensor, keys: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """I[b, t, c] = sum_h w[b, t, h] * relu(q[b, t, h] . k[b, c]) / sqrt(dI)."""
+        b, t, h, _ = q.shape
+        c = keys.shape[1]
+        if torch.is_grad_enabled() or t * h * c <= (1 << 22):
+            s = F.relu(q @ keys.unsqueeze(1).transpose(-1, -2)) * self.head_dim**-0.5  # [B, T, HI, C]
+            return (s * weights.unsqueeze(-1)).sum(2)
+        # long contexts: one head at a time, in place, so no [B, T, HI, C] tensor is ever built
+        keys_t = keys.transpose(-1, -2)  # [B, dI, C]
+        w = weights * self.head_dim**-0.5  # the scale is positive: it commutes with relu
+        total = None
+        for head in range(h):
+            s = (q[:, :, head] @ keys_t).relu_().mul_(w[:, :, head : head + 1])  # [B, T, C]
+            total = s if total is None else total.add_(s)
+        return total
+
     def forward(
         self,
         x: torch.Tensor,
@@ -227,13 +243,7 @@ class Indexer(nn.Module):
         q = self._rotate_quant(apply_rope(q, cis.unsqueeze(1)))
         weights = self.weights_proj(x) * self.n_heads**-0.5  # [B, T, HI]
         invisible = torch.arange(c, device=x.device)[None, :] >= visible[:, None]  # [T, C]
-        # queries in blocks: [B, T, HI, C] scores can be large for long contexts
-        block = max(1, (1 << 24) // max(1, self.n_heads * c * b))
-        scores = []
-        for t0 in range(0, t, block):
-            s = F.relu(q[:, t0 : t0 + block] @ keys.unsqueeze(1).transpose(-1, -2)) * self.head_dim**-0.5
-            scores.append((s * weights[:, t0 : t0 + block].unsqueeze(-1)).sum(2))  # [B, Tb, C]
-        scores = (scores[0] if len(scores) == 1 else torch.cat(scores, 1)).masked_fill(invisible, float("-inf"))
+        scores = self._scores(q, keys, weights).masked_fill(invisible, float("-inf"))  # [B, T, C]
         k = min(self.topk, c)
         idx = scores.topk(k, dim=-1).indices if k else scores.new_zeros(b, t, 0, dtype=torch.long)
         idx = torch.where(idx >= visible[None, :, None], -1, idx)

@@ -42,19 +42,29 @@ class _Served:
 
     def __init__(self, checkpoint: Path, config: EngineConfig) -> None:
         self.checkpoint = checkpoint
-        self.model = load_model(checkpoint)
-        self.tokenizer = Tokenizer.from_file(checkpoint / "tokenizer.json")
-        if self.tokenizer.vocab_size > self.model.args.vocab_size:
-            raise ValueError(
-                f"{checkpoint}: tokenizer has {self.tokenizer.vocab_size} ids, model only {self.model.args.vocab_size}"
-            )
-        self.cache = PrefixCache(budget_bytes=config.cache_budget_bytes)
         self.cache_dir = env.cache_dir() / "prefix" / _dir_key(checkpoint) if config.persist_cache else None
+        self.engine = LLMEngine(lambda: self._build(config), name=checkpoint.name)
+        try:
+            self.runner: ModelRunner = self.engine.wait_ready()
+        except BaseException:
+            self.engine.close()
+            raise
+        self.model, self.tokenizer, self.cache = self.runner.model, self.runner.tokenizer, self.runner.cache
+
+    def _build(self, config: EngineConfig) -> ModelRunner:
+        """Runs in the engine thread (see LLMEngine)."""
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        model = load_model(self.checkpoint)
+        tokenizer = Tokenizer.from_file(self.checkpoint / "tokenizer.json")
+        if tokenizer.vocab_size > model.args.vocab_size:
+            raise ValueError(
+                f"{self.checkpoint}: tokenizer has {tokenizer.vocab_size} ids, model only {model.args.vocab_size}"
+            )
+        cache = PrefixCache(budget_bytes=config.cache_budget_bytes)
         if self.cache_dir is not None:
-            loaded = self.cache.load(self.cache_dir)
-            log.info("%s: %d prefix-cache entries restored", checkpoint, loaded)
-        self.runner = ModelRunner(self.model, self.tokenizer, self.cache, config.speculative, checkpoint.name)
-        self.engine = LLMEngine(self.runner, self.model.args.max_seq_len, self.model.args.vocab_size, checkpoint.name)
+            log.info("%s: %d prefix-cache entries restored", self.checkpoint, cache.load(self.cache_dir))
+        return ModelRunner(model, tokenizer, cache, config.speculative, self.checkpoint.name)
 
     def close(self) -> None:
         self.engine.close()
@@ -79,8 +89,6 @@ class LocalBackend:
     ) -> None:
         config = config or EngineConfig()
         keep_freed_memory()
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
         instant = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
         expert = Path(expert_checkpoint) if expert_checkpoint is not None else instant
         self._served: dict[Path, _Served] = {}

@@ -29,7 +29,7 @@ class Settings:
     tls_ca: str | None = None
     context_budget: int = 4096  # instant mode; expert uses 4x
     max_tokens: int = 48  # instant mode; expert uses 4x
-    debounce_ms: int = 15
+    debounce_ms: int = 8
     log_file: str | None = None
 
 

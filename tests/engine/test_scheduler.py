@@ -44,7 +44,8 @@ class ScriptedRunner:
 @pytest.fixture
 def engine(tiny_checkpoint):
     runner = ScriptedRunner(Tokenizer.from_file(tiny_checkpoint))
-    eng = LLMEngine(runner, max_prompt_tokens=100_000, vocab_size=8192)
+    eng = LLMEngine(lambda: runner, max_prompt_tokens=100_000, vocab_size=8192)
+    eng.wait_ready()
     yield eng
     eng.close()
 

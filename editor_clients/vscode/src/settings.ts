@@ -31,7 +31,7 @@ export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
   tlsCa: null,
   contextBudget: 4096,
   maxTokens: 48,
-  debounceMs: 15,
+  debounceMs: 8,
   logFile: null,
 };
 

@@ -17,7 +17,7 @@ local M = {}
 ---@field tlsCa? string CA/certificate file to trust for the LAN server
 ---@field contextBudget? integer instant-mode context budget in tokens (default 4096)
 ---@field maxTokens? integer instant-mode max generated tokens (default 48)
----@field debounceMs? integer server-side per-document debounce (default 15)
+---@field debounceMs? integer server-side per-document debounce (default 8)
 ---@field logFile? string server log file (default: stderr, i.e. the LSP log)
 
 ---Insert-mode keys; `false` disables a key. Keys pass through when no suggestion is shown.
@@ -47,7 +47,7 @@ M.defaults = {
   filetypes = nil,
   disabled_filetypes = { "help", "gitcommit", "gitrebase", "netrw", "TelescopePrompt", "oil" },
   auto_trigger = true,
-  debounce_ms = 30,
+  debounce_ms = 20,
   keymaps = {
     accept = "<M-l>",
     accept_word = "<M-w>",

@@ -38,6 +38,10 @@ class SamplingParams:
     n: int = 1  # number of candidates (expert mode ranks several)
     seed: int | None = None
     speculative: bool = True  # allow MTP / n-gram drafts (greedy output is unchanged)
+    # re-generate the prompt's last token under the constraint that it reproduces its text, so a
+    # cursor inside a word ("normalize_|") can continue with the tokens the model knows
+    # ("_path"); only the text after the prompt is returned
+    token_healing: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 5.0:
@@ -78,7 +82,7 @@ class CompletionRequest:
 @dataclass
 class Candidate:
     text: str
-    token_ids: list[int]
+    token_ids: list[int]  # generated ids; with token healing the first re-generates the prompt's last
     finish_reason: str  # "eos" | "stop" | "length" | "cancelled"
     logprob: float = 0.0  # sum of log-probabilities of the chosen tokens
 

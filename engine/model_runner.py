@@ -41,6 +41,7 @@ class ModelRunner:
         self.draft_stats = DraftStats()
         self.name = name
         self.eos = tokenizer.special.eos
+        self._vocab_text: list[str] | None = None  # decoded text of every token (token healing)
         # MTP state is part of every cached snapshot, so the choice is per runner, not per request
         use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0
         self.mtp = MtpDrafter(model) if use_mtp else None
@@ -61,7 +62,7 @@ class ModelRunner:
 
     # prefill ---------------------------------------------------------------------------------
     def _prefill_chunk(self, req: ActiveRequest) -> None:
-        ids = req.request.prompt
+        ids = req.prompt_ids
         t0 = time.perf_counter()
         if not req.started:
             req.started = True
@@ -107,7 +108,7 @@ class ModelRunner:
             state = req.state if params.n == 1 else req.state.snapshot()
             cand = CandidateState(i, StreamDecoder(self.tokenizer), generator, state)
             req.candidates.append(cand)
-            token, logprob = sample(req.last_logits, params, generator)
+            token, logprob = sample(self._healed(req, cand, req.last_logits), params, generator)
             self._accept(req, cand, token, logprob)
             self._draft_with_mtp(req, cand)
         req.state = None
@@ -117,9 +118,9 @@ class ModelRunner:
         t0 = time.perf_counter()
         params = req.request.sampling
         drafts, source = [], ""
-        if params.is_greedy and params.speculative and self.spec.enabled:
+        if params.is_greedy and params.speculative and self.spec.enabled and not self._healing(req, cand):
             if cand.drafter is None:
-                cand.drafter = NgramDrafter(req.request.prompt + cand.tokens, self.spec.ngram)
+                cand.drafter = NgramDrafter(req.prompt_ids + cand.tokens, self.spec.ngram)
             room = params.max_tokens - len(cand.tokens) - 1
             drafts, source = cand.drafter.propose(min(self.spec.max_draft, room)), "ngram"
             if not drafts and cand.mtp_draft is not None and room > 0:
@@ -130,7 +131,7 @@ class ModelRunner:
             out = self.model(torch.tensor([[cand.next_token]]), cand.state, logits="last")
             if self._uses_mtp(req):
                 self.mtp.observe(cand.state, out.streams)
-            token, logprob = sample(out.logits[0, -1], params, cand.generator)
+            token, logprob = sample(self._healed(req, cand, out.logits[0, -1]), params, cand.generator)
             self._accept(req, cand, token, logprob)
         self._draft_with_mtp(req, cand)
         req.timings.decode_ms += (time.perf_counter() - t0) * 1e3
@@ -164,7 +165,7 @@ class ModelRunner:
         """Brings the MTP block up to the sampled token and keeps its guess for the token after."""
         cand.mtp_draft = None
         if self._uses_mtp(req) and not cand.finished and cand.state is not None:
-            cand.mtp_draft = self.mtp.advance(cand.state, req.request.prompt + cand.tokens)
+            cand.mtp_draft = self.mtp.advance(cand.state, req.prompt_ids + cand.tokens)
 
     def _uses_mtp(self, req: ActiveRequest) -> bool:
         params = req.request.sampling
@@ -181,9 +182,9 @@ class ModelRunner:
             cand.logprob += logprob
             if cand.drafter is not None:
                 cand.drafter.append(token)
-            delta = cand.decoder.push(token)
+            cand.raw_text += cand.decoder.push(token)
             before = len(cand.text)
-            cand.text += delta
+            cand.text = cand.raw_text[len(req.heal) :]
             if req.stop.find(cand.text, before) is not None:
                 cand.finish_reason = "stop"
             elif len(cand.tokens) >= params.max_tokens:
@@ -191,6 +192,21 @@ class ModelRunner:
             else:
                 cand.next_token = token
         self._stream(req, cand)
+
+    def _healing(self, req: ActiveRequest, cand: CandidateState) -> bool:
+        return len(cand.decoder.text) < len(req.heal)
+
+    def _healed(self, req: ActiveRequest, cand: CandidateState, logits: torch.Tensor) -> torch.Tensor:
+        """While the healed prompt text is not reproduced, only tokens consistent with it."""
+        if not self._healing(req, cand):
+            return logits
+        rest = req.heal[len(cand.decoder.text) :]
+        if self._vocab_text is None:
+            self._vocab_text = [self.tokenizer.decode([i]) for i in range(logits.shape[-1])]
+        allowed = torch.tensor([bool(t) and (t.startswith(rest) or rest.startswith(t)) for t in self._vocab_text])
+        if not allowed.any():  # cannot happen with a byte-level vocabulary; stay safe
+            return logits
+        return logits.masked_fill(~allowed, float("-inf"))
 
     def _stream(self, req: ActiveRequest, cand: CandidateState) -> None:
         if req.on_text is None:

@@ -28,7 +28,8 @@ class CandidateState:
     tokens: list[int] = field(default_factory=list)
     next_token: int | None = None  # sampled, not yet fed to the model
     logprob: float = 0.0
-    text: str = ""  # decoded so far (stop strings not yet cut)
+    raw_text: str = ""  # everything decoded, including the healed prompt text
+    text: str = ""  # decoded after the prompt (stop strings not yet cut)
     streamed: int = 0  # characters already passed to the stream callback
     finish_reason: str | None = None
     drafter: NgramDrafter | None = None  # speculative drafts from the context (greedy only)
@@ -54,10 +55,20 @@ class ActiveRequest:
     timings: Timings = field(default_factory=Timings)
     first_step_at: float | None = None
     stop: StopChecker = field(init=False)
+    prompt_ids: list[int] = field(init=False)  # the prompt fed to the model (last token healed away)
+    heal: str = field(init=False)  # text the first generated tokens must reproduce
 
     def __post_init__(self) -> None:
         self.stop = StopChecker(self.request.sampling.stop)
         self.timings.prompt_tokens = len(self.request.prompt)
+        prompt, self.heal = self.request.prompt, ""
+        if self.request.sampling.token_healing and len(prompt) > 1 and prompt[-1] not in self.tokenizer.special_id_set:
+            self.heal = self.tokenizer.decode([prompt[-1]])
+            if self.heal and "\ufffd" not in self.heal:
+                prompt = prompt[:-1]
+            else:
+                self.heal = ""
+        self.prompt_ids = prompt
 
     @property
     def priority(self) -> int:

@@ -14,13 +14,21 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/deepfim 
 fi
 echo "[deepfim] setting up .venv ($flavour) ..." >&2
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+log=.venv/setup.log  # pip's and the build backend's chatter; shown only when a step fails
+: > "$log"
+pip_install() {
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" >>"$log" 2>&1 && return 0
+  echo "[deepfim] pip install $* failed; the end of $log:" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+}
+pip_install --upgrade pip
 # torch first: with torch already present, pip will not fetch a multi-GB CUDA build.
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+pip_install torch==2.13.0
 if [ "$flavour" = dev ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+  pip_install -e ".[dev]"
 else
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+  pip_install -e .
 fi
 echo "$want" > "$stamp"
 echo "[deepfim] .venv ready" >&2

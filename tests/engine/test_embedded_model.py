@@ -76,3 +76,19 @@ def test_mtp_and_ngram_speculation_keep_greedy_output(shipped):
         b = generate(spec, prompt, params)[0].token_ids
     assert a == b
     assert spec.draft_stats.rounds > 0
+
+
+def test_token_healing_finishes_the_word_under_the_cursor(shipped):
+    """A cursor inside an identifier: the prompt ends on a token ("normalize_") that the model
+    rarely saw followed by the rest of the name. Healing re-generates that token under the
+    constraint that it reproduces the typed text, so the model can pick "_path" whole."""
+    prefix, suffix = "def normalize_path(p):\n    return p.strip()\n\n\nclean = normalize_", "\n"
+    ids = build_fim_prompt(shipped.tokenizer, prefix, suffix, FimOrder.SPM, path="m.py").ids
+    healed_away = shipped.tokenizer.decode(ids[-1:])
+    assert prefix.endswith(healed_away) and healed_away.strip()
+    params = SamplingParams(max_tokens=12, stop=("\n",))
+    healed = generate(shipped, ids, params)[0]
+    raw = generate(shipped, ids, SamplingParams(max_tokens=12, stop=("\n",), token_healing=False))[0]
+    assert healed.text.startswith("path")  # only the text after the cursor, never the typed part
+    assert shipped.tokenizer.decode(healed.token_ids).startswith(healed_away + "path")
+    assert not raw.text.startswith("path")

@@ -21,7 +21,7 @@ def tok(tiny_checkpoint):
 
 
 def prefill(runner: ModelRunner, ids: list[int], namespace: str = "alice") -> ActiveRequest:
-    request = CompletionRequest(ids, SamplingParams(max_tokens=1, speculative=False), namespace=namespace)
+    request = CompletionRequest(ids, SamplingParams(max_tokens=1, speculative=False, token_healing=False), namespace=namespace)
     req = ActiveRequest(request, CompletionHandle(request), None, runner.tokenizer)
     while req.prefilling:
         runner.advance(req)

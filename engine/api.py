@@ -42,6 +42,8 @@ class SamplingParams:
     # cursor inside a word ("normalize_|") can continue with the tokens the model knows
     # ("_path"); only the text after the prompt is returned
     token_healing: bool = True
+    # stop when the last complete lines repeat one block of lines three times; keep one copy
+    stop_loops: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 5.0:

@@ -16,7 +16,7 @@ import torch
 
 from deepfim.engine.model import Transformer
 from deepfim.engine.prefix_cache import PrefixCache, boundaries
-from deepfim.engine.sampler import sample
+from deepfim.engine.sampler import loop_safe_end, repeated_lines_cut, sample
 from deepfim.engine.sequence import ActiveRequest, CandidateState
 from deepfim.engine.speculative import DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
 from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
@@ -185,7 +185,10 @@ class ModelRunner:
             cand.raw_text += cand.decoder.push(token)
             before = len(cand.text)
             cand.text = cand.raw_text[len(req.heal) :]
-            if req.stop.find(cand.text, before) is not None:
+            cand.cut = req.stop.find(cand.text, before)
+            if cand.cut is None and params.stop_loops:
+                cand.cut = repeated_lines_cut(cand.text, before)
+            if cand.cut is not None:
                 cand.finish_reason = "stop"
             elif len(cand.tokens) >= params.max_tokens:
                 cand.finish_reason = "length"
@@ -212,10 +215,11 @@ class ModelRunner:
         if req.on_text is None:
             return
         if cand.finished:
-            cut = req.stop.find(cand.text, 0)
-            end = len(cand.text) if cut is None else cut
+            end = len(cand.text) if cand.cut is None else cand.cut
         else:
             end = req.stop.safe_prefix(cand.text)
+            if req.request.sampling.stop_loops:
+                end = min(end, loop_safe_end(cand.text))
         if end > cand.streamed:
             try:
                 req.on_text(cand.index, cand.text[cand.streamed : end])

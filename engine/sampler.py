@@ -49,3 +49,54 @@ class StopChecker:
             if any(s.startswith(tail) for s in self.stop):
                 return len(text) - k
         return len(text)
+
+
+LOOP_COPIES, LOOP_MAX_BLOCK = 3, 4  # a block of 1-4 lines written three times in a row
+
+
+def _last_lines(text: str) -> tuple[int, list[str]]:
+    """(offset of the first returned line, the text's last lines: complete ones, then the open one)."""
+    window = LOOP_COPIES * LOOP_MAX_BLOCK + 1
+    lines = text.rsplit("\n", window)
+    if len(lines) == window + 1:  # older lines cannot take part in a loop found now
+        return len(lines[0]) + 1, lines[1:]
+    return 0, lines
+
+
+def repeated_lines_cut(text: str, new_from: int) -> int | None:
+    """Where to cut a completion stuck in a loop: the end of the first copy of a block of up to
+    four lines that the text's last complete lines repeat three times in a row.
+
+    Small models decoding greedily fall into such loops (``G = nx.Graph()`` ten times); the
+    user wants the first copy, and decoding the rest only costs time. A block must hold a
+    non-blank line; only text that could include the new characters is examined.
+    """
+    if "\n" not in text[new_from:]:
+        return None  # a loop is detected when a line completes
+    start, lines = _last_lines(text)
+    done = lines[:-1]  # complete lines; the last element is the line being written
+    for k in range(1, LOOP_MAX_BLOCK + 1):
+        if len(done) < LOOP_COPIES * k:
+            break
+        tail = done[-LOOP_COPIES * k :]
+        block = tail[:k]
+        if any(line.strip() for line in block) and all(tail[i * k : (i + 1) * k] == block for i in range(LOOP_COPIES)):
+            kept = len(done) - LOOP_COPIES * k + k  # complete lines kept, including the first copy
+            return start + sum(len(line) + 1 for line in lines[:kept])
+    return None
+
+
+def loop_safe_end(text: str) -> int:
+    """How much of unfinished text can be streamed: up to the first line end after which the
+    text so far could still be the start of a loop's repeats (`repeated_lines_cut` may cut there)."""
+    start, lines = _last_lines(text)
+    end = start
+    for i, line in enumerate(lines[:-1]):
+        end += len(line) + 1
+        after = text[end:]
+        for k in range(1, min(LOOP_MAX_BLOCK, i + 1) + 1):
+            block = lines[i + 1 - k : i + 1]
+            repeats = ("\n".join(block) + "\n") * (LOOP_COPIES - 1)
+            if any(b.strip() for b in block) and repeats.startswith(after):
+                return end
+    return len(text)

@@ -30,6 +30,7 @@ class CandidateState:
     logprob: float = 0.0
     raw_text: str = ""  # everything decoded, including the healed prompt text
     text: str = ""  # decoded after the prompt (stop strings not yet cut)
+    cut: int | None = None  # where a stop string or a loop begins: the text returned ends there
     streamed: int = 0  # characters already passed to the stream callback
     finish_reason: str | None = None
     drafter: NgramDrafter | None = None  # speculative drafts from the context (greedy only)
@@ -94,7 +95,6 @@ class ActiveRequest:
     def results(self) -> list[Candidate]:
         out = []
         for c in self.candidates:
-            cut = self.stop.find(c.text, 0)
-            text = c.text if cut is None else c.text[:cut]
+            text = c.text if c.cut is None else c.text[: c.cut]
             out.append(Candidate(text, list(c.tokens), c.finish_reason or "cancelled", c.logprob))
         return out

@@ -92,3 +92,15 @@ def test_token_healing_finishes_the_word_under_the_cursor(shipped):
     assert healed.text.startswith("path")  # only the text after the cursor, never the typed part
     assert shipped.tokenizer.decode(healed.token_ids).startswith(healed_away + "path")
     assert not raw.text.startswith("path")
+
+
+def test_a_completion_stuck_in_a_loop_stops_after_the_first_copy(shipped):
+    prefix, suffix = "class Parser:\n    def __enter__(self):\n", "\n    def __exit__(self, *exc):\n        pass\n"
+    ids = build_fim_prompt(shipped.tokenizer, prefix, suffix, FimOrder.SPM, path="test_m.py").ids
+    looping = generate(shipped, ids, SamplingParams(max_tokens=60, stop_loops=False))[0]
+    line = looping.text.split("\n")[0] + "\n"
+    assert looping.text.startswith(line * 3)  # the model repeats one line until the budget ends
+    streamed: list[str] = []
+    guarded = generate(shipped, ids, SamplingParams(max_tokens=60), lambda i, t: streamed.append(t))[0]
+    assert guarded.text == line and guarded.finish_reason == "stop"
+    assert "".join(streamed) == guarded.text and len(guarded.token_ids) < len(looping.token_ids)

@@ -21,7 +21,8 @@ def tok(tiny_checkpoint):
 
 
 def prefill(runner: ModelRunner, ids: list[int], namespace: str = "alice") -> ActiveRequest:
-    request = CompletionRequest(ids, SamplingParams(max_tokens=1, speculative=False, token_healing=False), namespace=namespace)
+    params = SamplingParams(max_tokens=1, speculative=False, token_healing=False)  # the ids as given
+    request = CompletionRequest(ids, params, namespace=namespace)
     req = ActiveRequest(request, CompletionHandle(request), None, runner.tokenizer)
     while req.prefilling:
         runner.advance(req)

@@ -117,6 +117,19 @@ def test_ngram_drafter_proposes_the_continuation_of_the_last_match():
     assert d.propose(3) == []
 
 
+def test_ngram_drafter_agrees_with_a_brute_force_search():
+    rng = random.Random(1)
+    tokens = [rng.randrange(6) for _ in range(300)]
+    drafter = NgramDrafter(tokens, n=3)
+    for _ in range(400):  # the buffer (2 x 300 at first) grows on the way
+        tail = tokens[-3:]
+        ends = [e for e in range(3, len(tokens)) if tokens[e - 3 : e] == tail]
+        assert drafter.propose(4) == (tokens[ends[-1] : ends[-1] + 4] if ends else [])
+        tokens.append(rng.randrange(6))
+        drafter.append(tokens[-1])
+    assert drafter.tokens == tokens
+
+
 def test_speculative_greedy_equals_plain_greedy(tiny_model, runner, monkeypatch):
     """Drafts that are partly right and partly wrong: verification keeps exactly greedy output."""
     plain = generate(runner, PROMPT, SamplingParams(max_tokens=40, speculative=False))[0].token_ids

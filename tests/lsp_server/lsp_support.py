@@ -27,9 +27,10 @@ ENGINE = "embedded"
 CHECKPOINT: str | None = None
 
 
-def server_args(step_ms: float = 2.0, load_ms: float = 0.0) -> list[str]:
-    """Command line that starts the server under test; `step_ms`/`load_ms` slow the double."""
-    if ENGINE == "embedded":
+def server_args(step_ms: float = 2.0, load_ms: float = 0.0, engine: str | None = None) -> list[str]:
+    """Command line that starts the server under test (`engine` overrides ENGINE);
+    `step_ms`/`load_ms` slow the double."""
+    if (engine or ENGINE) == "embedded":
         return [sys.executable, "-m", "deepfim.cli", "lsp"]
     return [sys.executable, str(HERE / "lsp_double_server.py"), f"--step-ms={step_ms}", f"--load-ms={load_ms}"]
 

@@ -43,6 +43,7 @@ class Principal:
     name: str
     role: str  # "user" | "admin"
     limits: dict = field(default_factory=dict)  # per-user overrides of Limits fields
+    key_id: str | None = None  # the token's key in the users file (None: the admin token)
 
     @property
     def is_admin(self) -> bool:
@@ -184,4 +185,19 @@ class UserStore:
             return None
         if not hmac.compare_digest(_digest(bytes.fromhex(entry["salt"]), token), bytes.fromhex(entry["hash"])):
             return None
-        return Principal(name=entry["name"], role="user", limits=dict(entry.get("limits", {})))
+        return self._principal(entry)
+
+    def current(self, principal: Principal) -> Principal | None:
+        """The principal as the users file has it now, or None when its token was revoked
+        (the user removed or re-keyed): open connections re-check before every message."""
+        if principal.is_admin:
+            return principal
+        self.reload()
+        entry = self._by_key.get(principal.key_id or "")
+        if entry is None or entry["name"] != principal.name:
+            return None
+        return self._principal(entry)
+
+    @staticmethod
+    def _principal(entry: dict) -> Principal:
+        return Principal(name=entry["name"], role="user", limits=dict(entry.get("limits", {})), key_id=entry["key_id"])

@@ -143,6 +143,10 @@ class Connection:
                 raise ProtocolError("unauthorized", f"send 'hello' with a token first (got {kind!r})", fatal=True)
             self._hello(msg)
             return
+        current = self.service.reauthenticate(self.principal)
+        if current is None:
+            raise ProtocolError("unauthorized", "this connection's token has been revoked", fatal=True)
+        self.principal = current
         handler = {
             "complete": self._complete,
             "cancel": self._cancel,

@@ -106,6 +106,10 @@ class CompletionService:
     def authenticate(self, token: object) -> Principal | None:
         return self.users.authenticate(token)
 
+    def reauthenticate(self, principal: Principal) -> Principal | None:
+        """The connection's principal with today's limits; None once its token is revoked."""
+        return self.users.current(principal)
+
     def state(self, principal: Principal) -> UserState:
         st = self._user_state.get(principal.name)
         limits = self.limits.for_user(principal.limits)

@@ -79,6 +79,18 @@ def test_new_users_and_replaced_tokens_take_effect_without_restart(team):
     assert team.raw().hello(old)["code"] == "unauthorized"
 
 
+def test_a_revoked_token_closes_the_connections_it_opened(team):
+    conn = team.raw()
+    conn.hello(team.tokens["carol"])
+    conn.send({"type": "ping", "nonce": 1})
+    assert conn.recv()["type"] == "pong"
+    new = add_user(team.users_file, "carol", replace=True)  # re-keyed: the old token is revoked
+    conn.send({"type": "ping", "nonce": 2})
+    answer = conn.recv()
+    assert (answer["code"], answer["fatal"]) == ("unauthorized", True) and conn.is_closed()
+    assert team.raw().hello(new)["user"] == "carol"
+
+
 def test_admin_token_cannot_complete_but_can_list_users(team):
     conn = team.raw()
     welcome = conn.hello(team.admin_token)

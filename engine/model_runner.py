@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from deepfim.engine.healing import HealingVocab
 from deepfim.engine.model import Transformer
 from deepfim.engine.prefix_cache import PrefixCache, boundaries
 from deepfim.engine.sampler import loop_safe_end, repeated_lines_cut, sample
@@ -41,7 +42,7 @@ class ModelRunner:
         self.draft_stats = DraftStats()
         self.name = name
         self.eos = tokenizer.special.eos
-        self._vocab_text: list[str] | None = None  # decoded text of every token (token healing)
+        self._healing_vocab: HealingVocab | None = None  # built at the first healed request
         # MTP state is part of every cached snapshot, so the choice is per runner, not per request
         use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0
         self.mtp = MtpDrafter(model) if use_mtp else None
@@ -204,9 +205,9 @@ class ModelRunner:
         if not self._healing(req, cand):
             return logits
         rest = req.heal[len(cand.decoder.text) :]
-        if self._vocab_text is None:
-            self._vocab_text = [self.tokenizer.decode([i]) for i in range(logits.shape[-1])]
-        allowed = torch.tensor([bool(t) and (t.startswith(rest) or rest.startswith(t)) for t in self._vocab_text])
+        if self._healing_vocab is None:
+            self._healing_vocab = HealingVocab(self.tokenizer, logits.shape[-1])
+        allowed = self._healing_vocab.allowed(rest)
         if not allowed.any():  # cannot happen with a byte-level vocabulary; stay safe
             return logits
         return logits.masked_fill(~allowed, float("-inf"))

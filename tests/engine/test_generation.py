@@ -7,8 +7,10 @@ import random
 import pytest
 import torch
 
+from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.api import SamplingParams
 from deepfim.engine.generate import generate
+from deepfim.engine.healing import HealingVocab
 from deepfim.engine.model_runner import ModelRunner
 from deepfim.engine.sampler import StopChecker, loop_safe_end, repeated_lines_cut, sample
 from deepfim.engine.speculative import NgramDrafter, SpeculativeConfig
@@ -166,3 +168,16 @@ def test_mtp_drafts_keep_greedy_output_identical(tiny_model, runner):
     assert spec == plain
     stats = mtp_runner.draft_stats.as_dict()["mtp"]
     assert stats["proposed"] >= 10 and 0 <= stats["accepted"] <= stats["proposed"]
+
+
+def test_healing_vocab_allows_exactly_the_tokens_consistent_with_the_rest():
+    tok = Tokenizer.from_file(DEFAULT_MODEL_DIR / "tokenizer.json")
+    vocab = HealingVocab(tok, 8192)
+    texts = [tok.decode([i]) for i in range(8192)]
+    for rest in ["_", "normalize_", "    ", "        ", ".", "self", "é", "(x"]:
+        want = {
+            i for i, t in enumerate(texts)
+            if t and "\ufffd" not in t and i not in tok.special_id_set and (t.startswith(rest) or rest.startswith(t))
+        }  # fmt: skip
+        assert set(vocab.allowed(rest).nonzero().flatten().tolist()) == want, rest
+        assert want, rest

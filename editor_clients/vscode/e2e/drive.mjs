@@ -34,7 +34,7 @@ try {
   await page.keyboard.press("ArrowUp");
   await page.keyboard.press("End");
   await page.keyboard.press("Escape");
-  await page.keyboard.type(" ite", { delay: 80 });
+  await page.keyboard.type(".pr", { delay: 80 }); // stop mid-word, as one does while typing
   for (let i = 0; i < 240 && !result.ghost; i++) {
     result.ghost = await page.$$eval(".ghost-text-decoration, .ghost-text", (els) => els.map((e) => e.textContent).join(""));
     await sleep(500);

@@ -25,9 +25,9 @@ from torch import nn
 from deepfim.engine.cache import CompressorState, CompressorUndo, LayerCache, ModelState
 from deepfim.engine.config import ModelArgs
 
-# dispatchers: Triton for CUDA tensors under inference, the torch references (C Sinkhorn) otherwise
+# dispatchers: Triton for CUDA tensors under inference, the torch references (C mHC kernels) otherwise
 from deepfim.kernels.compressor import pool_windows
-from deepfim.kernels.mhc import hc_head, hc_post, hc_pre, sinkhorn
+from deepfim.kernels.mhc import hc_head, hc_post, hc_pre
 from deepfim.kernels.moe import route
 from deepfim.kernels.moe.ref import experts_forward, scores_from_logits, swiglu
 from deepfim.kernels.quant import fp4_round_trip, fp8_round_trip
@@ -451,10 +451,10 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         a = self.args
         u, post, comb = hc_pre(x, self.hc_attn_fn, self.hc_attn_base, self.hc_attn_scale,
-                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, sinkhorn)  # fmt: skip
+                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
         x = hc_post(self.attn(self.attn_norm(u), start_pos, cache, ctx), x, post, comb)
         u, post, comb = hc_pre(x, self.hc_ffn_fn, self.hc_ffn_base, self.hc_ffn_scale,
-                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps, sinkhorn)  # fmt: skip
+                               a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
         return hc_post(self.ffn(self.ffn_norm(u), ids, ctx), x, post, comb)
 
 

@@ -23,21 +23,15 @@ def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
 
 
 def hc_pre(
-    x: torch.Tensor,
-    fn: torch.Tensor,
-    base: torch.Tensor,
-    scale: torch.Tensor,
-    iters: int,
-    eps: float,
-    norm_eps: float,
-    sinkhorn_fn=ref.sinkhorn,
+    x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.Tensor, iters: int, eps: float, norm_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`ref.hc_pre`; the Triton path fuses its own Sinkhorn (same math as any `sinkhorn_fn`)."""
+    """`ref.hc_pre`: Triton on CUDA (with its own fused Sinkhorn); on the CPU the C kernels of
+    `cpu.py` (the whole op fused for a few tokens, else the reference with the C Sinkhorn)."""
     if use_triton(x, fn, base, scale) and x.shape[-2] <= 8:
         from deepfim.kernels.mhc import triton as tri
 
         return tri.hc_pre(x.contiguous(), fn.contiguous(), base, scale, iters, eps, norm_eps)
-    return ref.hc_pre(x, fn, base, scale, iters, eps, norm_eps, sinkhorn_fn)
+    return cpu.hc_pre(x, fn, base, scale, iters, eps, norm_eps)
 
 
 def hc_post(f: torch.Tensor, x: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""Sinkhorn of mHC on the CPU through the C kernel in sinkhorn.c (forward and backward).
+"""mHC on the CPU through the C kernels in mhc.c: Sinkhorn (forward and backward) and, for
+inference on a few tokens (decode, speculative verification), the fused `hc_pre`.
 
-Same results as `ref.sinkhorn` to float32 rounding; falls back to it when the kernel cannot
-be built or the input is not a CPU float32 tensor.
+Same results as `ref` to float32 rounding; each falls back to the reference when the kernel
+cannot be built or the input is not what it handles.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import torch
 from deepfim.kernels import cbuild
 from deepfim.kernels.mhc import ref
 
-_SOURCE = Path(__file__).with_name("sinkhorn.c")
-# sinkhorn.c: MAX_N = 8 streams; its backward keeps 2 * iters states of MAX_STEPS = 128
+_SOURCE = Path(__file__).with_name("mhc.c")
+# mhc.c: MAX_N = 8 streams; its backward keeps 2 * iters states of MAX_STEPS = 128
 _MAX_N, _MAX_ITERS = 8, 64
+# the fused hc_pre loops over tokens without BLAS: worth it while per-op dispatch dominates
+FUSED_HC_PRE_MAX_TOKENS = 8
 
 
 def _lib():
@@ -28,6 +31,12 @@ def _lib():
                                      ctypes.c_int, ctypes.c_float]  # fmt: skip
         lib.sinkhorn_bwd.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                                      ctypes.c_int, ctypes.c_int, ctypes.c_float]  # fmt: skip
+        lib.hc_pre_fwd.restype = ctypes.c_int
+        lib.hc_pre_fwd.argtypes = (
+            [ctypes.c_void_p] * 4
+            + [ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_float]
+            + [ctypes.c_void_p] * 3
+        )
         lib._typed = True
     return lib
 
@@ -73,3 +82,30 @@ def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
     ):
         return ref.sinkhorn(logits, iters, eps)
     return _Sinkhorn.apply(logits, iters, eps)
+
+
+def hc_pre(
+    x: torch.Tensor, fn: torch.Tensor, base: torch.Tensor, scale: torch.Tensor, iters: int, eps: float, norm_eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`ref.hc_pre` with the C Sinkhorn; fused into one C call for a few tokens without autograd."""
+    *lead, n, dim = x.shape
+    tokens = x.numel() // (n * dim)
+    fused = (
+        tokens <= FUSED_HC_PRE_MAX_TOKENS
+        and not (torch.is_grad_enabled() and (x.requires_grad or fn.requires_grad))
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (x, fn, base, scale))
+        and n <= _MAX_N
+        and 1 <= iters <= _MAX_ITERS
+        and _lib() is not None
+    )
+    if not fused:
+        return ref.hc_pre(x, fn, base, scale, iters, eps, norm_eps, sinkhorn)
+    x, fn, base, scale = (t.contiguous() for t in (x, fn, base, scale))
+    u = x.new_empty(*lead, dim)
+    post = x.new_empty(*lead, n)
+    comb = x.new_empty(*lead, n, n)
+    rc = _lib().hc_pre_fwd(x.data_ptr(), fn.data_ptr(), base.data_ptr(), scale.data_ptr(), tokens, n, dim, iters,
+                           eps, norm_eps, u.data_ptr(), post.data_ptr(), comb.data_ptr())  # fmt: skip
+    if rc:
+        raise RuntimeError(f"hc_pre_fwd failed for n={n}, iters={iters}")
+    return u, post, comb

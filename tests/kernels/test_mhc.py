@@ -28,6 +28,32 @@ def test_c_sinkhorn_forward(n, iters):
 
 
 @needs_c
+@pytest.mark.parametrize("t, n, d", [(1, 4, 256), (5, 4, 20), (8, 3, 64), (2, 8, 33)], ids=str)
+def test_c_fused_hc_pre_matches_ref(t, n, d):
+    x = torch.randn(2, t, n, d, generator=torch.Generator().manual_seed(t))
+    fn, base, scale = mix_params(n, d, (2 + n) * n, 3, seed=t)
+    with torch.inference_mode():
+        got = cpu.hc_pre(x, fn, base, scale, ITERS, EPS, NORM_EPS)
+    want = ref.hc_pre(x, fn, base, scale, ITERS, EPS, NORM_EPS)
+    for name, a, b in zip(("u", "post", "comb"), want, got, strict=True):
+        assert_close(name, a, b, atol=2e-6, rtol=1e-5)
+
+
+@needs_c
+def test_many_tokens_or_autograd_take_the_reference_with_the_c_sinkhorn():
+    fn, base, scale = mix_params(4, 16, 24, 3)
+    many = torch.randn(1, cpu.FUSED_HC_PRE_MAX_TOKENS + 1, 4, 16)
+    with torch.inference_mode():
+        got = cpu.hc_pre(many, fn, base, scale, ITERS, EPS, NORM_EPS)
+        want = ref.hc_pre(many, fn, base, scale, ITERS, EPS, NORM_EPS, cpu.sinkhorn)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    x = torch.randn(1, 1, 4, 16, requires_grad=True)
+    u, _, _ = cpu.hc_pre(x, fn, base, scale, ITERS, EPS, NORM_EPS)
+    (grad,) = torch.autograd.grad(u.sum(), x)  # training on one token still gets gradients
+    assert grad.abs().sum() > 0
+
+
+@needs_c
 @pytest.mark.parametrize("n, iters", [(4, 20), (3, 5), (8, 20)], ids=lambda v: str(v))
 def test_c_sinkhorn_backward_matches_ref_autograd(n, iters):
     g = torch.Generator().manual_seed(10 + n)
@@ -125,11 +151,11 @@ def test_triton_rejects_bad_inputs(triton_op):
                     torch.rand(1, 3, 4, 4))  # fmt: skip
 
 
-def test_dispatch_on_cpu_is_the_ref():
+def test_dispatch_on_cpu_is_the_c_path():
     x = torch.randn(1, 5, 4, 8)
     fn, base, scale = mix_params(4, 8, 24, 3)
     for a, b in zip(mhc.hc_pre(x, fn, base, scale, ITERS, EPS, NORM_EPS),
-                    ref.hc_pre(x, fn, base, scale, ITERS, EPS, NORM_EPS), strict=True):  # fmt: skip
+                    cpu.hc_pre(x, fn, base, scale, ITERS, EPS, NORM_EPS), strict=True):  # fmt: skip
         assert torch.equal(a, b)
     logits = torch.randn(5, 4, 4)
     assert torch.equal(mhc.sinkhorn(logits, ITERS, EPS), cpu.sinkhorn(logits, ITERS, EPS))

@@ -1,6 +1,7 @@
-/* Sinkhorn-Knopp projection of mHC mixing logits, forward and backward, one n x n matrix per token.
+/* mHC on the CPU: the Sinkhorn-Knopp projection of the mixing logits (forward and backward, one
+ * n x n matrix per token) and, for inference on a few tokens, the whole of `hc_pre` fused.
  *
- * Same math as kernels/mhc/ref.py `sinkhorn`: row softmax + eps, column normalisation, then
+ * Sinkhorn: the same math as kernels/mhc/ref.py `sinkhorn`: row softmax + eps, column normalisation, then
  * iters-1 rounds of row and column normalisation, each dividing by (sum + eps). The torch version
  * issues ~120 tiny ops per call (and ~2x that in backward); on a CPU their dispatch cost, not the
  * arithmetic, dominates both decode latency and training steps. Built on first use by cpu.py.
@@ -100,6 +101,46 @@ int sinkhorn_bwd(const float *logits, const float *grad_out, float *grad_in, int
             float dot = 0.f;
             for (int j = 0; j < n; j++) dot += g[i * n + j] * soft[i * n + j];
             for (int j = 0; j < n; j++) out[i * n + j] = soft[i * n + j] * (g[i * n + j] - dot);
+        }
+    }
+    return 0;
+}
+
+/* Dot product in 8 independent float lanes (vectorisable without reassociation flags). */
+static float dot8(const float *a, const float *b, int64_t len) {
+    float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    int64_t k = 0;
+    for (; k + 8 <= len; k += 8)
+        for (int l = 0; l < 8; l++) lane[l] += a[k + l] * b[k + l];
+    float acc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    for (; k < len; k++) acc += a[k] * b[k];
+    return acc;
+}
+
+/* kernels/mhc/ref.py `hc_pre` for T tokens (inference: no backward): RMS-normalised streams
+ * projected by fn, then pre/post gates, Sinkhorn'd comb and the pre-weighted stream sum. In
+ * torch this is ~15 ops per call, twice per layer per decoded token. */
+int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *scale, int64_t count, int n,
+               int64_t dim, int iters, float eps, float norm_eps, float *u, float *post, float *comb) {
+    if (n > MAX_N || iters < 1) return -1;
+    int m = (2 + n) * n, nn = n * n;
+    int64_t nd = (int64_t)n * dim;
+    float mix[(2 + MAX_N) * MAX_N], pre[MAX_N], logits[MAX_N * MAX_N];
+    for (int64_t t = 0; t < count; t++) {
+        const float *xt = x + t * nd;
+        float inv_rms = 1.0f / sqrtf(dot8(xt, xt, nd) / (float)nd + norm_eps);
+        for (int r = 0; r < m; r++) mix[r] = dot8(fn + (int64_t)r * nd, xt, nd) * inv_rms;
+        for (int i = 0; i < n; i++) {
+            pre[i] = 1.0f / (1.0f + expf(-(mix[i] * scale[0] + base[i]))) + eps;
+            post[t * n + i] = 2.0f / (1.0f + expf(-(mix[n + i] * scale[1] + base[n + i])));
+        }
+        for (int k = 0; k < nn; k++) logits[k] = mix[2 * n + k] * scale[2] + base[2 * n + k];
+        sinkhorn_fwd(logits, comb + t * nn, 1, n, iters, eps);
+        float *ut = u + t * dim;
+        for (int64_t d = 0; d < dim; d++) {
+            float acc = 0.f;
+            for (int i = 0; i < n; i++) acc += pre[i] * xt[(int64_t)i * dim + d];
+            ut[d] = acc;
         }
     }
     return 0;

@@ -8,6 +8,7 @@ import torch
 from kernel_checks import assert_close
 
 from deepfim.kernels import sparse_attn
+from deepfim.kernels.sparse_attn import cpu as sparse_cpu
 from deepfim.kernels.sparse_attn import ref
 
 
@@ -191,3 +192,31 @@ def test_dispatch_on_cpu_is_the_ref():
     out, probs = sparse_attn.sparse_attention(**case, return_comp_probs=True)
     ref_out, ref_probs = ref.sparse_attention(**case, return_comp_probs=True)
     assert torch.equal(out, ref_out) and torch.equal(probs, ref_probs)
+
+
+C_CASES = [  # (b, t, h, d, window, mode, ratio, k, q_start): decode-sized inputs
+    (1, 1, 4, 64, 128, "window", 4, 0, 700),
+    (1, 1, 4, 64, 128, "hca", 128, 0, 1030),
+    (2, 1, 4, 64, 128, "csa", 4, 16, 900),
+    (1, 7, 3, 40, 16, "csa", 4, 5, 300),  # a verification block, odd head dim
+    (2, 8, 2, 64, 128, "hca", 4, 0, 20),  # fewer raw keys than the window
+    (1, 3, 4, 64, 128, "csa", 4, 64, 100),  # lists longer than the visible entries (-1 padding)
+    (1, 1, 4, 64, 128, "hca", 128, 0, 50),  # no compressed entry visible yet
+]
+
+
+@pytest.mark.skipif(not sparse_cpu.available(), reason="no C compiler: cpu.sparse_attention is the ref")
+@pytest.mark.parametrize("b, t, h, d, window, mode, ratio, k, q_start", C_CASES, ids=str)
+def test_c_decode_kernel_matches_ref(b, t, h, d, window, mode, ratio, k, q_start):
+    case = make_case(b, t, h, d, window, mode, ratio=ratio, k=k, q_start=q_start, seed=q_start + t)
+    with torch.inference_mode():
+        got, _ = sparse_cpu.sparse_attention(**case)
+    assert_close("out", ref_fp32(case), got, atol=2e-6, rtol=1e-5)
+
+
+def test_c_decode_kernel_leaves_prefill_and_training_to_the_ref():
+    case = make_case(1, sparse_cpu.MAX_QUERIES + 1, 2, 16, 8, "csa", k=3, q_start=40)
+    assert torch.equal(sparse_cpu.sparse_attention(**case)[0], ref.sparse_attention(**case)[0])
+    one = make_case(1, 1, 2, 16, 8, "hca", q_start=40)
+    probs = sparse_cpu.sparse_attention(**one, return_comp_probs=True)[1]
+    assert probs is not None and probs.shape == (1, 1, one["comp_kv"].shape[1])  # only the ref computes them

@@ -1,4 +1,4 @@
-"""mHC: `ref.py` (torch; CPU path and oracle), `cpu.py` (C Sinkhorn for the CPU), `triton.py`
+"""mHC: `ref.py` (torch; CPU path and oracle), `cpu.py` (C kernels for the CPU: Sinkhorn, fused hc_pre), `triton.py`
 (CUDA kernels: Sinkhorn, fused hc_pre / hc_head, hc_post).
 
 The functions below have the references' signatures and pick the Triton kernels for CUDA

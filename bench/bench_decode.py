@@ -65,5 +65,6 @@ def main() -> None:
         print(f"  {source} drafts: {stats['accepted']}/{stats['proposed']} accepted ({stats['acceptance']:.0%})")
     print(f"speculative: {len(out.token_ids) / total:6.1f} tok/s including a cold prefill ({total:.2f} s)")
 
+
 if __name__ == "__main__":
     main()

@@ -80,7 +80,7 @@ def test_packs_run_while_buffers_and_files_change(root, make_workspace, tok):
 
     def churn():
         i = 0
-        while not stop.is_set():
+        while not stop.is_set() or i < 5:  # at least one round over the five generated files
             try:
                 ws.update_buffer(root / "app/util.py", f"def helper():\n    return {i}\n")
                 (root / f"app/gen_{i % 5}.py").write_text(f"def g{i}():\n    return {i}\n")

@@ -45,19 +45,29 @@ class AppendView:
     def append(self, rows: torch.Tensor) -> torch.Tensor:
         """Appends [B, n, d] rows and returns all rows of this view."""
         n = rows.shape[1]
+        data = self.reserve(n, rows)
+        data[:, self.count : self.count + n] = rows
+        self.grow(n)
+        return data[:, : self.count]
+
+    def reserve(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """Makes this view the tip of a buffer with room for `n` more rows ([B, *, d] like `like`)
+        and returns the buffer's data; whoever writes rows count..count+n-1 then calls `grow`."""
         buf = self.buf
         if buf is None or buf.length != self.count or self.count + n > buf.data.shape[1]:
             capacity = max(64, 2 * (self.count + n))
-            data = rows.new_empty(rows.shape[0], capacity, rows.shape[2])
+            data = like.new_empty(like.shape[0], capacity, like.shape[2])
             if self.count:
                 data[:, : self.count] = buf.data[:, : self.count]
             buf = AppendBuffer(data)
             buf.length = self.count
             self.buf = buf
-        buf.data[:, self.count : self.count + n] = rows
+        return buf.data
+
+    def grow(self, n: int) -> None:
+        """Counts `n` rows written after `reserve`."""
         self.count += n
-        buf.length = self.count
-        return buf.data[:, : self.count]
+        self.buf.length = self.count
 
     def truncate(self, count: int) -> None:
         """Forget rows past `count` (the buffer keeps them for other views)."""

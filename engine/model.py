@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepfim.engine import decode_step
 from deepfim.engine.cache import CompressorState, CompressorUndo, LayerCache, ModelState
 from deepfim.engine.config import ModelArgs
 
@@ -516,6 +517,8 @@ class Transformer(nn.Module):
         self.hc_head_base = nn.Parameter(torch.zeros(args.hc_mult))
         self.hc_head_scale = nn.Parameter(torch.ones(1))
         self.mtp = nn.ModuleList([MTPBlock(args.n_layers + i, args, rotaries) for i in range(args.n_mtp_layers)])
+        # one-token CPU decode through engine/decode_step.py (off: every call takes the module path)
+        self.decode_kernel = True
 
     def reset_buffers(self) -> None:
         """Recomputes the non-persistent buffers (after construction on the meta device)."""
@@ -541,6 +544,11 @@ class Transformer(nn.Module):
         b, t = ids.shape
         if start + t > self.args.max_seq_len:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_seq_len={self.args.max_seq_len}")
+        if b == 1 and t == 1 and state is not None and ctx is None and self.decode_kernel:
+            step = self._decode_step(ids)
+            if step is not None:  # plain CPU decode: the whole step in one C call
+                out, streams = step(int(ids), state, logits != "none")
+                return ForwardOutput(out, streams)
         x = self.embed(ids).float().unsqueeze(2).expand(b, t, self.args.hc_mult, self.args.dim).contiguous()
         for i, layer in enumerate(self.layers):
             x = layer(x, ids, start, state.layers[i] if state is not None else None, ctx)
@@ -551,6 +559,11 @@ class Transformer(nn.Module):
             streams = x[:, -1:] if logits == "last" else x
             out = self.head(self.norm(self.collapse(streams)))
         return ForwardOutput(out, x)
+
+    def _decode_step(self, ids: torch.Tensor):
+        if torch.is_grad_enabled() or ids.device.type != "cpu":
+            return None
+        return decode_step.for_model(self)
 
     def collapse(self, streams: torch.Tensor) -> torch.Tensor:
         a = self.args

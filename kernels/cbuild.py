@@ -24,24 +24,26 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
 _loaded: dict[Path, ctypes.CDLL | None] = {}
 
 
-def load(source: Path) -> ctypes.CDLL | None:
-    """The compiled library of `source`, or None when it cannot be built here."""
+def load(source: Path, *linked: Path) -> ctypes.CDLL | None:
+    """The compiled library of `source` (plus the `linked` sources whose functions it calls),
+    or None when it cannot be built here."""
     if source in _loaded:
         return _loaded[source]
     lib = None
     try:
-        lib = ctypes.CDLL(str(_build(source)))
+        lib = ctypes.CDLL(str(_build(source, linked)))
     except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
         log.warning("C kernel %s unavailable (%s); using the torch reference", source.name, exc)
     _loaded[source] = lib
     return lib
 
 
-def _build(source: Path) -> Path:
+def _build(source: Path, linked: tuple[Path, ...] = ()) -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler found")
-    digest = hashlib.sha256(source.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    sources = (source, *linked)
+    digest = hashlib.sha256(b"".join(s.read_bytes() for s in sources) + " ".join(FLAGS).encode()).hexdigest()[:16]
     out_dir = env.cache_dir() / "kernels"
     target = out_dir / f"{source.stem}-{digest}.so"
     if target.exists():
@@ -49,7 +51,7 @@ def _build(source: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp_lib = Path(tmp) / target.name
-        subprocess.run([compiler, *FLAGS, "-o", str(tmp_lib), str(source), "-lm"], check=True,
+        subprocess.run([compiler, *FLAGS, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
                        capture_output=True, timeout=120)  # fmt: skip
         os.replace(tmp_lib, target)  # atomic: concurrent builders race harmlessly
     return target

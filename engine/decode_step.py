@@ -1,0 +1,267 @@
+"""Plain decode (one token, batch 1, CPU float32, no autograd) in one C call per token.
+
+`Transformer.forward` hands such calls here; everything else (prefill chunks, speculative
+verification, training, CUDA) stays on the module path. The C side (kernels/decode_step/step.c)
+computes what the modules compute; this side translates the `ModelState` into pointers and back,
+following the state's rules (engine/cache.py): window and open-window tensors are replaced, never
+written in place, and compressed entries are appended to the view's buffer as its tip, so
+snapshots sharing the old tensors stay valid.
+
+Why: a decode step of the embedded model is ~600 torch ops; their dispatch cost, not the
+arithmetic, was most of its time (bench/bench_engine_vs_transformers.py has the figures).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+
+import torch
+
+from deepfim.engine.cache import CompressorState, ModelState
+from deepfim.kernels.decode_step import cpu
+
+_FLOAT = 4  # bytes
+
+
+_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (sentinel, DecodeStep | None)
+
+
+def for_model(model) -> DecodeStep | None:
+    """The model's decode step, or None where step.c does not apply to it.
+
+    Built on first use and rebuilt when the weights move (`.to()`, `.half()`, a load with
+    assign=True): the data pointers of a few parameters that any such change replaces are compared.
+    """
+    sentinel = (model.embed.weight.data_ptr(), model.head.weight.data_ptr(), model.layers[0].ffn.w1.data_ptr(),
+                model.layers[-1].attn.wq_a.weight.data_ptr())  # fmt: skip
+    cached = _steps.get(model)
+    if cached is None or cached[0] != sentinel:
+        cached = (sentinel, DecodeStep(model) if DecodeStep.supports(model) else None)
+        _steps[model] = cached
+    return cached[1]
+
+
+class DecodeStep:
+    """The C decode step bound to one model's weights (their pointers are taken once)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        a = model.args
+        self.args = a
+        self.lib = cpu.library()
+        self._lock = threading.Lock()  # the scratch buffer is shared by calls on this model
+        self._scratch = torch.empty(0)
+        self._scratch_keys = -1
+        self._empty: dict[int, torch.Tensor] = {}
+        self._tables = {}  # id(rotary) -> (rotary, [TABLE, r/2, 2] float view of its table)
+        self._layer_rotary = []
+        self._layers = (cpu.LayerWeights * a.n_layers)()
+        self._steps = (cpu.LayerStep * a.n_layers)()
+        for i, block in enumerate(model.layers):
+            self._layers[i] = self._layer_weights(block)
+            rotary = block.attn.rotary
+            self._layer_rotary.append(rotary)
+            if id(rotary) not in self._tables:
+                rotary.span(0, 1)  # builds its table
+                self._tables[id(rotary)] = (rotary, torch.view_as_real(rotary._table))
+        self.weights = cpu.ModelWeights(
+            dim=a.dim, n_hc=a.hc_mult, n_heads=a.n_heads, head_dim=a.head_dim, rope_dim=a.rope_head_dim,
+            q_lora=a.q_lora_rank, o_groups=a.o_groups, o_lora=a.o_lora_rank, window=a.window_size,
+            index_heads=a.index_n_heads, index_dim=a.index_head_dim, index_topk=a.index_topk,
+            n_experts=a.n_routed_experts, n_active=a.n_activated_experts, inter=a.moe_inter_dim,
+            shared_inter=a.moe_inter_dim * a.n_shared_experts, vocab=a.vocab_size, n_layers=a.n_layers,
+            sinkhorn_iters=a.hc_sinkhorn_iters, score_func=cpu.SCORE_FUNCS[a.score_func], hc_eps=a.hc_eps,
+            norm_eps=a.norm_eps, route_scale=a.route_scale, swiglu_limit=a.swiglu_limit,
+            embed=_ptr(model.embed.weight), hc_head_fn=_ptr(model.hc_head_fn), hc_head_base=_ptr(model.hc_head_base),
+            hc_head_scale=_ptr(model.hc_head_scale), norm=_ptr(model.norm.weight), head=_ptr(model.head.weight),
+            layers=self._layers,
+        )  # fmt: skip
+
+    @staticmethod
+    def supports(model) -> bool:
+        """Whether this model's shapes and weights are what step.c handles."""
+        a = model.args
+        tensors = [t for t in _bound_tensors(model) if t is not None]
+        return (
+            not a.quant_sim
+            and a.hc_mult <= 8
+            and a.head_dim <= 1024
+            and a.n_activated_experts <= 64
+            and a.rope_head_dim <= min(a.head_dim, a.index_head_dim)
+            and a.score_func in cpu.SCORE_FUNCS
+            and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+            and all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
+            and all(b.ffn.gate.tid2eid.dtype == torch.int64 for b in model.layers if b.ffn.gate.is_hash)
+            and cpu.library() is not None
+        )
+
+    # weights ------------------------------------------------------------------------------
+    def _layer_weights(self, block) -> cpu.LayerWeights:
+        attn, ffn = block.attn, block.ffn
+        shared = ffn.shared_experts
+        lw = cpu.LayerWeights(
+            ratio=attn.ratio, hc_attn_fn=_ptr(block.hc_attn_fn), hc_attn_base=_ptr(block.hc_attn_base),
+            hc_attn_scale=_ptr(block.hc_attn_scale), hc_ffn_fn=_ptr(block.hc_ffn_fn),
+            hc_ffn_base=_ptr(block.hc_ffn_base), hc_ffn_scale=_ptr(block.hc_ffn_scale),
+            attn_norm=_ptr(block.attn_norm.weight), ffn_norm=_ptr(block.ffn_norm.weight),
+            wq_a=_ptr(attn.wq_a.weight), q_norm=_ptr(attn.q_norm.weight), wq_b=_ptr(attn.wq_b.weight),
+            wkv=_ptr(attn.wkv.weight), kv_norm=_ptr(attn.kv_norm.weight), wo_a=_ptr(attn.wo_a.weight),
+            wo_b=_ptr(attn.wo_b.weight), attn_sink=_ptr(attn.attn_sink),
+            gate=_ptr(ffn.gate.weight), gate_bias=_ptr(ffn.gate.bias),
+            tid2eid=_ptr(ffn.gate.tid2eid) if ffn.gate.is_hash else None,
+            w1=_ptr(ffn.w1), w2=_ptr(ffn.w2), w3=_ptr(ffn.w3),
+            sw1=_ptr(shared.w1.weight) if shared else None, sw2=_ptr(shared.w2.weight) if shared else None,
+            sw3=_ptr(shared.w3.weight) if shared else None,
+        )  # fmt: skip
+        if attn.compressor is not None:
+            lw.comp = _compressor_weights(attn.compressor)
+        if attn.indexer is not None:
+            lw.index_comp = _compressor_weights(attn.indexer.compressor)
+            lw.index_wq_b = _ptr(attn.indexer.wq_b.weight)
+            lw.index_weights_proj = _ptr(attn.indexer.weights_proj.weight)
+        return lw
+
+    # one step -----------------------------------------------------------------------------
+    def __call__(self, token: int, state: ModelState, want_logits: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Runs `token` at state.pos; returns (logits [1, 1, V] or None, streams [1, 1, n, D])."""
+        a = self.args
+        pos = state.pos
+        alive = []  # tensors computed for this call only (RoPE beyond the table)
+        commits = []
+        max_keys = 0
+        for i, cache in enumerate(state.layers):
+            st = self._steps[i]
+            rotary = self._layer_rotary[i]
+            st.cis = self._cis(rotary, pos, alive)
+            window = cache.window
+            n_window = 0 if window is None else window.shape[1]
+            next_window = torch.empty(1, min(n_window + 1, max(a.window_size - 1, 0)), a.head_dim)
+            if n_window:
+                window = window.contiguous()
+                alive.append(window)
+                st.window = window.data_ptr()
+            else:
+                st.window = None
+            st.n_window = n_window
+            st.next_window = next_window.data_ptr()
+            commits.append((cache, "window", next_window))
+            ratio = self._layers[i].ratio
+            if ratio:
+                entry_cis = self._cis(rotary, pos + 1 - ratio, alive) if (pos + 1) % ratio == 0 else None
+                layer = self._layers[i]
+                self._prepare(st.comp, cache.comp, layer.comp, pos, entry_cis, alive, commits)
+                if ratio == 4:
+                    self._prepare(st.index_comp, cache.index, layer.index_comp, pos, entry_cis, alive, commits)
+                    max_keys = max(max_keys, cache.index.entries.count + 1)
+        x = torch.empty(1, 1, a.hc_mult, a.dim)
+        logits = torch.empty(1, 1, a.vocab_size) if want_logits else None
+        with self._lock:
+            if max_keys > self._scratch_keys:
+                self._scratch_keys = max(max_keys, 2 * self._scratch_keys, 1024)
+                self._scratch = torch.empty(self.lib.v4_step_scratch(ctypes.byref(self.weights), self._scratch_keys))
+            rc = self.lib.v4_decode_step(ctypes.byref(self.weights), self._steps, pos, token, x.data_ptr(),
+                                         None if logits is None else logits.data_ptr(), self._scratch.data_ptr())  # fmt: skip
+        if rc:
+            raise RuntimeError(f"v4_decode_step failed ({rc}) at position {pos}: the state does not match it")
+        for target, what, value in commits:
+            if what == "window":
+                target.window, target.undo_window = value, None
+            elif what == "open":
+                target.pending_kv, target.pending_gate = value[0], value[1]
+                target.undo = None
+            else:  # "closed"
+                empty = self._empty_rows(value[0])
+                target.pending_kv = target.pending_gate = empty
+                if value[1] is not None:
+                    target.prev_kv, target.prev_gate = value[1][0], value[1][1]
+                target.entries.grow(1)
+                target.undo = None
+        state.pos = pos + 1
+        return logits, x
+
+    def _prepare(self, cs: cpu.CompressorStep, comp: CompressorState, cw: cpu.CompressorWeights, pos: int,
+                 entry_cis: int | None, alive: list, commits: list) -> None:  # fmt: skip
+        """Points `cs` at this compressor's state and at fresh tensors for its next state."""
+        m, width, d = cw.ratio, cw.width, cw.out_dim
+        pending = comp.pending_kv
+        n_pending = 0 if pending is None else pending.shape[1]
+        cs.n_pending = n_pending
+        if n_pending:
+            kv, gate = pending.contiguous(), comp.pending_gate.contiguous()
+            alive += (kv, gate)
+            cs.pending_kv, cs.pending_gate = kv.data_ptr(), gate.data_ptr()
+        else:
+            cs.pending_kv = cs.pending_gate = None
+        view = comp.entries
+        like = self._empty_rows(d)
+        if entry_cis is None:  # the window stays open
+            nxt = torch.empty(2, 1, n_pending + 1, width)
+            cs.next_pending_kv = nxt.data_ptr()
+            cs.next_pending_gate = nxt.data_ptr() + (n_pending + 1) * width * _FLOAT
+            data = view.tensor()
+            cs.entries = None if data is None else view.buf.data.data_ptr()
+            commits.append((comp, "open", nxt))
+        else:
+            data = view.reserve(1, like)
+            cs.entries = data.data_ptr()
+            cs.entry_cis = entry_cis
+            prev = None
+            if m == 4:
+                if comp.prev_kv is not None:
+                    pk, pg = comp.prev_kv.contiguous(), comp.prev_gate.contiguous()
+                    alive += (pk, pg)
+                    cs.prev_kv, cs.prev_gate = pk.data_ptr(), pg.data_ptr()
+                else:
+                    cs.prev_kv = cs.prev_gate = None
+                prev = torch.empty(2, 1, m, d)
+                cs.next_prev_kv = prev.data_ptr()
+                cs.next_prev_gate = prev.data_ptr() + m * d * _FLOAT
+            commits.append((comp, "closed", (width, prev)))
+        cs.n_entries = view.count
+
+    def _cis(self, rotary, pos: int, alive: list) -> int:
+        """Address of the (cos, sin) pairs of `rotary` at `pos`."""
+        table = self._tables[id(rotary)][1]
+        if pos < table.shape[0]:
+            return table.data_ptr() + pos * table.shape[1] * 2 * _FLOAT
+        row = torch.view_as_real(rotary.at(torch.tensor([pos]))).contiguous()
+        alive.append(row)
+        return row.data_ptr()
+
+    def _empty_rows(self, width: int) -> torch.Tensor:
+        if width not in self._empty:
+            self._empty[width] = torch.empty(1, 0, width)
+        return self._empty[width]
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _compressor_weights(c) -> cpu.CompressorWeights:
+    return cpu.CompressorWeights(wkv=_ptr(c.wkv.weight), wgate=_ptr(c.wgate.weight), ape=_ptr(c.ape),
+                                 norm=_ptr(c.norm.weight), ratio=c.ratio, width=c.wkv.weight.shape[0],
+                                 out_dim=c.out_dim)  # fmt: skip
+
+
+def _bound_tensors(model) -> list:
+    """Every tensor step.c reads, in a fixed order (identity compared by `is_current`)."""
+    out = [model.embed.weight, model.hc_head_fn, model.hc_head_base, model.hc_head_scale, model.norm.weight,
+           model.head.weight]  # fmt: skip
+    for block in model.layers:
+        attn, ffn = block.attn, block.ffn
+        out += [block.hc_attn_fn, block.hc_attn_base, block.hc_attn_scale, block.hc_ffn_fn, block.hc_ffn_base,
+                block.hc_ffn_scale, block.attn_norm.weight, block.ffn_norm.weight, attn.wq_a.weight,
+                attn.q_norm.weight, attn.wq_b.weight, attn.wkv.weight, attn.kv_norm.weight, attn.wo_a.weight,
+                attn.wo_b.weight, attn.attn_sink, ffn.gate.weight, ffn.gate.bias,
+                ffn.gate.tid2eid if ffn.gate.is_hash else None, ffn.w1, ffn.w2, ffn.w3]  # fmt: skip
+        if ffn.shared_experts is not None:
+            out += [ffn.shared_experts.w1.weight, ffn.shared_experts.w2.weight, ffn.shared_experts.w3.weight]
+        for c in (attn.compressor, attn.indexer.compressor if attn.indexer is not None else None):
+            if c is not None:
+                out += [c.wkv.weight, c.wgate.weight, c.ape, c.norm.weight]
+        if attn.indexer is not None:
+            out += [attn.indexer.wq_b.weight, attn.indexer.weights_proj.weight]
+    return out

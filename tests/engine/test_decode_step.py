@@ -1,0 +1,147 @@
+"""The one-call C decode step (engine/decode_step.py, kernels/decode_step/step.c) against the
+module path it replaces: same logits and same next state, token after token, for every layer
+type and the config variants step.c branches on; and the state rules snapshots rely on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from engine_fixtures import randomize
+
+from deepfim.engine import decode_step
+from deepfim.engine.config import tiny_args
+from deepfim.engine.model import Rotary, Transformer
+
+TOL = 2e-5  # logits (of order 1)
+STATE_TOL = 1e-4  # state rows (normed, of order 1-3: a few float32 ulps after 300 steps)
+
+CONFIGS = {
+    "all-layer-types": {},
+    "top-k-covers-all": {"index_topk": 256},
+    "sigmoid-no-shared-no-hash": {"score_func": "sigmoid", "n_shared_experts": 0, "n_hash_layers": 0},
+    "softmax-small-window": {"score_func": "softmax", "window_size": 8},
+    "two-streams-no-limit": {"hc_mult": 2, "swiglu_limit": 0.0, "n_activated_experts": 3},
+    "reordered-layer-types": {"compress_ratios": (128, 4, 128, 0)},
+}
+
+
+def make_model(seed: int = 0, **overrides) -> Transformer:
+    m = randomize(Transformer(tiny_args(index_n_heads=16, **overrides)), seed=seed).eval()
+    with torch.no_grad():
+        m.head.weight.mul_(0.25)  # logits of order 1: the bound is absolute
+    return m
+
+
+def decode(model: Transformer, state, ids: list[int], kernel: bool) -> torch.Tensor:
+    model.decode_kernel = kernel
+    try:
+        with torch.no_grad():
+            return torch.cat([model(torch.tensor([[t]]), state).logits for t in ids], 1)
+    finally:
+        model.decode_kernel = True
+
+
+def assert_same_state(a, b) -> None:
+    assert a.pos == b.pos
+    for ca, cb in zip(a.layers, b.layers, strict=True):
+        torch.testing.assert_close(ca.window, cb.window, rtol=0, atol=STATE_TOL)
+        for sa, sb in ((ca.comp, cb.comp), (ca.index, cb.index)):
+            if sa is None:
+                continue
+            for name in ("pending_kv", "pending_gate", "prev_kv", "prev_gate"):
+                ta, tb = getattr(sa, name), getattr(sb, name)
+                if ta is None or tb is None:  # a fresh state holds None where a stepped one holds 0 rows
+                    assert (ta is None or ta.shape[1] == 0) and (tb is None or tb.shape[1] == 0), name
+                else:
+                    torch.testing.assert_close(ta, tb, rtol=0, atol=STATE_TOL)
+            assert sa.entries.count == sb.entries.count
+            if sa.entries.count:
+                torch.testing.assert_close(sa.entries.tensor(), sb.entries.tensor(), rtol=0, atol=STATE_TOL)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_c_step_equals_module_step_from_position_zero(name):
+    model = make_model(**CONFIGS[name])
+    assert decode_step.for_model(model) is not None
+    ids = torch.randint(0, model.args.vocab_size, (300,), generator=torch.Generator().manual_seed(1)).tolist()
+    fast_state, slow_state = model.new_state(), model.new_state()
+    fast = decode(model, fast_state, ids, kernel=True)
+    slow = decode(model, slow_state, ids, kernel=False)
+    assert (fast - slow).abs().max().item() <= TOL
+    assert_same_state(fast_state, slow_state)
+
+
+def test_c_step_continues_a_chunked_prefill_and_feeds_a_later_chunk():
+    model = make_model()
+    ids = torch.randint(0, model.args.vocab_size, (1, 420), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(ids).logits
+        state = model.new_state()
+        model(ids[:, :203], state)  # module path, ends inside open windows of every ratio
+        steps = decode(model, state, ids[0, 203:350].tolist(), kernel=True)
+        rest = model(ids[:, 350:], state).logits  # module path again, from the C step's state
+    assert (steps - full[:, 203:350]).abs().max().item() <= TOL
+    assert (rest - full[:, 350:]).abs().max().item() <= TOL
+
+
+def test_snapshot_taken_before_c_steps_is_untouched_by_them():
+    model = make_model()
+    gen = torch.Generator().manual_seed(3)
+    prompt = torch.randint(0, model.args.vocab_size, (1, 255), generator=gen)
+    a, b = (torch.randint(0, model.args.vocab_size, (40,), generator=gen).tolist() for _ in range(2))
+    with torch.no_grad():
+        state = model.new_state()
+        model(prompt, state)
+    snap = state.snapshot()
+    decode(model, state, a, kernel=True)  # appends entries, replaces windows: the snapshot must not see it
+    got = decode(model, snap, b, kernel=True)
+    with torch.no_grad():
+        fresh = model.new_state()
+        model(prompt, fresh)
+    assert (got - decode(model, fresh, b, kernel=False)).abs().max().item() <= TOL
+
+
+def test_positions_past_the_rope_table(monkeypatch):
+    monkeypatch.setattr(Rotary, "TABLE", 64)
+    model = make_model(window_size=16)
+    ids = torch.randint(0, model.args.vocab_size, (200,), generator=torch.Generator().manual_seed(4)).tolist()
+    fast = decode(model, model.new_state(), ids, kernel=True)
+    slow = decode(model, model.new_state(), ids, kernel=False)
+    assert (fast - slow).abs().max().item() <= TOL
+
+
+def test_module_path_where_the_c_step_does_not_apply(monkeypatch):
+    assert decode_step.for_model(make_model(quant_sim=True)) is None
+    model = make_model()
+    calls = []
+    real = decode_step.DecodeStep.__call__
+    monkeypatch.setattr(decode_step.DecodeStep, "__call__", lambda self, *a: calls.append(1) or real(self, *a))
+    state = model.new_state()
+    with torch.enable_grad():  # training: autograd needs the module path
+        model(torch.tensor([[5]]), state)
+    with torch.no_grad():
+        model(torch.tensor([[5, 6]]), state)  # two tokens: verification / prefill
+    assert calls == []
+    with torch.no_grad():
+        model(torch.tensor([[7]]), state)
+    assert calls == [1]
+
+
+def test_weights_moved_rebuild_the_step():
+    model = make_model()
+    first = decode_step.for_model(model)
+    assert decode_step.for_model(model) is first
+    model.double().float()  # new storage for every parameter
+    second = decode_step.for_model(model)
+    assert second is not first
+    ids = [3, 1, 4, 1, 5, 9, 2, 6]
+    assert (decode(model, model.new_state(), ids, True) - decode(model, model.new_state(), ids, False)).abs().max() <= TOL
+
+
+def test_a_state_that_does_not_match_its_position_is_refused():
+    model = make_model()
+    state = model.new_state()
+    decode(model, state, [1, 2, 3], kernel=True)
+    state.pos = 5  # the compressors hold 3 tokens of their open windows, not 5
+    with pytest.raises(RuntimeError, match="does not match"):
+        decode(model, state, [4], kernel=True)

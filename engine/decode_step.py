@@ -19,10 +19,11 @@ import weakref
 
 import torch
 
-from deepfim.engine.cache import CompressorState, ModelState
+from deepfim.engine.cache import CompressorState, CompressorUndo, ModelState
 from deepfim.kernels.decode_step import cpu
 
 _FLOAT = 4  # bytes
+MAX_TOKENS = cpu.MAX_TOKENS  # longer calls (prefill chunks) stay on the module path
 
 
 _steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (sentinel, DecodeStep | None)
@@ -55,17 +56,17 @@ class DecodeStep:
         self._scratch = torch.empty(0)
         self._scratch_keys = -1
         self._empty: dict[int, torch.Tensor] = {}
-        self._tables = {}  # id(rotary) -> (rotary, [TABLE, r/2, 2] float view of its table)
-        self._layer_rotary = []
+        self._tables = []  # RoPE tables whose addresses C holds
         self._layers = (cpu.LayerWeights * a.n_layers)()
         self._steps = (cpu.LayerStep * a.n_layers)()
         for i, block in enumerate(model.layers):
-            self._layers[i] = self._layer_weights(block)
+            lw = self._layer_weights(block)
             rotary = block.attn.rotary
-            self._layer_rotary.append(rotary)
-            if id(rotary) not in self._tables:
-                rotary.span(0, 1)  # builds its table
-                self._tables[id(rotary)] = (rotary, torch.view_as_real(rotary._table))
+            rotary.span(0, 1)  # builds its table
+            table = torch.view_as_real(rotary._table).contiguous()
+            self._tables += (table, rotary.inv_freq)
+            lw.cis_table, lw.inv_freq, lw.table_rows = table.data_ptr(), _ptr(rotary.inv_freq), table.shape[0]
+            self._layers[i] = lw
         self.weights = cpu.ModelWeights(
             dim=a.dim, n_hc=a.hc_mult, n_heads=a.n_heads, head_dim=a.head_dim, rope_dim=a.rope_head_dim,
             q_lora=a.q_lora_rank, o_groups=a.o_groups, o_lora=a.o_lora_rank, window=a.window_size,
@@ -123,112 +124,117 @@ class DecodeStep:
             lw.index_weights_proj = _ptr(attn.indexer.weights_proj.weight)
         return lw
 
-    # one step -----------------------------------------------------------------------------
-    def __call__(self, token: int, state: ModelState, want_logits: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Runs `token` at state.pos; returns (logits [1, 1, V] or None, streams [1, 1, n, D])."""
+    # one call ------------------------------------------------------------------------------
+    def __call__(self, ids: torch.Tensor, state: ModelState, logits: str) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Runs ids [1, T] from state.pos; returns (logits as `Transformer.forward` would give them,
+        streams [1, T, n, D]). Calls of more than one token leave the undo records
+        `ModelState.keep_first` needs (speculative verification)."""
         a = self.args
-        pos = state.pos
-        alive = []  # tensors computed for this call only (RoPE beyond the table)
+        pos, t = state.pos, ids.shape[1]
+        ids = ids.to(torch.int64).contiguous()
+        undo = t > 1
+        alive = [ids]  # tensors C reads or writes during this call
         commits = []
         max_keys = 0
         for i, cache in enumerate(state.layers):
             st = self._steps[i]
-            rotary = self._layer_rotary[i]
-            st.cis = self._cis(rotary, pos, alive)
             window = cache.window
             n_window = 0 if window is None else window.shape[1]
-            next_window = torch.empty(1, min(n_window + 1, max(a.window_size - 1, 0)), a.head_dim)
+            next_window = torch.empty(1, min(n_window + t, max(a.window_size - 1, 0)), a.head_dim)
+            chunk_kv = torch.empty(1, t, a.head_dim) if undo else None
             if n_window:
                 window = window.contiguous()
                 alive.append(window)
-                st.window = window.data_ptr()
-            else:
-                st.window = None
+            st.window = window.data_ptr() if n_window else None
             st.n_window = n_window
             st.next_window = next_window.data_ptr()
-            commits.append((cache, "window", next_window))
+            st.chunk_kv = None if chunk_kv is None else chunk_kv.data_ptr()
+            commits.append((cache, "window", (next_window, (window if n_window else None, chunk_kv))))
             ratio = self._layers[i].ratio
             if ratio:
-                entry_cis = self._cis(rotary, pos + 1 - ratio, alive) if (pos + 1) % ratio == 0 else None
                 layer = self._layers[i]
-                self._prepare(st.comp, cache.comp, layer.comp, pos, entry_cis, alive, commits)
+                self._prepare(st.comp, cache.comp, layer.comp, t, undo, alive, commits)
                 if ratio == 4:
-                    self._prepare(st.index_comp, cache.index, layer.index_comp, pos, entry_cis, alive, commits)
-                    max_keys = max(max_keys, cache.index.entries.count + 1)
-        x = torch.empty(1, 1, a.hc_mult, a.dim)
-        logits = torch.empty(1, 1, a.vocab_size) if want_logits else None
+                    self._prepare(st.index_comp, cache.index, layer.index_comp, t, undo, alive, commits)
+                    max_keys = max(max_keys, cache.index.entries.count + t)
+        x = torch.empty(1, t, a.hc_mult, a.dim)
+        out = None
+        if logits != "none":
+            out = torch.empty(1, t if logits == "all" else 1, a.vocab_size)
         with self._lock:
             if max_keys > self._scratch_keys:
                 self._scratch_keys = max(max_keys, 2 * self._scratch_keys, 1024)
-                self._scratch = torch.empty(self.lib.v4_step_scratch(ctypes.byref(self.weights), self._scratch_keys))
-            rc = self.lib.v4_decode_step(ctypes.byref(self.weights), self._steps, pos, token, x.data_ptr(),
-                                         None if logits is None else logits.data_ptr(), self._scratch.data_ptr())  # fmt: skip
+                size = self.lib.v4_step_scratch(ctypes.byref(self.weights), cpu.MAX_TOKENS, self._scratch_keys)
+                self._scratch = torch.empty(size)
+            rc = self.lib.v4_decode_step(
+                ctypes.byref(self.weights), self._steps, pos, ids.data_ptr(), t, x.data_ptr(),
+                cpu.LOGITS_MODES[logits], None if out is None else out.data_ptr(), self._scratch.data_ptr(),
+            )  # fmt: skip
         if rc:
             raise RuntimeError(f"v4_decode_step failed ({rc}) at position {pos}: the state does not match it")
         for target, what, value in commits:
             if what == "window":
-                target.window, target.undo_window = value, None
-            elif what == "open":
-                target.pending_kv, target.pending_gate = value[0], value[1]
-                target.undo = None
-            else:  # "closed"
-                empty = self._empty_rows(value[0])
-                target.pending_kv = target.pending_gate = empty
-                if value[1] is not None:
-                    target.prev_kv, target.prev_gate = value[1][0], value[1][1]
-                target.entries.grow(1)
-                target.undo = None
-        state.pos = pos + 1
-        return logits, x
+                target.window = value[0]
+                target.undo_window = value[1] if undo else None
+            else:
+                self._commit(target, *value)
+        state.pos = pos + t
+        return out, x
 
-    def _prepare(self, cs: cpu.CompressorStep, comp: CompressorState, cw: cpu.CompressorWeights, pos: int,
-                 entry_cis: int | None, alive: list, commits: list) -> None:  # fmt: skip
+    def _prepare(self, cs: cpu.CompressorStep, comp: CompressorState, cw: cpu.CompressorWeights, t: int,
+                 undo: bool, alive: list, commits: list) -> None:  # fmt: skip
         """Points `cs` at this compressor's state and at fresh tensors for its next state."""
         m, width, d = cw.ratio, cw.width, cw.out_dim
-        pending = comp.pending_kv
+        pending, pending_gate, prev, prev_gate = comp.pending_kv, comp.pending_gate, comp.prev_kv, comp.prev_gate
         n_pending = 0 if pending is None else pending.shape[1]
         cs.n_pending = n_pending
         if n_pending:
-            kv, gate = pending.contiguous(), comp.pending_gate.contiguous()
+            kv, gate = pending.contiguous(), pending_gate.contiguous()
             alive += (kv, gate)
             cs.pending_kv, cs.pending_gate = kv.data_ptr(), gate.data_ptr()
         else:
             cs.pending_kv = cs.pending_gate = None
+        closed, rest = divmod(n_pending + t, m)
+        nxt = torch.empty(2, 1, rest, width) if rest else None
+        cs.next_pending_kv = None if nxt is None else nxt.data_ptr()
+        cs.next_pending_gate = None if nxt is None else nxt.data_ptr() + rest * width * _FLOAT
+        rows = torch.empty(2, 1, t, width) if undo else None
+        cs.chunk_kv = None if rows is None else rows.data_ptr()
+        cs.chunk_gate = None if rows is None else rows.data_ptr() + t * width * _FLOAT
+        next_prev = None
+        if m == 4:
+            if prev is not None:
+                pk, pg = prev.contiguous(), prev_gate.contiguous()
+                alive += (pk, pg)
+                cs.prev_kv, cs.prev_gate = pk.data_ptr(), pg.data_ptr()
+            else:
+                cs.prev_kv = cs.prev_gate = None
+            if closed:
+                next_prev = torch.empty(2, 1, m, d)
+            cs.next_prev_kv = None if next_prev is None else next_prev.data_ptr()
+            cs.next_prev_gate = None if next_prev is None else next_prev.data_ptr() + m * d * _FLOAT
         view = comp.entries
-        like = self._empty_rows(d)
-        if entry_cis is None:  # the window stays open
-            nxt = torch.empty(2, 1, n_pending + 1, width)
-            cs.next_pending_kv = nxt.data_ptr()
-            cs.next_pending_gate = nxt.data_ptr() + (n_pending + 1) * width * _FLOAT
-            data = view.tensor()
-            cs.entries = None if data is None else view.buf.data.data_ptr()
-            commits.append((comp, "open", nxt))
+        before = view.count
+        if closed:
+            cs.entries = view.reserve(closed, self._empty_rows(d)).data_ptr()
         else:
-            data = view.reserve(1, like)
-            cs.entries = data.data_ptr()
-            cs.entry_cis = entry_cis
-            prev = None
-            if m == 4:
-                if comp.prev_kv is not None:
-                    pk, pg = comp.prev_kv.contiguous(), comp.prev_gate.contiguous()
-                    alive += (pk, pg)
-                    cs.prev_kv, cs.prev_gate = pk.data_ptr(), pg.data_ptr()
-                else:
-                    cs.prev_kv = cs.prev_gate = None
-                prev = torch.empty(2, 1, m, d)
-                cs.next_prev_kv = prev.data_ptr()
-                cs.next_prev_gate = prev.data_ptr() + m * d * _FLOAT
-            commits.append((comp, "closed", (width, prev)))
-        cs.n_entries = view.count
+            cs.entries = None if view.buf is None else view.buf.data.data_ptr()
+        cs.n_entries = before
+        record = None
+        if undo:
+            record = CompressorUndo(m, m == 4, pending, pending_gate, prev, prev_gate, before, rows[0], rows[1])
+        commits.append((comp, "comp", (width, nxt, next_prev, closed, record)))
 
-    def _cis(self, rotary, pos: int, alive: list) -> int:
-        """Address of the (cos, sin) pairs of `rotary` at `pos`."""
-        table = self._tables[id(rotary)][1]
-        if pos < table.shape[0]:
-            return table.data_ptr() + pos * table.shape[1] * 2 * _FLOAT
-        row = torch.view_as_real(rotary.at(torch.tensor([pos]))).contiguous()
-        alive.append(row)
-        return row.data_ptr()
+    def _commit(self, comp: CompressorState, width: int, nxt, next_prev, closed: int, record) -> None:
+        if nxt is None:
+            comp.pending_kv = comp.pending_gate = self._empty_rows(width)
+        else:
+            comp.pending_kv, comp.pending_gate = nxt[0], nxt[1]
+        if next_prev is not None:
+            comp.prev_kv, comp.prev_gate = next_prev[0], next_prev[1]
+        if closed:
+            comp.entries.grow(closed)
+        comp.undo = record
 
     def _empty_rows(self, width: int) -> torch.Tensor:
         if width not in self._empty:

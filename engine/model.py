@@ -544,11 +544,10 @@ class Transformer(nn.Module):
         b, t = ids.shape
         if start + t > self.args.max_seq_len:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_seq_len={self.args.max_seq_len}")
-        if b == 1 and t == 1 and state is not None and ctx is None and self.decode_kernel:
+        if b == 1 and t <= decode_step.MAX_TOKENS and state is not None and ctx is None and self.decode_kernel:
             step = self._decode_step(ids)
-            if step is not None:  # plain CPU decode: the whole step in one C call
-                out, streams = step(int(ids), state, logits != "none")
-                return ForwardOutput(out, streams)
+            if step is not None:  # CPU decode / verification: the whole forward in one C call
+                return ForwardOutput(*step(ids, state, logits))
         x = self.embed(ids).float().unsqueeze(2).expand(b, t, self.args.hc_mult, self.args.dim).contiguous()
         for i, layer in enumerate(self.layers):
             x = layer(x, ids, start, state.layers[i] if state is not None else None, ctx)

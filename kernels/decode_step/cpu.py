@@ -19,6 +19,8 @@ i64 = ctypes.c_int64
 ptr = ctypes.c_void_p
 
 SCORE_FUNCS = {"softmax": 0, "sigmoid": 1, "sqrtsoftplus": 2}
+MAX_TOKENS = 16  # step.c MAX_TOKENS
+LOGITS_MODES = {"none": 0, "last": 1, "all": 2}
 
 
 class CompressorWeights(ctypes.Structure):
@@ -35,7 +37,8 @@ class LayerWeights(ctypes.Structure):
                                     "kv_norm", "wo_a", "wo_b", "attn_sink")]  # fmt: skip
         + [("comp", CompressorWeights), ("index_comp", CompressorWeights)]
         + [(name, ptr) for name in ("index_wq_b", "index_weights_proj", "gate", "gate_bias", "tid2eid",
-                                    "w1", "w2", "w3", "sw1", "sw2", "sw3")]  # fmt: skip
+                                    "w1", "w2", "w3", "sw1", "sw2", "sw3", "cis_table", "inv_freq")]  # fmt: skip
+        + [("table_rows", i64)]
     )
 
 
@@ -54,12 +57,12 @@ class CompressorStep(ctypes.Structure):
     _fields_ = [
         ("pending_kv", ptr), ("pending_gate", ptr), ("n_pending", i64), ("prev_kv", ptr), ("prev_gate", ptr),
         ("next_pending_kv", ptr), ("next_pending_gate", ptr), ("next_prev_kv", ptr), ("next_prev_gate", ptr),
-        ("entries", ptr), ("n_entries", i64), ("entry_cis", ptr),
+        ("chunk_kv", ptr), ("chunk_gate", ptr), ("entries", ptr), ("n_entries", i64),
     ]  # fmt: skip
 
 
 class LayerStep(ctypes.Structure):
-    _fields_ = [("cis", ptr), ("window", ptr), ("n_window", i64), ("next_window", ptr),
+    _fields_ = [("window", ptr), ("n_window", i64), ("next_window", ptr), ("chunk_kv", ptr),
                 ("comp", CompressorStep), ("index_comp", CompressorStep)]  # fmt: skip
 
 
@@ -68,9 +71,9 @@ def library() -> ctypes.CDLL | None:
     lib = cbuild.load(_SOURCE, *_LINKED)
     if lib is not None and not getattr(lib, "_typed", False):
         lib.v4_decode_step.restype = ctypes.c_int
-        lib.v4_decode_step.argtypes = [ctypes.POINTER(ModelWeights), ctypes.POINTER(LayerStep), i64, i64, ptr,
-                                       ptr, ptr]  # fmt: skip
+        lib.v4_decode_step.argtypes = [ctypes.POINTER(ModelWeights), ctypes.POINTER(LayerStep), i64, ptr, i64, ptr,
+                                       i64, ptr, ptr]  # fmt: skip
         lib.v4_step_scratch.restype = i64
-        lib.v4_step_scratch.argtypes = [ctypes.POINTER(ModelWeights), i64]
+        lib.v4_step_scratch.argtypes = [ctypes.POINTER(ModelWeights), i64, i64]
         lib._typed = True
     return lib

@@ -1,17 +1,19 @@
-/* One decoded token through a whole V4 model on the CPU, float32, in one call.
+/* A few tokens (decode, speculative verification) through a whole V4 model on the CPU, float32,
+ * in one call.
  *
- * The same math as engine/model.py (see ../shared/design/v4-model.md) for one token at position
- * `pos` with batch 1 and no autograd: per block mHC pre -> attention (low-rank query, shared K=V
- * row, sliding window, HCA/CSA compressors, lightning indexer top-k, sinks, inverse RoPE,
- * grouped output projection) -> mHC post -> mHC pre -> MoE (hash or scored routing, SwiGLU
+ * The same math as engine/model.py (see ../shared/design/v4-model.md) for T consecutive tokens
+ * from position `pos`, batch 1, no autograd: per block mHC pre -> attention (low-rank query,
+ * shared K=V row, sliding window, HCA/CSA compressors, lightning indexer top-k, sinks, inverse
+ * RoPE, grouped output projection) -> mHC post -> mHC pre -> MoE (hash or scored routing, SwiGLU
  * experts, shared expert) -> mHC post; then the hc head, the final norm and the vocabulary head.
  *
  * Why: a torch decode step of a small model is ~600 tiny ops whose dispatch costs several times
- * the arithmetic; here the cost is reading the weights once. The caller (deepfim.engine.
- * decode_step) owns every state tensor: this file reads the previous state and writes the next
- * one into buffers it is handed, so snapshots that share the old tensors stay valid.
- * The attention itself and the mHC pre-mix are the kernels of sparse_attn/decode.c and
- * mhc/mhc.c, linked into the same library.
+ * the arithmetic; here the cost is reading the weights once per call, whatever T is (every
+ * weight row is applied to the T tokens while it is in L1), which is what makes verifying
+ * speculative drafts nearly free. The caller (deepfim.engine.decode_step) owns every state
+ * tensor: this file reads the previous state and writes the next one into buffers it is handed,
+ * so snapshots that share the old tensors stay valid. The attention itself and the mHC pre-mix
+ * are the kernels of sparse_attn/decode.c and mhc/mhc.c, linked into the same library.
  */
 #include <math.h>
 #include <stdint.h>
@@ -26,6 +28,7 @@ int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *
                int64_t dim, int iters, float eps, float norm_eps, float *u, float *post, float *comb);
 
 enum { SCORE_SOFTMAX = 0, SCORE_SIGMOID = 1, SCORE_SQRTSOFTPLUS = 2 };
+enum { MAX_TOKENS = 16, MAX_ACTIVE = 64, MAX_STREAMS = 8 };
 
 /* ---- weights (filled once per model by the caller; row-major, as the torch parameters) ---- */
 
@@ -47,6 +50,10 @@ typedef struct {
     const int64_t *tid2eid;        /* [vocab, K] for hash layers, else NULL */
     const float *w1, *w2, *w3;     /* [E, inter, dim], [E, dim, inter], [E, inter, dim] */
     const float *sw1, *sw2, *sw3;  /* shared expert [S, dim], [dim, S], [S, dim] or NULL */
+    /* RoPE of this layer: (cos, sin) pairs [table_rows, rope_dim / 2] and the inverse frequencies
+     * for positions past the table */
+    const float *cis_table, *inv_freq;
+    int64_t table_rows;
 } LayerWeights;
 
 typedef struct {
@@ -59,24 +66,24 @@ typedef struct {
     const LayerWeights *layers;
 } ModelWeights;
 
-/* ---- per-step state, in and out ---- */
+/* ---- per-call state, in and out ---- */
 
 typedef struct {
     const float *pending_kv, *pending_gate; /* [n_pending, width]: the open window's tokens */
     int64_t n_pending;                      /* must be pos % ratio */
     const float *prev_kv, *prev_gate;       /* CSA: [ratio, out_dim] A-halves of the last closed window, or NULL */
-    float *next_pending_kv, *next_pending_gate; /* [n_pending + 1, width] when the window stays open */
-    float *next_prev_kv, *next_prev_gate;       /* CSA: [ratio, out_dim] when the window closes */
-    float *entries;                             /* rows [n_entries + 1, out_dim]: a new entry goes to row n_entries */
+    float *next_pending_kv, *next_pending_gate; /* [(n_pending + T) % ratio, width] */
+    float *next_prev_kv, *next_prev_gate;       /* CSA: [ratio, out_dim], written when a window closes */
+    float *chunk_kv, *chunk_gate;               /* [T, width] this call's rows (gate incl. ape), or NULL */
+    float *entries; /* rows [n_entries + (n_pending + T) / ratio, out_dim]: new entries from row n_entries */
     int64_t n_entries;
-    const float *entry_cis; /* [rope_dim / 2] (cos, sin) at the closing window's first position */
 } CompressorStep;
 
 typedef struct {
-    const float *cis;    /* [rope_dim / 2] (cos, sin) at pos, this layer's rotary */
     const float *window; /* [n_window, head_dim] raw kv rows of positions pos - n_window .. pos - 1 */
     int64_t n_window;
-    float *next_window;  /* [min(n_window + 1, window - 1), head_dim] */
+    float *next_window;  /* [min(n_window + T, window - 1), head_dim] */
+    float *chunk_kv;     /* [T, head_dim] this call's raw kv rows, or NULL */
     CompressorStep comp, index_comp;
 } LayerStep;
 
@@ -96,57 +103,70 @@ static inline float hsum16(v16 v) {
     return s;
 }
 
-/* y[out] = W[out, in] x[in]: four rows at a time so each load of x feeds four accumulators. */
-static void matvec(const float *w, const float *x, float *y, int64_t out, int64_t in) {
-    int64_t in16 = in & ~(int64_t)15, o = 0;
-    for (; o + 4 <= out; o += 4) {
-        const float *w0 = w + o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-        for (int64_t i = 0; i < in16; i += 16) {
-            v16 xv = load16(x + i);
-            a0 += load16(w0 + i) * xv;
-            a1 += load16(w1 + i) * xv;
-            a2 += load16(w2 + i) * xv;
-            a3 += load16(w3 + i) * xv;
-        }
-        float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);
-        for (int64_t i = in16; i < in; i++) {
-            s0 += w0[i] * x[i];
-            s1 += w1[i] * x[i];
-            s2 += w2[i] * x[i];
-            s3 += w3[i] * x[i];
-        }
-        y[o] = s0, y[o + 1] = s1, y[o + 2] = s2, y[o + 3] = s3;
-    }
-    for (; o < out; o++) {
-        const float *w0 = w + o * in;
-        v16 a0 = {0};
-        for (int64_t i = 0; i < in16; i += 16) a0 += load16(w0 + i) * load16(x + i);
-        float s = hsum16(a0);
-        for (int64_t i = in16; i < in; i++) s += w0[i] * x[i];
-        y[o] = s;
-    }
+static inline float dot(const float *a, const float *b, int64_t n) {
+    v16 acc = {0};
+    int64_t n16 = n & ~(int64_t)15;
+    for (int64_t i = 0; i < n16; i += 16) acc += load16(a + i) * load16(b + i);
+    float s = hsum16(acc);
+    for (int64_t i = n16; i < n; i++) s += a[i] * b[i];
+    return s;
 }
 
-static float sum_squares(const float *x, int64_t n) {
-    v16 a = {0};
-    int64_t n16 = n & ~(int64_t)15;
-    for (int64_t i = 0; i < n16; i += 16) {
-        v16 v = load16(x + i);
-        a += v * v;
+/* y[0..4) = four weight rows (`in` floats apart) times x: four independent accumulator chains. */
+static inline void rows4(const float *w, const float *x, int64_t in, float *y) {
+    const float *w0 = w, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+    int64_t in16 = in & ~(int64_t)15;
+    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    for (int64_t i = 0; i < in16; i += 16) {
+        v16 xv = load16(x + i);
+        a0 += load16(w0 + i) * xv;
+        a1 += load16(w1 + i) * xv;
+        a2 += load16(w2 + i) * xv;
+        a3 += load16(w3 + i) * xv;
     }
-    float s = hsum16(a);
-    for (int64_t i = n16; i < n; i++) s += x[i] * x[i];
-    return s;
+    float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);
+    for (int64_t i = in16; i < in; i++) {
+        s0 += w0[i] * x[i];
+        s1 += w1[i] * x[i];
+        s2 += w2[i] * x[i];
+        s3 += w3[i] * x[i];
+    }
+    y[0] = s0, y[1] = s1, y[2] = s2, y[3] = s3;
+}
+
+/* Y[t, out] = W[out, in] X[t, in] for t < T, rows of X and Y `ldx` / `ldy` floats apart. Four
+ * weight rows at a time are read from memory once and applied to every token while in L1. */
+static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out, int64_t in,
+                   int64_t T) {
+    int64_t o = 0;
+    float four[4];
+    for (; o + 4 <= out; o += 4)
+        for (int64_t t = 0; t < T; t++) {
+            rows4(w + o * in, x + t * ldx, in, four);
+            memcpy(y + t * ldy + o, four, sizeof four);
+        }
+    for (; o < out; o++)
+        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot(w + o * in, x + t * ldx, in);
 }
 
 /* F.rms_norm(x, weight, eps) in place; weight NULL = unweighted */
 static void rms_norm(float *x, const float *weight, int64_t n, float eps) {
-    float inv = 1.0f / sqrtf(sum_squares(x, n) / (float)n + eps);
+    float inv = 1.0f / sqrtf(dot(x, x, n) / (float)n + eps);
     if (weight)
         for (int64_t i = 0; i < n; i++) x[i] = x[i] * inv * weight[i];
     else
         for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+/* (cos, sin) pairs of a layer's RoPE at `pos`: a table row, or computed like model.py Rotary.at */
+static const float *cis_at(const LayerWeights *L, int64_t pos, int64_t rope_dim, float *buf) {
+    if (pos < L->table_rows) return L->cis_table + pos * rope_dim;
+    for (int64_t i = 0; i < rope_dim / 2; i++) {
+        float angle = (float)pos * L->inv_freq[i];
+        buf[2 * i] = cosf(angle);
+        buf[2 * i + 1] = sinf(angle);
+    }
+    return buf;
 }
 
 /* model.py apply_rope: the trailing rope_dim dims of x are (re, im) pairs rotated by cis */
@@ -174,26 +194,26 @@ static void swiglu(float *gate, const float *up, int64_t n, float limit, float w
     }
 }
 
-/* ---- blocks ---- */
+/* ---- compressor, indexer, attention ---- */
 
-/* Pools a closed window (kernels/compressor/ref.py pool_windows for one window) into `entry`. */
-static void pool_window(const CompressorWeights *cw, const CompressorStep *cs, const float *kv, const float *gate,
-                        float *entry) {
+/* kernels/compressor/ref.py pool_windows for one window: rows kv/gate [m, c]; prev: CSA A-halves
+ * of the window before ([m, d], or NULL for none) */
+static void pool_window(const CompressorWeights *cw, const float *kv, const float *gate, const float *prev_kv,
+                        const float *prev_gate, int64_t prev_ld, float *entry) {
     int64_t m = cw->ratio, c = cw->width, d = cw->out_dim;
     int overlap = m == 4;
+    int64_t off = overlap ? d : 0; /* CSA: B-halves of this window */
     for (int64_t ch = 0; ch < d; ch++) {
-        /* slots: CSA = A-halves of the previous window (if any), then B-halves of this one */
         float mx = -INFINITY;
-        int64_t off = overlap ? d : 0;
-        if (overlap && cs->prev_kv)
-            for (int64_t s = 0; s < m; s++) mx = fmaxf(mx, cs->prev_gate[s * d + ch]);
+        if (overlap && prev_kv)
+            for (int64_t s = 0; s < m; s++) mx = fmaxf(mx, prev_gate[s * prev_ld + ch]);
         for (int64_t s = 0; s < m; s++) mx = fmaxf(mx, gate[s * c + off + ch]);
         float z = 0.f, acc = 0.f;
-        if (overlap && cs->prev_kv)
+        if (overlap && prev_kv)
             for (int64_t s = 0; s < m; s++) {
-                float e = expf(cs->prev_gate[s * d + ch] - mx);
+                float e = expf(prev_gate[s * prev_ld + ch] - mx);
                 z += e;
-                acc += e * cs->prev_kv[s * d + ch];
+                acc += e * prev_kv[s * prev_ld + ch];
             }
         for (int64_t s = 0; s < m; s++) {
             float e = expf(gate[s * c + off + ch] - mx);
@@ -204,33 +224,52 @@ static void pool_window(const CompressorWeights *cw, const CompressorStep *cs, c
     }
 }
 
-/* model.py Compressor.forward for one token; returns 1 when it closed a window (new entry). */
-static int compressor_step(const CompressorWeights *cw, CompressorStep *cs, const float *x, int64_t dim,
-                           int64_t pos, int64_t rope_dim, float norm_eps, float *scratch) {
-    int64_t m = cw->ratio, c = cw->width, d = cw->out_dim;
-    float *kv = scratch, *gate = scratch + m * c; /* the window's rows [m, c] */
-    int64_t r = cs->n_pending;
-    memcpy(kv, cs->pending_kv, sizeof(float) * r * c);
-    memcpy(gate, cs->pending_gate, sizeof(float) * r * c);
-    matvec(cw->wkv, x, kv + r * c, c, dim);
-    matvec(cw->wgate, x, gate + r * c, c, dim);
-    const float *ape = cw->ape + (pos % m) * c;
-    for (int64_t i = 0; i < c; i++) gate[r * c + i] += ape[i];
-    if (r + 1 < m) {
-        memcpy(cs->next_pending_kv, kv, sizeof(float) * (r + 1) * c);
-        memcpy(cs->next_pending_gate, gate, sizeof(float) * (r + 1) * c);
-        return 0;
+/* model.py Compressor.forward for T tokens x [T, dim]; returns the number of windows closed (new
+ * entries written from row n_entries). scratch: 2 * (ratio + T) * width floats. */
+static int64_t compressor_step(const LayerWeights *L, const CompressorWeights *cw, CompressorStep *cs,
+                               const float *x, int64_t dim, int64_t pos, int64_t T, int64_t rope_dim,
+                               float norm_eps, float *scratch) {
+    int64_t m = cw->ratio, c = cw->width, d = cw->out_dim, r = cs->n_pending, rows = r + T;
+    float *kv = scratch, *gate = scratch + rows * c; /* the open window's rows, then this call's */
+    if (r) {
+        memcpy(kv, cs->pending_kv, sizeof(float) * r * c);
+        memcpy(gate, cs->pending_gate, sizeof(float) * r * c);
     }
-    float *entry = cs->entries + cs->n_entries * d;
-    pool_window(cw, cs, kv, gate, entry);
-    if (m == 4)
+    matmul(cw->wkv, x, dim, kv + r * c, c, c, dim, T);
+    matmul(cw->wgate, x, dim, gate + r * c, c, c, dim, T);
+    for (int64_t t = 0; t < T; t++) {
+        const float *ape = cw->ape + ((pos + t) % m) * c;
+        for (int64_t i = 0; i < c; i++) gate[(r + t) * c + i] += ape[i];
+    }
+    if (cs->chunk_kv) {
+        memcpy(cs->chunk_kv, kv + r * c, sizeof(float) * T * c);
+        memcpy(cs->chunk_gate, gate + r * c, sizeof(float) * T * c);
+    }
+    int64_t closed = rows / m, rest = rows % m;
+    if (rest) {
+        memcpy(cs->next_pending_kv, kv + closed * m * c, sizeof(float) * rest * c);
+        memcpy(cs->next_pending_gate, gate + closed * m * c, sizeof(float) * rest * c);
+    }
+    int64_t first_window = (pos - r) / m;
+    float cis_buf[1024];
+    for (int64_t w = 0; w < closed; w++) {
+        const float *wkv = kv + w * m * c, *wgate = gate + w * m * c;
+        float *entry = cs->entries + (cs->n_entries + w) * d;
+        if (w == 0)
+            pool_window(cw, wkv, wgate, cs->prev_kv, cs->prev_gate, d, entry);
+        else /* the A-halves of the window before are the first d of its rows */
+            pool_window(cw, wkv, wgate, wkv - m * c, wgate - m * c, c, entry);
+        rms_norm(entry, cw->norm, d, norm_eps);
+        rope(entry, d, cis_at(L, (first_window + w) * m, rope_dim, cis_buf), rope_dim, 0);
+    }
+    if (m == 4 && closed > 0) {
+        const float *last_kv = kv + (closed - 1) * m * c, *last_gate = gate + (closed - 1) * m * c;
         for (int64_t s = 0; s < m; s++) {
-            memcpy(cs->next_prev_kv + s * d, kv + s * c, sizeof(float) * d);
-            memcpy(cs->next_prev_gate + s * d, gate + s * c, sizeof(float) * d);
+            memcpy(cs->next_prev_kv + s * d, last_kv + s * c, sizeof(float) * d);
+            memcpy(cs->next_prev_gate + s * d, last_gate + s * c, sizeof(float) * d);
         }
-    rms_norm(entry, cw->norm, d, norm_eps);
-    rope(entry, d, cs->entry_cis, rope_dim, 0);
-    return 1;
+    }
+    return closed;
 }
 
 typedef struct {
@@ -238,129 +277,141 @@ typedef struct {
     int64_t index;
 } Scored;
 
-static int by_score_desc(const void *a, const void *b) {
-    float x = ((const Scored *)a)->score, y = ((const Scored *)b)->score;
-    if (x != y) return x > y ? -1 : 1;
-    int64_t i = ((const Scored *)a)->index, j = ((const Scored *)b)->index;
-    return (i > j) - (i < j);
+/* strict weak order: higher score first, then lower index */
+static int before(const Scored *a, const Scored *b) {
+    return a->score > b->score || (a->score == b->score && a->index < b->index);
 }
 
-/* Keeps the k best of n scores (min-heap of k), written best first into idx; returns k. */
-static int64_t top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, Scored *heap) {
-    if (k > n) k = n;
-    int64_t size = 0;
-    for (int64_t i = 0; i < n; i++) {
+static int by_score_desc(const void *a, const void *b) {
+    return before(a, b) ? -1 : before(b, a) ? 1 : 0;
+}
+
+/* The min(k, n) best of n scores, best first, into idx; the rest of idx[0..k) gets -1.
+ * heap: a min-heap (worst kept at the root) of up to k entries. */
+static void top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, Scored *heap) {
+    int64_t keep = k < n ? k : n, size = 0;
+    for (int64_t i = 0; i < n && keep > 0; i++) {
         Scored s = {scores[i], i};
-        if (size < k) {
+        if (size < keep) { /* sift up while the parent is better than s */
             int64_t j = size++;
-            while (j > 0 && by_score_desc(&heap[(j - 1) / 2], &s) < 0) { /* parent better: sift up */
+            while (j > 0 && before(&heap[(j - 1) / 2], &s)) {
                 heap[j] = heap[(j - 1) / 2];
                 j = (j - 1) / 2;
             }
             heap[j] = s;
-        } else if (k > 0 && by_score_desc(&s, &heap[0]) < 0) { /* better than the worst kept */
+        } else if (before(&s, &heap[0])) { /* replaces the worst kept: sift down */
             int64_t j = 0;
             for (;;) {
-                int64_t l = 2 * j + 1, w = j;
-                const Scored *worst = &s;
-                if (l < k && by_score_desc(&heap[l], worst) > 0) w = l, worst = &heap[l];
-                if (l + 1 < k && by_score_desc(&heap[l + 1], worst) > 0) w = l + 1;
-                if (w == j) break;
-                heap[j] = heap[w];
-                j = w;
+                int64_t l = 2 * j + 1, worst = j;
+                const Scored *w = &s;
+                if (l < keep && before(w, &heap[l])) worst = l, w = &heap[l];
+                if (l + 1 < keep && before(w, &heap[l + 1])) worst = l + 1;
+                if (worst == j) break;
+                heap[j] = heap[worst];
+                j = worst;
             }
             heap[j] = s;
         }
     }
-    qsort(heap, (size_t)k, sizeof(Scored), by_score_desc);
-    for (int64_t i = 0; i < k; i++) idx[i] = heap[i].index;
-    return k;
+    qsort(heap, (size_t)size, sizeof(Scored), by_score_desc);
+    for (int64_t i = 0; i < k; i++) idx[i] = i < size ? heap[i].index : -1;
 }
 
-/* model.py Indexer.forward for one query over the n_keys visible keys: top-k entry indices. */
-static int64_t indexer_select(const ModelWeights *M, const LayerWeights *L, const float *x, const float *c_q,
-                              const float *cis, const float *keys, int64_t n_keys, int64_t *selected,
-                              float *scratch) {
+/* model.py Indexer.forward: for each token the top-k of its visible keys, k = min(topk, n_keys). */
+static void indexer_select(const ModelWeights *M, const LayerWeights *L, const float *x, const float *c_q,
+                           const float *const *cis, const float *keys, int64_t n_keys, int64_t pos, int64_t T,
+                           int64_t k, int64_t *selected, float *scratch) {
     int64_t h = M->index_heads, d = M->index_dim;
-    float *q = scratch, *w = q + h * d, *scores = w + h;
+    float *q = scratch, *w = q + T * h * d, *scores = w + T * h;
     Scored *heap = (Scored *)(((uintptr_t)(scores + n_keys) + 15) & ~(uintptr_t)15);
-    matvec(L->index_wq_b, c_q, q, h * d, M->q_lora);
-    for (int64_t i = 0; i < h; i++) rope(q + i * d, d, cis, M->rope_dim, 0);
-    matvec(L->index_weights_proj, x, w, h, M->dim);
+    matmul(L->index_wq_b, c_q, M->q_lora, q, h * d, h * d, M->q_lora, T);
+    matmul(L->index_weights_proj, x, M->dim, w, h, h, M->dim, T);
     float head_scale = 1.0f / sqrtf((float)h), dot_scale = 1.0f / sqrtf((float)d);
-    for (int64_t i = 0; i < h; i++) w[i] *= head_scale;
-    for (int64_t e = 0; e < n_keys; e++) {
-        float total = 0.f;
+    for (int64_t t = 0; t < T; t++) {
+        float *qt = q + t * h * d, *wt = w + t * h;
         for (int64_t i = 0; i < h; i++) {
-            const float *qi = q + i * d, *k = keys + e * d;
-            v16 a = {0};
-            int64_t d16 = d & ~(int64_t)15;
-            for (int64_t j = 0; j < d16; j += 16) a += load16(qi + j) * load16(k + j);
-            float s = hsum16(a);
-            for (int64_t j = d16; j < d; j++) s += qi[j] * k[j];
-            s = s > 0.f ? s * dot_scale : 0.f;
-            total += s * w[i];
+            rope(qt + i * d, d, cis[t], M->rope_dim, 0);
+            wt[i] *= head_scale;
         }
-        scores[e] = total;
+        int64_t visible = (pos + t + 1) / 4;
+        if (visible > n_keys) visible = n_keys;
+        for (int64_t e = 0; e < visible; e++) {
+            float total = 0.f;
+            for (int64_t i = 0; i < h; i++) {
+                float s = dot(qt + i * d, keys + e * d, d);
+                total += (s > 0.f ? s * dot_scale : 0.f) * wt[i];
+            }
+            scores[e] = total;
+        }
+        top_k(scores, visible, k, selected + t * k, heap);
     }
-    return top_k(scores, n_keys, M->index_topk, selected, heap);
 }
 
 static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *st, const float *x, int64_t pos,
-                      float *out, float *scratch) {
-    int64_t dim = M->dim, hd = M->head_dim, heads = M->n_heads, r = M->rope_dim;
-    float *c_q = scratch, *q = c_q + M->q_lora, *raw = q + heads * hd;
-    float *o = raw + (st->n_window + 1) * hd, *low = o + heads * hd, *rest = low + M->o_groups * M->o_lora;
+                      int64_t T, float *out, float *scratch) {
+    int64_t dim = M->dim, hd = M->head_dim, heads = M->n_heads, r = M->rope_dim, ql = M->q_lora;
+    int64_t n_raw = st->n_window + T;
+    float *c_q = scratch, *q = c_q + T * ql, *raw = q + T * heads * hd, *o = raw + n_raw * hd;
+    float *low = o + T * heads * hd, *cis_buf = low + T * M->o_groups * M->o_lora;
+    float *rest = cis_buf + T * r;
+    const float *cis[MAX_TOKENS];
+    for (int64_t t = 0; t < T; t++) cis[t] = cis_at(L, pos + t, r, cis_buf + t * r);
 
-    matvec(L->wq_a, x, c_q, M->q_lora, dim);
-    rms_norm(c_q, L->q_norm, M->q_lora, M->norm_eps);
-    matvec(L->wq_b, c_q, q, heads * hd, M->q_lora);
-    for (int64_t h = 0; h < heads; h++) {
-        rms_norm(q + h * hd, NULL, hd, M->norm_eps);
-        rope(q + h * hd, hd, st->cis, r, 0);
-    }
-    /* raw rows: the window before this token, then its own kv */
-    memcpy(raw, st->window, sizeof(float) * st->n_window * hd);
+    matmul(L->wq_a, x, dim, c_q, ql, ql, dim, T);
+    for (int64_t t = 0; t < T; t++) rms_norm(c_q + t * ql, L->q_norm, ql, M->norm_eps);
+    matmul(L->wq_b, c_q, ql, q, heads * hd, heads * hd, ql, T);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < heads; h++) {
+            float *qh = q + (t * heads + h) * hd;
+            rms_norm(qh, NULL, hd, M->norm_eps);
+            rope(qh, hd, cis[t], r, 0);
+        }
+    /* raw rows: the window before this call, then the calls' own kv rows */
+    if (st->n_window) memcpy(raw, st->window, sizeof(float) * st->n_window * hd);
     float *kv = raw + st->n_window * hd;
-    matvec(L->wkv, x, kv, hd, dim);
-    rms_norm(kv, L->kv_norm, hd, M->norm_eps);
-    rope(kv, hd, st->cis, r, 0);
-    int64_t n_raw = st->n_window + 1, keep = M->window - 1 < n_raw ? M->window - 1 : n_raw;
+    matmul(L->wkv, x, dim, kv, hd, hd, dim, T);
+    for (int64_t t = 0; t < T; t++) {
+        rms_norm(kv + t * hd, L->kv_norm, hd, M->norm_eps);
+        rope(kv + t * hd, hd, cis[t], r, 0);
+    }
+    if (st->chunk_kv) memcpy(st->chunk_kv, kv, sizeof(float) * T * hd);
+    int64_t keep = M->window - 1 < n_raw ? M->window - 1 : n_raw;
     if (keep > 0) memcpy(st->next_window, raw + (n_raw - keep) * hd, sizeof(float) * keep * hd);
 
     const float *comp = NULL;
-    int64_t n_comp = 0, visible = 0, k = 0, *selected = NULL;
+    int64_t n_comp = 0, visible[MAX_TOKENS], k = 0, *selected = NULL;
     if (L->ratio) {
         CompressorStep *cs = &st->comp;
-        n_comp = cs->n_entries + compressor_step(&L->comp, cs, x, dim, pos, r, M->norm_eps, rest);
+        n_comp = cs->n_entries + compressor_step(L, &L->comp, cs, x, dim, pos, T, r, M->norm_eps, rest);
         comp = n_comp ? cs->entries : NULL;
-        visible = (pos + 1) / L->ratio;
+        for (int64_t t = 0; t < T; t++) visible[t] = (pos + t + 1) / L->ratio;
         if (L->ratio == 4) {
             CompressorStep *is = &st->index_comp;
-            int64_t n_keys = is->n_entries + compressor_step(&L->index_comp, is, x, dim, pos, r, M->norm_eps, rest);
+            int64_t n_keys = is->n_entries + compressor_step(L, &L->index_comp, is, x, dim, pos, T, r, M->norm_eps,
+                                                             rest);
+            k = M->index_topk < n_comp ? M->index_topk : n_comp;
             selected = (int64_t *)rest;
-            float *index_scratch = rest + 2 * (M->index_topk + 1);
-            k = indexer_select(M, L, x, c_q, st->cis, is->entries, n_keys < visible ? n_keys : visible, selected,
-                               index_scratch);
+            indexer_select(M, L, x, c_q, cis, is->entries, n_keys, pos, T, k, selected,
+                           rest + 2 * T * (M->index_topk + 1));
         }
     }
-    sparse_attn_fwd(q, raw, n_raw, pos - st->n_window, pos, M->window, comp, n_comp, &visible, selected, k,
-                    L->attn_sink, 1.0f / sqrtf((float)hd), 1, 1, heads, hd, o);
-    for (int64_t h = 0; h < heads; h++) rope(o + h * hd, hd, st->cis, r, 1);
-    int64_t group_in = heads * hd / M->o_groups;
+    sparse_attn_fwd(q, raw, n_raw, pos - st->n_window, pos, M->window, comp, n_comp, visible, selected, k,
+                    L->attn_sink, 1.0f / sqrtf((float)hd), 1, T, heads, hd, o);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < heads; h++) rope(o + (t * heads + h) * hd, hd, cis[t], r, 1);
+    int64_t group_in = heads * hd / M->o_groups, lr = M->o_groups * M->o_lora;
     for (int64_t g = 0; g < M->o_groups; g++)
-        matvec(L->wo_a + g * M->o_lora * group_in, o + g * group_in, low + g * M->o_lora, M->o_lora, group_in);
-    matvec(L->wo_b, low, out, dim, M->o_groups * M->o_lora);
+        matmul(L->wo_a + g * M->o_lora * group_in, o + g * group_in, heads * hd, low + g * M->o_lora, lr, M->o_lora,
+               group_in, T);
+    matmul(L->wo_b, low, lr, out, dim, dim, lr, T);
 }
 
-static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, int64_t token, float *out,
-                float *scratch) {
-    int64_t dim = M->dim, E = M->n_experts, K = M->n_active;
-    float *scores = scratch, *h1 = scores + E, *h3 = h1 + (M->inter > M->shared_inter ? M->inter : M->shared_inter);
-    float *y = h3 + (M->inter > M->shared_inter ? M->inter : M->shared_inter);
-    int64_t idx[64];
-    float weight[64];
-    matvec(L->gate, x, scores, E, dim);
+/* ---- MoE ---- */
+
+static void route(const ModelWeights *M, const LayerWeights *L, const float *x, int64_t token, int64_t *idx,
+                  float *weight, float *scores) {
+    int64_t E = M->n_experts, K = M->n_active;
+    matmul(L->gate, x, M->dim, scores, E, E, M->dim, 1);
     if (M->score_func == SCORE_SQRTSOFTPLUS) {
         for (int64_t e = 0; e < E; e++) scores[e] = sqrtf(scores[e] > 20.f ? scores[e] : log1pf(expf(scores[e])));
     } else if (M->score_func == SCORE_SIGMOID) {
@@ -389,29 +440,45 @@ static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, in
     float total = 0.f;
     for (int64_t j = 0; j < K; j++) total += (weight[j] = scores[idx[j]]);
     for (int64_t j = 0; j < K; j++) weight[j] = weight[j] / (total + 1e-20f) * M->route_scale;
+}
 
-    int64_t inter = M->inter;
-    for (int64_t j = 0; j < K; j++) {
-        int64_t e = idx[j];
-        matvec(L->w1 + e * inter * dim, x, h1, inter, dim);
-        matvec(L->w3 + e * inter * dim, x, h3, inter, dim);
-        swiglu(h1, h3, inter, M->swiglu_limit, weight[j]);
-        matvec(L->w2 + e * dim * inter, h1, j ? y : out, dim, inter);
-        if (j)
-            for (int64_t i = 0; i < dim; i++) out[i] += y[i];
+/* model.py MoE.forward for T tokens x [T, dim] into out [T, dim]. Tokens routed to the same
+ * expert go through it together (one read of its weights). */
+static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, const int64_t *tokens, int64_t T,
+                float *out, float *scratch) {
+    int64_t dim = M->dim, E = M->n_experts, K = M->n_active, inter = M->inter;
+    int64_t wide = inter > M->shared_inter ? inter : M->shared_inter;
+    float *scores = scratch, *xs = scores + E, *h1 = xs + T * dim, *h3 = h1 + T * wide, *y = h3 + T * wide;
+    int64_t idx[MAX_TOKENS][MAX_ACTIVE];
+    float weight[MAX_TOKENS][MAX_ACTIVE];
+    for (int64_t t = 0; t < T; t++) route(M, L, x + t * dim, tokens[t], idx[t], weight[t], scores);
+    memset(out, 0, sizeof(float) * T * dim);
+    for (int64_t e = 0; e < E; e++) {
+        int64_t users[MAX_TOKENS], n = 0;
+        float uw[MAX_TOKENS];
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t j = 0; j < K; j++)
+                if (idx[t][j] == e) users[n] = t, uw[n++] = weight[t][j];
+        if (n == 0) continue;
+        for (int64_t i = 0; i < n; i++) memcpy(xs + i * dim, x + users[i] * dim, sizeof(float) * dim);
+        matmul(L->w1 + e * inter * dim, xs, dim, h1, inter, inter, dim, n);
+        matmul(L->w3 + e * inter * dim, xs, dim, h3, inter, inter, dim, n);
+        for (int64_t i = 0; i < n; i++) swiglu(h1 + i * inter, h3 + i * inter, inter, M->swiglu_limit, uw[i]);
+        matmul(L->w2 + e * dim * inter, h1, inter, y, dim, dim, inter, n);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < dim; c++) out[users[i] * dim + c] += y[i * dim + c];
     }
-    if (K == 0) memset(out, 0, sizeof(float) * dim);
     if (L->sw1) {
         int64_t s = M->shared_inter;
-        matvec(L->sw1, x, h1, s, dim);
-        matvec(L->sw3, x, h3, s, dim);
-        swiglu(h1, h3, s, M->swiglu_limit, 1.0f);
-        matvec(L->sw2, h1, y, dim, s);
-        for (int64_t i = 0; i < dim; i++) out[i] += y[i];
+        matmul(L->sw1, x, dim, h1, s, s, dim, T);
+        matmul(L->sw3, x, dim, h3, s, s, dim, T);
+        for (int64_t t = 0; t < T; t++) swiglu(h1 + t * s, h3 + t * s, s, M->swiglu_limit, 1.0f);
+        matmul(L->sw2, h1, s, y, dim, dim, s, T);
+        for (int64_t i = 0; i < T * dim; i++) out[i] += y[i];
     }
 }
 
-/* mhc/ref.py hc_post in place: X'_j = post_j * f + sum_i comb[i, j] * X_i */
+/* mhc/ref.py hc_post in place for one token: X'_j = post_j * f + sum_i comb[i, j] * X_i */
 static void hc_post(float *x, const float *f, const float *post, const float *comb, int64_t n, int64_t dim,
                     float *copy) {
     memcpy(copy, x, sizeof(float) * n * dim);
@@ -425,66 +492,75 @@ static void hc_post(float *x, const float *f, const float *post, const float *co
     }
 }
 
-/* Floats of scratch a step needs with up to max_keys indexer keys (the caller allocates it). */
-int64_t v4_step_scratch(const ModelWeights *M, int64_t max_keys) {
+/* Floats of scratch a call of T tokens needs with up to max_keys indexer keys. */
+int64_t v4_step_scratch(const ModelWeights *M, int64_t T, int64_t max_keys) {
     int64_t wide = M->inter > M->shared_inter ? M->inter : M->shared_inter, max_ratio = 4;
     for (int64_t l = 0; l < M->n_layers; l++)
         if (M->layers[l].ratio > max_ratio) max_ratio = M->layers[l].ratio;
     int64_t comp_width = 2 * (M->head_dim > M->index_dim ? M->head_dim : M->index_dim);
-    int64_t k = M->index_topk < max_keys ? M->index_topk : max_keys;
     /* selected ids, q, weights, scores, an aligned heap of (score, index) pairs */
-    int64_t index = 2 * (M->index_topk + 1) + M->index_heads * (M->index_dim + 1) + max_keys + 4 + 4 * k;
-    int64_t rest = 2 * max_ratio * comp_width + index; /* a compressor's window, then the indexer */
+    int64_t index = 2 * T * (M->index_topk + 1) + T * M->index_heads * (M->index_dim + 1) + max_keys + 4 +
+                    4 * (M->index_topk < max_keys ? M->index_topk : max_keys);
+    int64_t comp = 2 * (max_ratio + T) * comp_width;
+    int64_t rest = comp > index ? comp : index; /* a compressor's rows, then the indexer */
     int64_t max_window = M->window > 1 ? M->window - 1 : 0;
-    int64_t attn = M->q_lora + M->n_heads * M->head_dim * 2 + (max_window + 1) * M->head_dim +
-                   M->o_groups * M->o_lora + rest;
-    int64_t ffn = M->n_experts + 2 * wide + M->dim;
-    int64_t hc = M->dim * (3 + M->n_hc) + M->n_hc * (M->n_hc + 1);
+    int64_t attn = T * (M->q_lora + 2 * M->n_heads * M->head_dim + M->o_groups * M->o_lora + M->rope_dim) +
+                   (max_window + T) * M->head_dim + rest;
+    int64_t ffn = M->n_experts + T * (M->dim * 2 + 2 * wide);
+    int64_t hc = T * (M->dim * 2 + M->n_hc * (M->dim + 1 + M->n_hc)) + M->n_hc * M->dim;
     return hc + (attn > ffn ? attn : ffn) + 64;
 }
 
-/* Runs one token through every block and, if logits != NULL, the head. x: [n_hc, dim] receives
- * the final residual streams. Returns 0; -1 for unsupported dimensions, -2 for a compressor state
- * that does not match pos (nothing was written then). */
-int v4_decode_step(const ModelWeights *M, LayerStep *steps, int64_t pos, int64_t token, float *x, float *logits,
-                   float *scratch) {
-    int64_t n = M->n_hc, dim = M->dim;
-    if (n > 8 || M->head_dim > 1024 || M->n_active > 64 || M->rope_dim > M->head_dim) return -1;
-    float *u = scratch, *f = u + dim, *copy = f + dim, *post = copy + n * dim, *comb = post + n;
-    float *work = comb + n * n;
+/* Runs T tokens from `pos` through every block, then the head for the last token (logits_mode 1)
+ * or every token (2) or none (0). x: [T, n_hc, dim] receives the final residual streams, logits
+ * [T or 1, vocab]. Returns 0; -1 for unsupported sizes, -2 for a compressor state that does not
+ * match pos (nothing was written then). */
+int v4_decode_step(const ModelWeights *M, LayerStep *steps, int64_t pos, const int64_t *tokens, int64_t T,
+                   float *x, int64_t logits_mode, float *logits, float *scratch) {
+    int64_t n = M->n_hc, dim = M->dim, nd = n * dim;
+    if (T < 1 || T > MAX_TOKENS || n > MAX_STREAMS || M->head_dim > 1024 || M->n_active > MAX_ACTIVE ||
+        M->rope_dim > 1024 || M->rope_dim > M->head_dim)
+        return -1;
     for (int64_t l = 0; l < M->n_layers; l++) {
         const LayerWeights *L = &M->layers[l];
         if ((L->ratio && steps[l].comp.n_pending != pos % L->ratio) ||
             (L->ratio == 4 && steps[l].index_comp.n_pending != pos % 4))
             return -2;
     }
-    for (int64_t i = 0; i < n; i++) memcpy(x + i * dim, M->embed + token * dim, sizeof(float) * dim);
+    float *u = scratch, *f = u + T * dim, *post = f + T * dim, *comb = post + T * n, *copy = comb + T * n * n;
+    float *work = copy + nd;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < n; i++) memcpy(x + t * nd + i * dim, M->embed + tokens[t] * dim, sizeof(float) * dim);
     for (int64_t l = 0; l < M->n_layers; l++) {
         const LayerWeights *L = &M->layers[l];
-        LayerStep *st = &steps[l];
-        hc_pre_fwd(x, L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, 1, (int)n, dim, (int)M->sinkhorn_iters,
+        hc_pre_fwd(x, L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, T, (int)n, dim, (int)M->sinkhorn_iters,
                    M->hc_eps, M->norm_eps, u, post, comb);
-        rms_norm(u, L->attn_norm, dim, M->norm_eps);
-        attention(M, L, st, u, pos, f, work);
-        hc_post(x, f, post, comb, n, dim, copy);
-        hc_pre_fwd(x, L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, 1, (int)n, dim, (int)M->sinkhorn_iters,
+        for (int64_t t = 0; t < T; t++) rms_norm(u + t * dim, L->attn_norm, dim, M->norm_eps);
+        attention(M, L, &steps[l], u, pos, T, f, work);
+        for (int64_t t = 0; t < T; t++) hc_post(x + t * nd, f + t * dim, post + t * n, comb + t * n * n, n, dim, copy);
+        hc_pre_fwd(x, L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, T, (int)n, dim, (int)M->sinkhorn_iters,
                    M->hc_eps, M->norm_eps, u, post, comb);
-        rms_norm(u, L->ffn_norm, dim, M->norm_eps);
-        moe(M, L, u, token, f, work);
-        hc_post(x, f, post, comb, n, dim, copy);
+        for (int64_t t = 0; t < T; t++) rms_norm(u + t * dim, L->ffn_norm, dim, M->norm_eps);
+        moe(M, L, u, tokens, T, f, work);
+        for (int64_t t = 0; t < T; t++) hc_post(x + t * nd, f + t * dim, post + t * n, comb + t * n * n, n, dim, copy);
     }
-    if (logits == NULL) return 0;
-    /* mhc/ref.py hc_head: sigmoid(mix * scale + base) + eps weights, no Sinkhorn */
-    float inv_rms = 1.0f / sqrtf(sum_squares(x, n * dim) / (float)(n * dim) + M->norm_eps);
-    float w[8];
-    matvec(M->hc_head_fn, x, w, n, n * dim);
-    for (int64_t i = 0; i < n; i++) w[i] = sigmoidf(w[i] * inv_rms * M->hc_head_scale[0] + M->hc_head_base[i]) + M->hc_eps;
-    for (int64_t d = 0; d < dim; d++) {
-        float acc = 0.f;
-        for (int64_t i = 0; i < n; i++) acc += w[i] * x[i * dim + d];
-        u[d] = acc;
+    if (logits_mode == 0) return 0;
+    int64_t first = logits_mode == 1 ? T - 1 : 0, rows = T - first;
+    /* mhc/ref.py hc_head: sigmoid(mix * scale + base) + eps weights, no Sinkhorn; then the norm */
+    for (int64_t t = first; t < T; t++) {
+        const float *xt = x + t * nd;
+        float inv_rms = 1.0f / sqrtf(dot(xt, xt, nd) / (float)nd + M->norm_eps), w[MAX_STREAMS];
+        matmul(M->hc_head_fn, xt, nd, w, n, n, nd, 1);
+        for (int64_t i = 0; i < n; i++)
+            w[i] = sigmoidf(w[i] * inv_rms * M->hc_head_scale[0] + M->hc_head_base[i]) + M->hc_eps;
+        float *ut = u + (t - first) * dim;
+        for (int64_t d = 0; d < dim; d++) {
+            float acc = 0.f;
+            for (int64_t i = 0; i < n; i++) acc += w[i] * xt[i * dim + d];
+            ut[d] = acc;
+        }
+        rms_norm(ut, M->norm, dim, M->norm_eps);
     }
-    rms_norm(u, M->norm, dim, M->norm_eps);
-    matvec(M->head, u, logits, M->vocab, dim);
+    matmul(M->head, u, dim, logits, M->vocab, M->vocab, dim, rows);
     return 0;
 }

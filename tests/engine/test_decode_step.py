@@ -32,11 +32,18 @@ def make_model(seed: int = 0, **overrides) -> Transformer:
     return m
 
 
-def decode(model: Transformer, state, ids: list[int], kernel: bool) -> torch.Tensor:
+def decode(model: Transformer, state, ids: list[int], kernel: bool, chunks: list[int] | None = None) -> torch.Tensor:
+    """Logits of `ids` fed from `state` one token at a time, or in calls of the `chunks` sizes."""
     model.decode_kernel = kernel
+    sizes = iter(chunks or [1] * len(ids))
+    out, i = [], 0
     try:
         with torch.no_grad():
-            return torch.cat([model(torch.tensor([[t]]), state).logits for t in ids], 1)
+            while i < len(ids):
+                n = next(sizes)
+                out.append(model(torch.tensor([ids[i : i + n]]), state).logits)
+                i += n
+        return torch.cat(out, 1)
     finally:
         model.decode_kernel = True
 
@@ -69,6 +76,44 @@ def test_c_step_equals_module_step_from_position_zero(name):
     slow = decode(model, slow_state, ids, kernel=False)
     assert (fast - slow).abs().max().item() <= TOL
     assert_same_state(fast_state, slow_state)
+
+
+@pytest.mark.parametrize("name", ["all-layer-types", "reordered-layer-types"])
+def test_multi_token_calls_equal_the_module_path(name):
+    """Calls of 2..16 tokens (speculative verification) cross window and compressor boundaries."""
+    model = make_model(**CONFIGS[name])
+    sizes = [2, 5, 16, 3, 7, 4, 1, 9, 16, 11, 13, 6, 8, 15, 10, 12, 14] * 3
+    ids = torch.randint(0, model.args.vocab_size, (sum(sizes),), generator=torch.Generator().manual_seed(5)).tolist()
+    fast_state, slow_state = model.new_state(), model.new_state()
+    fast = decode(model, fast_state, ids, kernel=True, chunks=sizes)
+    slow = decode(model, slow_state, ids, kernel=False, chunks=sizes)
+    assert (fast - slow).abs().max().item() <= TOL
+    assert_same_state(fast_state, slow_state)
+
+
+def test_keep_first_after_a_multi_token_call_equals_the_module_path():
+    """Rejected drafts are taken back from the C call's undo records exactly as from the modules'."""
+    model = make_model()
+    gen = torch.Generator().manual_seed(6)
+    prompt = torch.randint(0, model.args.vocab_size, (1, 126), generator=gen)
+    calls = [(torch.randint(0, model.args.vocab_size, (1, size), generator=gen), keep)
+             for size, keep in [(6, 2), (9, 9), (4, 1), (16, 7), (3, 3), (8, 5)]]  # fmt: skip
+    states = {}
+    for kernel in (True, False):
+        model.decode_kernel = kernel
+        with torch.no_grad():
+            state = model.new_state()
+            model(prompt, state)
+            for drafts, keep in calls:
+                start = state.pos
+                model(drafts, state)
+                if keep < drafts.shape[1]:
+                    state.keep_first(keep, start, model.args.window_size)
+        model.decode_kernel = True
+        states[kernel] = state
+    assert_same_state(states[True], states[False])
+    tail = [1, 2, 3, 4, 5, 6, 7, 8]
+    assert (decode(model, states[True], tail, True) - decode(model, states[False], tail, False)).abs().max() <= TOL
 
 
 def test_c_step_continues_a_chunked_prefill_and_feeds_a_later_chunk():
@@ -120,7 +165,7 @@ def test_module_path_where_the_c_step_does_not_apply(monkeypatch):
     with torch.enable_grad():  # training: autograd needs the module path
         model(torch.tensor([[5]]), state)
     with torch.no_grad():
-        model(torch.tensor([[5, 6]]), state)  # two tokens: verification / prefill
+        model(torch.arange(decode_step.MAX_TOKENS + 1)[None], state)  # a prefill chunk
     assert calls == []
     with torch.no_grad():
         model(torch.tensor([[7]]), state)
@@ -135,7 +180,8 @@ def test_weights_moved_rebuild_the_step():
     second = decode_step.for_model(model)
     assert second is not first
     ids = [3, 1, 4, 1, 5, 9, 2, 6]
-    assert (decode(model, model.new_state(), ids, True) - decode(model, model.new_state(), ids, False)).abs().max() <= TOL
+    fast, slow = decode(model, model.new_state(), ids, True), decode(model, model.new_state(), ids, False)
+    assert (fast - slow).abs().max() <= TOL
 
 
 def test_a_state_that_does_not_match_its_position_is_refused():

@@ -559,6 +559,10 @@ class Transformer(nn.Module):
             out = self.head(self.norm(self.collapse(streams)))
         return ForwardOutput(out, x)
 
+    def uses_decode_step(self) -> bool:
+        """Whether calls of up to decode_step.MAX_TOKENS tokens run as one C call (CPU inference)."""
+        return self.decode_kernel and decode_step.for_model(self) is not None
+
     def _decode_step(self, ids: torch.Tensor):
         if torch.is_grad_enabled() or ids.device.type != "cpu":
             return None

@@ -24,6 +24,7 @@ from deepfim.kernels.decode_step import cpu
 
 _FLOAT = 4  # bytes
 MAX_TOKENS = cpu.MAX_TOKENS  # longer calls (prefill chunks) stay on the module path
+BF16_COPY_LIMIT = 4 << 30  # bytes of bf16 weight copies a model may add (beyond: float32 reads)
 
 
 _steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (sentinel, DecodeStep | None)
@@ -57,6 +58,12 @@ class DecodeStep:
         self._scratch_keys = -1
         self._empty: dict[int, torch.Tensor] = {}
         self._tables = []  # RoPE tables whose addresses C holds
+        # Every real V4 checkpoint (bf16, FP8 and FP4 with power-of-two scales) and the embedded
+        # model hold only bfloat16 values: then the matrices are read as bf16 copies, half the
+        # bytes per token for the same float32 arithmetic (decode is bound by reading weights).
+        matrices = _matrices(model)
+        self.bf16 = sum(m.numel() for m in matrices) * 2 <= BF16_COPY_LIMIT and all(map(_is_bf16, matrices))
+        self._copies: dict[int, torch.Tensor] = {}
         self._layers = (cpu.LayerWeights * a.n_layers)()
         self._steps = (cpu.LayerStep * a.n_layers)()
         for i, block in enumerate(model.layers):
@@ -74,9 +81,9 @@ class DecodeStep:
             n_experts=a.n_routed_experts, n_active=a.n_activated_experts, inter=a.moe_inter_dim,
             shared_inter=a.moe_inter_dim * a.n_shared_experts, vocab=a.vocab_size, n_layers=a.n_layers,
             sinkhorn_iters=a.hc_sinkhorn_iters, score_func=cpu.SCORE_FUNCS[a.score_func], hc_eps=a.hc_eps,
-            norm_eps=a.norm_eps, route_scale=a.route_scale, swiglu_limit=a.swiglu_limit,
+            norm_eps=a.norm_eps, route_scale=a.route_scale, swiglu_limit=a.swiglu_limit, bf16=self.bf16,
             embed=_ptr(model.embed.weight), hc_head_fn=_ptr(model.hc_head_fn), hc_head_base=_ptr(model.hc_head_base),
-            hc_head_scale=_ptr(model.hc_head_scale), norm=_ptr(model.norm.weight), head=_ptr(model.head.weight),
+            hc_head_scale=_ptr(model.hc_head_scale), norm=_ptr(model.norm.weight), head=self._mat(model.head.weight),
             layers=self._layers,
         )  # fmt: skip
 
@@ -99,29 +106,41 @@ class DecodeStep:
         )
 
     # weights ------------------------------------------------------------------------------
+    def _mat(self, t: torch.Tensor | None) -> int | None:
+        """Address of a matrix as step.c reads it: the parameter, or its bf16 copy."""
+        if t is None or not self.bf16:
+            return _ptr(t)
+        if id(t) not in self._copies:
+            self._copies[id(t)] = t.detach().to(torch.bfloat16).contiguous()
+        return self._copies[id(t)].data_ptr()
+
     def _layer_weights(self, block) -> cpu.LayerWeights:
         attn, ffn = block.attn, block.ffn
         shared = ffn.shared_experts
+        mat = self._mat
         lw = cpu.LayerWeights(
             ratio=attn.ratio, hc_attn_fn=_ptr(block.hc_attn_fn), hc_attn_base=_ptr(block.hc_attn_base),
             hc_attn_scale=_ptr(block.hc_attn_scale), hc_ffn_fn=_ptr(block.hc_ffn_fn),
             hc_ffn_base=_ptr(block.hc_ffn_base), hc_ffn_scale=_ptr(block.hc_ffn_scale),
             attn_norm=_ptr(block.attn_norm.weight), ffn_norm=_ptr(block.ffn_norm.weight),
-            wq_a=_ptr(attn.wq_a.weight), q_norm=_ptr(attn.q_norm.weight), wq_b=_ptr(attn.wq_b.weight),
-            wkv=_ptr(attn.wkv.weight), kv_norm=_ptr(attn.kv_norm.weight), wo_a=_ptr(attn.wo_a.weight),
-            wo_b=_ptr(attn.wo_b.weight), attn_sink=_ptr(attn.attn_sink),
-            gate=_ptr(ffn.gate.weight), gate_bias=_ptr(ffn.gate.bias),
+            wq_a=mat(attn.wq_a.weight), wq_b=mat(attn.wq_b.weight), wkv=mat(attn.wkv.weight),
+            wo_a=mat(attn.wo_a.weight), wo_b=mat(attn.wo_b.weight), q_norm=_ptr(attn.q_norm.weight),
+            kv_norm=_ptr(attn.kv_norm.weight), attn_sink=_ptr(attn.attn_sink),
+            gate=mat(ffn.gate.weight), gate_bias=_ptr(ffn.gate.bias),
             tid2eid=_ptr(ffn.gate.tid2eid) if ffn.gate.is_hash else None,
-            w1=_ptr(ffn.w1), w2=_ptr(ffn.w2), w3=_ptr(ffn.w3),
-            sw1=_ptr(shared.w1.weight) if shared else None, sw2=_ptr(shared.w2.weight) if shared else None,
-            sw3=_ptr(shared.w3.weight) if shared else None,
+            w1=mat(ffn.w1), w2=mat(ffn.w2), w3=mat(ffn.w3),
+            sw1=mat(shared.w1.weight) if shared else None, sw2=mat(shared.w2.weight) if shared else None,
+            sw3=mat(shared.w3.weight) if shared else None,
         )  # fmt: skip
-        if attn.compressor is not None:
-            lw.comp = _compressor_weights(attn.compressor)
+        for field, c in (("comp", attn.compressor), ("index_comp", attn.indexer and attn.indexer.compressor)):
+            if c is not None:
+                setattr(lw, field, cpu.CompressorWeights(
+                    wkv=mat(c.wkv.weight), wgate=mat(c.wgate.weight), ape=_ptr(c.ape), norm=_ptr(c.norm.weight),
+                    ratio=c.ratio, width=c.wkv.weight.shape[0], out_dim=c.out_dim,
+                ))  # fmt: skip
         if attn.indexer is not None:
-            lw.index_comp = _compressor_weights(attn.indexer.compressor)
-            lw.index_wq_b = _ptr(attn.indexer.wq_b.weight)
-            lw.index_weights_proj = _ptr(attn.indexer.weights_proj.weight)
+            lw.index_wq_b = mat(attn.indexer.wq_b.weight)
+            lw.index_weights_proj = mat(attn.indexer.weights_proj.weight)
         return lw
 
     # one call ------------------------------------------------------------------------------
@@ -246,10 +265,25 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _compressor_weights(c) -> cpu.CompressorWeights:
-    return cpu.CompressorWeights(wkv=_ptr(c.wkv.weight), wgate=_ptr(c.wgate.weight), ape=_ptr(c.ape),
-                                 norm=_ptr(c.norm.weight), ratio=c.ratio, width=c.wkv.weight.shape[0],
-                                 out_dim=c.out_dim)  # fmt: skip
+def _is_bf16(t: torch.Tensor) -> bool:
+    return torch.equal(t.detach().to(torch.bfloat16).to(t.dtype), t.detach())
+
+
+def _matrices(model) -> list[torch.Tensor]:
+    """The matrices step.c multiplies by (`linear`): what a bf16 copy would replace."""
+    out = [model.head.weight]
+    for block in model.layers:
+        attn, ffn = block.attn, block.ffn
+        out += [attn.wq_a.weight, attn.wq_b.weight, attn.wkv.weight, attn.wo_a.weight, attn.wo_b.weight,
+                ffn.gate.weight, ffn.w1, ffn.w2, ffn.w3]  # fmt: skip
+        if ffn.shared_experts is not None:
+            out += [ffn.shared_experts.w1.weight, ffn.shared_experts.w2.weight, ffn.shared_experts.w3.weight]
+        for c in (attn.compressor, attn.indexer and attn.indexer.compressor):
+            if c is not None:
+                out += [c.wkv.weight, c.wgate.weight]
+        if attn.indexer is not None:
+            out += [attn.indexer.wq_b.weight, attn.indexer.weights_proj.weight]
+    return out
 
 
 def _bound_tensors(model) -> list:

@@ -49,10 +49,7 @@ class ModelRunner:
         # decode step, and the block also runs over every prefill chunk (embedded model, 4K
         # context: 2.0-2.3 ms/token with MTP drafts vs 1.3 without, prefill 20% slower).
         use_mtp = (
-            self.spec.enabled
-            and self.spec.use_mtp
-            and model.args.n_mtp_layers > 0
-            and not model.uses_decode_step()
+            self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and not model.uses_decode_step()
         )
         self.mtp = MtpDrafter(model) if use_mtp else None
 

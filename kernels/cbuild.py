@@ -24,26 +24,32 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
 _loaded: dict[Path, ctypes.CDLL | None] = {}
 
 
-def load(source: Path, *linked: Path) -> ctypes.CDLL | None:
+def load(source: Path, *linked: Path, openmp: bool = False) -> ctypes.CDLL | None:
     """The compiled library of `source` (plus the `linked` sources whose functions it calls),
-    or None when it cannot be built here."""
+    or None when it cannot be built here. `openmp`: build with OpenMP where the compiler has it
+    (the pragmas are ignored otherwise); the runtime is the libgomp torch has already loaded."""
     if source in _loaded:
         return _loaded[source]
     lib = None
-    try:
-        lib = ctypes.CDLL(str(_build(source, linked)))
-    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
-        log.warning("C kernel %s unavailable (%s); using the torch reference", source.name, exc)
+    errors = []
+    for flags in ((*FLAGS, "-fopenmp"), FLAGS) if openmp else (FLAGS,):
+        try:
+            lib = ctypes.CDLL(str(_build(source, linked, flags)))
+            break
+        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+            errors.append(str(exc))
+    if lib is None:
+        log.warning("C kernel %s unavailable (%s); using the torch reference", source.name, "; ".join(errors))
     _loaded[source] = lib
     return lib
 
 
-def _build(source: Path, linked: tuple[Path, ...] = ()) -> Path:
+def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler found")
     sources = (source, *linked)
-    digest = hashlib.sha256(b"".join(s.read_bytes() for s in sources) + " ".join(FLAGS).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(s.read_bytes() for s in sources) + " ".join(flags).encode()).hexdigest()[:16]
     out_dir = env.cache_dir() / "kernels"
     target = out_dir / f"{source.stem}-{digest}.so"
     if target.exists():
@@ -51,7 +57,7 @@ def _build(source: Path, linked: tuple[Path, ...] = ()) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp_lib = Path(tmp) / target.name
-        subprocess.run([compiler, *FLAGS, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
+        subprocess.run([compiler, *flags, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
                        capture_output=True, timeout=120)  # fmt: skip
         os.replace(tmp_lib, target)  # atomic: concurrent builders race harmlessly
     return target

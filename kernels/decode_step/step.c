@@ -29,11 +29,14 @@ int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *
 
 enum { SCORE_SOFTMAX = 0, SCORE_SIGMOID = 1, SCORE_SQRTSOFTPLUS = 2 };
 enum { MAX_TOKENS = 16, MAX_ACTIVE = 64, MAX_STREAMS = 8 };
+/* matrices of at least this many weights are split across the OpenMP threads (torch's own pool:
+ * its libgomp is the one already loaded); smaller ones are not worth a fork-join */
+enum { PARALLEL_MIN = 1 << 15 };
 
 /* ---- weights (filled once per model by the caller; row-major, as the torch parameters) ---- */
 
 typedef struct {
-    const float *wkv, *wgate; /* [width, dim] */
+    const void *wkv, *wgate;  /* [width, dim] (matrices: float32, or bfloat16 if ModelWeights.bf16) */
     const float *ape;         /* [ratio, width] */
     const float *norm;        /* [out_dim] */
     int64_t ratio, width, out_dim; /* CSA (ratio 4) overlaps: width = 2 * out_dim */
@@ -43,13 +46,15 @@ typedef struct {
     int64_t ratio; /* 0 sliding only, 4 CSA (with indexer), else HCA */
     const float *hc_attn_fn, *hc_attn_base, *hc_attn_scale, *hc_ffn_fn, *hc_ffn_base, *hc_ffn_scale;
     const float *attn_norm, *ffn_norm;
-    const float *wq_a, *q_norm, *wq_b, *wkv, *kv_norm, *wo_a, *wo_b, *attn_sink;
+    const void *wq_a, *wq_b, *wkv, *wo_a, *wo_b; /* matrices: float32, or bfloat16 if ModelWeights.bf16 */
+    const float *q_norm, *kv_norm, *attn_sink;
     CompressorWeights comp, index_comp;
-    const float *index_wq_b, *index_weights_proj;
-    const float *gate, *gate_bias; /* [E, dim], [E] (NULL for hash layers) */
+    const void *index_wq_b, *index_weights_proj;
+    const void *gate;              /* [E, dim] */
+    const float *gate_bias;        /* [E] (NULL for hash layers) */
     const int64_t *tid2eid;        /* [vocab, K] for hash layers, else NULL */
-    const float *w1, *w2, *w3;     /* [E, inter, dim], [E, dim, inter], [E, inter, dim] */
-    const float *sw1, *sw2, *sw3;  /* shared expert [S, dim], [dim, S], [S, dim] or NULL */
+    const void *w1, *w2, *w3;      /* [E, inter, dim], [E, dim, inter], [E, inter, dim] */
+    const void *sw1, *sw2, *sw3;   /* shared expert [S, dim], [dim, S], [S, dim] or NULL */
     /* RoPE of this layer: (cos, sin) pairs [table_rows, rope_dim / 2] and the inverse frequencies
      * for positions past the table */
     const float *cis_table, *inv_freq;
@@ -61,8 +66,10 @@ typedef struct {
     int64_t index_heads, index_dim, index_topk;
     int64_t n_experts, n_active, inter, shared_inter, vocab, n_layers;
     int64_t sinkhorn_iters, score_func;
+    int64_t bf16; /* the matrices `linear` reads hold bfloat16 (lossless when every value is one) */
     float hc_eps, norm_eps, route_scale, swiglu_limit;
-    const float *embed, *hc_head_fn, *hc_head_base, *hc_head_scale, *norm, *head;
+    const float *embed, *hc_head_fn, *hc_head_base, *hc_head_scale, *norm;
+    const void *head;
     const LayerWeights *layers;
 } ModelWeights;
 
@@ -97,10 +104,20 @@ static inline v16 load16(const float *p) {
     return v;
 }
 
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+
+/* a tree of vector adds: a scalar loop over the 16 lanes is a 16-add dependency chain per row */
 static inline float hsum16(v16 v) {
-    float s = 0.f;
-    for (int i = 0; i < 16; i++) s += v[i];
-    return s;
+    v8 lo, hi;
+    memcpy(&lo, &v, sizeof lo);
+    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
+    v8 s8 = lo + hi;
+    v4 a, b;
+    memcpy(&a, &s8, sizeof a);
+    memcpy(&b, (const char *)&s8 + sizeof a, sizeof b);
+    v4 s4 = a + b;
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
 static inline float dot(const float *a, const float *b, int64_t n) {
@@ -138,15 +155,110 @@ static inline void rows4(const float *w, const float *x, int64_t in, float *y) {
  * weight rows at a time are read from memory once and applied to every token while in L1. */
 static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out, int64_t in,
                    int64_t T) {
-    int64_t o = 0;
-    float four[4];
-    for (; o + 4 <= out; o += 4)
+    int64_t blocks = out / 4, o = blocks * 4;
+#pragma omp parallel for schedule(static) if (out * in >= PARALLEL_MIN)
+    for (int64_t b = 0; b < blocks; b++)
         for (int64_t t = 0; t < T; t++) {
-            rows4(w + o * in, x + t * ldx, in, four);
-            memcpy(y + t * ldy + o, four, sizeof four);
+            float four[4];
+            rows4(w + b * 4 * in, x + t * ldx, in, four);
+            memcpy(y + t * ldy + b * 4, four, sizeof four);
         }
     for (; o < out; o++)
         for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot(w + o * in, x + t * ldx, in);
+}
+
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+/* 16 bfloat16 -> float32: the bf16 bits are the high half of the float's */
+static inline v16 load16_bf16(const uint16_t *p) {
+    u16x16 h;
+    memcpy(&h, p, sizeof h);
+    u32x16 bits = __builtin_convertvector(h, u32x16) << 16;
+    v16 f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
+    v16 acc = {0};
+    int64_t n16 = n & ~(int64_t)15;
+    for (int64_t i = 0; i < n16; i += 16) acc += load16_bf16(w + i) * load16(x + i);
+    float s = hsum16(acc);
+    for (int64_t i = n16; i < n; i++) s += bf16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static inline void rows4_bf16(const uint16_t *w, const float *x, int64_t in, float *y) {
+    const uint16_t *w0 = w, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+    int64_t in16 = in & ~(int64_t)15;
+    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    for (int64_t i = 0; i < in16; i += 16) {
+        v16 xv = load16(x + i);
+        a0 += load16_bf16(w0 + i) * xv;
+        a1 += load16_bf16(w1 + i) * xv;
+        a2 += load16_bf16(w2 + i) * xv;
+        a3 += load16_bf16(w3 + i) * xv;
+    }
+    float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);
+    for (int64_t i = in16; i < in; i++) {
+        s0 += bf16_to_f32(w0[i]) * x[i];
+        s1 += bf16_to_f32(w1[i]) * x[i];
+        s2 += bf16_to_f32(w2[i]) * x[i];
+        s3 += bf16_to_f32(w3[i]) * x[i];
+    }
+    y[0] = s0, y[1] = s1, y[2] = s2, y[3] = s3;
+}
+
+/* `matmul` for bfloat16 weights: half the bytes to read, the same float32 arithmetic. */
+static void matmul_bf16(const uint16_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out,
+                        int64_t in, int64_t T) {
+    int64_t blocks = out / 4, o = blocks * 4;
+#pragma omp parallel for schedule(static) if (out * in >= PARALLEL_MIN)
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint16_t *wb = w + b * 4 * in;
+        if (T == 1) {
+            float four[4];
+            rows4_bf16(wb, x, in, four);
+            memcpy(y + b * 4, four, sizeof four);
+            continue;
+        }
+        /* several tokens: widen a 4 x 256 slice once, then apply it to every token */
+        float wide[4 * 256], part[4], acc[MAX_TOKENS][4] = {{0}};
+        for (int64_t c0 = 0; c0 < in; c0 += 256) {
+            int64_t len = in - c0 < 256 ? in - c0 : 256;
+            for (int r = 0; r < 4; r++)
+                for (int64_t i = 0; i < len; i++) wide[r * len + i] = bf16_to_f32(wb[r * in + c0 + i]);
+            for (int64_t t = 0; t < T; t++) {
+                rows4(wide, x + t * ldx + c0, len, part);
+                for (int r = 0; r < 4; r++) acc[t][r] += part[r];
+            }
+        }
+        for (int64_t t = 0; t < T; t++) memcpy(y + t * ldy + b * 4, acc[t], sizeof acc[t]);
+    }
+    for (; o < out; o++)
+        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot_bf16(w + o * in, x + t * ldx, in);
+}
+
+/* A model matrix from element `offset` on (an expert, a group): float32 or bfloat16 (M->bf16). */
+static const void *at(const ModelWeights *M, const void *w, int64_t offset) {
+    return (const char *)w + offset * (M->bf16 ? 2 : 4);
+}
+
+/* Y = W X (see matmul) for the model's matrices, in whichever precision they are held. */
+static void linear(const ModelWeights *M, const void *w, const float *x, int64_t ldx, float *y, int64_t ldy,
+                   int64_t out, int64_t in, int64_t T) {
+    if (M->bf16)
+        matmul_bf16(w, x, ldx, y, ldy, out, in, T);
+    else
+        matmul(w, x, ldx, y, ldy, out, in, T);
 }
 
 /* F.rms_norm(x, weight, eps) in place; weight NULL = unweighted */
@@ -226,17 +338,18 @@ static void pool_window(const CompressorWeights *cw, const float *kv, const floa
 
 /* model.py Compressor.forward for T tokens x [T, dim]; returns the number of windows closed (new
  * entries written from row n_entries). scratch: 2 * (ratio + T) * width floats. */
-static int64_t compressor_step(const LayerWeights *L, const CompressorWeights *cw, CompressorStep *cs,
-                               const float *x, int64_t dim, int64_t pos, int64_t T, int64_t rope_dim,
-                               float norm_eps, float *scratch) {
+static int64_t compressor_step(const ModelWeights *M, const LayerWeights *L, const CompressorWeights *cw,
+                               CompressorStep *cs, const float *x, int64_t pos, int64_t T, float *scratch) {
+    int64_t dim = M->dim, rope_dim = M->rope_dim;
+    float norm_eps = M->norm_eps;
     int64_t m = cw->ratio, c = cw->width, d = cw->out_dim, r = cs->n_pending, rows = r + T;
     float *kv = scratch, *gate = scratch + rows * c; /* the open window's rows, then this call's */
     if (r) {
         memcpy(kv, cs->pending_kv, sizeof(float) * r * c);
         memcpy(gate, cs->pending_gate, sizeof(float) * r * c);
     }
-    matmul(cw->wkv, x, dim, kv + r * c, c, c, dim, T);
-    matmul(cw->wgate, x, dim, gate + r * c, c, c, dim, T);
+    linear(M, cw->wkv, x, dim, kv + r * c, c, c, dim, T);
+    linear(M, cw->wgate, x, dim, gate + r * c, c, c, dim, T);
     for (int64_t t = 0; t < T; t++) {
         const float *ape = cw->ape + ((pos + t) % m) * c;
         for (int64_t i = 0; i < c; i++) gate[(r + t) * c + i] += ape[i];
@@ -324,8 +437,8 @@ static void indexer_select(const ModelWeights *M, const LayerWeights *L, const f
     int64_t h = M->index_heads, d = M->index_dim;
     float *q = scratch, *w = q + T * h * d, *scores = w + T * h;
     Scored *heap = (Scored *)(((uintptr_t)(scores + n_keys) + 15) & ~(uintptr_t)15);
-    matmul(L->index_wq_b, c_q, M->q_lora, q, h * d, h * d, M->q_lora, T);
-    matmul(L->index_weights_proj, x, M->dim, w, h, h, M->dim, T);
+    linear(M, L->index_wq_b, c_q, M->q_lora, q, h * d, h * d, M->q_lora, T);
+    linear(M, L->index_weights_proj, x, M->dim, w, h, h, M->dim, T);
     float head_scale = 1.0f / sqrtf((float)h), dot_scale = 1.0f / sqrtf((float)d);
     for (int64_t t = 0; t < T; t++) {
         float *qt = q + t * h * d, *wt = w + t * h;
@@ -357,9 +470,9 @@ static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *s
     const float *cis[MAX_TOKENS];
     for (int64_t t = 0; t < T; t++) cis[t] = cis_at(L, pos + t, r, cis_buf + t * r);
 
-    matmul(L->wq_a, x, dim, c_q, ql, ql, dim, T);
+    linear(M, L->wq_a, x, dim, c_q, ql, ql, dim, T);
     for (int64_t t = 0; t < T; t++) rms_norm(c_q + t * ql, L->q_norm, ql, M->norm_eps);
-    matmul(L->wq_b, c_q, ql, q, heads * hd, heads * hd, ql, T);
+    linear(M, L->wq_b, c_q, ql, q, heads * hd, heads * hd, ql, T);
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = 0; h < heads; h++) {
             float *qh = q + (t * heads + h) * hd;
@@ -369,7 +482,7 @@ static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *s
     /* raw rows: the window before this call, then the calls' own kv rows */
     if (st->n_window) memcpy(raw, st->window, sizeof(float) * st->n_window * hd);
     float *kv = raw + st->n_window * hd;
-    matmul(L->wkv, x, dim, kv, hd, hd, dim, T);
+    linear(M, L->wkv, x, dim, kv, hd, hd, dim, T);
     for (int64_t t = 0; t < T; t++) {
         rms_norm(kv + t * hd, L->kv_norm, hd, M->norm_eps);
         rope(kv + t * hd, hd, cis[t], r, 0);
@@ -382,13 +495,12 @@ static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *s
     int64_t n_comp = 0, visible[MAX_TOKENS], k = 0, *selected = NULL;
     if (L->ratio) {
         CompressorStep *cs = &st->comp;
-        n_comp = cs->n_entries + compressor_step(L, &L->comp, cs, x, dim, pos, T, r, M->norm_eps, rest);
+        n_comp = cs->n_entries + compressor_step(M, L, &L->comp, cs, x, pos, T, rest);
         comp = n_comp ? cs->entries : NULL;
         for (int64_t t = 0; t < T; t++) visible[t] = (pos + t + 1) / L->ratio;
         if (L->ratio == 4) {
             CompressorStep *is = &st->index_comp;
-            int64_t n_keys = is->n_entries + compressor_step(L, &L->index_comp, is, x, dim, pos, T, r, M->norm_eps,
-                                                             rest);
+            int64_t n_keys = is->n_entries + compressor_step(M, L, &L->index_comp, is, x, pos, T, rest);
             k = M->index_topk < n_comp ? M->index_topk : n_comp;
             selected = (int64_t *)rest;
             indexer_select(M, L, x, c_q, cis, is->entries, n_keys, pos, T, k, selected,
@@ -401,9 +513,9 @@ static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *s
         for (int64_t h = 0; h < heads; h++) rope(o + (t * heads + h) * hd, hd, cis[t], r, 1);
     int64_t group_in = heads * hd / M->o_groups, lr = M->o_groups * M->o_lora;
     for (int64_t g = 0; g < M->o_groups; g++)
-        matmul(L->wo_a + g * M->o_lora * group_in, o + g * group_in, heads * hd, low + g * M->o_lora, lr, M->o_lora,
+        linear(M, at(M, L->wo_a, g * M->o_lora * group_in), o + g * group_in, heads * hd, low + g * M->o_lora, lr, M->o_lora,
                group_in, T);
-    matmul(L->wo_b, low, lr, out, dim, dim, lr, T);
+    linear(M, L->wo_b, low, lr, out, dim, dim, lr, T);
 }
 
 /* ---- MoE ---- */
@@ -411,7 +523,7 @@ static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *s
 static void route(const ModelWeights *M, const LayerWeights *L, const float *x, int64_t token, int64_t *idx,
                   float *weight, float *scores) {
     int64_t E = M->n_experts, K = M->n_active;
-    matmul(L->gate, x, M->dim, scores, E, E, M->dim, 1);
+    linear(M, L->gate, x, M->dim, scores, E, E, M->dim, 1);
     if (M->score_func == SCORE_SQRTSOFTPLUS) {
         for (int64_t e = 0; e < E; e++) scores[e] = sqrtf(scores[e] > 20.f ? scores[e] : log1pf(expf(scores[e])));
     } else if (M->score_func == SCORE_SIGMOID) {
@@ -461,19 +573,19 @@ static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, co
                 if (idx[t][j] == e) users[n] = t, uw[n++] = weight[t][j];
         if (n == 0) continue;
         for (int64_t i = 0; i < n; i++) memcpy(xs + i * dim, x + users[i] * dim, sizeof(float) * dim);
-        matmul(L->w1 + e * inter * dim, xs, dim, h1, inter, inter, dim, n);
-        matmul(L->w3 + e * inter * dim, xs, dim, h3, inter, inter, dim, n);
+        linear(M, at(M, L->w1, e * inter * dim), xs, dim, h1, inter, inter, dim, n);
+        linear(M, at(M, L->w3, e * inter * dim), xs, dim, h3, inter, inter, dim, n);
         for (int64_t i = 0; i < n; i++) swiglu(h1 + i * inter, h3 + i * inter, inter, M->swiglu_limit, uw[i]);
-        matmul(L->w2 + e * dim * inter, h1, inter, y, dim, dim, inter, n);
+        linear(M, at(M, L->w2, e * dim * inter), h1, inter, y, dim, dim, inter, n);
         for (int64_t i = 0; i < n; i++)
             for (int64_t c = 0; c < dim; c++) out[users[i] * dim + c] += y[i * dim + c];
     }
     if (L->sw1) {
         int64_t s = M->shared_inter;
-        matmul(L->sw1, x, dim, h1, s, s, dim, T);
-        matmul(L->sw3, x, dim, h3, s, s, dim, T);
+        linear(M, L->sw1, x, dim, h1, s, s, dim, T);
+        linear(M, L->sw3, x, dim, h3, s, s, dim, T);
         for (int64_t t = 0; t < T; t++) swiglu(h1 + t * s, h3 + t * s, s, M->swiglu_limit, 1.0f);
-        matmul(L->sw2, h1, s, y, dim, dim, s, T);
+        linear(M, L->sw2, h1, s, y, dim, dim, s, T);
         for (int64_t i = 0; i < T * dim; i++) out[i] += y[i];
     }
 }
@@ -561,6 +673,6 @@ int v4_decode_step(const ModelWeights *M, LayerStep *steps, int64_t pos, const i
         }
         rms_norm(ut, M->norm, dim, M->norm_eps);
     }
-    matmul(M->head, u, dim, logits, M->vocab, M->vocab, dim, rows);
+    linear(M, M->head, u, dim, logits, M->vocab, M->vocab, dim, rows);
     return 0;
 }

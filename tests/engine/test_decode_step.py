@@ -22,13 +22,17 @@ CONFIGS = {
     "softmax-small-window": {"score_func": "softmax", "window_size": 8},
     "two-streams-no-limit": {"hc_mult": 2, "swiglu_limit": 0.0, "n_activated_experts": 3},
     "reordered-layer-types": {"compress_ratios": (128, 4, 128, 0)},
+    "bf16-checkpoint": {"bf16_values": True},
 }
 
 
-def make_model(seed: int = 0, **overrides) -> Transformer:
+def make_model(seed: int = 0, bf16_values: bool = False, **overrides) -> Transformer:
     m = randomize(Transformer(tiny_args(index_n_heads=16, **overrides)), seed=seed).eval()
     with torch.no_grad():
         m.head.weight.mul_(0.25)  # logits of order 1: the bound is absolute
+        if bf16_values:  # like every real checkpoint: the C step then reads bf16 copies of the matrices
+            for p in m.parameters():
+                p.copy_(p.bfloat16().float())
     return m
 
 
@@ -69,7 +73,8 @@ def assert_same_state(a, b) -> None:
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_c_step_equals_module_step_from_position_zero(name):
     model = make_model(**CONFIGS[name])
-    assert decode_step.for_model(model) is not None
+    step = decode_step.for_model(model)
+    assert step is not None and step.bf16 == (name == "bf16-checkpoint")
     ids = torch.randint(0, model.args.vocab_size, (300,), generator=torch.Generator().manual_seed(1)).tolist()
     fast_state, slow_state = model.new_state(), model.new_state()
     fast = decode(model, fast_state, ids, kernel=True)
@@ -78,7 +83,7 @@ def test_c_step_equals_module_step_from_position_zero(name):
     assert_same_state(fast_state, slow_state)
 
 
-@pytest.mark.parametrize("name", ["all-layer-types", "reordered-layer-types"])
+@pytest.mark.parametrize("name", ["all-layer-types", "reordered-layer-types", "bf16-checkpoint"])
 def test_multi_token_calls_equal_the_module_path(name):
     """Calls of 2..16 tokens (speculative verification) cross window and compressor boundaries."""
     model = make_model(**CONFIGS[name])

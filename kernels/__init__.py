@@ -8,11 +8,30 @@ machine they are the references, call for call.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import torch
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def references_only():
+    """Within this block the dispatchers pick the torch references on CUDA too (training's
+    held-out evaluation: the same math as its training steps)."""
+    before = getattr(_local, "references_only", False)
+    _local.references_only = True
+    try:
+        yield
+    finally:
+        _local.references_only = before
 
 
 def use_triton(*tensors: torch.Tensor | None) -> bool:
     """True for CUDA inputs that need no gradient (the Triton kernels are forward-only)."""
+    if getattr(_local, "references_only", False):
+        return False
     present = [t for t in tensors if t is not None]
     if not present or not all(t.is_cuda for t in present):
         return False

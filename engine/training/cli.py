@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--seq-len", type=int, default=d.seq_len)
     parser.add_argument("--threads", type=int, default=d.threads)
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--device", default=d.device, help="cpu, or cuda for one GPU")
+    parser.add_argument("--workers", type=int, default=d.workers, help="data loader processes (0: none)")
+    parser.add_argument("--minutes", type=float, default=d.minutes,
+                        help="train for this wall-clock budget instead of --steps (the schedule adapts)")  # fmt: skip
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     parser.add_argument("--install", action="store_true", help=f"copy the final model into {DEFAULT_MODEL_DIR}")
 
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(
         TrainConfig(str(args.corpus), str(args.out), str(args.tokenizer)),
         steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, threads=args.threads, seed=args.seed,
+        device=args.device, workers=args.workers, minutes=args.minutes, checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
     final = train(cfg, resume=not args.no_resume)
     print(f"model written to {final}")

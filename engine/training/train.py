@@ -32,6 +32,7 @@ from deepfim.engine.loader import save_checkpoint
 from deepfim.engine.model import ForwardContext, Gate, Transformer, init_weights
 from deepfim.engine.training.muon import Muon
 from deepfim.engine.training.samples import IGNORE, SampleConfig, TrainingSequences
+from deepfim.kernels import references_only
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     eval_every: int = 200
     threads: int = 2
+    device: str = "cpu"  # "cuda": one GPU (TF32 matmuls; batches from `workers` loader processes)
+    workers: int = 0  # data loader processes building samples (0: in the training process)
+    minutes: float = 0.0  # > 0: train for this wall-clock budget; `steps` is then set from the first steps' speed
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -124,8 +128,8 @@ def update_expert_bias(model: Transformer, ctx: ForwardContext, gamma: float) ->
 
 
 def losses(model: Transformer, batch: dict, cfg: TrainConfig, step: int) -> tuple[torch.Tensor, dict, ForwardContext]:
-    ids = torch.as_tensor(batch["input_ids"])
-    labels = torch.as_tensor(batch["labels"])
+    ids = torch.as_tensor(batch["input_ids"]).to(cfg.device, non_blocking=True)
+    labels = torch.as_tensor(batch["labels"]).to(cfg.device, non_blocking=True)
     ctx = ForwardContext(indexer_loss=True, dense_indexer=step < cfg.indexer_warmup_steps)
     out = model(ids, ctx=ctx)
     lm = F.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
@@ -146,10 +150,12 @@ def losses(model: Transformer, batch: dict, cfg: TrainConfig, step: int) -> tupl
 @torch.no_grad()
 def evaluate(model: Transformer, batches: list[dict]) -> float:
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     for batch in batches:
-        labels = torch.as_tensor(batch["labels"])
-        logits = model(torch.as_tensor(batch["input_ids"])).logits
+        labels = torch.as_tensor(batch["labels"]).to(device)
+        with references_only():  # the training steps' math, also on a GPU
+            logits = model(torch.as_tensor(batch["input_ids"]).to(device)).logits
         total += F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum").item()
         count += int((labels != IGNORE).sum())
     model.train()
@@ -167,11 +173,14 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
 
     vocab = Tokenizer.from_file(cfg.tokenizer).vocab_size
     args = embedded_model_args(vocab)
-    model = scaled_init(Transformer(args), cfg.seed).train()
+    if cfg.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = scaled_init(Transformer(args), cfg.seed).to(cfg.device).train()
     optimizers = build_optimizers(model, cfg)
     step, elapsed = 0, 0.0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch.load(ckpt_path, weights_only=False, map_location=cfg.device)
         model.load_state_dict(state["model"])
         for opt, s in zip(optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(s)
@@ -180,13 +189,25 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     # each resume continues with a fresh deterministic stream (seeded by the step)
     samples = SampleConfig(seq_len=cfg.seq_len, seed=cfg.seed + step)
-    stream = TrainingSequences(cfg.corpus_dir, cfg.tokenizer, samples).batches(cfg.batch_size)
+    stream = _batches(TrainingSequences(cfg.corpus_dir, cfg.tokenizer, samples), cfg)
     heldout = TrainingSequences(cfg.corpus_dir, cfg.tokenizer, dataclasses.replace(samples, seed=12345), "heldout")
     eval_batches = [next(heldout.batches(cfg.batch_size)) for _ in range(2)]
     base_lrs = [cfg.muon_lr, cfg.adam_lr]
     progress = _Progress(cfg.steps, step)
     history_path = out / "history.jsonl"
+    budget_start = time.perf_counter()
+    first_step, timed_from = step, None
     while step < cfg.steps:
+        if cfg.minutes > 0 and step == first_step + 5:
+            timed_from = time.perf_counter()  # after start-up (compilation, allocator, loader workers)
+        if cfg.minutes > 0 and step == first_step + 25:
+            # the schedule's length from the speed of steps 5-25 (in warm-up, which does not depend on it)
+            per_step = (time.perf_counter() - timed_from) / 20
+            left = cfg.minutes * 60 - (time.perf_counter() - budget_start)
+            cfg = dataclasses.replace(cfg, steps=max(step + 1, step + int(left / per_step)))
+            log.info("time budget %.1f min: %d steps at %.3f s/step", cfg.minutes, cfg.steps, per_step)
+            progress.set_total(cfg.steps)
+            (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         t0 = time.perf_counter()
         for opt, base in zip(optimizers, base_lrs, strict=True):
             for group in opt.param_groups:
@@ -203,7 +224,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         elapsed += dt
         record = {
             "step": step,
-            "loss": float(loss),
+            "loss": float(loss.detach()),
             **{k: float(v) for k, v in parts.items()},
             "grad_norm": float(grad_norm),
             "tok_s": cfg.batch_size * cfg.seq_len / dt,
@@ -221,8 +242,29 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             tmp.replace(ckpt_path)
     progress.close()
     final = out / "final"
-    export_model(model, final, cfg.tokenizer)
+    export_model(model.cpu(), final, cfg.tokenizer)
     return final
+
+
+class _Iterable(torch.utils.data.IterableDataset):
+    """TrainingSequences as torch's loader wants it (each worker draws its own stream)."""
+
+    def __init__(self, sequences: TrainingSequences) -> None:
+        self.sequences = sequences
+
+    def __iter__(self):
+        return iter(self.sequences)
+
+
+def _batches(sequences: TrainingSequences, cfg: TrainConfig):
+    """Stacked batches, built in the training process or by `cfg.workers` loader processes."""
+    if cfg.workers <= 0:
+        return sequences.batches(cfg.batch_size)
+    loader = torch.utils.data.DataLoader(
+        _Iterable(sequences), batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=cfg.device.startswith("cuda"),
+        persistent_workers=True, prefetch_factor=4,
+    )  # fmt: skip
+    return iter(loader)
 
 
 def export_model(model: Transformer, out_dir: Path, tokenizer: str | Path) -> None:
@@ -244,6 +286,11 @@ class _Progress:
                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn())  # fmt: skip
             self.bar.start()
             self.task = self.bar.add_task("train", total=total, completed=start, info="")
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self.tty:
+            self.bar.update(self.task, total=total)
 
     def update(self, r: dict) -> None:
         info = f"loss {r['loss']:.3f} lm {r['lm']:.3f} {r['tok_s']:.0f} tok/s"

@@ -261,8 +261,8 @@ def _batches(sequences: TrainingSequences, cfg: TrainConfig):
     if cfg.workers <= 0:
         return sequences.batches(cfg.batch_size)
     loader = torch.utils.data.DataLoader(
-        _Iterable(sequences), batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=cfg.device.startswith("cuda"),
-        persistent_workers=True, prefetch_factor=4,
+        _Iterable(sequences), batch_size=cfg.batch_size, num_workers=cfg.workers, persistent_workers=True,
+        prefetch_factor=4, pin_memory=cfg.device.startswith("cuda"),
     )  # fmt: skip
     return iter(loader)
 

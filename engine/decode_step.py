@@ -1,7 +1,8 @@
-"""Plain decode (one token, batch 1, CPU float32, no autograd) in one C call per token.
+"""CPU inference calls of 1-16 tokens (decode steps, speculative verification, the short tail of
+a prefill; batch 1, float32, no autograd) as one C call through the whole model.
 
-`Transformer.forward` hands such calls here; everything else (prefill chunks, speculative
-verification, training, CUDA) stays on the module path. The C side (kernels/decode_step/step.c)
+`Transformer.forward` hands such calls here; everything else (longer prefill chunks, training,
+CUDA) stays on the module path. The C side (kernels/decode_step/step.c)
 computes what the modules compute; this side translates the `ModelState` into pointers and back,
 following the state's rules (engine/cache.py): window and open-window tensors are replaced, never
 written in place, and compressed entries are appended to the view's buffer as its tip, so
@@ -53,7 +54,7 @@ class DecodeStep:
         a = model.args
         self.args = a
         self.lib = cpu.library()
-        self._lock = threading.Lock()  # the scratch buffer is shared by calls on this model
+        self._lock = threading.Lock()
         self._scratch = torch.empty(0)
         self._scratch_keys = -1
         self._empty: dict[int, torch.Tensor] = {}
@@ -91,7 +92,7 @@ class DecodeStep:
     def supports(model) -> bool:
         """Whether this model's shapes and weights are what step.c handles."""
         a = model.args
-        tensors = [t for t in _bound_tensors(model) if t is not None]
+        tensors = _bound_tensors(model)
         return (
             not a.quant_sim
             and a.hc_mult <= 8
@@ -148,6 +149,10 @@ class DecodeStep:
         """Runs ids [1, T] from state.pos; returns (logits as `Transformer.forward` would give them,
         streams [1, T, n, D]). Calls of more than one token leave the undo records
         `ModelState.keep_first` needs (speculative verification)."""
+        with self._lock:  # the per-layer step structs and the scratch buffer are this model's
+            return self._run(ids, state, logits)
+
+    def _run(self, ids: torch.Tensor, state: ModelState, logits: str) -> tuple[torch.Tensor | None, torch.Tensor]:
         a = self.args
         pos, t = state.pos, ids.shape[1]
         ids = ids.to(torch.int64).contiguous()
@@ -180,15 +185,14 @@ class DecodeStep:
         out = None
         if logits != "none":
             out = torch.empty(1, t if logits == "all" else 1, a.vocab_size)
-        with self._lock:
-            if max_keys > self._scratch_keys:
-                self._scratch_keys = max(max_keys, 2 * self._scratch_keys, 1024)
-                size = self.lib.v4_step_scratch(ctypes.byref(self.weights), cpu.MAX_TOKENS, self._scratch_keys)
-                self._scratch = torch.empty(size)
-            rc = self.lib.v4_decode_step(
-                ctypes.byref(self.weights), self._steps, pos, ids.data_ptr(), t, x.data_ptr(),
-                cpu.LOGITS_MODES[logits], None if out is None else out.data_ptr(), self._scratch.data_ptr(),
-            )  # fmt: skip
+        if max_keys > self._scratch_keys:
+            self._scratch_keys = max(max_keys, 2 * self._scratch_keys, 1024)
+            size = self.lib.v4_step_scratch(ctypes.byref(self.weights), cpu.MAX_TOKENS, self._scratch_keys)
+            self._scratch = torch.empty(size)
+        rc = self.lib.v4_decode_step(
+            ctypes.byref(self.weights), self._steps, pos, ids.data_ptr(), t, x.data_ptr(),
+            cpu.LOGITS_MODES[logits], None if out is None else out.data_ptr(), self._scratch.data_ptr(),
+        )  # fmt: skip
         if rc:
             raise RuntimeError(f"v4_decode_step failed ({rc}) at position {pos}: the state does not match it")
         for target, what, value in commits:
@@ -286,22 +290,16 @@ def _matrices(model) -> list[torch.Tensor]:
     return out
 
 
-def _bound_tensors(model) -> list:
-    """Every tensor step.c reads, in a fixed order (identity compared by `is_current`)."""
-    out = [model.embed.weight, model.hc_head_fn, model.hc_head_base, model.hc_head_scale, model.norm.weight,
-           model.head.weight]  # fmt: skip
+def _bound_tensors(model) -> list[torch.Tensor]:
+    """Every tensor step.c reads: the matrices and the vectors (norms, mHC, sinks, biases, tables)."""
+    out = [*_matrices(model), model.embed.weight, model.hc_head_fn, model.hc_head_base, model.hc_head_scale,
+           model.norm.weight]  # fmt: skip
     for block in model.layers:
-        attn, ffn = block.attn, block.ffn
+        attn, gate = block.attn, block.ffn.gate
         out += [block.hc_attn_fn, block.hc_attn_base, block.hc_attn_scale, block.hc_ffn_fn, block.hc_ffn_base,
-                block.hc_ffn_scale, block.attn_norm.weight, block.ffn_norm.weight, attn.wq_a.weight,
-                attn.q_norm.weight, attn.wq_b.weight, attn.wkv.weight, attn.kv_norm.weight, attn.wo_a.weight,
-                attn.wo_b.weight, attn.attn_sink, ffn.gate.weight, ffn.gate.bias,
-                ffn.gate.tid2eid if ffn.gate.is_hash else None, ffn.w1, ffn.w2, ffn.w3]  # fmt: skip
-        if ffn.shared_experts is not None:
-            out += [ffn.shared_experts.w1.weight, ffn.shared_experts.w2.weight, ffn.shared_experts.w3.weight]
-        for c in (attn.compressor, attn.indexer.compressor if attn.indexer is not None else None):
+                block.hc_ffn_scale, block.attn_norm.weight, block.ffn_norm.weight, attn.q_norm.weight,
+                attn.kv_norm.weight, attn.attn_sink, gate.bias if gate.bias is not None else gate.tid2eid]  # fmt: skip
+        for c in (attn.compressor, attn.indexer and attn.indexer.compressor):
             if c is not None:
-                out += [c.wkv.weight, c.wgate.weight, c.ape, c.norm.weight]
-        if attn.indexer is not None:
-            out += [attn.indexer.wq_b.weight, attn.indexer.weights_proj.weight]
+                out += [c.ape, c.norm.weight]
     return out

@@ -120,53 +120,6 @@ static inline float hsum16(v16 v) {
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
-static inline float dot(const float *a, const float *b, int64_t n) {
-    v16 acc = {0};
-    int64_t n16 = n & ~(int64_t)15;
-    for (int64_t i = 0; i < n16; i += 16) acc += load16(a + i) * load16(b + i);
-    float s = hsum16(acc);
-    for (int64_t i = n16; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-/* y[0..4) = four weight rows (`in` floats apart) times x: four independent accumulator chains. */
-static inline void rows4(const float *w, const float *x, int64_t in, float *y) {
-    const float *w0 = w, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-    int64_t in16 = in & ~(int64_t)15;
-    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    for (int64_t i = 0; i < in16; i += 16) {
-        v16 xv = load16(x + i);
-        a0 += load16(w0 + i) * xv;
-        a1 += load16(w1 + i) * xv;
-        a2 += load16(w2 + i) * xv;
-        a3 += load16(w3 + i) * xv;
-    }
-    float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);
-    for (int64_t i = in16; i < in; i++) {
-        s0 += w0[i] * x[i];
-        s1 += w1[i] * x[i];
-        s2 += w2[i] * x[i];
-        s3 += w3[i] * x[i];
-    }
-    y[0] = s0, y[1] = s1, y[2] = s2, y[3] = s3;
-}
-
-/* Y[t, out] = W[out, in] X[t, in] for t < T, rows of X and Y `ldx` / `ldy` floats apart. Four
- * weight rows at a time are read from memory once and applied to every token while in L1. */
-static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out, int64_t in,
-                   int64_t T) {
-    int64_t blocks = out / 4, o = blocks * 4;
-#pragma omp parallel for schedule(static) if (out * in >= PARALLEL_MIN)
-    for (int64_t b = 0; b < blocks; b++)
-        for (int64_t t = 0; t < T; t++) {
-            float four[4];
-            rows4(w + b * 4 * in, x + t * ldx, in, four);
-            memcpy(y + t * ldy + b * 4, four, sizeof four);
-        }
-    for (; o < out; o++)
-        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot(w + o * in, x + t * ldx, in);
-}
-
 typedef uint16_t u16x16 __attribute__((vector_size(32)));
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
@@ -187,34 +140,58 @@ static inline float bf16_to_f32(uint16_t h) {
     return f;
 }
 
-static inline float dot_bf16(const uint16_t *w, const float *x, int64_t n) {
-    v16 acc = {0};
-    int64_t n16 = n & ~(int64_t)15;
-    for (int64_t i = 0; i < n16; i += 16) acc += load16_bf16(w + i) * load16(x + i);
-    float s = hsum16(acc);
-    for (int64_t i = n16; i < n; i++) s += bf16_to_f32(w[i]) * x[i];
-    return s;
-}
+/* dot_<name>(w, x, n) and rows4_<name>(w, x, in, y) for weights of element type W (read 16 at a
+ * time by LOAD16, one at a time by TO_F32) against float32 x. rows4 multiplies four weight rows
+ * (`in` elements apart) by x: each load of x feeds four independent accumulator chains. */
+#define WEIGHT_KERNELS(name, W, LOAD16, TO_F32)                                                  \
+    static inline float dot_##name(const W *w, const float *x, int64_t n) {                     \
+        v16 acc = {0};                                                                          \
+        int64_t n16 = n & ~(int64_t)15;                                                         \
+        for (int64_t i = 0; i < n16; i += 16) acc += LOAD16(w + i) * load16(x + i);             \
+        float s = hsum16(acc);                                                                  \
+        for (int64_t i = n16; i < n; i++) s += TO_F32(w[i]) * x[i];                             \
+        return s;                                                                               \
+    }                                                                                           \
+    static inline void rows4_##name(const W *w, const float *x, int64_t in, float *y) {         \
+        const W *w0 = w, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;                          \
+        int64_t in16 = in & ~(int64_t)15;                                                       \
+        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                             \
+        for (int64_t i = 0; i < in16; i += 16) {                                                \
+            v16 xv = load16(x + i);                                                             \
+            a0 += LOAD16(w0 + i) * xv;                                                          \
+            a1 += LOAD16(w1 + i) * xv;                                                          \
+            a2 += LOAD16(w2 + i) * xv;                                                          \
+            a3 += LOAD16(w3 + i) * xv;                                                          \
+        }                                                                                       \
+        float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);               \
+        for (int64_t i = in16; i < in; i++) {                                                   \
+            s0 += TO_F32(w0[i]) * x[i];                                                         \
+            s1 += TO_F32(w1[i]) * x[i];                                                         \
+            s2 += TO_F32(w2[i]) * x[i];                                                         \
+            s3 += TO_F32(w3[i]) * x[i];                                                         \
+        }                                                                                       \
+        y[0] = s0, y[1] = s1, y[2] = s2, y[3] = s3;                                             \
+    }
 
-static inline void rows4_bf16(const uint16_t *w, const float *x, int64_t in, float *y) {
-    const uint16_t *w0 = w, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-    int64_t in16 = in & ~(int64_t)15;
-    v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    for (int64_t i = 0; i < in16; i += 16) {
-        v16 xv = load16(x + i);
-        a0 += load16_bf16(w0 + i) * xv;
-        a1 += load16_bf16(w1 + i) * xv;
-        a2 += load16_bf16(w2 + i) * xv;
-        a3 += load16_bf16(w3 + i) * xv;
-    }
-    float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);
-    for (int64_t i = in16; i < in; i++) {
-        s0 += bf16_to_f32(w0[i]) * x[i];
-        s1 += bf16_to_f32(w1[i]) * x[i];
-        s2 += bf16_to_f32(w2[i]) * x[i];
-        s3 += bf16_to_f32(w3[i]) * x[i];
-    }
-    y[0] = s0, y[1] = s1, y[2] = s2, y[3] = s3;
+#define AS_FLOAT(v) (v)
+WEIGHT_KERNELS(f32, float, load16, AS_FLOAT)
+WEIGHT_KERNELS(bf16, uint16_t, load16_bf16, bf16_to_f32)
+#define dot dot_f32 /* activations against activations (norms, attention, indexer) */
+
+/* Y[t, out] = W[out, in] X[t, in] for t < T, rows of X and Y `ldx` / `ldy` floats apart. Four
+ * weight rows at a time are read from memory once and applied to every token while in L1. */
+static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out, int64_t in,
+                   int64_t T) {
+    int64_t blocks = out / 4, o = blocks * 4;
+#pragma omp parallel for schedule(static) if (out * in >= PARALLEL_MIN)
+    for (int64_t b = 0; b < blocks; b++)
+        for (int64_t t = 0; t < T; t++) {
+            float four[4];
+            rows4_f32(w + b * 4 * in, x + t * ldx, in, four);
+            memcpy(y + t * ldy + b * 4, four, sizeof four);
+        }
+    for (; o < out; o++)
+        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot(w + o * in, x + t * ldx, in);
 }
 
 /* `matmul` for bfloat16 weights: half the bytes to read, the same float32 arithmetic. */
@@ -237,7 +214,7 @@ static void matmul_bf16(const uint16_t *w, const float *x, int64_t ldx, float *y
             for (int r = 0; r < 4; r++)
                 for (int64_t i = 0; i < len; i++) wide[r * len + i] = bf16_to_f32(wb[r * in + c0 + i]);
             for (int64_t t = 0; t < T; t++) {
-                rows4(wide, x + t * ldx + c0, len, part);
+                rows4_f32(wide, x + t * ldx + c0, len, part);
                 for (int r = 0; r < 4; r++) acc[t][r] += part[r];
             }
         }

@@ -185,6 +185,7 @@ class DecodeStep:
         out = None
         if logits != "none":
             out = torch.empty(1, t if logits == "all" else 1, a.vocab_size)
+        self.weights.threads = torch.get_num_threads()
         if max_keys > self._scratch_keys:
             self._scratch_keys = max(max_keys, 2 * self._scratch_keys, 1024)
             size = self.lib.v4_step_scratch(ctypes.byref(self.weights), cpu.MAX_TOKENS, self._scratch_keys)

@@ -45,7 +45,7 @@ class ModelWeights(ctypes.Structure):
     _fields_ = (
         _fields(i64, "dim n_hc n_heads head_dim rope_dim q_lora o_groups o_lora window index_heads index_dim")
         + _fields(i64, "index_topk n_experts n_active inter shared_inter vocab n_layers sinkhorn_iters score_func")
-        + _fields(i64, "bf16")
+        + _fields(i64, "bf16 threads")
         + _fields(ctypes.c_float, "hc_eps norm_eps route_scale swiglu_limit")
         + _fields(ptr, "embed hc_head_fn hc_head_base hc_head_scale norm head")
         + [("layers", ctypes.POINTER(LayerWeights))]

@@ -30,7 +30,9 @@ int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *
 enum { SCORE_SOFTMAX = 0, SCORE_SIGMOID = 1, SCORE_SQRTSOFTPLUS = 2 };
 enum { MAX_TOKENS = 16, MAX_ACTIVE = 64, MAX_STREAMS = 8 };
 /* matrices of at least this many weights are split across the OpenMP threads (torch's own pool:
- * its libgomp is the one already loaded); smaller ones are not worth a fork-join */
+ * its libgomp is the one already loaded); smaller ones are not worth a fork-join. Threads that
+ * spin at a barrier while the machine is busy stall each other (with a busy process beside it on
+ * 2 cores, decode went from 0.7 to 16 ms/token on 2 threads): interactive callers ask for fewer. */
 enum { PARALLEL_MIN = 1 << 15 };
 
 /* ---- weights (filled once per model by the caller; row-major, as the torch parameters) ---- */
@@ -66,7 +68,8 @@ typedef struct {
     int64_t index_heads, index_dim, index_topk;
     int64_t n_experts, n_active, inter, shared_inter, vocab, n_layers;
     int64_t sinkhorn_iters, score_func;
-    int64_t bf16; /* the matrices `linear` reads hold bfloat16 (lossless when every value is one) */
+    int64_t bf16;    /* the matrices `linear` reads hold bfloat16 (lossless when every value is one) */
+    int64_t threads; /* OpenMP threads for the big matrices (the caller's torch.get_num_threads()) */
     float hc_eps, norm_eps, route_scale, swiglu_limit;
     const float *embed, *hc_head_fn, *hc_head_base, *hc_head_scale, *norm;
     const void *head;
@@ -181,9 +184,9 @@ WEIGHT_KERNELS(bf16, uint16_t, load16_bf16, bf16_to_f32)
 /* Y[t, out] = W[out, in] X[t, in] for t < T, rows of X and Y `ldx` / `ldy` floats apart. Four
  * weight rows at a time are read from memory once and applied to every token while in L1. */
 static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out, int64_t in,
-                   int64_t T) {
+                   int64_t T, int threads) {
     int64_t blocks = out / 4, o = blocks * 4;
-#pragma omp parallel for schedule(static) if (out * in >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && out * in >= PARALLEL_MIN)
     for (int64_t b = 0; b < blocks; b++)
         for (int64_t t = 0; t < T; t++) {
             float four[4];
@@ -196,9 +199,9 @@ static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_
 
 /* `matmul` for bfloat16 weights: half the bytes to read, the same float32 arithmetic. */
 static void matmul_bf16(const uint16_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out,
-                        int64_t in, int64_t T) {
+                        int64_t in, int64_t T, int threads) {
     int64_t blocks = out / 4, o = blocks * 4;
-#pragma omp parallel for schedule(static) if (out * in >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && out * in >= PARALLEL_MIN)
     for (int64_t b = 0; b < blocks; b++) {
         const uint16_t *wb = w + b * 4 * in;
         if (T == 1) {
@@ -232,10 +235,11 @@ static const void *at(const ModelWeights *M, const void *w, int64_t offset) {
 /* Y = W X (see matmul) for the model's matrices, in whichever precision they are held. */
 static void linear(const ModelWeights *M, const void *w, const float *x, int64_t ldx, float *y, int64_t ldy,
                    int64_t out, int64_t in, int64_t T) {
+    int threads = M->threads > 1 ? (int)M->threads : 1;
     if (M->bf16)
-        matmul_bf16(w, x, ldx, y, ldy, out, in, T);
+        matmul_bf16(w, x, ldx, y, ldy, out, in, T, threads);
     else
-        matmul(w, x, ldx, y, ldy, out, in, T);
+        matmul(w, x, ldx, y, ldy, out, in, T, threads);
 }
 
 /* F.rms_norm(x, weight, eps) in place; weight NULL = unweighted */
@@ -639,7 +643,7 @@ int v4_decode_step(const ModelWeights *M, LayerStep *steps, int64_t pos, const i
     for (int64_t t = first; t < T; t++) {
         const float *xt = x + t * nd;
         float inv_rms = 1.0f / sqrtf(dot(xt, xt, nd) / (float)nd + M->norm_eps), w[MAX_STREAMS];
-        matmul(M->hc_head_fn, xt, nd, w, n, n, nd, 1);
+        matmul(M->hc_head_fn, xt, nd, w, n, n, nd, 1, 1);
         for (int64_t i = 0; i < n; i++)
             w[i] = sigmoidf(w[i] * inv_rms * M->hc_head_scale[0] + M->hc_head_base[i]) + M->hc_eps;
         float *ut = u + (t - first) * dim;

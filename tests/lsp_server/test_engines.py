@@ -59,3 +59,17 @@ def test_an_engine_that_cannot_start_is_reported_clearly(tmp_path):
         make_backend(BackendSpec(checkpoint=str(tmp_path / "empty-ckpt")))
     with pytest.raises(BackendUnavailable, match="127.0.0.1:9"):
         make_backend(BackendSpec(server="127.0.0.1:9", token="t"))
+
+
+def test_the_editor_engine_leaves_a_core_to_the_editor(monkeypatch):
+    import os
+
+    import torch
+
+    from deepfim.lsp_server.engines import interactive_threads
+
+    monkeypatch.delenv("DEEPFIM_THREADS", raising=False)
+    want = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
+    assert interactive_threads() == want and want < max(2, os.cpu_count() or 1)
+    monkeypatch.setenv("DEEPFIM_THREADS", "3")
+    assert interactive_threads() == 3

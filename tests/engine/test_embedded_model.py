@@ -26,7 +26,7 @@ PROBES = [
     ("def load(path):\n    with open(path) as", "\n        return f.read()\n", " f:"),
     ("def parse(text):\n    try:\n        return int(text)\n    except ValueError as", "\n        raise\n", " e"),
     ("def first(items):\n    if items is not", "\n        return items[0]\n", " None:"),
-    ('def greet(name):\n    return f"Hello, {', '}!"\n', "name"),
+    ("class User:\n    def __init__(self, name):\n        self.name =", "\n", " name"),
 ]  # fmt: skip
 
 
@@ -63,8 +63,9 @@ def test_trained_model_completes_what_a_random_one_cannot(shipped, untrained, pr
     assert not complete(untrained, prefix, suffix).startswith(expected)
 
 
-def test_mtp_and_ngram_speculation_keep_greedy_output(shipped):
-    """Speculative decoding on the shipped model: the same tokens as plain greedy decoding."""
+def test_speculation_keeps_greedy_output(shipped):
+    """Speculative decoding on the shipped model (n-gram drafts verified in one C call; MTP
+    drafts are off on the CPU decode step): the same tokens as plain greedy decoding."""
     from deepfim.engine.speculative import SpeculativeConfig
 
     prompt = build_fim_prompt(shipped.tokenizer, PROBES[0][0] * 3, "\n", FimOrder.SPM, path="a.py").ids
@@ -95,8 +96,8 @@ def test_token_healing_finishes_the_word_under_the_cursor(shipped):
 
 
 def test_a_completion_stuck_in_a_loop_stops_after_the_first_copy(shipped):
-    prefix, suffix = "class Parser:\n    def __enter__(self):\n", "\n    def __exit__(self, *exc):\n        pass\n"
-    ids = build_fim_prompt(shipped.tokenizer, prefix, suffix, FimOrder.SPM, path="test_m.py").ids
+    prefix, suffix = "__all__ = [\n", "\n]\n"
+    ids = build_fim_prompt(shipped.tokenizer, prefix, suffix, FimOrder.SPM, path="pkg/__init__.py").ids
     looping = generate(shipped, ids, SamplingParams(max_tokens=60, stop_loops=False))[0]
     line = looping.text.split("\n")[0] + "\n"
     assert looping.text.startswith(line * 3)  # the model repeats one line until the budget ends

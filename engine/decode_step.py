@@ -59,9 +59,9 @@ class DecodeStep:
         self._scratch_keys = -1
         self._empty: dict[int, torch.Tensor] = {}
         self._tables = []  # RoPE tables whose addresses C holds
-        # Every real V4 checkpoint (bf16, FP8 and FP4 with power-of-two scales) and the embedded
-        # model hold only bfloat16 values: then the matrices are read as bf16 copies, half the
-        # bytes per token for the same float32 arithmetic (decode is bound by reading weights).
+        # Checkpoints stored in bf16 (the embedded model) hold only bfloat16 values: then the
+        # matrices are read as bf16 copies, half the bytes per token for the same float32
+        # arithmetic (decode is bound by reading weights).
         matrices = _matrices(model)
         self.bf16 = sum(m.numel() for m in matrices) * 2 <= BF16_COPY_LIMIT and all(map(_is_bf16, matrices))
         self._copies: dict[int, torch.Tensor] = {}

@@ -517,7 +517,7 @@ class Transformer(nn.Module):
         self.hc_head_base = nn.Parameter(torch.zeros(args.hc_mult))
         self.hc_head_scale = nn.Parameter(torch.ones(1))
         self.mtp = nn.ModuleList([MTPBlock(args.n_layers + i, args, rotaries) for i in range(args.n_mtp_layers)])
-        # one-token CPU decode through engine/decode_step.py (off: every call takes the module path)
+        # CPU inference calls of <= 16 tokens through engine/decode_step.py (off: the module path)
         self.decode_kernel = True
 
     def reset_buffers(self) -> None:

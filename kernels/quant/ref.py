@@ -108,7 +108,7 @@ def quantize_fp4_packed(w: torch.Tensor, block: int = 32) -> tuple[torch.Tensor,
     wb = w.float().view(m, k // block, block)
     scale = _pow2_scale(wb.abs().amax(-1, keepdim=True), FP4_MAX)
     v = fp4_round(wb / scale).view(m, k)
-    magnitude_code = torch.bucketize(v.abs(), FP4_VALUES, right=False)  # exact values -> their index
+    magnitude_code = torch.bucketize(v.abs(), FP4_VALUES.to(v.device), right=False)  # exact values -> their index
     codes = (magnitude_code | ((v < 0).long() << 3)).to(torch.uint8).view(m, k // 2, 2)
     packed = (codes[..., 0] | (codes[..., 1] << 4)).to(torch.uint8).view(torch.int8)
     return packed.contiguous(), scale.squeeze(-1).to(torch.float8_e8m0fnu)

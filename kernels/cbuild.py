@@ -11,6 +11,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -49,7 +50,8 @@ def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Pa
     if compiler is None:
         raise RuntimeError("no C compiler found")
     sources = (source, *linked)
-    digest = hashlib.sha256(b"".join(s.read_bytes() for s in sources) + " ".join(flags).encode()).hexdigest()[:16]
+    hashed = b"".join(f.read_bytes() for f in _with_headers(sources)) + " ".join(flags).encode()
+    digest = hashlib.sha256(hashed).hexdigest()[:16]
     out_dir = env.cache_dir() / "kernels"
     target = out_dir / f"{source.stem}-{digest}.so"
     if target.exists():
@@ -61,3 +63,16 @@ def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Pa
                        capture_output=True, timeout=120)  # fmt: skip
         os.replace(tmp_lib, target)  # atomic: concurrent builders race harmlessly
     return target
+
+
+def _with_headers(sources: tuple[Path, ...]) -> list[Path]:
+    """The sources and the local headers they `#include "..."` (a header edit must rebuild)."""
+    seen: list[Path] = []
+    todo = list(sources)
+    while todo:
+        path = todo.pop(0).resolve()
+        if path in seen:
+            continue
+        seen.append(path)
+        todo += [path.parent / name for name in re.findall(r'^#include "([^"]+)"', path.read_text(), re.M)]
+    return seen

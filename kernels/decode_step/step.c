@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../vec.h"
+
 int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw_start, int64_t q_start,
                     int64_t window, const float *comp, int64_t n_comp, const int64_t *visible, const int64_t *topk,
                     int64_t k, const float *sink, float scale, int64_t batch, int64_t tokens, int64_t heads,
@@ -99,30 +101,6 @@ typedef struct {
 
 /* ---- small dense helpers ---- */
 
-typedef float v16 __attribute__((vector_size(64)));
-
-static inline v16 load16(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-
-/* a tree of vector adds: a scalar loop over the 16 lanes is a 16-add dependency chain per row */
-static inline float hsum16(v16 v) {
-    v8 lo, hi;
-    memcpy(&lo, &v, sizeof lo);
-    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
-    v8 s8 = lo + hi;
-    v4 a, b;
-    memcpy(&a, &s8, sizeof a);
-    memcpy(&b, (const char *)&s8 + sizeof a, sizeof b);
-    v4 s4 = a + b;
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
 typedef uint16_t u16x16 __attribute__((vector_size(32)));
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
@@ -179,7 +157,7 @@ static inline float bf16_to_f32(uint16_t h) {
 #define AS_FLOAT(v) (v)
 WEIGHT_KERNELS(f32, float, load16, AS_FLOAT)
 WEIGHT_KERNELS(bf16, uint16_t, load16_bf16, bf16_to_f32)
-#define dot dot_f32 /* activations against activations (norms, attention, indexer) */
+#define dot vec_dot /* activations against activations (norms, attention, indexer) */
 
 /* Y[t, out] = W[out, in] X[t, in] for t < T, rows of X and Y `ldx` / `ldy` floats apart. Four
  * weight rows at a time are read from memory once and applied to every token while in L1. */

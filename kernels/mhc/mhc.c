@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../vec.h"
+
 #define MAX_N 8
 #define MAX_STEPS 128
 
@@ -106,17 +108,6 @@ int sinkhorn_bwd(const float *logits, const float *grad_out, float *grad_in, int
     return 0;
 }
 
-/* Dot product in 8 independent float lanes (vectorisable without reassociation flags). */
-static float dot8(const float *a, const float *b, int64_t len) {
-    float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    int64_t k = 0;
-    for (; k + 8 <= len; k += 8)
-        for (int l = 0; l < 8; l++) lane[l] += a[k + l] * b[k + l];
-    float acc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-    for (; k < len; k++) acc += a[k] * b[k];
-    return acc;
-}
-
 /* kernels/mhc/ref.py `hc_pre` for T tokens (inference: no backward): RMS-normalised streams
  * projected by fn, then pre/post gates, Sinkhorn'd comb and the pre-weighted stream sum. In
  * torch this is ~15 ops per call, twice per layer per decoded token. */
@@ -128,8 +119,8 @@ int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *
     float mix[(2 + MAX_N) * MAX_N], pre[MAX_N], logits[MAX_N * MAX_N];
     for (int64_t t = 0; t < count; t++) {
         const float *xt = x + t * nd;
-        float inv_rms = 1.0f / sqrtf(dot8(xt, xt, nd) / (float)nd + norm_eps);
-        for (int r = 0; r < m; r++) mix[r] = dot8(fn + (int64_t)r * nd, xt, nd) * inv_rms;
+        float inv_rms = 1.0f / sqrtf(vec_dot(xt, xt, nd) / (float)nd + norm_eps);
+        for (int r = 0; r < m; r++) mix[r] = vec_dot(fn + (int64_t)r * nd, xt, nd) * inv_rms;
         for (int i = 0; i < n; i++) {
             pre[i] = 1.0f / (1.0f + expf(-(mix[i] * scale[0] + base[i]))) + eps;
             post[t * n + i] = 2.0f / (1.0f + expf(-(mix[n + i] * scale[1] + base[n + i])));

@@ -9,17 +9,10 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "../vec.h"
+
 #define MAX_DIM 1024
 
-static float dot(const float *a, const float *b, int64_t d) {
-    float lane[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    int64_t k = 0;
-    for (; k + 8 <= d; k += 8)
-        for (int l = 0; l < 8; l++) lane[l] += a[k + l] * b[k + l];
-    float acc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-    for (; k < d; k++) acc += a[k] * b[k];
-    return acc;
-}
 
 typedef struct {
     float max, sum;
@@ -27,7 +20,7 @@ typedef struct {
 } Softmax;
 
 static void add_key(Softmax *s, const float *q, const float *key, int64_t d, float scale) {
-    float logit = dot(q, key, d) * scale;
+    float logit = vec_dot(q, key, d) * scale;
     if (logit > s->max) {
         float shrink = expf(s->max - logit); /* 0 for the first key: max starts at -inf */
         s->sum *= shrink;

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from deepfim.context.settings import ContextSettings
     from deepfim.context.workspace import Workspace
-    from deepfim.engine.tokenizer import Tokenizer
+    from deepfim.engine.model.tokenizer import Tokenizer
 
     tok = Tokenizer.from_file(args.tokenizer or _default_tokenizer())
     with tempfile.TemporaryDirectory(prefix="deepfim-bench-") as tmp:

@@ -17,9 +17,9 @@ import torch
 from code_text import stdlib_files
 
 from deepfim.engine.api import CompletionHandle, CompletionRequest, SamplingParams
-from deepfim.engine.generate import generate, load_runner
-from deepfim.engine.sequence import ActiveRequest
-from deepfim.engine.speculative import SpeculativeConfig
+from deepfim.engine.serving.generate import generate, load_runner
+from deepfim.engine.serving.sequence import ActiveRequest
+from deepfim.engine.serving.speculative import SpeculativeConfig
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engine"))
 from hf_oracle import random_hf_model  # noqa: E402
 
-from deepfim.engine.config import tiny_args  # noqa: E402
-from deepfim.engine.loader import load_model  # noqa: E402
+from deepfim.engine.model.config import tiny_args  # noqa: E402
+from deepfim.engine.model.loader import load_model  # noqa: E402
 
 ARGS = tiny_args(
     vocab_size=8192, dim=256, n_layers=4, n_heads=4, head_dim=64, rope_head_dim=32, q_lora_rank=128,

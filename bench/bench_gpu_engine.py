@@ -19,7 +19,7 @@ import time
 import torch
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.loader import load_model
+from deepfim.engine.model.loader import load_model
 
 
 def run(model, ids: torch.Tensor, n_decode: int, sync) -> tuple[torch.Tensor, list[torch.Tensor], float, list[float]]:

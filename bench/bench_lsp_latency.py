@@ -245,9 +245,9 @@ def random_checkpoint(out: Path) -> str:
     import torch
 
     from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.loader import save_checkpoint
-    from deepfim.engine.model import Transformer, init_weights
-    from deepfim.engine.tokenizer import Tokenizer
+    from deepfim.engine.model.loader import save_checkpoint
+    from deepfim.engine.model.tokenizer import Tokenizer
+    from deepfim.engine.model.transformer import Transformer, init_weights
     from deepfim.engine.training.train import embedded_model_args
 
     tok = Tokenizer.from_file(DEFAULT_MODEL_DIR)

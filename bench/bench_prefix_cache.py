@@ -22,10 +22,17 @@ import torch
 from code_text import stdlib_files
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
-from deepfim.engine.local import EngineConfig, LocalBackend
-from deepfim.engine.prompt import FimOrder, Prompt, file_header_ids, file_segment_ids, fim_ids, repo_header_ids
-from deepfim.engine.speculative import SpeculativeConfig
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import (
+    FimOrder,
+    Prompt,
+    file_header_ids,
+    file_segment_ids,
+    fim_ids,
+    repo_header_ids,
+)
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.serving.local_backend import LocalBackend, LocalBackendConfig
+from deepfim.engine.serving.speculative import SpeculativeConfig
 
 CURSOR_PREFIX = "def summarise(orders):\n    total = 0\n    for order in orders:\n        total += order."
 CURSOR_SUFFIX = "\n    return total\n"
@@ -68,7 +75,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    backend = LocalBackend(a.checkpoint, config=EngineConfig(cache_budget_bytes=8 << 30,
+    backend = LocalBackend(a.checkpoint, config=LocalBackendConfig(cache_budget_bytes=8 << 30,
                                                              speculative=SpeculativeConfig(enabled=False)))  # fmt: skip
     tok = Tokenizer.from_file(backend.tokenizer_path)
     repo, total = [], 0

@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.server.auth import UserStore, add_user
 from deepfim.engine.server.client import RemoteBackend
 from deepfim.engine.server.limits import Limits
-from deepfim.engine.server.server import ServerThread
+from deepfim.engine.server.team_server import ServerThread
 from deepfim.engine.server.tls import make_self_signed_cert, server_context
-from deepfim.engine.tokenizer import Tokenizer
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -100,9 +100,9 @@ def _local_server(args, tmp: Path, max_clients: int):
 
         backend = PrefixCacheEchoBackend(str(write_byte_tokenizer(tmp / "tokenizer.json")))
     else:
-        from deepfim.engine.server.cli import make_backend
+        from deepfim.engine.backends import BackendSpec, make_backend
 
-        backend = make_backend(args.checkpoint, args.expert_checkpoint)
+        backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint))
     tokens = [add_user(tmp / "users.json", f"bench{i:02d}") for i in range(max_clients)]
     cert, key = make_self_signed_cert(tmp / "tls", ["localhost"])
     limits = Limits(requests_per_second=1000.0, burst=1000, max_backend_inflight=args.max_backend_inflight)

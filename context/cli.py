@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 def load_tokenizer(tokenizer: Path | None, checkpoint: Path | None):
     """The tokenizer named on the command line, else the embedded model's; CliError if none."""
     from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.tokenizer import Tokenizer, TokenizerError
+    from deepfim.engine.model.tokenizer import Tokenizer, TokenizerError
 
     if tokenizer is not None:
         path, what = tokenizer, "--tokenizer"

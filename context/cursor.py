@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
 
 CACHE_BLOCKS = 4096
 

@@ -1,6 +1,6 @@
 """Packs ranked workspace files and the cursor file into one FIM prompt within a token budget.
 
-Layout (see `engine/prompt.py`)::
+Layout (see `engine/model/prompt_format.py`)::
 
     header | repository tier | open tier | edited tier | cursor tier | cursor file header | FIM
 
@@ -46,7 +46,7 @@ from deepfim.context.records import FileEntry
 from deepfim.context.secrets import redact_split
 from deepfim.context.settings import ContextSettings
 from deepfim.context.tokens import TokenStore
-from deepfim.engine.prompt import FimOrder, Prompt, PromptSegment, fim_ids, repo_header_ids
+from deepfim.engine.model.prompt_format import FimOrder, Prompt, PromptSegment, fim_ids, repo_header_ids
 
 TIERS = ("repository", "open", "edited", "cursor")
 MIN_CURSOR_TOKENS = 16

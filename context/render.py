@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from deepfim.context.packer import PackResult
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
 
 
 def render_text(result: PackResult, tok: Tokenizer, location: str, segments_only: bool = False) -> str:

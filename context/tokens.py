@@ -20,8 +20,8 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context.cursor import BlockCache
-from deepfim.engine.prompt import file_header_ids, file_segment_ids
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import file_header_ids, file_segment_ids
+from deepfim.engine.model.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 STORE_VERSION = 1

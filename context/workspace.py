@@ -36,8 +36,8 @@ from deepfim.context.secrets import secret_path_reason
 from deepfim.context.settings import ContextSettings
 from deepfim.context.tokens import TokenStore, tokenizer_fingerprint
 from deepfim.context.watch import Watcher
-from deepfim.engine.prompt import FimOrder
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import FimOrder
+from deepfim.engine.model.tokenizer import Tokenizer
 
 __all__ = ["ContextSettings", "IndexStats", "PackResult", "PrivateFileError", "Workspace"]
 

@@ -19,6 +19,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class Mode(enum.StrEnum):
+    """Which preset serves a request: ghost text while typing, or an explicit request that may
+    use a bigger budget and a bigger checkpoint. The one definition of the modes."""
+
+    INSTANT = "instant"
+    EXPERT = "expert"
+
+
 class Priority(enum.IntEnum):
     """Lower value is served first: a keystroke beats an explicit request beats warm-up."""
 
@@ -70,14 +78,14 @@ class CompletionRequest:
     """One completion: a packed prompt and how to sample it.
 
     `namespace` isolates cached state between users: state computed from one namespace's
-    text is never reused for another (see engine/prefix_cache.py).
+    text is never reused for another (see engine/serving/prefix_cache.py).
     """
 
     prompt: list[int]
     sampling: SamplingParams = field(default_factory=SamplingParams)
     priority: Priority = Priority.INSTANT
     namespace: str = "local"
-    mode: str = "instant"  # which preset/checkpoint serves it
+    mode: Mode = Mode.INSTANT  # which checkpoint serves it (the backend routes it)
     request_id: str = field(default_factory=lambda: f"req-{next(_request_ids)}")
 
 

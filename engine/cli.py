@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfim.engine.config import ConfigError
-    from deepfim.engine.loader import CheckpointError
-    from deepfim.engine.tokenizer import TokenizerError
+    from deepfim.engine.model.config import ConfigError
+    from deepfim.engine.model.loader import CheckpointError
+    from deepfim.engine.model.tokenizer import TokenizerError
 
     try:
         return _logits(args) if args.command == "logits" else _generate(args)
@@ -46,16 +46,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(checkpoint: Path | None):
-    from deepfim.engine.generate import load_runner
+    from deepfim.engine.serving.generate import load_runner
 
     return load_runner(checkpoint)
 
 
 def _logits(args: argparse.Namespace) -> int:
+    """Needs no tokenizer with --ids (token strings are shown when the checkpoint has one)."""
     import torch
 
-    runner = _load(args.checkpoint)
-    tok = runner.tokenizer
+    from deepfim.engine import DEFAULT_MODEL_DIR
+    from deepfim.engine.model.loader import load_model
+    from deepfim.engine.model.tokenizer import Tokenizer
+
+    checkpoint = args.checkpoint or DEFAULT_MODEL_DIR
+    model = load_model(checkpoint)
+    has_tokenizer = (Path(checkpoint) / "tokenizer.json").is_file()
+    if args.text is not None and not has_tokenizer:
+        raise ValueError(f"--text needs {checkpoint}/tokenizer.json; pass token ids with --ids instead")
+    tok = Tokenizer.from_file(Path(checkpoint) / "tokenizer.json") if has_tokenizer else None
     if args.ids is not None:
         try:
             ids = [int(x) for x in args.ids.split(",") if x.strip()]
@@ -65,20 +74,24 @@ def _logits(args: argparse.Namespace) -> int:
         ids = tok.encode(args.text)
     if not ids:
         raise ValueError("no tokens to run")
-    vocab = runner.model.args.vocab_size
+    vocab = model.args.vocab_size
     if any(not 0 <= i < vocab for i in ids):
         raise ValueError(f"token ids must be in [0, {vocab})")
     with torch.inference_mode():
-        logits = runner.model(torch.tensor([ids]), logits="last" if args.last else "all").logits[0]
+        logits = model(torch.tensor([ids]), logits="last" if args.last else "all").logits[0]
     positions = range(len(ids) - logits.shape[0], len(ids))
     if args.json:
         json.dump({"ids": ids, "positions": list(positions), "logits": logits.tolist()}, sys.stdout)
         print()
         return 0
+
+    def name(i: int) -> str:
+        return repr(tok.id_to_token(i)) if tok is not None else str(i)
+
     for pos, row in zip(positions, logits, strict=True):
         values, top = row.topk(min(args.top, row.numel()))
-        shown = "  ".join(f"{tok.id_to_token(int(t))!r}:{float(v):.4f}" for t, v in zip(top, values, strict=True))
-        print(f"{pos:5d} {ids[pos]:6d} {tok.id_to_token(ids[pos])!r:>14} -> {shown}")
+        shown = "  ".join(f"{name(int(t))}:{float(v):.4f}" for t, v in zip(top, values, strict=True))
+        print(f"{pos:5d} {ids[pos]:6d} {name(ids[pos]):>14} -> {shown}")
     return 0
 
 
@@ -86,8 +99,8 @@ def _generate(args: argparse.Namespace) -> int:
     import time
 
     from deepfim.engine.api import SamplingParams
-    from deepfim.engine.generate import generate
-    from deepfim.engine.prompt import FimOrder, build_fim_prompt
+    from deepfim.engine.model.prompt_format import FimOrder, build_fim_prompt
+    from deepfim.engine.serving.generate import generate
 
     runner = _load(args.checkpoint)
     orders = runner.model.args.fim_orders

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from deepfim.lsp_server.settings import MODES
+from deepfim.lsp_server.editor_settings import MODES
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,9 @@ def serve(server, tcp_port: int | None = None, host: str = "127.0.0.1") -> None:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from deepfim.lsp_server.engines import BackendUnavailable
+    from deepfim.engine.backends import BackendUnavailable
+    from deepfim.lsp_server.editor_settings import parse_settings
     from deepfim.lsp_server.oneshot import complete_location, format_report, parse_location
-    from deepfim.lsp_server.settings import parse_settings
 
     raw = {
         "mode": args.mode,

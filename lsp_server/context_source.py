@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepfim.engine.prompt import FimOrder, Prompt, build_fim_prompt
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import FimOrder, Prompt, build_fim_prompt
+from deepfim.engine.model.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 from deepfim.lsp_server.documents import uri_to_path
-from deepfim.lsp_server.server import DeepFimServer, Served
-from deepfim.lsp_server.settings import MODES, settings_section
+from deepfim.lsp_server.editor_settings import MODES, settings_section
+from deepfim.lsp_server.server import DeepFimServer, Suggestions
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def params_dict(params: Any) -> dict:
     raise JsonRpcInvalidParams(f"params must be an object, got {type(params).__name__}")
 
 
-def _command(served: Served, index: int) -> types.Command:
+def _command(served: Suggestions, index: int) -> types.Command:
     args = {"id": served.suggestion_id, "index": index, "timings": served.timings}
     return types.Command(title="DeepFIM: accepted", command=ACCEPT_COMMAND, arguments=[args])
 
@@ -56,7 +56,7 @@ def register(server: DeepFimServer) -> None:
     @server.feature(types.INITIALIZED)
     def initialized(ls: DeepFimServer, params: types.InitializedParams) -> None:
         ls.flush_messages()
-        ls.spawn(ls.load_engines())
+        ls.spawn(ls.load_backend())
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: DeepFimServer, params: None) -> None:
@@ -65,7 +65,7 @@ def register(server: DeepFimServer) -> None:
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: DeepFimServer, params: types.DidChangeConfigurationParams) -> None:
         if ls.apply_settings(settings_section(params.settings)):
-            ls.spawn(ls.load_engines())
+            ls.spawn(ls.load_backend())
         ls.flush_messages()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepfim.engine.api import Priority, SamplingParams
-from deepfim.lsp_server.settings import MODES, Settings
+from deepfim.engine.api import Mode, Priority, SamplingParams
+from deepfim.lsp_server.editor_settings import MODES, Settings
 
 INSTANT_MAX_LINES = 4
 EXPERT_MAX_LINES = 60
@@ -22,7 +22,7 @@ EXPERT_TOP_P = 0.95
 
 @dataclass(frozen=True)
 class ModePreset:
-    name: str
+    name: Mode
     context_budget: int  # prompt tokens
     max_lines: int  # lines a multi-line completion may have
     sampling: SamplingParams
@@ -34,9 +34,9 @@ def preset_for(mode: str, settings: Settings) -> ModePreset:
     """The preset for `mode` ("instant" or "expert") under the current settings."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    if mode == "instant":
+    if mode == Mode.INSTANT:
         return ModePreset(
-            name=mode,
+            name=Mode.INSTANT,
             context_budget=settings.context_budget,
             max_lines=INSTANT_MAX_LINES,
             sampling=SamplingParams(temperature=0.0, max_tokens=settings.max_tokens),
@@ -44,7 +44,7 @@ def preset_for(mode: str, settings: Settings) -> ModePreset:
             debounce=True,
         )
     return ModePreset(
-        name=mode,
+        name=Mode.EXPERT,
         context_budget=settings.context_budget * EXPERT_SCALE,
         max_lines=EXPERT_MAX_LINES,
         sampling=SamplingParams(

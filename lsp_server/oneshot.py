@@ -11,11 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepfim.engine.api import Mode
+from deepfim.engine.backends import BackendFactory, make_backend
+from deepfim.lsp_server.backend_session import BackendSession, spec_for
 from deepfim.lsp_server.context_source import ContextSource
-from deepfim.lsp_server.engines import BackendFactory, EngineSet, make_backend
+from deepfim.lsp_server.editor_settings import Settings
 from deepfim.lsp_server.modes import preset_for
 from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
-from deepfim.lsp_server.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def complete_location(
         root = path.parent
 
     started = time.perf_counter()
-    engines = EngineSet.load(settings, factory)
+    session = BackendSession.load(spec_for(settings), factory)
     load_ms = (time.perf_counter() - started) * 1000
     try:
         source = ContextSource(root)
@@ -76,12 +78,12 @@ def complete_location(
         inp = CompletionInput(path, "", text[:offset], text[offset:])
         pipeline = CompletionPipeline()
         try:
-            outcome = asyncio.run(pipeline.complete(inp, preset, engines.get(mode), source))
+            outcome = asyncio.run(pipeline.complete(inp, preset, session, source))
         finally:
             pipeline.executor.shutdown(wait=False)
             source.close()
     finally:
-        engines.close()
+        session.close()
     return {
         "location": {"file": str(location.path), "line": location.line, "column": location.column},
         "completion": outcome.items[0] if outcome.items else "",
@@ -89,7 +91,7 @@ def complete_location(
         "mode": mode,
         "extent": outcome.extent,
         "finish_reason": outcome.finish_reason,
-        "model": engines.describe()[mode],
+        "model": session.spec.describe(Mode(mode)),
         "context": {"source": outcome.context_source, "files": outcome.context_files, "index": index},
         "timings": outcome.timings.as_dict(),
         "load_ms": round(load_ms, 1),

@@ -21,14 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepfim.context.languages import for_editor
 from deepfim.engine.api import CancelledError as EngineCancelled
 from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, Timings
+from deepfim.lsp_server.backend_session import BackendSession
 from deepfim.lsp_server.context_source import ContextSource, PackedContext, PrivateFile
-from deepfim.lsp_server.engines import Engine
 from deepfim.lsp_server.modes import ModePreset
 from deepfim.lsp_server.runs import PartialText
 from deepfim.lsp_server.shaping.extent import Extent
-from deepfim.lsp_server.shaping.languages import language_for
 from deepfim.lsp_server.shaping.shape import ShapingContext, analyse, rank, shape
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _consume(future: asyncio.Future) -> None:
         future.exception()
 
 
-class _Ticket:
+class _CancelToken:
     """Carries cancellation from the awaiting task to a request whose engine handle may not
     exist yet (it is created on the context thread)."""
 
@@ -98,7 +98,7 @@ class _Stream:
 
     ctx: ShapingContext
     n: int
-    ticket: _Ticket
+    ticket: _CancelToken
     partial: PartialText | None = None
     texts: dict[int, str] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
@@ -147,7 +147,7 @@ class CompletionPipeline:
         self,
         inp: CompletionInput,
         preset: ModePreset,
-        engine: Engine,
+        session: BackendSession,
         source: ContextSource,
         debounce_s: float = 0.0,
         partial: PartialText | None = None,
@@ -162,10 +162,10 @@ class CompletionPipeline:
             await asyncio.sleep(debounce_s)
             timings.debounce_ms = (time.perf_counter() - started) * 1000
         loop = asyncio.get_running_loop()
-        ticket = _Ticket()
+        ticket = _CancelToken()
         try:
             prepared = await loop.run_in_executor(
-                self._executor, self._prepare, inp, preset, engine, source, ticket, partial
+                self._executor, self._prepare, inp, preset, session, source, ticket, partial
             )
             timings.context_ms = prepared.context_ms
             outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
@@ -197,20 +197,25 @@ class CompletionPipeline:
         self,
         inp: CompletionInput,
         preset: ModePreset,
-        engine: Engine,
+        session: BackendSession,
         source: ContextSource,
-        ticket: _Ticket,
+        ticket: _CancelToken,
         partial: PartialText | None = None,
     ) -> _Prepared:
         """On the context thread: analyse the cursor, pack the prompt, submit."""
         start = time.perf_counter()
-        spec = language_for(inp.language_id, inp.path)
+        spec = for_editor(inp.language_id, inp.path)
         ctx = analyse(inp.prefix, inp.suffix, spec, preset.max_lines)
         if ctx.extent is Extent.NONE or ticket.cancelled.is_set():
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
         try:
             packed = source.pack(
-                engine.tokenizer, inp.path, inp.prefix, inp.suffix, preset.context_budget, engine.fim_order
+                session.tokenizer,
+                inp.path,
+                inp.prefix,
+                inp.suffix,
+                preset.context_budget,
+                session.fim_order(preset.name),
             )
         except PrivateFile as exc:
             logger.info("no completion: %s", exc)
@@ -226,7 +231,7 @@ class CompletionPipeline:
         if ticket.cancelled.is_set():
             return _Prepared(ctx, packed, None, None, context_ms)
         submitted_at = time.perf_counter()
-        handle = engine.backend.submit(request, stream.on_text)
+        handle = session.backend.submit(request, stream.on_text)
         ticket.handle = handle
         if ticket.cancelled.is_set():
             handle.cancel()

@@ -1,6 +1,6 @@
 """The DeepFIM language server: state and the completion flow behind the LSP handlers.
 
-`DeepFimServer` holds the open documents, settings, engines (loaded in the background with
+`DeepFimServer` holds the open documents, settings, the backend (loaded in the background with
 `$/progress`), one `ContextSource` per workspace folder, the typing-through cache and local
 statistics. `complete_at` is what `textDocument/inlineCompletion` and the
 `textDocument/completion` fallback call:
@@ -8,7 +8,7 @@ statistics. `complete_at` is what `textDocument/inlineCompletion` and the
     typing-through cache hit → answer at once
     the user typed what the model call in flight has streamed → join it (`runs.py`)
     otherwise: supersede that call (its decode stops) → debounce (automatic triggers)
-    → wait for the engines → pipeline → typing-through cache and statistics
+    → wait for the backend → pipeline → typing-through cache and statistics
 
 The handlers themselves are registered in `features.py`.
 """
@@ -26,16 +26,17 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from deepfim import __version__
+from deepfim.engine.backends import BackendFactory, make_backend
+from deepfim.lsp_server.backend_session import BackendSession, spec_for
 from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
-from deepfim.lsp_server.engines import BackendFactory, EngineSet, make_backend, specs_for
+from deepfim.lsp_server.editor_settings import Settings, parse_settings
+from deepfim.lsp_server.jsonrpc_protocol import DeepFimProtocol
 from deepfim.lsp_server.modes import preset_for
 from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
 from deepfim.lsp_server.positions import ENCODINGS, UTF16
 from deepfim.lsp_server.progress import ProgressReporter
-from deepfim.lsp_server.protocol import DeepFimProtocol
 from deepfim.lsp_server.runs import Anchor, PartialText, Runs
-from deepfim.lsp_server.settings import Settings, parse_settings
 from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats
 from deepfim.lsp_server.typing_cache import TypingCache, rest_after
 
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Served:
+class Suggestions:
     """Suggestions for one request, best first, sharing one suggestion id."""
 
     suggestion_id: str
@@ -63,17 +64,17 @@ class DeepFimServer(LanguageServer):
         self.documents = DocumentStore()
         self.settings = Settings()
         self.mode = self.settings.mode
-        self.engines: EngineSet | None = None
-        self.engines_ready = asyncio.Event()
+        self.session: BackendSession | None = None
+        self.backend_ready = asyncio.Event()
         self.sources: dict[Path, ContextSource] = {}
         self.loose_files = ContextSource(None)
         self.pipeline = CompletionPipeline()
-        self.cache = TypingCache()
+        self.typing_cache = TypingCache()
         self.latency = LatencyStats()
         self.acceptance = AcceptanceStats()
         self.last_error: str | None = None
         self.pending_messages: list[str] = []
-        self.runs: Runs[Served | None] = Runs()  # model calls in flight per (uri, surface)
+        self.runs: Runs[Suggestions | None] = Runs()  # model calls in flight per (uri, surface)
         self._dirty: dict[str, str] = {}  # uri -> "opened" | "edited" | "closed", for the context
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task] = set()
@@ -88,15 +89,15 @@ class DeepFimServer(LanguageServer):
         return encoding if encoding in ENCODINGS else UTF16
 
     def apply_settings(self, raw, *, initial: bool = False) -> bool:
-        """Validate and apply settings; returns whether the engines must be rebuilt."""
+        """Validate and apply settings; returns whether the backend must be rebuilt."""
         settings, problems = parse_settings(raw, None if initial else self.settings)
         self.pending_messages.extend(problems)
-        old_specs = specs_for(self.settings)
+        old_spec = spec_for(self.settings)
         if initial or settings.mode != self.settings.mode:
             self.mode = settings.mode
         self.settings = settings
         self._configure_log_file(settings.log_file)
-        return specs_for(settings) != old_specs
+        return spec_for(settings) != old_spec
 
     def flush_messages(self) -> None:
         for message in self.pending_messages:
@@ -131,14 +132,15 @@ class DeepFimServer(LanguageServer):
         task.add_done_callback(self._background.discard)
         return task
 
-    async def load_engines(self) -> None:
-        """(Re)build the engines off the event loop, with `$/progress`."""
-        self.engines_ready.clear()
+    async def load_backend(self) -> None:
+        """(Re)build the backend off the event loop, with `$/progress`."""
+        self.backend_ready.clear()
         progress = ProgressReporter(self, "DeepFIM: loading model")
-        await progress.begin(", ".join(sorted({s.describe() for s in specs_for(self.settings).values()})))
-        old, self.engines = self.engines, None
+        spec = spec_for(self.settings)
+        await progress.begin(", ".join(sorted(set(spec.summary().values()))))
+        old, self.session = self.session, None
         try:
-            self.engines = await asyncio.to_thread(EngineSet.load, self.settings, self.backend_factory)
+            self.session = await asyncio.to_thread(BackendSession.load, spec, self.backend_factory)
             progress.end("model ready")
         except Exception as exc:
             logger.exception("starting the engine failed")
@@ -146,7 +148,7 @@ class DeepFimServer(LanguageServer):
             progress.end("model failed to load")
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=self.last_error))
         finally:
-            self.engines_ready.set()
+            self.backend_ready.set()
         if old is not None:
             await asyncio.to_thread(old.close)
 
@@ -191,7 +193,7 @@ class DeepFimServer(LanguageServer):
     def note_document(self, uri: str, event: str) -> None:
         """Remember a buffer event; the context hears of it before the next pack."""
         if event == "closed":
-            self.cache.forget(uri)
+            self.typing_cache.forget(uri)
             self.runs.supersede_document(uri)
         if self._dirty.get(uri) != "opened" or event == "closed":
             self._dirty[uri] = event
@@ -225,7 +227,7 @@ class DeepFimServer(LanguageServer):
 
     async def complete_at(
         self, uri: str, position: types.Position, invoked: bool, surface: str = "inline"
-    ) -> Served | None:
+    ) -> Suggestions | None:
         """Suggestions at `position` in `uri`; None when there is nothing to show.
 
         Answered, in order of preference, from the typing-through cache, by joining the model
@@ -244,7 +246,7 @@ class DeepFimServer(LanguageServer):
         offset = doc.offset_at(position, self.encoding)
         prefix, suffix = doc.text[:offset], doc.text[offset:]
         if not invoked:
-            hit = self.cache.lookup(uri, prefix, suffix)
+            hit = self.typing_cache.lookup(uri, prefix, suffix)
             if hit is not None:
                 self.runs.supersede(key)  # a call started since is stale now
                 extra = {"cached": True, "model_call": False}
@@ -264,35 +266,35 @@ class DeepFimServer(LanguageServer):
         )
         return await self.runs.wait(run)
 
-    def _served_again(self, suggestion_id: str, rest: str, timings: dict, started: float) -> Served:
+    def _served_again(self, suggestion_id: str, rest: str, timings: dict, started: float) -> Suggestions:
         """The rest of an earlier suggestion, with this request's own latency."""
         timings = {**timings, "total_ms": round((time.perf_counter() - started) * 1000, 2)}
         self.latency.record({"total_ms": timings["total_ms"]})
-        return Served(suggestion_id, [rest], timings)
+        return Suggestions(suggestion_id, [rest], timings)
 
     async def _complete_with_model(
         self, doc: Document, prefix: str, suffix: str, invoked: bool, started: float, partial: PartialText
-    ) -> Served | None:
+    ) -> Suggestions | None:
         mode = "expert" if invoked else self.mode
         preset = preset_for(mode, self.settings)
         debounce = self.settings.debounce_ms / 1000 if preset.debounce else 0.0
-        if not self.engines_ready.is_set():
-            await self.engines_ready.wait()
-        if self.engines is None:
+        if not self.backend_ready.is_set():
+            await self.backend_ready.wait()
+        if self.session is None:
             return None
         self._flush_context()
         source = self.source_for(doc.path)
         inp = CompletionInput(doc.path, doc.language_id, prefix, suffix)
-        outcome = await self.pipeline.complete(inp, preset, self.engines.get(mode), source, debounce, partial)
+        outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial)
         timings = outcome.timings.as_dict()
         timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self.latency.record(timings)
         if not outcome.items:
             return None
         suggestion_id = f"s{next(self._ids)}"
-        self.cache.store(doc.uri, Anchor.at(prefix, suffix), outcome.items[0], suggestion_id)
+        self.typing_cache.store(doc.uri, Anchor.at(prefix, suffix), outcome.items[0], suggestion_id)
         self.acceptance.on_shown(suggestion_id, len(outcome.items[0]))
-        return Served(suggestion_id, outcome.items, timings)
+        return Suggestions(suggestion_id, outcome.items, timings)
 
     # status and shutdown ----------------------------------------------------------------
 
@@ -303,36 +305,36 @@ class DeepFimServer(LanguageServer):
             stats = source.stats()
             for key in ("files", "definitions", "bytes"):
                 index[key] += int(stats.get(key) or 0)
-        engines = self.engines
+        session = self.session
         return {
             "mode": self.mode,
             "enabled": self.settings.enabled,
-            "models": engines.describe() if engines else {m: s.describe() for m, s in specs_for(self.settings).items()},
-            "loading": not self.engines_ready.is_set(),
+            "models": (session.spec if session else spec_for(self.settings)).summary(),
+            "loading": not self.backend_ready.is_set(),
             "index": index,
-            "cache": self.cache.stats(),
-            "engine": engines.stats() if engines else {},
+            "cache": self.typing_cache.stats(),
+            "engine": session.stats() if session else {},
             "latency_ms": self.latency.summary(),
             "acceptance": self.acceptance.summary(),
-            "server": engines.server() if engines else (self.settings.server or "in-process"),
+            "server": session.server() if session else (self.settings.server or "in-process"),
             "last_error": self.last_error,
         }
 
     def close(self) -> None:
-        """Release engines and watchers (idempotent); the process may then exit."""
-        engines, self.engines = self.engines, None
+        """Release the backend and watchers (idempotent); the process may then exit."""
+        session, self.session = self.session, None
         for source in [*self.sources.values(), self.loose_files]:
             source.close()
-        if engines is not None:
-            engines.close()
+        if session is not None:
+            session.close()
         self.pipeline.executor.shutdown(wait=False, cancel_futures=True)
 
     async def shutdown_all(self) -> None:
         self.runs.supersede_all()
         for task in list(self._background):
             task.cancel()
-        engines, self.engines = self.engines, None
+        session, self.session = self.session, None
         for source in [*self.sources.values(), self.loose_files]:
             source.close()
-        if engines is not None:
-            await asyncio.to_thread(engines.close)
+        if session is not None:
+            await asyncio.to_thread(session.close)

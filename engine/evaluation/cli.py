@@ -97,7 +97,7 @@ def collect_tasks(args: argparse.Namespace, suites: list[str]) -> list:
 def _best_order(checkpoint) -> str:
     """SPM when the checkpoint declares it: the prefix then sits next to the middle, inside the
     sliding window; with PSM the suffix comes between them."""
-    from deepfim.engine.config import ConfigError, ModelArgs
+    from deepfim.engine.model.config import ConfigError, ModelArgs
 
     try:
         return "spm" if "spm" in ModelArgs.from_file(checkpoint).fim_orders else "psm"
@@ -118,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from deepfim.engine import DEFAULT_MODEL_DIR
     from deepfim.engine.evaluation.harness import EvalSettings, aggregate, markdown_table, results_json, run_tasks
-    from deepfim.engine.prompt import FimOrder
-    from deepfim.engine.tokenizer import Tokenizer
+    from deepfim.engine.model.prompt_format import FimOrder
+    from deepfim.engine.model.tokenizer import Tokenizer
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be ≥ 1, got {args.limit}")

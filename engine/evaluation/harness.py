@@ -16,7 +16,7 @@ from deepfim.engine.evaluation.humaneval import program, run_programs
 from deepfim.engine.evaluation.metrics import edit_similarity, exact_match
 from deepfim.engine.evaluation.models import FimModel
 from deepfim.engine.evaluation.tasks import FimTask, finalize
-from deepfim.engine.prompt import FimOrder, Prompt
+from deepfim.engine.model.prompt_format import FimOrder, Prompt
 from deepfim.engine.training.layout import pack_fim_prompt
 
 log = logging.getLogger(__name__)

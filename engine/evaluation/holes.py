@@ -17,13 +17,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from tree_sitter_language_pack import get_parser
-
+from deepfim.context.languages import parser
 from deepfim.engine.evaluation.tasks import FimTask
 from deepfim.engine.training.corpus import CorpusFile
 from deepfim.engine.training.layout import rank_context_files
 
-PARSERS = {"python": "python", "typescript": "typescript", "javascript": "javascript"}
+HOLE_LANGUAGES = ("python", "typescript", "javascript")  # names in context/languages.py
 NO_HOLE_INSIDE = {
     "comment", "string", "template_string", "regex", "string_content", "string_fragment",
     "concatenated_string", "line_comment", "block_comment", "ERROR",
@@ -111,7 +110,7 @@ def hole_positions(f: CorpusFile, rng: random.Random) -> tuple[bytes, list[tuple
     Single-line spans are on distinct lines (one random node start per line).
     """
     src = f.text.encode("utf-8")
-    root = get_parser(PARSERS[f.lang]).parse(src).root_node
+    root = parser(f.lang).parse(src).root_node
     rows = single_line_candidates(src, root)
     order = sorted(rows)
     rng.shuffle(order)
@@ -127,8 +126,8 @@ def extract_holes(files: list[CorpusFile], lang: str, n_single: int, n_multi: in
     Files are visited in a seeded order taking at most 2 single-line and 1 multi-line hole
     each; when that does not reach the counts (few files), later rounds take more per file.
     """
-    if lang not in PARSERS:
-        raise ValueError(f"no hole extraction for language {lang!r}; known: {sorted(PARSERS)}")
+    if lang not in HOLE_LANGUAGES:
+        raise ValueError(f"no hole extraction for language {lang!r}; known: {sorted(HOLE_LANGUAGES)}")
     pool = sorted((f for f in files if f.lang == lang), key=lambda f: (f.repo, f.path))
     random.Random(f"holes:{seed}:{lang}").shuffle(pool)
     by_package: dict[tuple[str, str], list[CorpusFile]] = {}

@@ -4,7 +4,7 @@ A model receives the packed `Prompt` (token ids in the engine's layout, with seg
 boundaries) and returns the middle as text, without EOS. The harness builds prompts with
 the model's `tokenizer`, so a model is scored on exactly what it would see in the editor.
 
-**Hook for the engine:** `load_model(checkpoint)` imports `deepfim.engine.generate` lazily
+**Hook for the engine:** `load_model(checkpoint)` imports `deepfim.engine.serving.generate` lazily
 and calls its ``fim_model(checkpoint: Path | None) -> FimModel`` (None = the embedded
 default model). Until that function exists, `load_model` raises `ModelUnavailableError`.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.prompt import Prompt
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import Prompt
+from deepfim.engine.model.tokenizer import Tokenizer
 
 
 @runtime_checkable
@@ -40,17 +40,19 @@ def load_model(checkpoint: str | Path | None) -> FimModel:
     if checkpoint is not None and not checkpoint.is_dir():
         raise ModelUnavailableError(f"--checkpoint {checkpoint}: not a directory")
     try:
-        generate = importlib.import_module("deepfim.engine.generate")
+        generate = importlib.import_module("deepfim.engine.serving.generate")
     except ModuleNotFoundError as exc:
-        if exc.name != "deepfim.engine.generate":
+        if exc.name != "deepfim.engine.serving.generate":
             raise
         raise ModelUnavailableError(
-            "deepfim.engine.generate does not exist yet: the engine provides "
+            "deepfim.engine.serving.generate does not exist yet: the engine provides "
             "`fim_model(checkpoint) -> FimModel` there; evaluate the copy baseline with `--models copy`"
         ) from exc
     factory = getattr(generate, "fim_model", None)
     if factory is None:
-        raise ModelUnavailableError("deepfim.engine.generate has no `fim_model(checkpoint) -> FimModel` function")
+        raise ModelUnavailableError(
+            "deepfim.engine.serving.generate has no `fim_model(checkpoint) -> FimModel` function"
+        )
     model = factory(checkpoint)
     if not isinstance(model, FimModel):
         raise ModelUnavailableError(f"fim_model({checkpoint}) returned {type(model).__name__}, not a FimModel")

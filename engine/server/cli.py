@@ -139,24 +139,17 @@ def _tls(args):
     return server_context(cert, key), cert
 
 
-def make_backend(checkpoint: str | None, expert_checkpoint: str | None):
-    """The in-process engine: instant mode from `checkpoint`, expert mode from `expert_checkpoint`."""
-    from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.local import LocalBackend
-
-    return LocalBackend(checkpoint or DEFAULT_MODEL_DIR, expert_checkpoint=expert_checkpoint)
-
-
 def _serve(args) -> int:
+    from deepfim.engine.backends import BackendSpec, make_backend
     from deepfim.engine.server.auth import UserStore, load_admin_token
-    from deepfim.engine.server.server import TeamServer
+    from deepfim.engine.server.team_server import TeamServer
 
     limits = _limits(args)
     ssl_context, cert = _tls(args)
     users = UserStore(args.users, load_admin_token(args.admin_token_file))
     if not users.user_names():
         raise ValueError(f"no users in {args.users}; add one with `deepfim add-user NAME --users {args.users}`")
-    backend = make_backend(args.checkpoint, args.expert_checkpoint)
+    backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint))
     default_http = args.port + 1 if args.port else 0
     http_port = None if args.no_http else (args.http_port if args.http_port is not None else default_http)
     server = TeamServer(

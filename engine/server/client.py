@@ -34,8 +34,8 @@ from deepfim.engine.api import (
     CompletionResult,
     Timings,
 )
-from deepfim.engine.server import protocol
-from deepfim.engine.server.protocol import ConnectionClosed, ProtocolError
+from deepfim.engine.server import frames
+from deepfim.engine.server.frames import ConnectionClosed, ProtocolError
 from deepfim.engine.server.tls import client_context, is_loopback
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class RemoteBackend:
                     server_hostname=self.host if self._ssl else None,
                     limit=1 << 20,
                 )
-                writer.write(protocol.encode({"type": "hello", "token": self._token, "client": "deepfim"}))
+                writer.write(frames.encode({"type": "hello", "token": self._token, "client": "deepfim"}))
                 welcome = await self._read(reader)
                 if welcome.get("type") != "welcome":
                     raise RemoteBackendError(f"server {self.address} refused the connection: {welcome.get('message')}")
@@ -212,14 +212,14 @@ class RemoteBackend:
         self._failures += 1
 
     async def _read(self, reader: asyncio.StreamReader) -> dict:
-        body = await protocol.read_frame(reader, MAX_INCOMING_FRAME, self._timeout, self._timeout)
-        return protocol.decode(body)
+        body = await frames.read_frame(reader, MAX_INCOMING_FRAME, self._timeout, self._timeout)
+        return frames.decode(body)
 
     async def _tokenizer(self, reader, writer, sha256: str) -> Path:
         path = self._cache / f"tokenizer-{sha256}.json"
         if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
             return path
-        writer.write(protocol.encode({"type": "get_tokenizer"}))
+        writer.write(frames.encode({"type": "get_tokenizer"}))
         reply = await self._read(reader)
         data = reply.get("data")
         if (
@@ -252,7 +252,7 @@ class RemoteBackend:
         msg = {
             "type": "complete",
             "id": handle.wire_id,
-            "prompt": protocol.pack_prompt(req.prompt),
+            "prompt": frames.pack_prompt(req.prompt),
             "mode": req.mode,
             "priority": req.priority.name.lower(),
             "sampling": dataclasses.asdict(req.sampling),
@@ -260,13 +260,13 @@ class RemoteBackend:
         msg["sampling"]["stop"] = list(req.sampling.stop)
         if req.namespace.startswith("team:"):  # anything else: the server uses the user's own namespace
             msg["namespace"] = req.namespace
-        self._writer.write(protocol.encode(msg))
+        self._writer.write(frames.encode(msg))
         if handle.cancelled:  # cancelled while connecting
             self._send_cancel(handle)
 
     def _send_cancel(self, handle: RemoteHandle) -> None:
         if self._writer is not None and handle.wire_id in self._pending:
-            self._writer.write(protocol.encode({"type": "cancel", "id": handle.wire_id}))
+            self._writer.write(frames.encode({"type": "cancel", "id": handle.wire_id}))
 
     async def _request_reply(self, msg: dict, reply_type: str) -> dict:
         await self._ensure_connected()
@@ -274,14 +274,14 @@ class RemoteBackend:
             raise RemoteBackendError(f"lost connection to team server {self.address}")
         reply = self._loop.create_future()
         self._replies.setdefault(reply_type, deque()).append(reply)
-        self._writer.write(protocol.encode(msg))
+        self._writer.write(frames.encode(msg))
         return await reply
 
     async def _read_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         reason = "server closed the connection"
         try:
             while True:
-                self._dispatch(protocol.decode(await protocol.read_frame(reader, MAX_INCOMING_FRAME, 1e9, 60.0)))
+                self._dispatch(frames.decode(await frames.read_frame(reader, MAX_INCOMING_FRAME, 1e9, 60.0)))
         except asyncio.CancelledError:
             reason = "backend closed"
         except RemoteBackendError as exc:

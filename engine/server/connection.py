@@ -15,9 +15,9 @@ import dataclasses
 import logging
 
 from deepfim.engine.api import CompletionResult
-from deepfim.engine.server import protocol
+from deepfim.engine.server import frames
 from deepfim.engine.server.auth import Principal
-from deepfim.engine.server.protocol import ConnectionClosed, ProtocolError
+from deepfim.engine.server.frames import ConnectionClosed, ProtocolError
 from deepfim.engine.server.service import CompletionService, Job
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,13 @@ class Connection:
         while True:
             authed = self.principal is not None
             try:
-                body = await protocol.read_frame(
+                body = await frames.read_frame(
                     self.reader,
                     lim.max_frame_bytes if authed else lim.max_preauth_frame_bytes,
                     lim.idle_timeout_s if authed else lim.hello_timeout_s,
                     lim.frame_timeout_s,
                 )
-                self._dispatch_safely(protocol.decode(body))
+                self._dispatch_safely(frames.decode(body))
             except ProtocolError as exc:
                 self.service.reject(self.principal, exc.code)
                 self.errors += exc.code in MALFORMED  # refusals (rate, limits) are not misbehaviour
@@ -105,7 +105,7 @@ class Connection:
 
     def send(self, msg: dict) -> None:
         if not self._closed:
-            self._out.put_nowait(protocol.encode(msg))
+            self._out.put_nowait(frames.encode(msg))
 
     async def _write_loop(self) -> None:
         try:
@@ -173,13 +173,13 @@ class Connection:
         raise ProtocolError("bad_request", "already authenticated on this connection")
 
     def _complete(self, msg: dict) -> None:
-        spec = protocol.parse_complete(msg, self.service.tokenizer.vocab_size)
+        spec = frames.parse_complete(msg, self.service.tokenizer.vocab_size)
         if spec.id in self.jobs:
             raise ProtocolError("duplicate_id", f"request id {spec.id!r} is already in flight", request_id=spec.id)
         self.jobs[spec.id] = self.service.start(self.principal, spec, self, "msgpack")
 
     def _cancel(self, msg: dict) -> None:
-        job = self.jobs.get(protocol.request_id(msg))
+        job = self.jobs.get(frames.request_id(msg))
         if job is not None:  # unknown id: it finished already (a normal race), nothing to do
             self.service.cancel(job)
 

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from deepfim.engine.server.auth import Principal
+from deepfim.engine.server.frames import ConnectionClosed, ProtocolError
 from deepfim.engine.server.openai_compat import (
     completion_spec,
     error_body,
@@ -23,7 +24,6 @@ from deepfim.engine.server.openai_compat import (
     response_body,
     text_chunk,
 )
-from deepfim.engine.server.protocol import ConnectionClosed, ProtocolError
 from deepfim.engine.server.service import CompletionService, Job
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import secrets
 import time
 
 from deepfim.engine.api import CompletionResult, Priority
-from deepfim.engine.prompt import FimOrder, build_fim_prompt
-from deepfim.engine.server.protocol import CompleteSpec, ProtocolError, parse_sampling
+from deepfim.engine.model.prompt_format import FimOrder, build_fim_prompt
+from deepfim.engine.server.frames import CompleteSpec, ProtocolError, parse_sampling
 
 FINISH_REASON = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop"}
 

@@ -24,17 +24,15 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from deepfim.engine.api import CancelledError, CompletionBackend, CompletionRequest, CompletionResult
+from deepfim.engine.api import CancelledError, CompletionBackend, CompletionRequest, CompletionResult, Mode
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.server.admission import Admission, Ticket
 from deepfim.engine.server.auth import Principal, UserStore
+from deepfim.engine.server.frames import CompleteSpec, ProtocolError
 from deepfim.engine.server.limits import Limits, TokenBucket
 from deepfim.engine.server.metrics import ServerMetrics
-from deepfim.engine.server.protocol import CompleteSpec, ProtocolError
-from deepfim.engine.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
-
-KNOWN_MODES = ("instant", "expert")
 
 
 class JobSink(Protocol):
@@ -87,13 +85,13 @@ class CompletionService:
         self.tokenizer_bytes = (tok_path / "tokenizer.json" if tok_path.is_dir() else tok_path).read_bytes()
         self.tokenizer_sha256 = hashlib.sha256(self.tokenizer_bytes).hexdigest()
         self.fim_orders = {}
-        for mode in KNOWN_MODES:
+        for mode in Mode:
             try:
-                self.fim_orders[mode] = list(backend.fim_orders(mode))
+                self.fim_orders[mode.value] = list(backend.fim_orders(mode))
             except (KeyError, ValueError):
                 continue  # this backend does not serve `mode`
         if not self.fim_orders:
-            raise ValueError("the backend serves none of the modes " + ", ".join(KNOWN_MODES))
+            raise ValueError("the backend serves none of the modes " + ", ".join(Mode))
         self.admission = Admission(self.limits.max_backend_inflight)
         self.connections = {"msgpack": 0, "http": 0}
         self.metrics = ServerMetrics(self._gauges)

@@ -1,6 +1,6 @@
 """Token-budgeted FIM prompts in the engine's layout, shared by training samples and evaluation.
 
-The layout is `deepfim.engine.prompt`'s (its `repo_header_ids`, `file_segment_ids`,
+The layout is `deepfim.engine.model.prompt_format`'s (its `repo_header_ids`, `file_segment_ids`,
 `file_header_ids`, `fim_ids` build every piece)::
 
     BOS [repo marker] [context file]* [cursor file header] FIM part      (→ middle EOS)
@@ -18,7 +18,7 @@ import random
 import re
 from collections.abc import Sequence
 
-from deepfim.engine.prompt import (
+from deepfim.engine.model.prompt_format import (
     FimOrder,
     Prompt,
     file_header_ids,
@@ -26,7 +26,7 @@ from deepfim.engine.prompt import (
     fim_ids,
     repo_header_ids,
 )
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
 
 PREFIX_SHARE = 0.75
 

@@ -3,7 +3,7 @@
 Sample mix (`SampleConfig` defaults; the model card quotes them):
 
 * 90 % FIM, 10 % plain left-to-right. FIM samples are PSM or SPM 50/50, built by
-  `deepfim.engine.prompt.fim_ids` from the same prefix/middle/suffix, so both orders teach
+  `deepfim.engine.model.prompt_format.fim_ids` from the same prefix/middle/suffix, so both orders teach
   the same middle. Hole kinds (`spans`): char 20 %, line_rest 35 %, lines 20 %, block 25 %;
   the middle is ≤ 256 tokens and ends with EOS.
 * 50 % of samples (FIM or not) are repository-level: files of the cursor file's package
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfim.engine.prompt import FimOrder, file_header_ids, file_segment_ids, repo_header_ids
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import FimOrder, file_header_ids, file_segment_ids, repo_header_ids
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.training.layout import pack_fim_prompt, rank_context_files
 from deepfim.engine.training.spans import SPAN_KINDS, choose_span
 from deepfim.engine.training.token_cache import TokenizedCorpus, load_tokenized

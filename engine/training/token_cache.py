@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.training.corpus import CorpusFile, load_corpus
 
 log = logging.getLogger(__name__)

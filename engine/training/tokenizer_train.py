@@ -9,7 +9,7 @@ normaliser. That regex already keeps an indentation run in one piece (``\\s+(?!\
 all spaces but the one that joins the next word), so BPE learns single tokens for the
 common indent widths; `indent_report` checks it.
 
-Ids 0..11 are the V4 special-token strings (`deepfim.engine.tokenizer`), in V4's order for
+Ids 0..11 are the V4 special-token strings (`deepfim.engine.model.tokenizer`), in V4's order for
 BOS/EOS/pad (0, 1, 2). As in V4, BOS/EOS/pad are flagged special and the FIM and
 repository/file markers are not (decoding keeps them). The vocabulary size counts them.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from deepfim.engine import tokenizer as T
+from deepfim.engine.model import tokenizer as T
 from deepfim.engine.training.corpus import CorpusFile, load_corpus
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from deepfim.engine.config import ModelArgs
-from deepfim.engine.loader import save_checkpoint
-from deepfim.engine.model import ForwardContext, Gate, Transformer, init_weights
+from deepfim.engine.model.config import ModelArgs
+from deepfim.engine.model.loader import save_checkpoint
+from deepfim.engine.model.transformer import ForwardContext, Gate, Transformer, init_weights
 from deepfim.engine.training.muon import Muon
 from deepfim.engine.training.samples import IGNORE, SampleConfig, TrainingSequences
 from deepfim.kernels import references_only
@@ -169,7 +169,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-    from deepfim.engine.tokenizer import Tokenizer
+    from deepfim.engine.model.tokenizer import Tokenizer
 
     vocab = Tokenizer.from_file(cfg.tokenizer).vocab_size
     args = embedded_model_args(vocab)

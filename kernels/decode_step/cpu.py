@@ -1,11 +1,12 @@
 """ctypes side of step.c: its structs, mirrored field for field, and the built library.
 
-The engine fills these (deepfim.engine.decode_step); nothing here knows about model modules.
+The engine fills these (deepfim.engine.model.decode_step); nothing here knows about model modules.
 """
 
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 
 from deepfim.kernels import cbuild
@@ -18,7 +19,6 @@ i64 = ctypes.c_int64
 ptr = ctypes.c_void_p
 
 SCORE_FUNCS = {"softmax": 0, "sigmoid": 1, "sqrtsoftplus": 2}
-MAX_TOKENS = 16  # step.c MAX_TOKENS
 LOGITS_MODES = {"none": 0, "last": 1, "all": 2}
 
 
@@ -27,12 +27,12 @@ def _fields(kind, names: str) -> list:
 
 
 class CompressorWeights(ctypes.Structure):
-    _fields_ = _fields(ptr, "wkv wgate ape norm") + _fields(i64, "ratio width out_dim")
+    _fields_ = _fields(ptr, "wkv wgate ape norm") + _fields(i64, "ratio width out_dim overlap")
 
 
 class LayerWeights(ctypes.Structure):
     _fields_ = (
-        _fields(i64, "ratio")
+        _fields(i64, "ratio csa")
         + _fields(ptr, "hc_attn_fn hc_attn_base hc_attn_scale hc_ffn_fn hc_ffn_base hc_ffn_scale attn_norm ffn_norm")
         + _fields(ptr, "wq_a wq_b wkv wo_a wo_b q_norm kv_norm attn_sink")
         + [("comp", CompressorWeights), ("index_comp", CompressorWeights)]
@@ -71,10 +71,28 @@ class LayerStep(ctypes.Structure):
     )
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one call of step.c accepts (its own constants, read from the library)."""
+
+    max_tokens: int
+    max_active_experts: int
+    max_streams: int
+    max_head_dim: int
+
+
+def limits(lib: ctypes.CDLL) -> Limits:
+    out = (i64 * 4)()
+    lib.v4_step_limits(out)
+    return Limits(*out)
+
+
 def library() -> ctypes.CDLL | None:
     """step.c linked with the attention and mHC kernels, or None without a C compiler."""
     lib = cbuild.load(_SOURCE, *_LINKED, openmp=True)
     if lib is not None and not getattr(lib, "_typed", False):
+        lib.v4_step_limits.restype = None
+        lib.v4_step_limits.argtypes = [ctypes.POINTER(i64)]
         lib.v4_decode_step.restype = ctypes.c_int
         lib.v4_decode_step.argtypes = [ctypes.POINTER(ModelWeights), ctypes.POINTER(LayerStep), i64, ptr, i64, ptr,
                                        i64, ptr, ptr]  # fmt: skip

@@ -1,7 +1,7 @@
 /* A few tokens (decode, speculative verification) through a whole V4 model on the CPU, float32,
  * in one call.
  *
- * The same math as engine/model.py (see ../shared/design/v4-model.md) for T consecutive tokens
+ * The same math as engine/model/transformer.py (see ../shared/design/v4-model.md) for T consecutive tokens
  * from position `pos`, batch 1, no autograd: per block mHC pre -> attention (low-rank query,
  * shared K=V row, sliding window, HCA/CSA compressors, lightning indexer top-k, sinks, inverse
  * RoPE, grouped output projection) -> mHC post -> mHC pre -> MoE (hash or scored routing, SwiGLU
@@ -10,7 +10,7 @@
  * Why: a torch decode step of a small model is ~600 tiny ops whose dispatch costs several times
  * the arithmetic; here the cost is reading the weights once per call, whatever T is (every
  * weight row is applied to the T tokens while it is in L1), which is what makes verifying
- * speculative drafts nearly free. The caller (deepfim.engine.decode_step) owns every state
+ * speculative drafts nearly free. The caller (deepfim.engine.model.decode_step) owns every state
  * tensor: this file reads the previous state and writes the next one into buffers it is handed,
  * so snapshots that share the old tensors stay valid. The attention itself and the mHC pre-mix
  * are the kernels of sparse_attn/decode.c and mhc/mhc.c, linked into the same library.
@@ -30,7 +30,7 @@ int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *
                int64_t dim, int iters, float eps, float norm_eps, float *u, float *post, float *comb);
 
 enum { SCORE_SOFTMAX = 0, SCORE_SIGMOID = 1, SCORE_SQRTSOFTPLUS = 2 };
-enum { MAX_TOKENS = 16, MAX_ACTIVE = 64, MAX_STREAMS = 8 };
+enum { MAX_TOKENS = 16, MAX_ACTIVE = 64, MAX_STREAMS = 8, MAX_HEAD_DIM = 1024 };
 /* matrices of at least this many weights are split across the OpenMP threads (torch's own pool:
  * its libgomp is the one already loaded); smaller ones are not worth a fork-join. Threads that
  * spin at a barrier while the machine is busy stall each other (with a busy process beside it on
@@ -43,11 +43,13 @@ typedef struct {
     const void *wkv, *wgate;  /* [width, dim] (matrices: float32, or bfloat16 if ModelWeights.bf16) */
     const float *ape;         /* [ratio, width] */
     const float *norm;        /* [out_dim] */
-    int64_t ratio, width, out_dim; /* CSA (ratio 4) overlaps: width = 2 * out_dim */
+    int64_t ratio, width, out_dim;
+    int64_t overlap; /* CSA: overlapping windows, width = 2 * out_dim (HCA: width = out_dim) */
 } CompressorWeights;
 
 typedef struct {
-    int64_t ratio; /* 0 sliding only, 4 CSA (with indexer), else HCA */
+    int64_t ratio; /* 0: sliding only; else the compression ratio of the CSA or HCA layer */
+    int64_t csa;   /* compressed sparse attention: overlapping compressor and a lightning indexer */
     const float *hc_attn_fn, *hc_attn_base, *hc_attn_scale, *hc_ffn_fn, *hc_ffn_base, *hc_ffn_scale;
     const float *attn_norm, *ffn_norm;
     const void *wq_a, *wq_b, *wkv, *wo_a, *wo_b; /* matrices: float32, or bfloat16 if ModelWeights.bf16 */
@@ -272,7 +274,7 @@ static void swiglu(float *gate, const float *up, int64_t n, float limit, float w
 static void pool_window(const CompressorWeights *cw, const float *kv, const float *gate, const float *prev_kv,
                         const float *prev_gate, int64_t prev_ld, float *entry) {
     int64_t m = cw->ratio, c = cw->width, d = cw->out_dim;
-    int overlap = m == 4;
+    int overlap = cw->overlap != 0;
     int64_t off = overlap ? d : 0; /* CSA: B-halves of this window */
     for (int64_t ch = 0; ch < d; ch++) {
         float mx = -INFINITY;
@@ -323,7 +325,7 @@ static int64_t compressor_step(const ModelWeights *M, const LayerWeights *L, con
         memcpy(cs->next_pending_gate, gate + closed * m * c, sizeof(float) * rest * c);
     }
     int64_t first_window = (pos - r) / m;
-    float cis_buf[1024];
+    float cis_buf[MAX_HEAD_DIM];
     for (int64_t w = 0; w < closed; w++) {
         const float *wkv = kv + w * m * c, *wgate = gate + w * m * c;
         float *entry = cs->entries + (cs->n_entries + w) * d;
@@ -334,7 +336,7 @@ static int64_t compressor_step(const ModelWeights *M, const LayerWeights *L, con
         rms_norm(entry, cw->norm, d, norm_eps);
         rope(entry, d, cis_at(L, (first_window + w) * m, rope_dim, cis_buf), rope_dim, 0);
     }
-    if (m == 4 && closed > 0) {
+    if (cw->overlap && closed > 0) {
         const float *last_kv = kv + (closed - 1) * m * c, *last_gate = gate + (closed - 1) * m * c;
         for (int64_t s = 0; s < m; s++) {
             memcpy(cs->next_prev_kv + s * d, last_kv + s * c, sizeof(float) * d);
@@ -457,7 +459,7 @@ static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *s
         n_comp = cs->n_entries + compressor_step(M, L, &L->comp, cs, x, pos, T, rest);
         comp = n_comp ? cs->entries : NULL;
         for (int64_t t = 0; t < T; t++) visible[t] = (pos + t + 1) / L->ratio;
-        if (L->ratio == 4) {
+        if (L->csa) {
             CompressorStep *is = &st->index_comp;
             int64_t n_keys = is->n_entries + compressor_step(M, L, &L->index_comp, is, x, pos, T, rest);
             k = M->index_topk < n_comp ? M->index_topk : n_comp;
@@ -563,9 +565,18 @@ static void hc_post(float *x, const float *f, const float *post, const float *co
     }
 }
 
+/* The limits above, for the caller: [max tokens per call, max active experts, max mHC streams,
+ * max head dim]. The Python side reads them instead of repeating them. */
+void v4_step_limits(int64_t *out) {
+    out[0] = MAX_TOKENS;
+    out[1] = MAX_ACTIVE;
+    out[2] = MAX_STREAMS;
+    out[3] = MAX_HEAD_DIM;
+}
+
 /* Floats of scratch a call of T tokens needs with up to max_keys indexer keys. */
 int64_t v4_step_scratch(const ModelWeights *M, int64_t T, int64_t max_keys) {
-    int64_t wide = M->inter > M->shared_inter ? M->inter : M->shared_inter, max_ratio = 4;
+    int64_t wide = M->inter > M->shared_inter ? M->inter : M->shared_inter, max_ratio = 1;
     for (int64_t l = 0; l < M->n_layers; l++)
         if (M->layers[l].ratio > max_ratio) max_ratio = M->layers[l].ratio;
     int64_t comp_width = 2 * (M->head_dim > M->index_dim ? M->head_dim : M->index_dim);
@@ -589,13 +600,13 @@ int64_t v4_step_scratch(const ModelWeights *M, int64_t T, int64_t max_keys) {
 int v4_decode_step(const ModelWeights *M, LayerStep *steps, int64_t pos, const int64_t *tokens, int64_t T,
                    float *x, int64_t logits_mode, float *logits, float *scratch) {
     int64_t n = M->n_hc, dim = M->dim, nd = n * dim;
-    if (T < 1 || T > MAX_TOKENS || n > MAX_STREAMS || M->head_dim > 1024 || M->n_active > MAX_ACTIVE ||
-        M->rope_dim > 1024 || M->rope_dim > M->head_dim)
+    if (T < 1 || T > MAX_TOKENS || n > MAX_STREAMS || M->head_dim > MAX_HEAD_DIM || M->n_active > MAX_ACTIVE ||
+        M->rope_dim > MAX_HEAD_DIM || M->rope_dim > M->head_dim)
         return -1;
     for (int64_t l = 0; l < M->n_layers; l++) {
         const LayerWeights *L = &M->layers[l];
         if ((L->ratio && steps[l].comp.n_pending != pos % L->ratio) ||
-            (L->ratio == 4 && steps[l].index_comp.n_pending != pos % 4))
+            (L->csa && steps[l].index_comp.n_pending != pos % L->index_comp.ratio))
             return -2;
     }
     float *u = scratch, *f = u + T * dim, *post = f + T * dim, *comb = post + T * n, *copy = comb + T * n * n;

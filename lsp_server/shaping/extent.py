@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from deepfim.lsp_server.shaping.languages import LanguageSpec
+from deepfim.context.languages import LanguageSpec
 
 CLOSING_CHARS = frozenset(")]}\"'`;,:")
 SPECIAL_TOKEN_START = "<｜"  # DeepSeek special tokens: <｜fim▁hole｜>, <｜end▁of▁sentence｜>, ...

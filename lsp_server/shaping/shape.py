@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from deepfim.context.languages import LanguageSpec
 from deepfim.lsp_server.shaping.brackets import ScanState, balance, scanner_for
 from deepfim.lsp_server.shaping.extent import Extent, LineLimit, decide_extent, line_limit
-from deepfim.lsp_server.shaping.languages import LanguageSpec
 from deepfim.lsp_server.shaping.syntax import Window, WindowParse, check_and_truncate, parse_window, window
 from deepfim.lsp_server.shaping.trim import (
     expected_indent,

@@ -10,13 +10,11 @@ completion only has to not make it worse.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 from tree_sitter import Node, Parser
-from tree_sitter_language_pack import get_parser
 
-from deepfim.lsp_server.shaping.languages import LanguageSpec
+from deepfim.context.languages import LanguageSpec, parser_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -24,20 +22,6 @@ MAX_WINDOW_LINES_BEFORE = 150
 MAX_WINDOW_LINES_AFTER = 60
 MAX_CUT_CANDIDATES = 12
 _CLOSING_START = (")", "]", "}")
-
-
-_parsers = threading.local()  # a Parser must not be used by two threads at once
-
-
-def parser_for(grammar: str) -> Parser | None:
-    cache = _parsers.__dict__.setdefault("by_grammar", {})
-    if grammar not in cache:
-        try:
-            cache[grammar] = get_parser(grammar)  # type: ignore[arg-type]
-        except Exception as exc:  # a missing grammar must not break completion
-            logger.warning("no tree-sitter parser for %s: %s", grammar, exc)
-            cache[grammar] = None
-    return cache[grammar]
 
 
 def _is_top_level(line: str) -> bool:
@@ -90,9 +74,9 @@ def count_errors(node: Node) -> int:
     return sum(count_errors(child) for child in node.children)
 
 
-def errors_in(text: str, grammar: str) -> int:
+def errors_in(text: str, spec: LanguageSpec) -> int:
     """Syntax errors in a whole text (0 without a parser)."""
-    parser = parser_for(grammar)
+    parser = parser_or_none(spec)
     return count_errors(parser.parse(text.encode("utf-8")).root_node) if parser else 0
 
 
@@ -163,7 +147,7 @@ class WindowParse:
 
 def parse_window(win: Window, spec: LanguageSpec) -> WindowParse | None:
     """The window's parse for `spec`, or None when the language has no parser."""
-    parser = parser_for(spec.grammar) if spec.grammar else None
+    parser = parser_or_none(spec)
     return WindowParse(win, parser) if parser is not None else None
 
 

@@ -21,7 +21,7 @@ def tokenizer_path() -> Path:
 
 @pytest.fixture(scope="session")
 def tok(tokenizer_path):
-    from deepfim.engine.tokenizer import Tokenizer
+    from deepfim.engine.model.tokenizer import Tokenizer
 
     return Tokenizer.from_file(tokenizer_path)
 

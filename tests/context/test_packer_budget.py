@@ -1,4 +1,4 @@
-"""Packing: budgets, the exact token layout of engine/prompt.py, summaries, determinism."""
+"""Packing: budgets, the exact token layout of engine/model/prompt_format.py, summaries, determinism."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from ctx_fixtures import write_tree
 
 from deepfim.context.packer import BudgetError
-from deepfim.engine.prompt import FimOrder, build_fim_prompt, file_segment_ids
+from deepfim.engine.model.prompt_format import FimOrder, build_fim_prompt, file_segment_ids
 
 BIG = "".join(f"def helper_{i}(x: int) -> int:\n    return x * {i} + len(str(x))\n\n\n" for i in range(300))
 REPO = {

@@ -9,9 +9,9 @@ import pytest
 from engine_fixtures import randomize
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.config import tiny_args
-from deepfim.engine.loader import save_checkpoint
-from deepfim.engine.model import Transformer
+from deepfim.engine.model.config import tiny_args
+from deepfim.engine.model.loader import save_checkpoint
+from deepfim.engine.model.transformer import Transformer
 
 
 @pytest.fixture(scope="session")

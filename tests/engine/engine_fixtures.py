@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deepfim.engine.model import Transformer, init_weights
+from deepfim.engine.model.transformer import Transformer, init_weights
 
 
 def randomize(model: Transformer, seed: int = 0) -> Transformer:

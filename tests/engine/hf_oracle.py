@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deepfim.engine.config import ModelArgs
+from deepfim.engine.model.config import ModelArgs
 
 
 def hf_config(args: ModelArgs):
@@ -18,7 +18,8 @@ def hf_config(args: ModelArgs):
         num_experts_per_tok=args.n_activated_experts, n_shared_experts=args.n_shared_experts,
         routed_scaling_factor=args.route_scale, index_n_heads=args.index_n_heads,
         index_head_dim=args.index_head_dim, index_topk=args.index_topk,
-        compress_ratios=list(args.compress_ratios), num_hash_layers=args.n_hash_layers,
+        layer_types=[kind.value for kind in args.layer_kinds], compress_rates=_compress_rates(args),
+        num_hash_layers=args.n_hash_layers,
         sliding_window=args.window_size, swiglu_limit=args.swiglu_limit, rope_theta=args.rope_theta,
         compress_rope_theta=args.compress_rope_theta, rms_norm_eps=args.norm_eps,
         hc_mult=args.hc_mult, hc_sinkhorn_iters=args.hc_sinkhorn_iters, hc_eps=args.hc_eps,
@@ -27,6 +28,15 @@ def hf_config(args: ModelArgs):
                       "original_max_position_embeddings": args.original_seq_len,
                       "beta_fast": args.beta_fast, "beta_slow": args.beta_slow},
     )  # fmt: skip
+
+
+def _compress_rates(args: ModelArgs) -> dict[str, int]:
+    """transformers keeps one ratio per layer kind (CSA, HCA)."""
+    rates: dict[str, int] = {}
+    for kind, ratio in zip(args.layer_kinds, args.compress_ratios, strict=True):
+        if ratio:
+            assert rates.setdefault(kind.value, ratio) == ratio, "transformers has one ratio per layer kind"
+    return {"compressed_sparse_attention": 4, "heavily_compressed_attention": 128, **rates}
 
 
 def random_hf_model(args: ModelArgs, seed: int = 0):

@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from deepfim.engine.config import ModelArgs
-from deepfim.engine.loader import CheckpointError, load_model, save_checkpoint
+from deepfim.engine.model.config import ModelArgs
+from deepfim.engine.model.loader import CheckpointError, load_model, save_checkpoint
 from deepfim.kernels.quant.ref import dequant_fp4_packed, dequant_fp8_blocks, quantize_fp4_packed, quantize_fp8_blocks
 
 
@@ -228,8 +228,8 @@ def test_flash_shaped_official_checkpoint_loads_and_runs(tmp_path):
 
 def _official_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
     """Official tensor names and logical (dequantised) shapes of a model, from a meta-device build."""
-    from deepfim.engine.checkpoint_names import official_expert_key
-    from deepfim.engine.model import Transformer
+    from deepfim.engine.model.checkpoint_names import official_expert_key
+    from deepfim.engine.model.transformer import Transformer
 
     with torch.device("meta"):
         model = Transformer(args)

@@ -1,4 +1,4 @@
-"""The one-call C decode step (engine/decode_step.py, kernels/decode_step/step.c) against the
+"""The one-call C decode step (engine/model/decode_step.py, kernels/decode_step/step.c) against the
 module path it replaces: same logits and same next state, token after token, for every layer
 type and the config variants step.c branches on; and the state rules snapshots rely on."""
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 from engine_fixtures import randomize
 
-from deepfim.engine import decode_step
-from deepfim.engine.config import tiny_args
-from deepfim.engine.model import Rotary, Transformer
+from deepfim.engine.model.config import tiny_args
+from deepfim.engine.model.decode_step import DecodeStep
+from deepfim.engine.model.transformer import Rotary, Transformer
+from deepfim.engine.serving.model_runner import ModelRunner
 
 TOL = 2e-5  # logits (of order 1)
 STATE_TOL = 1e-4  # state rows (normed, of order 1-3: a few float32 ulps after 300 steps)
@@ -36,20 +37,31 @@ def make_model(seed: int = 0, bf16_values: bool = False, **overrides) -> Transfo
     return m
 
 
+_steps: dict[int, DecodeStep] = {}
+
+
+def forward(model: Transformer, ids: torch.Tensor, state, kernel: bool):
+    """One call through the C step (kernel) or the modules (the reference)."""
+    if not kernel:
+        return model(ids, state)
+    step = _steps.get(id(model))
+    if step is None or step.model is not model:
+        step = _steps[id(model)] = DecodeStep.for_model(model)
+    logits, _ = step(ids, state, "all")
+    return logits
+
+
 def decode(model: Transformer, state, ids: list[int], kernel: bool, chunks: list[int] | None = None) -> torch.Tensor:
     """Logits of `ids` fed from `state` one token at a time, or in calls of the `chunks` sizes."""
-    model.decode_kernel = kernel
     sizes = iter(chunks or [1] * len(ids))
     out, i = [], 0
-    try:
-        with torch.no_grad():
-            while i < len(ids):
-                n = next(sizes)
-                out.append(model(torch.tensor([ids[i : i + n]]), state).logits)
-                i += n
-        return torch.cat(out, 1)
-    finally:
-        model.decode_kernel = True
+    with torch.no_grad():
+        while i < len(ids):
+            n = next(sizes)
+            result = forward(model, torch.tensor([ids[i : i + n]]), state, kernel)
+            out.append(result if kernel else result.logits)
+            i += n
+    return torch.cat(out, 1)
 
 
 def assert_same_state(a, b) -> None:
@@ -73,7 +85,7 @@ def assert_same_state(a, b) -> None:
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_c_step_equals_module_step_from_position_zero(name):
     model = make_model(**CONFIGS[name])
-    step = decode_step.for_model(model)
+    step = DecodeStep.for_model(model)
     assert step is not None and step.bf16 == (name == "bf16-checkpoint")
     ids = torch.randint(0, model.args.vocab_size, (300,), generator=torch.Generator().manual_seed(1)).tolist()
     fast_state, slow_state = model.new_state(), model.new_state()
@@ -105,16 +117,14 @@ def test_keep_first_after_a_multi_token_call_equals_the_module_path():
              for size, keep in [(6, 2), (9, 9), (4, 1), (16, 7), (3, 3), (8, 5)]]  # fmt: skip
     states = {}
     for kernel in (True, False):
-        model.decode_kernel = kernel
         with torch.no_grad():
             state = model.new_state()
             model(prompt, state)
             for drafts, keep in calls:
                 start = state.pos
-                model(drafts, state)
+                forward(model, drafts, state, kernel)
                 if keep < drafts.shape[1]:
                     state.keep_first(keep, start, model.args.window_size)
-        model.decode_kernel = True
         states[kernel] = state
     assert_same_state(states[True], states[False])
     tail = [1, 2, 3, 4, 5, 6, 7, 8]
@@ -160,33 +170,25 @@ def test_positions_past_the_rope_table(monkeypatch):
     assert (fast - slow).abs().max().item() <= TOL
 
 
-def test_module_path_where_the_c_step_does_not_apply(monkeypatch):
-    assert decode_step.for_model(make_model(quant_sim=True)) is None
+def test_the_runner_hands_the_c_step_only_the_calls_it_covers(monkeypatch, tiny_checkpoint):
+    from deepfim.engine.model.tokenizer import Tokenizer
+
+    assert DecodeStep.for_model(make_model(quant_sim=True)) is None  # FP8 numerics: the module path
     model = make_model()
+    runner = ModelRunner(model, Tokenizer.from_file(tiny_checkpoint))
+    assert runner.decode_step is not None and runner.mtp is None  # MTP drafts cost more than they save here
+    assert ModelRunner(model, runner.tokenizer, decode_step=False).decode_step is None
+    limit = runner.decode_step.max_tokens
+    assert limit == 16  # step.c's MAX_TOKENS, read from the library
     calls = []
-    real = decode_step.DecodeStep.__call__
-    monkeypatch.setattr(decode_step.DecodeStep, "__call__", lambda self, *a: calls.append(1) or real(self, *a))
+    real = DecodeStep.__call__
+    monkeypatch.setattr(DecodeStep, "__call__", lambda self, *a: calls.append(a[0].shape[1]) or real(self, *a))
     state = model.new_state()
-    with torch.enable_grad():  # training: autograd needs the module path
-        model(torch.tensor([[5]]), state)
     with torch.no_grad():
-        model(torch.arange(decode_step.MAX_TOKENS + 1)[None], state)  # a prefill chunk
-    assert calls == []
-    with torch.no_grad():
-        model(torch.tensor([[7]]), state)
-    assert calls == [1]
-
-
-def test_weights_moved_rebuild_the_step():
-    model = make_model()
-    first = decode_step.for_model(model)
-    assert decode_step.for_model(model) is first
-    model.double().float()  # new storage for every parameter
-    second = decode_step.for_model(model)
-    assert second is not first
-    ids = [3, 1, 4, 1, 5, 9, 2, 6]
-    fast, slow = decode(model, model.new_state(), ids, True), decode(model, model.new_state(), ids, False)
-    assert (fast - slow).abs().max() <= TOL
+        runner.forward(list(range(limit + 1)), state, "none")  # a prefill chunk: the modules
+        runner.forward(list(range(limit)), state, "last")
+        runner.forward([7], state, "last")
+    assert calls == [limit, 1] and state.pos == 2 * limit + 2
 
 
 def test_a_state_that_does_not_match_its_position_is_refused():

@@ -12,11 +12,11 @@ import torch
 
 from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.api import SamplingParams
-from deepfim.engine.config import ModelArgs
-from deepfim.engine.generate import generate, load_runner
-from deepfim.engine.model import Transformer, init_weights
-from deepfim.engine.model_runner import ModelRunner
-from deepfim.engine.prompt import FimOrder, build_fim_prompt
+from deepfim.engine.model.config import ModelArgs
+from deepfim.engine.model.prompt_format import FimOrder, build_fim_prompt
+from deepfim.engine.model.transformer import Transformer, init_weights
+from deepfim.engine.serving.generate import generate, load_runner
+from deepfim.engine.serving.model_runner import ModelRunner
 
 # (prefix, suffix, what the completion must start with)
 PROBES = [
@@ -66,7 +66,7 @@ def test_trained_model_completes_what_a_random_one_cannot(shipped, untrained, pr
 def test_speculation_keeps_greedy_output(shipped):
     """Speculative decoding on the shipped model (n-gram drafts verified in one C call; MTP
     drafts are off on the CPU decode step): the same tokens as plain greedy decoding."""
-    from deepfim.engine.speculative import SpeculativeConfig
+    from deepfim.engine.serving.speculative import SpeculativeConfig
 
     prompt = build_fim_prompt(shipped.tokenizer, PROBES[0][0] * 3, "\n", FimOrder.SPM, path="a.py").ids
     plain = ModelRunner(shipped.model, shipped.tokenizer, None, SpeculativeConfig(enabled=False))

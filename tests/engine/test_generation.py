@@ -9,12 +9,12 @@ import torch
 
 from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.api import SamplingParams
-from deepfim.engine.generate import generate
-from deepfim.engine.healing import HealingVocab
-from deepfim.engine.model_runner import ModelRunner
-from deepfim.engine.sampler import StopChecker, loop_safe_end, repeated_lines_cut, sample
-from deepfim.engine.speculative import NgramDrafter, SpeculativeConfig
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.serving.generate import generate
+from deepfim.engine.serving.healing import HealingVocab
+from deepfim.engine.serving.model_runner import ModelRunner
+from deepfim.engine.serving.sampler import StopChecker, loop_safe_end, repeated_lines_cut, sample
+from deepfim.engine.serving.speculative import NgramDrafter, SpeculativeConfig
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_ngram_drafter_agrees_with_a_brute_force_search():
 def test_speculative_greedy_equals_plain_greedy(tiny_model, runner, monkeypatch):
     """Drafts that are partly right and partly wrong: verification keeps exactly greedy output."""
     plain = generate(runner, PROMPT, SamplingParams(max_tokens=40, speculative=False))[0].token_ids
-    import deepfim.engine.model_runner as model_runner
+    import deepfim.engine.serving.model_runner as model_runner
 
     class HalfRightDrafter:
         def __init__(self, tokens, n):
@@ -163,14 +163,12 @@ def test_mtp_drafts_keep_greedy_output_identical(tiny_model, runner):
     plain = generate(runner, PROMPT, SamplingParams(max_tokens=30, speculative=False))[0].token_ids
     # MTP drafts are for the module path (GPU): on the CPU decode step they cost more than they save
     assert ModelRunner(tiny_model, runner.tokenizer, None, SpeculativeConfig(enabled=True)).mtp is None
-    tiny_model.decode_kernel = False
-    try:
-        # n-gram lookups of 50 tokens never match here, so every draft comes from the MTP block
-        mtp_runner = ModelRunner(tiny_model, runner.tokenizer, None, SpeculativeConfig(enabled=True, ngram=50))
-        assert mtp_runner.mtp is not None
-        spec = generate(mtp_runner, PROMPT, SamplingParams(max_tokens=30))[0].token_ids
-    finally:
-        tiny_model.decode_kernel = True
+    # n-gram lookups of 50 tokens never match here, so every draft comes from the MTP block
+    mtp_runner = ModelRunner(
+        tiny_model, runner.tokenizer, None, SpeculativeConfig(enabled=True, ngram=50), decode_step=False
+    )
+    assert mtp_runner.mtp is not None
+    spec = generate(mtp_runner, PROMPT, SamplingParams(max_tokens=30))[0].token_ids
     assert spec == plain
     stats = mtp_runner.draft_stats.as_dict()["mtp"]
     assert stats["proposed"] >= 10 and 0 <= stats["accepted"] <= stats["proposed"]

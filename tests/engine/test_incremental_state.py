@@ -6,8 +6,8 @@ import pytest
 import torch
 from engine_fixtures import randomize
 
-from deepfim.engine.config import tiny_args
-from deepfim.engine.model import Transformer
+from deepfim.engine.model.config import tiny_args
+from deepfim.engine.model.transformer import Transformer
 
 SEQ = 700
 
@@ -97,7 +97,7 @@ def test_mtp_incremental_equals_full(model):
 def test_position_limit_is_enforced(tiny_model):
     import dataclasses
 
-    from deepfim.engine.model import Transformer
+    from deepfim.engine.model.transformer import Transformer
 
     small = Transformer(dataclasses.replace(tiny_model.args, max_seq_len=16))
     with pytest.raises(ValueError, match="max_seq_len=16"):

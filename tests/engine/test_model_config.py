@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deepfim.engine.config import ConfigError, ModelArgs
+from deepfim.engine.model.config import ConfigError, LayerKind, ModelArgs, tiny_args
 
 FLASH_OFFICIAL = {
     "vocab_size": 129280, "dim": 4096, "moe_inter_dim": 2048, "n_layers": 43, "n_hash_layers": 3,
@@ -105,3 +105,35 @@ def test_unreadable_config_is_a_clear_error(tmp_path):
         ModelArgs.from_file(tmp_path)
     with pytest.raises(ConfigError, match="not found"):
         ModelArgs.from_file(tmp_path / "missing")
+
+
+def test_layer_kinds_are_named_and_any_compression_ratio_is_accepted(tmp_path):
+    from transformers import DeepseekV4Config
+
+    official = ModelArgs.from_dict({**FLASH_OFFICIAL, "compress_ratios": [0, 16, 4, 128] * 10 + [0, 4, 16, 0]})
+    assert official.layer_kinds[:4] == (LayerKind.SLIDING, LayerKind.HCA, LayerKind.CSA, LayerKind.HCA)
+    assert official.compress_ratios[1] == 16 and official.layer_kind(official.n_layers) is LayerKind.SLIDING
+    types = ["sliding_attention", "heavily_compressed_attention", "compressed_sparse_attention", "sliding_attention"]
+    rates = {"compressed_sparse_attention": 8, "heavily_compressed_attention": 16}
+    cfg = DeepseekV4Config(num_hidden_layers=4, layer_types=types, num_hash_layers=1, compress_rates=rates)
+    cfg.save_pretrained(tmp_path)
+    args = ModelArgs.from_file(tmp_path)
+    assert args.compress_ratios == (0, 16, 8, 0)
+    assert args.layer_kinds == (LayerKind.SLIDING, LayerKind.HCA, LayerKind.CSA, LayerKind.SLIDING)
+    args.save(tmp_path / "official.json")  # the official form cannot say "CSA of ratio 8": it keeps the kinds
+    assert ModelArgs.from_file(tmp_path / "official.json") == args
+
+
+@pytest.mark.parametrize(
+    "ratios, kinds, words",
+    [
+        ((0, 1, 4, 128), None, "compresses nothing"),
+        ((0, 0, 4, 128), ("sliding_attention", "compressed_sparse_attention") * 2, "needs compress ratio 0"),
+        ((0, -4, 4, 128), None, "non-negative integer"),
+        ((0, 4, 4, 128), ("dense",) * 4, "must name"),
+    ],
+)
+def test_bad_layer_schedules_are_named(ratios, kinds, words):
+    extra = {} if kinds is None else {"layer_kinds": kinds}
+    with pytest.raises(ConfigError, match=words):
+        tiny_args(compress_ratios=ratios, **extra)

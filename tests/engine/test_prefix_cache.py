@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from deepfim.engine.api import CompletionHandle, CompletionRequest, SamplingParams
-from deepfim.engine.model_runner import ModelRunner
-from deepfim.engine.prefix_cache import PrefixCache, boundaries
-from deepfim.engine.sequence import ActiveRequest
-from deepfim.engine.speculative import SpeculativeConfig
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.serving.model_runner import ModelRunner
+from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
+from deepfim.engine.serving.sequence import ActiveRequest
+from deepfim.engine.serving.speculative import SpeculativeConfig
 
 
 @pytest.fixture(scope="module")

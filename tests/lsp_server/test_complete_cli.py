@@ -11,8 +11,8 @@ import pytest
 from lsp_double_backend import CopyBackend
 
 from deepfim.engine import DEFAULT_MODEL_DIR
+from deepfim.lsp_server.editor_settings import Settings
 from deepfim.lsp_server.oneshot import complete_location, cursor_offset, format_report, parse_location
-from deepfim.lsp_server.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEEPFIM = [sys.executable, "-m", "deepfim.cli"]
@@ -69,7 +69,8 @@ def test_command_reports_bad_input_with_the_value():
 
 
 EMBEDDED_READY = (
-    importlib.util.find_spec("deepfim.engine.local") is not None and (DEFAULT_MODEL_DIR / "config.json").is_file()
+    importlib.util.find_spec("deepfim.engine.serving.local_backend") is not None
+    and (DEFAULT_MODEL_DIR / "config.json").is_file()
 )
 
 

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.prompt import FimOrder
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import FimOrder
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.lsp_server.context_source import ContextSource, PrivateFile, bounded, pack_current_file
 
 EXAMPLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "shop"

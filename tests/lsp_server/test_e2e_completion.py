@@ -97,7 +97,7 @@ async def test_typing_through_serves_the_rest_without_the_model(client, workspac
     assert second.items[0].command.arguments[0]["timings"]["cached"] is True
     assert after.cache.hits == before.cache.hits + 1
     if ENGINE == "double":
-        assert after.engine.instant.requests == before.engine.instant.requests  # no model call
+        assert after.engine.requests == before.engine.requests  # no model call
     editor.close(uri)
 
 

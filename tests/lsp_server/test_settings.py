@@ -1,6 +1,6 @@
 """Settings validation: invalid values fall back to defaults with a message naming them."""
 
-from deepfim.lsp_server.settings import Settings, parse_settings, settings_section
+from deepfim.lsp_server.editor_settings import Settings, parse_settings, settings_section
 
 
 def test_valid_settings_are_typed(tmp_path):

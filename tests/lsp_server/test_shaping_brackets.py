@@ -2,11 +2,11 @@
 
 import pytest
 
+from deepfim.context.languages import for_editor
 from deepfim.lsp_server.shaping.brackets import BracketScanner, balance
-from deepfim.lsp_server.shaping.languages import language_for
 
-PY = BracketScanner(language_for("python"))
-JS = BracketScanner(language_for("javascript"))
+PY = BracketScanner(for_editor("python"))
+JS = BracketScanner(for_editor("javascript"))
 
 
 def test_scan_skips_strings_comments_and_escapes():

@@ -2,11 +2,11 @@
 
 import pytest
 
+from deepfim.context.languages import for_editor
 from deepfim.lsp_server.shaping.extent import Extent, decide_extent, line_limit
-from deepfim.lsp_server.shaping.languages import language_for
 
-PY = language_for("python")
-JS = language_for("javascript")
+PY = for_editor("python")
+JS = for_editor("javascript")
 
 
 @pytest.mark.parametrize(

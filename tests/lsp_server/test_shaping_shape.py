@@ -2,11 +2,11 @@
 
 import pytest
 
-from deepfim.lsp_server.shaping.languages import language_for
+from deepfim.context.languages import for_editor
 from deepfim.lsp_server.shaping.shape import Shaped, analyse, rank, shape
 
-PY = language_for("python")
-JS = language_for("javascript")
+PY = for_editor("python")
+JS = for_editor("javascript")
 
 
 def _shape(doc: str, raw: str, spec=PY, max_lines=8) -> str:

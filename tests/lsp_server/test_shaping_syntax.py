@@ -1,9 +1,9 @@
 """Parse windows and cutting a completion back to complete syntax (real grammars)."""
 
-from deepfim.lsp_server.shaping.languages import language_for
+from deepfim.context.languages import for_editor
 from deepfim.lsp_server.shaping.syntax import check_and_truncate, errors_in, parse_window, window
 
-PY = language_for("python")
+PY = for_editor("python")
 
 
 def test_window_spans_the_enclosing_top_level_block():
@@ -42,7 +42,7 @@ def test_cut_single_line_at_a_token_end():
     win = window("def f(x):\n    return x +", "\n")
     check = check_and_truncate(parse_window(win, PY), " 1 if x else")
     assert check.valid and check.text == " 1"
-    assert errors_in("def f(x):\n    return x + 1\n", "python") == 0
+    assert errors_in("def f(x):\n    return x + 1\n", for_editor("python")) == 0
 
 
 def test_completion_is_judged_against_already_broken_code():
@@ -58,4 +58,4 @@ def test_incremental_parse_agrees_with_a_full_parse():
     )
     parsed = parse_window(win, PY)
     for insert in ["s", "s +", "(s,\n         'é')", "s)\n        x = [", "😀", "\n    def h(self):\n        return 1"]:
-        assert parsed.errors_with(insert) == errors_in(win.before + insert + win.after, "python"), insert
+        assert parsed.errors_with(insert) == errors_in(win.before + insert + win.after, for_editor("python")), insert

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from tree_sitter_language_pack import get_parser
-
 from deepfim.cli import main as deepfim_main
+from deepfim.context.languages import parser
 from deepfim.engine.evaluation.holes import extract_holes
 from deepfim.engine.evaluation.humaneval import load_problems, program, run_program, run_programs, single_line_tasks
 from deepfim.engine.training.corpus import CorpusFile, write_corpus
@@ -63,7 +62,7 @@ def _files() -> list[CorpusFile]:
 
 def _node_starts(text: str, lang: str) -> set[int]:
     src = text.encode()
-    starts, stack = set(), [get_parser(lang).parse(src).root_node]
+    starts, stack = set(), [parser(lang).parse(src).root_node]
     while stack:
         n = stack.pop()
         if n.is_named:

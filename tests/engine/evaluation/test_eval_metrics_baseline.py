@@ -11,8 +11,8 @@ from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.evaluation.metrics import edit_similarity, exact_match, levenshtein
 from deepfim.engine.evaluation.models import CopyBaseline, FimModel, ModelUnavailableError, load_model, longest_copy
 from deepfim.engine.evaluation.tasks import FimTask, finalize
-from deepfim.engine.prompt import FimOrder
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import FimOrder
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.training.layout import pack_fim_prompt
 
 
@@ -96,6 +96,6 @@ def test_copy_baseline_copies_from_another_file_of_the_package(tok, order):
 def test_load_model_names_what_is_missing(tmp_path):
     with pytest.raises(ModelUnavailableError, match="not a directory"):
         load_model(tmp_path / "absent")
-    if importlib.util.find_spec("deepfim.engine.generate") is None:
+    if importlib.util.find_spec("deepfim.engine.serving.generate") is None:
         with pytest.raises(ModelUnavailableError, match="fim_model"):
             load_model(None)

@@ -20,13 +20,13 @@ import pytest
 from teamserver_double import PrefixCacheEchoBackend
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from deepfim.engine.server import protocol
+from deepfim.engine.model.tokenizer import ALL_SPECIALS
+from deepfim.engine.server import frames
 from deepfim.engine.server.auth import UserStore, add_user
 from deepfim.engine.server.client import RemoteBackend
 from deepfim.engine.server.limits import Limits
-from deepfim.engine.server.server import ServerThread
+from deepfim.engine.server.team_server import ServerThread
 from deepfim.engine.server.tls import client_context, make_self_signed_cert, server_context
-from deepfim.engine.tokenizer import ALL_SPECIALS
 
 BACKEND = "double"  # "double" | "local"
 BOTH = ["double", "local"]
@@ -73,9 +73,9 @@ def engine_checkpoint(tmp_path_factory, tokenizer_file) -> Path:
     """A tiny V4 checkpoint with random weights and the byte tokenizer (vocab 512 ≥ 268 ids)."""
     import shutil
 
-    from deepfim.engine.config import tiny_args
-    from deepfim.engine.loader import save_checkpoint
-    from deepfim.engine.model import Transformer, init_weights
+    from deepfim.engine.model.config import tiny_args
+    from deepfim.engine.model.loader import save_checkpoint
+    from deepfim.engine.model.transformer import Transformer, init_weights
 
     out = tmp_path_factory.mktemp("tiny-ckpt")
     save_checkpoint(init_weights(Transformer(tiny_args(vocab_size=512)), seed=0), out)
@@ -85,7 +85,7 @@ def engine_checkpoint(tmp_path_factory, tokenizer_file) -> Path:
 
 def make_backend(tokenizer_file: Path, kind: str = BACKEND, checkpoint: Path | None = None):
     if kind == "local":
-        from deepfim.engine.local import LocalBackend
+        from deepfim.engine.serving.local_backend import LocalBackend
 
         return LocalBackend(checkpoint)
     return PrefixCacheEchoBackend(str(tokenizer_file))
@@ -103,10 +103,10 @@ class RawConn:
         self.sock.sendall(data)
 
     def send(self, msg: dict) -> None:
-        self.sock.sendall(protocol.encode(msg))
+        self.sock.sendall(frames.encode(msg))
 
     def recv(self) -> dict:
-        return protocol.decode(protocol.read_frame_sync(self.sock, 1 << 28))
+        return frames.decode(frames.read_frame_sync(self.sock, 1 << 28))
 
     def hello(self, token: str) -> dict:
         self.send({"type": "hello", "token": token})

@@ -10,7 +10,7 @@
   If the server let namespaces mix, one user's text would come back in another's completion;
   with isolation, an unmatched prompt gets a deterministic echo of its own length and sum.
 
-The real `deepfim.engine.local.LocalBackend` can replace it (see conftest.BACKEND).
+The real `deepfim.engine.serving.local_backend.LocalBackend` can replace it (see conftest.BACKEND).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from deepfim.engine.api import (
     CompletionResult,
     Timings,
 )
-from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
 
 RECALL_KEY_TOKENS = 8
 

@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from deepfim.engine.server import protocol
+from deepfim.engine.server import frames
 from deepfim.engine.server.auth import add_user
 from deepfim.engine.server.client import RemoteBackend, RemoteBackendError
 from deepfim.engine.server.tls import make_self_signed_cert
@@ -55,7 +55,7 @@ def test_remote_backend_with_wrong_token_raises_clearly(team):
 
 def test_plain_tcp_to_the_tls_port_gets_nothing(team):
     with socket.create_connection(("127.0.0.1", team.port), timeout=5) as sock:
-        sock.sendall(protocol.encode({"type": "hello", "token": team.tokens["alice"]}))
+        sock.sendall(frames.encode({"type": "hello", "token": team.tokens["alice"]}))
         try:
             data = sock.recv(4096)
         except ConnectionResetError:

@@ -13,10 +13,10 @@ import time
 
 from deepfim.cli import main
 from deepfim.engine.api import CompletionRequest, SamplingParams
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.server.auth import UserStore, add_user
 from deepfim.engine.server.client import RemoteBackend
 from deepfim.engine.server.tls import client_context
-from deepfim.engine.tokenizer import Tokenizer
 
 
 def test_make_cert_writes_a_cert_clients_can_verify(tmp_path, capsys):

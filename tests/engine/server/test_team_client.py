@@ -9,11 +9,11 @@ import pytest
 from team_support import BOTH
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.server.auth import UserStore
 from deepfim.engine.server.client import RemoteBackendError, RemoteError, parse_address
-from deepfim.engine.server.server import ServerThread
+from deepfim.engine.server.team_server import ServerThread
 from deepfim.engine.server.tls import server_context
-from deepfim.engine.tokenizer import Tokenizer
 
 
 def test_handshake_gives_tokenizer_and_fim_orders(team):

@@ -11,9 +11,9 @@ import pytest
 from team_support import BOTH, TEST_LIMITS
 
 from deepfim.engine.api import CancelledError, CompletionRequest, SamplingParams
-from deepfim.engine.server import protocol
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.server import frames
 from deepfim.engine.server.auth import add_user
-from deepfim.engine.tokenizer import Tokenizer
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> None:
@@ -100,8 +100,9 @@ def test_cancel_through_the_remote_handle_stops_the_engine(team):
     client = team.client("carol")
     tok = Tokenizer.from_file(client.tokenizer_path)
     got_text = threading.Event()
+    # the tiny random model decodes all 250 tokens of this prompt (no EOS): only a cancel ends it early
     handle = client.submit(
-        CompletionRequest(tok.encode("while True:\n"), SamplingParams(max_tokens=250)), lambda i, t: got_text.set()
+        CompletionRequest(tok.encode("import os\n"), SamplingParams(max_tokens=250)), lambda i, t: got_text.set()
     )
     assert got_text.wait(10)
     handle.cancel()
@@ -144,7 +145,7 @@ def test_inflight_and_prompt_length_limits_per_user(make_team):
     conn.hello(team.tokens["bob"])
     for i in range(3):
         conn.send({"type": "complete", "id": f"r{i}", "prompt": [72] * 5, "sampling": {"max_tokens": 100}})
-    too_long = protocol.pack_prompt([73] * (TEST_LIMITS.max_prompt_tokens + 1))
+    too_long = frames.pack_prompt([73] * (TEST_LIMITS.max_prompt_tokens + 1))
     conn.send({"type": "complete", "id": "huge", "prompt": too_long})
     replies = _replies(conn, 4)
     assert replies["r2"]["code"] == "too_many_inflight"

@@ -12,8 +12,8 @@ import pytest
 from team_support import TEST_LIMITS, RawConn
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
-from deepfim.engine.server import protocol
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.server import frames
 
 
 class Bystander:
@@ -54,7 +54,7 @@ def test_truncated_frame_then_disconnect_harms_nobody(team):
     before = team.server_state()["connections"]["msgpack"]
     conn = team.raw()
     conn.hello(team.tokens["bob"])
-    body = protocol.encode({"type": "ping"})[4:]
+    body = frames.encode({"type": "ping"})[4:]
     conn.send_raw(struct.pack(">I", len(body) + 50) + body)  # promises 50 more bytes, then leaves
     conn.close()
     bystander.check()
@@ -91,15 +91,15 @@ MALFORMED = [
     (_frame(msgpack.packb({"v": 1, "type": "ping"}) + b"\x00"), "bad_msgpack"),  # trailing bytes
     (_frame(msgpack.packb("just a string")), "bad_message"),
     (_frame(msgpack.packb({"type": "ping"})), "unsupported_version"),
-    (protocol.encode({"type": "fly"}), "unknown_type"),
-    (protocol.encode({"type": "result", "id": "x"}), "unknown_type"),  # server-only type
-    (protocol.encode({"type": "complete", "id": "r", "prompt": "text"}), "bad_request"),
-    (protocol.encode({"type": "complete", "id": "r", "prompt": [1, 1 << 40]}), "bad_request"),
-    (protocol.encode({"type": "complete", "id": "r", "prompt": [1], "sampling": {"n": "2"}}), "bad_request"),
-    (protocol.encode({"type": "complete", "prompt": [1]}), "bad_request"),
-    (protocol.encode({"type": "complete", "id": "r", "prompt": [1], "mode": "turbo"}), "unknown_mode"),
-    (protocol.encode({"type": "cancel"}), "bad_request"),
-    (protocol.encode({"type": "hello", "token": "again"}), "bad_request"),
+    (frames.encode({"type": "fly"}), "unknown_type"),
+    (frames.encode({"type": "result", "id": "x"}), "unknown_type"),  # server-only type
+    (frames.encode({"type": "complete", "id": "r", "prompt": "text"}), "bad_request"),
+    (frames.encode({"type": "complete", "id": "r", "prompt": [1, 1 << 40]}), "bad_request"),
+    (frames.encode({"type": "complete", "id": "r", "prompt": [1], "sampling": {"n": "2"}}), "bad_request"),
+    (frames.encode({"type": "complete", "prompt": [1]}), "bad_request"),
+    (frames.encode({"type": "complete", "id": "r", "prompt": [1], "mode": "turbo"}), "unknown_mode"),
+    (frames.encode({"type": "cancel"}), "bad_request"),
+    (frames.encode({"type": "hello", "token": "again"}), "bad_request"),
 ]
 
 

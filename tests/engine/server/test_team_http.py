@@ -8,8 +8,8 @@ import time
 import pytest
 from team_support import BOTH, RawConn
 
-from deepfim.engine.prompt import build_fim_prompt
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.prompt_format import build_fim_prompt
+from deepfim.engine.model.tokenizer import Tokenizer
 
 BODY = {"prompt": "def add(a, b):\n    return ", "suffix": "\n\nprint(add(1, 2))\n", "max_tokens": 20}
 

@@ -15,9 +15,9 @@ import pytest
 from team_support import BOTH
 
 from deepfim.engine.api import CompletionRequest, SamplingParams
-from deepfim.engine.prompt import build_fim_prompt
+from deepfim.engine.model.prompt_format import build_fim_prompt
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.server.client import RemoteError
-from deepfim.engine.tokenizer import Tokenizer
 
 CANARY = "CANARY-7f3a9c1e55d0"
 SECRET_FILE = f"import os\n\nAPI_KEY = '{CANARY}'\nTIMEOUT = 30\n\ndef connect():\n    return API_KEY\n"

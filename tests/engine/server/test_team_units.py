@@ -8,19 +8,19 @@ import msgpack
 import pytest
 
 from deepfim.engine.api import Priority
-from deepfim.engine.server import protocol
+from deepfim.engine.server import frames
 from deepfim.engine.server.admission import Admission
 from deepfim.engine.server.auth import AuthError, UserStore, add_user, load_admin_token
+from deepfim.engine.server.frames import ProtocolError
 from deepfim.engine.server.limits import Limits, TokenBucket
 from deepfim.engine.server.metrics import ServerMetrics
-from deepfim.engine.server.protocol import ProtocolError
 
 
 def test_frame_round_trip_and_version():
-    frame = protocol.encode({"type": "ping", "nonce": 7})
+    frame = frames.encode({"type": "ping", "nonce": 7})
     length = int.from_bytes(frame[:4], "big")
     assert length == len(frame) - 4
-    assert protocol.decode(frame[4:]) == {"v": protocol.VERSION, "type": "ping", "nonce": 7}
+    assert frames.decode(frame[4:]) == {"v": frames.VERSION, "type": "ping", "nonce": 7}
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_frame_round_trip_and_version():
 )
 def test_decode_rejects_malformed_bodies(body, code):
     with pytest.raises(ProtocolError) as info:
-        protocol.decode(body)
+        frames.decode(body)
     assert info.value.code == code and not info.value.fatal
 
 
@@ -48,9 +48,9 @@ def _complete(**fields):
 
 
 def test_parse_complete_accepts_binary_and_list_prompts():
-    spec = protocol.parse_complete(_complete(prompt=protocol.pack_prompt([5, 0, 300])), vocab_size=301)
+    spec = frames.parse_complete(_complete(prompt=frames.pack_prompt([5, 0, 300])), vocab_size=301)
     assert spec.prompt == [5, 0, 300]
-    spec = protocol.parse_complete(
+    spec = frames.parse_complete(
         _complete(priority="expert", sampling={"max_tokens": 9, "stop": "\n", "temperature": 1}), 10
     )
     assert (spec.priority, spec.sampling.max_tokens, spec.sampling.stop) == (Priority.EXPERT, 9, ("\n",))
@@ -80,7 +80,7 @@ def test_parse_complete_accepts_binary_and_list_prompts():
 )
 def test_parse_complete_names_the_bad_field(fields, fragment):
     with pytest.raises(ProtocolError) as info:
-        protocol.parse_complete(_complete(**fields), vocab_size=10)
+        frames.parse_complete(_complete(**fields), vocab_size=10)
     assert info.value.code == "bad_request"
     assert fragment in info.value.message
 

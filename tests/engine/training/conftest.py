@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.training.corpus import CorpusFile, write_corpus
 
 TOKENIZER_PATH = DEFAULT_MODEL_DIR / "tokenizer.json"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.loader import load_model
+from deepfim.engine.model.loader import load_model
 from deepfim.engine.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow

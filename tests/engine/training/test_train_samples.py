@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.prompt import FimOrder
+from deepfim.engine.model.prompt_format import FimOrder
 from deepfim.engine.training.layout import pack_fim_prompt, rank_context_files, split_cursor_budget
 from deepfim.engine.training.samples import IGNORE, SampleBuilder, SampleConfig, TrainingSequences, pack_sequence
 from deepfim.engine.training.spans import SPAN_KINDS, choose_span

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine import tokenizer as T
+from deepfim.engine.model import tokenizer as T
 from deepfim.engine.training.corpus import CorpusFile
 from deepfim.engine.training.tokenizer_train import SPECIALS, train_tokenizer, truncate_vocab
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import torch
 
 from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, StreamCallback, Timings
-from deepfim.engine.cache import ModelState
-from deepfim.engine.sampler import StopChecker
-from deepfim.engine.speculative import NgramDrafter
-from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.model.state import ModelState
+from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.serving.sampler import StopChecker
+from deepfim.engine.serving.speculative import NgramDrafter
 
 _seq_numbers = itertools.count()
 

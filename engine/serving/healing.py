@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import torch
 
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
 
 
 class HealingVocab:

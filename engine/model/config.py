@@ -16,6 +16,7 @@ two fields that describe the same thing.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 from dataclasses import dataclass
@@ -25,6 +26,25 @@ from typing import Any
 
 class ConfigError(ValueError):
     """A config.json that cannot describe a V4 model; the message names the fields."""
+
+
+class LayerKind(enum.StrEnum):
+    """The attention of a block (the names are transformers' `layer_types`).
+
+    SLIDING: the 128-token window only. CSA (compressed sparse attention): the window plus
+    entries pooled from *overlapping* windows of `ratio` tokens, of which a lightning indexer
+    picks the top-k per query. HCA (heavily compressed attention): the window plus every entry
+    pooled from non-overlapping windows of `ratio` tokens.
+    """
+
+    SLIDING = "sliding_attention"
+    CSA = "compressed_sparse_attention"
+    HCA = "heavily_compressed_attention"
+
+    @classmethod
+    def from_ratio(cls, ratio: int) -> LayerKind:
+        """The official config's rule (DeepSeek's inference/model.py): 0 sliding, 4 CSA, else HCA."""
+        return cls.SLIDING if ratio == 0 else cls.CSA if ratio == 4 else cls.HCA
 
 
 @dataclass(frozen=True)
@@ -42,7 +62,10 @@ class ModelArgs:
         o_groups: head groups of the grouped output projection.
         o_lora_rank: per-group width of the grouped output projection.
         window_size: sliding window of raw keys (128).
-        compress_ratios: per main layer: 0 = sliding only, 4 = CSA (with indexer), 128 = HCA.
+        compress_ratios: per main layer: 0 = sliding only, else the layer's compression ratio.
+        layer_kinds: per main layer: SLIDING, CSA or HCA (`LayerKind`). Derived from
+            `compress_ratios` when not given (0 sliding, 4 CSA, any other ratio HCA); the HF
+            form names them (`layer_types`), so a CSA layer may have another ratio than 4.
         n_mtp_layers: multi-token-prediction blocks (sliding-only, non-hash MoE).
         index_n_heads / index_head_dim / index_topk: lightning indexer shape and top-k.
         n_routed_experts / n_activated_experts / n_shared_experts / moe_inter_dim: MoE shape.
@@ -109,17 +132,31 @@ class ModelArgs:
     expert_dtype: str | None = None
     quant_sim: bool = False
     fim_orders: tuple[str, ...] = ("psm",)
+    layer_kinds: tuple[LayerKind, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
         if len(self.compress_ratios) != self.n_layers:
             problems.append(f"compress_ratios has {len(self.compress_ratios)} entries for n_layers={self.n_layers}")
-        bad = sorted({r for r in self.compress_ratios if r not in (0, 4, 128)})
-        if bad:
-            problems.append(f"compress_ratios {bad} not supported (0 = sliding, 4 = CSA, 128 = HCA)")
+        kinds = self.layer_kinds or tuple(LayerKind.from_ratio(r) for r in self.compress_ratios)
+        try:
+            kinds = tuple(LayerKind(k) for k in kinds)
+        except ValueError:
+            problems.append(f"layer_kinds {list(kinds)} must name {[k.value for k in LayerKind]}")
+            kinds = tuple(LayerKind.from_ratio(r) for r in self.compress_ratios)
+        object.__setattr__(self, "layer_kinds", kinds)
+        if len(kinds) != len(self.compress_ratios):
+            problems.append(f"layer_kinds has {len(kinds)} entries for {len(self.compress_ratios)} compress_ratios")
+        for i, (kind, ratio) in enumerate(zip(kinds, self.compress_ratios, strict=False)):
+            if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 0:
+                problems.append(f"compress_ratios[{i}]={ratio!r} must be a non-negative integer")
+            elif (kind is LayerKind.SLIDING) != (ratio == 0):
+                problems.append(f"layer {i}: a {kind.value} layer needs compress ratio {'0' if ratio == 0 else '>= 2'}")
+            elif ratio == 1:
+                problems.append(f"compress_ratios[{i}]=1 compresses nothing (use 0 for a sliding layer, or >= 2)")
         if self.rope_head_dim % 2 or self.rope_head_dim > self.head_dim:
             problems.append(f"rope_head_dim={self.rope_head_dim} must be even and <= head_dim={self.head_dim}")
-        if self.rope_head_dim > self.index_head_dim and any(r == 4 for r in self.compress_ratios):
+        if self.rope_head_dim > self.index_head_dim and LayerKind.CSA in kinds:
             problems.append(f"rope_head_dim={self.rope_head_dim} exceeds index_head_dim={self.index_head_dim}")
         if self.n_heads % self.o_groups:
             problems.append(f"n_heads={self.n_heads} not divisible by o_groups={self.o_groups}")
@@ -154,6 +191,10 @@ class ModelArgs:
         """Compression ratio of a block; MTP blocks (layer_id >= n_layers) are sliding-only."""
         return self.compress_ratios[layer_id] if layer_id < self.n_layers else 0
 
+    def layer_kind(self, layer_id: int) -> LayerKind:
+        """Attention kind of a block; MTP blocks are sliding-only."""
+        return self.layer_kinds[layer_id] if layer_id < self.n_layers else LayerKind.SLIDING
+
     def is_hash_layer(self, layer_id: int) -> bool:
         return layer_id < min(self.n_hash_layers, self.n_layers)
 
@@ -162,6 +203,9 @@ class ModelArgs:
         d = dataclasses.asdict(self)
         d["compress_ratios"] = list(self.compress_ratios) + [0] * self.n_mtp_layers
         d["fim_orders"] = list(self.fim_orders)
+        d.pop("layer_kinds")
+        if self.layer_kinds != tuple(LayerKind.from_ratio(r) for r in self.compress_ratios):
+            d["layer_kinds"] = [k.value for k in self.layer_kinds]  # the official form cannot say it
         return d
 
     def save(self, path: str | Path) -> None:
@@ -283,6 +327,8 @@ def _from_official(raw: dict, source: str) -> dict[str, Any]:
     kw["n_mtp_layers"] = max(n_mtp, 0)
     if "fim_orders" in kw:
         kw["fim_orders"] = tuple(kw["fim_orders"])
+    if "layer_kinds" in kw:
+        kw["layer_kinds"] = tuple(kw["layer_kinds"])
     return kw
 
 
@@ -321,6 +367,7 @@ def _from_hf(raw: dict, source: str) -> dict[str, Any]:
             problems.append(f"layer_types has unknown entries {bad}")
         else:
             from_types = [type_ratio[t] for t in raw["layer_types"]][:n_layers]
+            kw["layer_kinds"] = tuple(LayerKind(t) for t in raw["layer_types"][:n_layers])
     from_ratios = list(raw["compress_ratios"]) if raw.get("compress_ratios") is not None else None
     if from_ratios is not None and from_types is not None and from_ratios[:n_layers] != from_types:
         problems.append(f"layer_types {raw['layer_types']} contradicts compress_ratios {from_ratios}")
@@ -406,4 +453,4 @@ def tiny_args(**overrides: Any) -> ModelArgs:
     return ModelArgs(**base)
 
 
-__all__ = ["ModelArgs", "ConfigError", "tiny_args"]
+__all__ = ["ModelArgs", "ConfigError", "LayerKind", "tiny_args"]

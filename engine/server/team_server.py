@@ -16,9 +16,9 @@ import threading
 from deepfim.engine.api import CompletionBackend
 from deepfim.engine.server.auth import UserStore
 from deepfim.engine.server.connection import Connection
+from deepfim.engine.server.frames import encode
 from deepfim.engine.server.http_server import MAX_HEADER_BYTES, HttpConnection
 from deepfim.engine.server.limits import Limits
-from deepfim.engine.server.protocol import encode
 from deepfim.engine.server.service import CompletionService
 from deepfim.engine.server.tls import is_loopback
 

@@ -1,6 +1,6 @@
 """Loading and saving V4 checkpoints (safetensors, memory-mapped, FP8/FP4 dequantised).
 
-A checkpoint directory holds `config.json` (either form, see engine/config.py) and
+A checkpoint directory holds `config.json` (either form, see engine/model/config.py) and
 `model.safetensors`, or shards listed in `model.safetensors.index.json`, or any `*.safetensors`.
 Tensors are read one at a time with `safe_open` (memory-mapped) and dequantised straight into
 the model's parameters, so peak memory is the model plus one tensor.
@@ -17,9 +17,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from deepfim.engine.checkpoint_names import Target, checkpoint_target, official_expert_key
-from deepfim.engine.config import ModelArgs
-from deepfim.engine.model import Transformer
+from deepfim.engine.model.checkpoint_names import Target, checkpoint_target, official_expert_key
+from deepfim.engine.model.config import ModelArgs
+from deepfim.engine.model.transformer import Transformer
 from deepfim.kernels.quant.ref import (
     dequant_fp4_packed,
     dequant_fp8_blocks,

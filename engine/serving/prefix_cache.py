@@ -34,7 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from deepfim.engine.cache import AppendBuffer, AppendView, CompressorState, LayerCache, ModelState
+from deepfim.engine.model.state import AppendBuffer, AppendView, CompressorState, LayerCache, ModelState
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,14 @@ import time
 
 import torch
 
-from deepfim.engine.healing import HealingVocab
-from deepfim.engine.model import Transformer
-from deepfim.engine.prefix_cache import PrefixCache, boundaries
-from deepfim.engine.sampler import loop_safe_end, repeated_lines_cut, sample
-from deepfim.engine.sequence import ActiveRequest, CandidateState
-from deepfim.engine.speculative import DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
-from deepfim.engine.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.model.decode_step import DecodeStep
+from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.model.transformer import ForwardOutput, Transformer
+from deepfim.engine.serving.healing import HealingVocab
+from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
+from deepfim.engine.serving.sampler import loop_safe_end, repeated_lines_cut, sample
+from deepfim.engine.serving.sequence import ActiveRequest, CandidateState
+from deepfim.engine.serving.speculative import DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,14 @@ class ModelRunner:
         cache: PrefixCache | None = None,
         speculative: SpeculativeConfig | None = None,
         name: str = "model",
+        decode_step: DecodeStep | None | bool = True,
     ) -> None:
+        """`decode_step`: True builds the C step where it applies (CPU), False never uses it, or
+        a prebuilt one."""
         self.model = model
+        self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
         self.tokenizer = tokenizer
-        self.cache = cache
+        self.prefix_cache = cache
         self.chunk = cache.block if cache is not None else 128
         self.spec = speculative or SpeculativeConfig()
         self.draft_stats = DraftStats()
@@ -48,10 +53,15 @@ class ModelRunner:
         # MTP block and its second pass through the vocabulary head take about as long as a whole
         # decode step, and the block also runs over every prefill chunk (embedded model, 4K
         # context: 2.0-2.3 ms/token with MTP drafts vs 1.3 without, prefill 20% slower).
-        use_mtp = (
-            self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and not model.uses_decode_step()
-        )
+        use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and self.decode_step is None
         self.mtp = MtpDrafter(model) if use_mtp else None
+
+    def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
+        """One inference call: the C decode step for the few tokens it covers, else the model."""
+        tokens = torch.tensor([ids])
+        if self.decode_step is not None and len(ids) <= self.decode_step.max_tokens:
+            return ForwardOutput(*self.decode_step(tokens, state, logits))
+        return self.model(tokens, state, logits=logits)
 
     @torch.inference_mode()
     def advance(self, req: ActiveRequest) -> None:
@@ -73,7 +83,7 @@ class ModelRunner:
         t0 = time.perf_counter()
         if not req.started:
             req.started = True
-            match = self.cache.match(req.user, ids) if self.cache is not None else None
+            match = self.prefix_cache.match(req.user, ids) if self.prefix_cache is not None else None
             if match is not None and match.state is not None:
                 req.state, req.prefilled = match.state, match.length
                 req.timings.cached_tokens = match.length
@@ -85,19 +95,19 @@ class ModelRunner:
                 req.state, req.prefilled = self.model.new_state(), 0
         end = next(b for b in boundaries(len(ids), self.chunk) if b > req.prefilled)
         last = end == len(ids)
-        out = self.model(torch.tensor([ids[req.prefilled : end]]), req.state, logits="last" if last else "none")
+        out = self.forward(ids[req.prefilled : end], req.state, "last" if last else "none")
         req.prefilled = end
         if self.mtp is not None:
             self.mtp.observe(req.state, out.streams)
             self.mtp.advance(req.state, ids[:end])
-        if self.cache is not None:
-            self.cache.insert(req.user, ids[:end], req.state)
+        if self.prefix_cache is not None:
+            self.prefix_cache.insert(req.user, ids[:end], req.state)
         if last:
             req.last_logits = out.logits[0, -1]
             if not torch.isfinite(req.last_logits).all():
                 raise RuntimeError(f"{self.name}: the model produced non-finite logits (corrupt weights?)")
-            if self.cache is not None:
-                self.cache.insert_exact(req.user, ids, req.state, req.last_logits)
+            if self.prefix_cache is not None:
+                self.prefix_cache.insert_exact(req.user, ids, req.state, req.last_logits)
         req.timings.prefill_ms += (time.perf_counter() - t0) * 1e3
         if last:
             self._start_candidates(req)
@@ -135,7 +145,7 @@ class ModelRunner:
         if drafts:
             self._verify(req, cand, drafts, source)
         else:
-            out = self.model(torch.tensor([[cand.next_token]]), cand.state, logits="last")
+            out = self.forward([cand.next_token], cand.state, "last")
             if self._uses_mtp(req):
                 self.mtp.observe(cand.state, out.streams)
             token, logprob = sample(self._healed(req, cand, out.logits[0, -1]), params, cand.generator)
@@ -147,7 +157,7 @@ class ModelRunner:
         """Feeds [next_token, *drafts] at once; keeps the drafts the model agrees with."""
         start = cand.state.pos
         seq = [cand.next_token, *drafts]
-        out = self.model(torch.tensor([seq]), cand.state, logits="all")
+        out = self.forward(seq, cand.state, "all")
         logits = out.logits[0]  # [k+1, V]
         preds = logits.argmax(-1).tolist()
         n_ok = 0

@@ -11,15 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.allocator import keep_freed_memory
 from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, SamplingParams, StreamCallback
-from deepfim.engine.loader import load_model
-from deepfim.engine.model import Transformer
-from deepfim.engine.model_runner import ModelRunner
-from deepfim.engine.prompt import Prompt
-from deepfim.engine.sequence import ActiveRequest
-from deepfim.engine.speculative import SpeculativeConfig
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.loader import load_model
+from deepfim.engine.model.prompt_format import Prompt
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.model.transformer import Transformer
+from deepfim.engine.serving.allocator import keep_freed_memory
+from deepfim.engine.serving.model_runner import ModelRunner
+from deepfim.engine.serving.sequence import ActiveRequest
+from deepfim.engine.serving.speculative import SpeculativeConfig
 
 
 def generate(

@@ -4,8 +4,10 @@ Ordered like DeepSeek's `inference/model.py`: linear/norm -> rope -> compressor 
 attention -> MoE -> block -> MTP -> transformer. The math is ../shared/design/v4-model.md; the
 per-op references (also the CPU compute path) live in `deepfim.kernels.*.ref`.
 
-Beyond the reference, the forward resumes anywhere: every call takes a `ModelState`
-(engine/cache.py) and a chunk of any length, carrying the sliding window, the compressors'
+This is the reference forward (and the path of training, prefill chunks and GPUs); the serving
+runner hands CPU calls of a few tokens to the C decode step instead (`decode_step.py`), which
+computes the same thing. Beyond the reference, the forward resumes anywhere: every call takes a `ModelState`
+(engine/model/state.py) and a chunk of any length, carrying the sliding window, the compressors'
 open windows and the CSA overlap halves across chunk boundaries. Without a state the call is a
 plain full forward from position 0 (training, parity tests).
 
@@ -22,9 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepfim.engine import decode_step
-from deepfim.engine.cache import CompressorState, CompressorUndo, LayerCache, ModelState
-from deepfim.engine.config import ModelArgs
+from deepfim.engine.model.config import LayerKind, ModelArgs
+from deepfim.engine.model.state import CompressorState, CompressorUndo, LayerCache, ModelState
 
 # dispatchers: Triton for CUDA tensors under inference, the torch references (C mHC kernels) otherwise
 from deepfim.kernels.compressor import pool_windows
@@ -141,10 +142,10 @@ def apply_rope(x: torch.Tensor, cis: torch.Tensor, inverse: bool = False) -> tor
 class Compressor(nn.Module):
     """Pools each closed window of `ratio` tokens into one entry (CSA: overlapping, 2d wide)."""
 
-    def __init__(self, args: ModelArgs, ratio: int, out_dim: int, rotary: Rotary) -> None:
+    def __init__(self, args: ModelArgs, ratio: int, overlap: bool, out_dim: int, rotary: Rotary) -> None:
         super().__init__()
         self.ratio = ratio
-        self.overlap = ratio == 4
+        self.overlap = overlap
         self.out_dim = out_dim
         width = (2 if self.overlap else 1) * out_dim
         self.wkv = Linear(args.dim, width)
@@ -191,13 +192,13 @@ class Compressor(nn.Module):
 class Indexer(nn.Module):
     """Lightning indexer: scores CSA entries per query and keeps the top-k."""
 
-    def __init__(self, args: ModelArgs, rotary: Rotary) -> None:
+    def __init__(self, args: ModelArgs, ratio: int, rotary: Rotary) -> None:
         super().__init__()
         self.n_heads, self.head_dim, self.topk = args.index_n_heads, args.index_head_dim, args.index_topk
         self.quant_sim = args.quant_sim
         self.wq_b = Linear(args.q_lora_rank, self.n_heads * self.head_dim, act_quant=args.quant_sim)
         self.weights_proj = Linear(args.dim, self.n_heads)
-        self.compressor = Compressor(args, 4, self.head_dim, rotary)
+        self.compressor = Compressor(args, ratio, True, self.head_dim, rotary)  # the CSA windows
         if args.quant_sim:
             self.register_buffer("hadamard", hadamard(self.head_dim), persistent=False)
 
@@ -260,7 +261,7 @@ class Attention(nn.Module):
     def __init__(self, layer_id: int, args: ModelArgs, rotary: Rotary) -> None:
         super().__init__()
         self.args = args
-        self.ratio = args.layer_ratio(layer_id)
+        self.kind, self.ratio = args.layer_kind(layer_id), args.layer_ratio(layer_id)
         self.n_heads, self.head_dim = args.n_heads, args.head_dim
         self.window = args.window_size
         fp8 = args.quant_sim
@@ -274,8 +275,10 @@ class Attention(nn.Module):
         self.wo_b = Linear(args.o_groups * args.o_lora_rank, args.dim, act_quant=fp8)
         self.attn_sink = nn.Parameter(torch.zeros(args.n_heads))
         self.rotary = rotary
-        self.compressor = Compressor(args, self.ratio, args.head_dim, rotary) if self.ratio else None
-        self.indexer = Indexer(args, rotary) if self.ratio == 4 else None
+        csa = self.kind is LayerKind.CSA
+        compressed = self.kind is not LayerKind.SLIDING
+        self.compressor = Compressor(args, self.ratio, csa, args.head_dim, rotary) if compressed else None
+        self.indexer = Indexer(args, self.ratio, rotary) if csa else None
 
     def _quant_kv(self, kv: torch.Tensor) -> torch.Tensor:
         # the reference stores the non-rope dims of every kv row as FP8 (blocks of 64)
@@ -426,13 +429,13 @@ class MoE(nn.Module):
 class Block(nn.Module):
     """Attention and MoE sublayers, each wrapped in mHC (4 residual streams)."""
 
-    def __init__(self, layer_id: int, args: ModelArgs, rotaries: dict[int, Rotary]) -> None:
+    def __init__(self, layer_id: int, args: ModelArgs, rotaries: dict[LayerKind, Rotary]) -> None:
         super().__init__()
         self.args = args
         n, hc_dim = args.hc_mult, args.hc_mult * args.dim
         mix = (2 + n) * n
         self.attn_norm = RMSNorm(args.dim, args.norm_eps)
-        self.attn = Attention(layer_id, args, rotaries[args.layer_ratio(layer_id)])
+        self.attn = Attention(layer_id, args, rotaries[args.layer_kind(layer_id)])
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn = MoE(layer_id, args)
         self.hc_attn_fn = nn.Parameter(torch.empty(mix, hc_dim))
@@ -463,7 +466,7 @@ class MTPBlock(Block):
     """Multi-token prediction: from the final streams at t and the embedding of token t+1,
     predict token t+2 (a sliding-only block with its own hc head and norm; shares embed/head)."""
 
-    def __init__(self, layer_id: int, args: ModelArgs, rotaries: dict[int, Rotary]) -> None:
+    def __init__(self, layer_id: int, args: ModelArgs, rotaries: dict[LayerKind, Rotary]) -> None:
         super().__init__(layer_id, args, rotaries)
         self.e_proj = Linear(args.dim, args.dim, act_quant=args.quant_sim)
         self.h_proj = Linear(args.dim, args.dim, act_quant=args.quant_sim)
@@ -504,11 +507,11 @@ class Transformer(nn.Module):
         super().__init__()
         self.args = args
         r = args.rope_head_dim
-        # one rotary table per rope kind: sliding-only layers plain, compressed layers YaRN
-        rotaries = {0: Rotary(r, args.rope_theta, args, yarn=False)}
-        shared_compress = Rotary(r, args.compress_rope_theta, args, yarn=True)
-        rotaries[4] = rotaries[128] = shared_compress
-        self.rotaries = nn.ModuleList([rotaries[0], shared_compress])
+        # one rotary table per rope kind: sliding-only layers plain, compressed layers (CSA, HCA) YaRN
+        plain = Rotary(r, args.rope_theta, args, yarn=False)
+        compress = Rotary(r, args.compress_rope_theta, args, yarn=True)
+        rotaries = {LayerKind.SLIDING: plain, LayerKind.CSA: compress, LayerKind.HCA: compress}
+        self.rotaries = nn.ModuleList([plain, compress])
         self.embed = nn.Embedding(args.vocab_size, args.dim)
         self.layers = nn.ModuleList([Block(i, args, rotaries) for i in range(args.n_layers)])
         self.norm = RMSNorm(args.dim, args.norm_eps)
@@ -517,8 +520,6 @@ class Transformer(nn.Module):
         self.hc_head_base = nn.Parameter(torch.zeros(args.hc_mult))
         self.hc_head_scale = nn.Parameter(torch.ones(1))
         self.mtp = nn.ModuleList([MTPBlock(args.n_layers + i, args, rotaries) for i in range(args.n_mtp_layers)])
-        # CPU inference calls of <= 16 tokens through engine/decode_step.py (off: the module path)
-        self.decode_kernel = True
 
     def reset_buffers(self) -> None:
         """Recomputes the non-persistent buffers (after construction on the meta device)."""
@@ -527,7 +528,7 @@ class Transformer(nn.Module):
                 module.reset_buffers()
 
     def new_state(self) -> ModelState:
-        return ModelState.empty(list(self.args.compress_ratios), self.args.n_mtp_layers)
+        return ModelState.empty(self.args.layer_kinds, self.args.n_mtp_layers)
 
     def forward(
         self,
@@ -544,10 +545,6 @@ class Transformer(nn.Module):
         b, t = ids.shape
         if start + t > self.args.max_seq_len:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_seq_len={self.args.max_seq_len}")
-        if b == 1 and t <= decode_step.MAX_TOKENS and state is not None and ctx is None and self.decode_kernel:
-            step = self._decode_step(ids)
-            if step is not None:  # CPU decode / verification: the whole forward in one C call
-                return ForwardOutput(*step(ids, state, logits))
         x = self.embed(ids).float().unsqueeze(2).expand(b, t, self.args.hc_mult, self.args.dim).contiguous()
         for i, layer in enumerate(self.layers):
             x = layer(x, ids, start, state.layers[i] if state is not None else None, ctx)
@@ -558,15 +555,6 @@ class Transformer(nn.Module):
             streams = x[:, -1:] if logits == "last" else x
             out = self.head(self.norm(self.collapse(streams)))
         return ForwardOutput(out, x)
-
-    def uses_decode_step(self) -> bool:
-        """Whether calls of up to decode_step.MAX_TOKENS tokens run as one C call (CPU inference)."""
-        return self.decode_kernel and decode_step.for_model(self) is not None
-
-    def _decode_step(self, ids: torch.Tensor):
-        if torch.is_grad_enabled() or ids.device.type != "cpu":
-            return None
-        return decode_step.for_model(self)
 
     def collapse(self, streams: torch.Tensor) -> torch.Tensor:
         a = self.args

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from deepfim.engine.model.config import LayerKind
+
 
 class AppendBuffer:
     """Rows [B, capacity, d] of which the first `length` have been written."""
@@ -157,13 +159,15 @@ class ModelState:
     last_hidden: torch.Tensor | None = None  # [B, 1, n, D] final streams at pos-1 (MTP input)
 
     @classmethod
-    def empty(cls, compress_ratios: list[int], n_mtp: int) -> ModelState:
-        def layer(ratio: int) -> LayerCache:
+    def empty(cls, layer_kinds: tuple[LayerKind, ...], n_mtp: int) -> ModelState:
+        def layer(kind: LayerKind) -> LayerCache:
+            compressed = kind is not LayerKind.SLIDING
             return LayerCache(
-                comp=CompressorState() if ratio else None, index=CompressorState() if ratio == 4 else None
+                comp=CompressorState() if compressed else None,
+                index=CompressorState() if kind is LayerKind.CSA else None,
             )
 
-        return cls(layers=[layer(r) for r in compress_ratios], mtp=[layer(0) for _ in range(n_mtp)])
+        return cls(layers=[layer(k) for k in layer_kinds], mtp=[layer(LayerKind.SLIDING) for _ in range(n_mtp)])
 
     def keep_first(self, keep: int, start: int, window: int) -> None:
         """After a forward call of tokens starting at `start`, keep only the first `keep` of them.

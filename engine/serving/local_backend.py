@@ -1,8 +1,8 @@
 """The in-process engine as a `CompletionBackend`: instant and expert modes, each on a checkpoint.
 
-Modes are presets of the engine: which checkpoint serves them (the same one may serve both:
-then model, prefix cache and engine thread are shared). Sampling and budgets per mode are set
-by the caller (the language server's mode presets) in each request.
+This is the only router from mode to checkpoint (`deepfim.engine.api.Mode`): the same
+checkpoint may serve both modes, and then model, prefix cache and engine thread are shared.
+Sampling and budgets per mode are set by the caller (the language server's mode presets).
 """
 
 from __future__ import annotations
@@ -15,44 +15,43 @@ import torch
 
 from deepfim import env
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.allocator import keep_freed_memory
-from deepfim.engine.api import CompletionHandle, CompletionRequest, StreamCallback
-from deepfim.engine.llm_engine import LLMEngine
-from deepfim.engine.loader import load_model
-from deepfim.engine.model_runner import ModelRunner
-from deepfim.engine.prefix_cache import PrefixCache
-from deepfim.engine.speculative import SpeculativeConfig
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.api import CompletionHandle, CompletionRequest, Mode, StreamCallback
+from deepfim.engine.model.loader import load_model
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.serving.allocator import keep_freed_memory
+from deepfim.engine.serving.engine_loop import EngineLoop
+from deepfim.engine.serving.model_runner import ModelRunner
+from deepfim.engine.serving.prefix_cache import PrefixCache
+from deepfim.engine.serving.speculative import SpeculativeConfig
 
 log = logging.getLogger(__name__)
 
-MODES = ("instant", "expert")
-
 
 @dataclass(frozen=True)
-class EngineConfig:
+class LocalBackendConfig:
     cache_budget_bytes: int = 1 << 30
     persist_cache: bool = False  # save prefix caches on close and reload them on start
     speculative: SpeculativeConfig = SpeculativeConfig()
     threads: int | None = None
 
 
-class _Served:
+class _LoadedCheckpoint:
     """One loaded checkpoint with its engine thread."""
 
-    def __init__(self, checkpoint: Path, config: EngineConfig) -> None:
+    def __init__(self, checkpoint: Path, config: LocalBackendConfig) -> None:
         self.checkpoint = checkpoint
         self.cache_dir = env.cache_dir() / "prefix" / _dir_key(checkpoint) if config.persist_cache else None
-        self.engine = LLMEngine(lambda: self._build(config), name=checkpoint.name)
+        self.engine = EngineLoop(lambda: self._build(config), name=checkpoint.name)
         try:
             self.runner: ModelRunner = self.engine.wait_ready()
         except BaseException:
             self.engine.close()
             raise
-        self.model, self.tokenizer, self.cache = self.runner.model, self.runner.tokenizer, self.runner.cache
+        self.model, self.tokenizer = self.runner.model, self.runner.tokenizer
+        self.prefix_cache = self.runner.prefix_cache
 
-    def _build(self, config: EngineConfig) -> ModelRunner:
-        """Runs in the engine thread (see LLMEngine)."""
+    def _build(self, config: LocalBackendConfig) -> ModelRunner:
+        """Runs in the engine thread (see EngineLoop)."""
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         model = load_model(self.checkpoint)
@@ -69,7 +68,7 @@ class _Served:
     def close(self) -> None:
         self.engine.close()
         if self.cache_dir is not None:
-            self.cache.save(self.cache_dir)
+            self.prefix_cache.save(self.cache_dir)
 
 
 def _dir_key(checkpoint: Path) -> str:
@@ -85,24 +84,24 @@ class LocalBackend:
         self,
         checkpoint: str | Path | None = None,
         expert_checkpoint: str | Path | None = None,
-        config: EngineConfig | None = None,
+        config: LocalBackendConfig | None = None,
     ) -> None:
-        config = config or EngineConfig()
+        config = config or LocalBackendConfig()
         keep_freed_memory()
         instant = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
         expert = Path(expert_checkpoint) if expert_checkpoint is not None else instant
-        self._served: dict[Path, _Served] = {}
-        self._modes: dict[str, _Served] = {}
+        self._loaded: dict[Path, _LoadedCheckpoint] = {}
+        self._modes: dict[Mode, _LoadedCheckpoint] = {}
         try:
-            for mode, path in (("instant", instant), ("expert", expert)):
+            for mode, path in ((Mode.INSTANT, instant), (Mode.EXPERT, expert)):
                 key = path.resolve()
-                if key not in self._served:
-                    self._served[key] = _Served(path, config)
-                self._modes[mode] = self._served[key]
+                if key not in self._loaded:
+                    self._loaded[key] = _LoadedCheckpoint(path, config)
+                self._modes[mode] = self._loaded[key]
         except Exception:
             self.close()
             raise
-        a, b = self._modes["instant"].tokenizer, self._modes["expert"].tokenizer
+        a, b = self._modes[Mode.INSTANT].tokenizer, self._modes[Mode.EXPERT].tokenizer
         if a is not b and (a.vocab_size != b.vocab_size or a.special != b.special):
             self.close()
             raise ValueError(f"instant and expert checkpoints use different tokenizers ({instant}, {expert})")
@@ -114,28 +113,29 @@ class LocalBackend:
     def submit(self, request: CompletionRequest, on_text: StreamCallback | None = None) -> CompletionHandle:
         return self._serving(request.mode).engine.submit(request, on_text)
 
-    def _serving(self, mode: str) -> _Served:
-        if mode not in self._modes:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-        return self._modes[mode]
+    def _serving(self, mode: str) -> _LoadedCheckpoint:
+        try:
+            return self._modes[Mode(mode)]
+        except ValueError:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {[m.value for m in Mode]}") from None
 
     def stats(self) -> dict:
         out: dict = {"modes": {}, "checkpoints": {}}
-        for mode, served in self._modes.items():
-            out["modes"][mode] = str(served.checkpoint)
-        for served in self._served.values():
-            args = served.model.args
-            out["checkpoints"][str(served.checkpoint)] = {
-                "params": sum(p.numel() for p in served.model.parameters()),
+        for mode, loaded in self._modes.items():
+            out["modes"][mode.value] = str(loaded.checkpoint)
+        for loaded in self._loaded.values():
+            args = loaded.model.args
+            out["checkpoints"][str(loaded.checkpoint)] = {
+                "params": sum(p.numel() for p in loaded.model.parameters()),
                 "layers": args.n_layers,
                 "fim_orders": list(args.fim_orders),
-                "cache": served.cache.stats(),
-                "engine": served.engine.stats(),
-                "speculative": served.runner.draft_stats.as_dict(),
+                "cache": loaded.prefix_cache.stats(),
+                "engine": loaded.engine.stats(),
+                "speculative": loaded.runner.draft_stats.as_dict(),
             }
         return out
 
     def close(self) -> None:
-        for served in self._served.values():
-            served.close()
-        self._served.clear()
+        for loaded in self._loaded.values():
+            loaded.close()
+        self._loaded.clear()

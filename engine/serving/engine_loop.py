@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, StreamCallback
-from deepfim.engine.scheduler import Scheduler
-from deepfim.engine.sequence import ActiveRequest
-from deepfim.engine.tokenizer import Tokenizer
+from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.engine.serving.scheduler import Scheduler
+from deepfim.engine.serving.sequence import ActiveRequest
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class RequestRejected(ValueError):
     """A request the engine cannot run (empty, too long, bad token ids); says why."""
 
 
-class LLMEngine:
+class EngineLoop:
     """Owns one runner and the thread that drives it.
 
     The runner is built *in* the engine thread (`make_runner`): PyTorch's OpenMP pool belongs

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODES = ("instant", "expert")
+from deepfim.engine.api import Mode
+
+MODES = tuple(m.value for m in Mode)  # the JSON values; the modes themselves: engine.api.Mode
 
 
 @dataclass(frozen=True)

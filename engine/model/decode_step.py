@@ -1,10 +1,11 @@
-"""CPU inference calls of 1-16 tokens (decode steps, speculative verification, the short tail of
-a prefill; batch 1, float32, no autograd) as one C call through the whole model.
+"""CPU inference calls of a few tokens (decode steps, speculative verification, the short tail
+of a prefill; batch 1, float32, no autograd) as one C call through the whole model.
 
-`Transformer.forward` hands such calls here; everything else (longer prefill chunks, training,
-CUDA) stays on the module path. The C side (kernels/decode_step/step.c)
+The serving runner (`engine/serving/model_runner.py`) builds one `DecodeStep` for its model
+(`DecodeStep.for_model`) and hands it the calls of up to `max_tokens` tokens; everything else
+(longer prefill chunks, training, CUDA) runs `Transformer.forward`. The C side (kernels/decode_step/step.c)
 computes what the modules compute; this side translates the `ModelState` into pointers and back,
-following the state's rules (engine/cache.py): window and open-window tensors are replaced, never
+following the state's rules (engine/model/state.py): window and open-window tensors are replaced, never
 written in place, and compressed entries are appended to the view's buffer as its tip, so
 snapshots sharing the old tensors stay valid.
 
@@ -16,44 +17,34 @@ from __future__ import annotations
 
 import ctypes
 import threading
-import weakref
 
 import torch
 
-from deepfim.engine.cache import CompressorState, CompressorUndo, ModelState
+from deepfim.engine.model.config import LayerKind
+from deepfim.engine.model.state import CompressorState, CompressorUndo, ModelState
 from deepfim.kernels.decode_step import cpu
 
 _FLOAT = 4  # bytes
-MAX_TOKENS = cpu.MAX_TOKENS  # longer calls (prefill chunks) stay on the module path
 BF16_COPY_LIMIT = 4 << 30  # bytes of bf16 weight copies a model may add (beyond: float32 reads)
 
 
-_steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (sentinel, DecodeStep | None)
-
-
-def for_model(model) -> DecodeStep | None:
-    """The model's decode step, or None where step.c does not apply to it.
-
-    Built on first use and rebuilt when the weights move (`.to()`, `.half()`, a load with
-    assign=True): the data pointers of a few parameters that any such change replaces are compared.
-    """
-    sentinel = (model.embed.weight.data_ptr(), model.head.weight.data_ptr(), model.layers[0].ffn.w1.data_ptr(),
-                model.layers[-1].attn.wq_a.weight.data_ptr())  # fmt: skip
-    cached = _steps.get(model)
-    if cached is None or cached[0] != sentinel:
-        cached = (sentinel, DecodeStep(model) if DecodeStep.supports(model) else None)
-        _steps[model] = cached
-    return cached[1]
-
-
 class DecodeStep:
-    """The C decode step bound to one model's weights (their pointers are taken once)."""
+    """The C decode step bound to one model's weights (their pointers are taken once: the model's
+    weights must not move or change afterwards — serving models do not)."""
+
+    @classmethod
+    def for_model(cls, model) -> DecodeStep | None:
+        """The model's decode step, or None where step.c does not apply to it (no C compiler, a
+        GPU model, shapes or formats step.c does not handle)."""
+        return cls(model) if cls.supports(model) else None
 
     def __init__(self, model) -> None:
         self.model = model
         a = model.args
         self.args = a
         self.lib = cpu.library()
+        self.limits = cpu.limits(self.lib)
+        self.max_tokens = self.limits.max_tokens  # longer calls (prefill chunks) stay on the module path
         self._lock = threading.Lock()
         self._scratch = torch.empty(0)
         self._scratch_keys = -1
@@ -92,18 +83,21 @@ class DecodeStep:
     def supports(model) -> bool:
         """Whether this model's shapes and weights are what step.c handles."""
         a = model.args
+        lib = cpu.library()
+        if lib is None:
+            return False
+        limits = cpu.limits(lib)
         tensors = _bound_tensors(model)
         return (
             not a.quant_sim
-            and a.hc_mult <= 8
-            and a.head_dim <= 1024
-            and a.n_activated_experts <= 64
+            and a.hc_mult <= limits.max_streams
+            and a.head_dim <= limits.max_head_dim
+            and a.n_activated_experts <= limits.max_active_experts
             and a.rope_head_dim <= min(a.head_dim, a.index_head_dim)
             and a.score_func in cpu.SCORE_FUNCS
             and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
             and all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
             and all(b.ffn.gate.tid2eid.dtype == torch.int64 for b in model.layers if b.ffn.gate.is_hash)
-            and cpu.library() is not None
         )
 
     # weights ------------------------------------------------------------------------------
@@ -120,9 +114,9 @@ class DecodeStep:
         shared = ffn.shared_experts
         mat = self._mat
         lw = cpu.LayerWeights(
-            ratio=attn.ratio, hc_attn_fn=_ptr(block.hc_attn_fn), hc_attn_base=_ptr(block.hc_attn_base),
-            hc_attn_scale=_ptr(block.hc_attn_scale), hc_ffn_fn=_ptr(block.hc_ffn_fn),
-            hc_ffn_base=_ptr(block.hc_ffn_base), hc_ffn_scale=_ptr(block.hc_ffn_scale),
+            ratio=attn.ratio, csa=attn.kind is LayerKind.CSA, hc_attn_fn=_ptr(block.hc_attn_fn),
+            hc_attn_base=_ptr(block.hc_attn_base), hc_attn_scale=_ptr(block.hc_attn_scale),
+            hc_ffn_fn=_ptr(block.hc_ffn_fn), hc_ffn_base=_ptr(block.hc_ffn_base), hc_ffn_scale=_ptr(block.hc_ffn_scale),
             attn_norm=_ptr(block.attn_norm.weight), ffn_norm=_ptr(block.ffn_norm.weight),
             wq_a=mat(attn.wq_a.weight), wq_b=mat(attn.wq_b.weight), wkv=mat(attn.wkv.weight),
             wo_a=mat(attn.wo_a.weight), wo_b=mat(attn.wo_b.weight), q_norm=_ptr(attn.q_norm.weight),
@@ -137,7 +131,7 @@ class DecodeStep:
             if c is not None:
                 setattr(lw, field, cpu.CompressorWeights(
                     wkv=mat(c.wkv.weight), wgate=mat(c.wgate.weight), ape=_ptr(c.ape), norm=_ptr(c.norm.weight),
-                    ratio=c.ratio, width=c.wkv.weight.shape[0], out_dim=c.out_dim,
+                    ratio=c.ratio, width=c.wkv.weight.shape[0], out_dim=c.out_dim, overlap=c.overlap,
                 ))  # fmt: skip
         if attn.indexer is not None:
             lw.index_wq_b = mat(attn.indexer.wq_b.weight)
@@ -174,11 +168,10 @@ class DecodeStep:
             st.next_window = next_window.data_ptr()
             st.chunk_kv = None if chunk_kv is None else chunk_kv.data_ptr()
             commits.append((cache, "window", (next_window, (window if n_window else None, chunk_kv))))
-            ratio = self._layers[i].ratio
-            if ratio:
-                layer = self._layers[i]
+            layer = self._layers[i]
+            if layer.ratio:
                 self._prepare(st.comp, cache.comp, layer.comp, t, undo, alive, commits)
-                if ratio == 4:
+                if layer.csa:
                     self._prepare(st.index_comp, cache.index, layer.index_comp, t, undo, alive, commits)
                     max_keys = max(max_keys, cache.index.entries.count + t)
         x = torch.empty(1, t, a.hc_mult, a.dim)
@@ -188,7 +181,7 @@ class DecodeStep:
         self.weights.threads = torch.get_num_threads()
         if max_keys > self._scratch_keys:
             self._scratch_keys = max(max_keys, 2 * self._scratch_keys, 1024)
-            size = self.lib.v4_step_scratch(ctypes.byref(self.weights), cpu.MAX_TOKENS, self._scratch_keys)
+            size = self.lib.v4_step_scratch(ctypes.byref(self.weights), self.max_tokens, self._scratch_keys)
             self._scratch = torch.empty(size)
         rc = self.lib.v4_decode_step(
             ctypes.byref(self.weights), self._steps, pos, ids.data_ptr(), t, x.data_ptr(),
@@ -208,7 +201,7 @@ class DecodeStep:
     def _prepare(self, cs: cpu.CompressorStep, comp: CompressorState, cw: cpu.CompressorWeights, t: int,
                  undo: bool, alive: list, commits: list) -> None:  # fmt: skip
         """Points `cs` at this compressor's state and at fresh tensors for its next state."""
-        m, width, d = cw.ratio, cw.width, cw.out_dim
+        m, width, d, overlap = cw.ratio, cw.width, cw.out_dim, bool(cw.overlap)
         pending, pending_gate, prev, prev_gate = comp.pending_kv, comp.pending_gate, comp.prev_kv, comp.prev_gate
         n_pending = 0 if pending is None else pending.shape[1]
         cs.n_pending = n_pending
@@ -226,7 +219,7 @@ class DecodeStep:
         cs.chunk_kv = None if rows is None else rows.data_ptr()
         cs.chunk_gate = None if rows is None else rows.data_ptr() + t * width * _FLOAT
         next_prev = None
-        if m == 4:
+        if overlap:
             if prev is not None:
                 pk, pg = prev.contiguous(), prev_gate.contiguous()
                 alive += (pk, pg)
@@ -246,7 +239,7 @@ class DecodeStep:
         cs.n_entries = before
         record = None
         if undo:
-            record = CompressorUndo(m, m == 4, pending, pending_gate, prev, prev_gate, before, rows[0], rows[1])
+            record = CompressorUndo(m, overlap, pending, pending_gate, prev, prev_gate, before, rows[0], rows[1])
         commits.append((comp, "comp", (width, nxt, next_prev, closed, record)))
 
     def _commit(self, comp: CompressorState, width: int, nxt, next_prev, closed: int, record) -> None:

@@ -26,7 +26,7 @@ from deepfim.engine.api import CancelledError as EngineCancelled
 from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, Timings
 from deepfim.lsp_server.backend_session import BackendSession
 from deepfim.lsp_server.context_source import ContextSource, PackedContext, PrivateFile
-from deepfim.lsp_server.modes import ModePreset
+from deepfim.lsp_server.modes import ModePreset, prompt_spec
 from deepfim.lsp_server.runs import PartialText
 from deepfim.lsp_server.shaping.extent import Extent
 from deepfim.lsp_server.shaping.shape import ShapingContext, analyse, rank, shape
@@ -204,19 +204,13 @@ class CompletionPipeline:
     ) -> _Prepared:
         """On the context thread: analyse the cursor, pack the prompt, submit."""
         start = time.perf_counter()
-        spec = for_editor(inp.language_id, inp.path)
-        ctx = analyse(inp.prefix, inp.suffix, spec, preset.max_lines)
+        language = for_editor(inp.language_id, inp.path)
+        ctx = analyse(inp.prefix, inp.suffix, language, preset.max_lines)
         if ctx.extent is Extent.NONE or ticket.cancelled.is_set():
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
         try:
-            packed = source.pack(
-                session.tokenizer,
-                inp.path,
-                inp.prefix,
-                inp.suffix,
-                preset.context_budget,
-                session.fim_order(preset.name),
-            )
+            spec = prompt_spec(preset, session.profile(preset.name))
+            packed = source.pack(session.tokenizer, inp.path, inp.prefix, inp.suffix, spec)
         except PrivateFile as exc:
             logger.info("no completion: %s", exc)
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
@@ -224,8 +218,9 @@ class CompletionPipeline:
         if ctx.extent is Extent.SINGLE_LINE:
             sampling = dataclasses.replace(sampling, stop=("\n",))
         request = CompletionRequest(
-            prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name
-        )
+            prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name,
+            hints=packed.built.hints,
+        )  # fmt: skip
         stream = _Stream(ctx, sampling.n, ticket, partial)
         context_ms = (time.perf_counter() - start) * 1000
         if ticket.cancelled.is_set():

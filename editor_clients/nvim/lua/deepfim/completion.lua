@@ -7,6 +7,7 @@
 
 local config = require("deepfim.config")
 local lsp = require("deepfim.lsp")
+local status = require("deepfim.status")
 
 local M = {}
 
@@ -27,7 +28,7 @@ local TRIGGER_INVOKED, TRIGGER_AUTOMATIC = 1, 2
 ---@field col integer 0-based byte column
 ---@field tick integer b:changedtick the suggestion belongs to
 ---@field suggestion deepfim.Suggestion|nil
----@field pending {client: vim.lsp.Client, id: integer}|nil request in flight
+---@field pending {client: vim.lsp.Client, id: integer, bufnr: integer, tick: integer}|nil request in flight
 ---@field generation integer increases with every request; late replies of older ones are dropped
 local state = { bufnr = nil, row = 0, col = 0, tick = -1, suggestion = nil, pending = nil, generation = 0 }
 
@@ -108,7 +109,16 @@ local function cancel_pending()
     lsp.cancel(state.pending.client, state.pending.id)
     state.pending = nil
   end
+  status.request_finished(state.generation, "cancelled")
   state.generation = state.generation + 1
+end
+
+---Completions in this buffer, apart from the global switch: `vim.b.deepfim_enabled = false`
+---(or `:DeepFIM toggle buffer`) turns them off here only.
+---@param bufnr? integer
+---@return boolean
+function M.buffer_enabled(bufnr)
+  return vim.b[bufnr or 0].deepfim_enabled ~= false
 end
 
 local function render()
@@ -139,7 +149,7 @@ end
 function M.request(trigger_kind)
   local bufnr = vim.api.nvim_get_current_buf()
   local client = lsp.get_client(bufnr)
-  if not client or vim.fn.mode() ~= "i" then
+  if not client or vim.fn.mode() ~= "i" or not M.buffer_enabled(bufnr) then
     return
   end
   cancel_pending()
@@ -162,6 +172,7 @@ function M.request(trigger_kind)
       if err.code ~= -32800 then -- RequestCancelled
         M.last_error = err.message
       end
+      status.request_finished(generation, err.code == -32800 and "cancelled" or "error")
       return
     end
     M.last_error = nil
@@ -176,6 +187,7 @@ function M.request(trigger_kind)
       and crow == row
       and ccol == col
       and vim.fn.mode() == "i"
+    status.request_finished(generation, #items > 0 and "shown" or "empty")
     if #items == 0 or not still_here then
       return
     end
@@ -184,7 +196,9 @@ function M.request(trigger_kind)
     render()
   end, bufnr)
   if id then
-    state.pending = { client = client, id = id }
+    state.pending = { client = client, id = id, bufnr = bufnr, tick = tick }
+    local expert = trigger_kind == TRIGGER_INVOKED or config.get().settings.mode == "expert"
+    status.request_started(generation, bufnr, expert)
   end
 end
 
@@ -193,7 +207,7 @@ function M.schedule()
   cancel_pending()
   M.clear()
   local cfg = config.get()
-  if not (cfg.enabled and cfg.auto_trigger and M.enabled ~= false) then
+  if not (cfg.enabled and cfg.auto_trigger and M.enabled ~= false and M.buffer_enabled()) then
     return
   end
   timer = timer or vim.uv.new_timer()
@@ -322,8 +336,12 @@ function M.dismiss()
   return true
 end
 
----Explicit request: expert mode, regardless of `auto_trigger`.
+---Explicit request: expert mode, regardless of `auto_trigger`; false (the key is typed as
+---usual) where completions are off.
 function M.trigger()
+  if M.enabled == false or not config.get().enabled or not M.buffer_enabled() then
+    return false
+  end
   M.clear()
   M.request(TRIGGER_INVOKED)
   return true
@@ -335,6 +353,10 @@ function M.on_text_changed()
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
   if tick == state.tick and bufnr == state.bufnr then
     return -- our own insertion
+  end
+  local pending = state.pending
+  if pending and pending.bufnr == bufnr and pending.tick == tick then
+    return -- a request for exactly this text is in flight (TextChangedI comes late after fast keys)
   end
   local s = state.suggestion
   if s and bufnr == state.bufnr then

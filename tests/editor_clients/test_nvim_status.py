@@ -160,3 +160,17 @@ def test_status_command_opens_a_float_and_prints_nothing(editor):
     editor.input("k")
     editor.wait_for(f"{FLOAT_TEXT} == nil", QUICK_S, "the float to close")
     assert_no_lua_errors(editor)
+
+
+def test_a_model_that_fails_to_load_shows_as_an_error(make_nvim, tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    empty = tmp_path / "not-a-checkpoint"  # a directory without config.json
+    empty.mkdir()
+    nvim = make_nvim({"cmd": [deepfim_binary(), "lsp"], "settings": {"checkpoint": str(empty)}})
+    nvim.command("edit a.py")
+    text = nvim.wait_for(
+        f"{STATE}.kind == 'error' and {STATUSLINE}", SUGGESTION_S, "the server's error in the statusline"
+    )
+    assert text.startswith("DeepFIM error: could not start the engine")
+    assert "progress: DeepFIM loading model" in nvim.lua("return _G.test_statuses")

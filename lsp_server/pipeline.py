@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepfim.context.languages import for_editor
+from deepfim.context.prompt_builder import PromptSpec
 from deepfim.engine.api import CancelledError as EngineCancelled
 from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, Timings
 from deepfim.lsp_server.backend_session import BackendSession
@@ -71,6 +72,7 @@ class CompletionOutcome:
     context_files: list[str] = field(default_factory=list)
     context_source: str = "file"
     finish_reason: str = ""
+    scores: list[float] = field(default_factory=list)  # mean log-probability per token of each item
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -151,10 +153,12 @@ class CompletionPipeline:
         source: ContextSource,
         debounce_s: float = 0.0,
         partial: PartialText | None = None,
+        spec: PromptSpec | None = None,
     ) -> CompletionOutcome:
         """Complete at the cursor; cancel the awaiting task to abort (decode included).
 
-        `partial`, if given, follows the first candidate's raw text as it streams in.
+        `partial`, if given, follows the first candidate's raw text as it streams in; `spec`
+        overrides the prompt the mode and the checkpoint's profile ask for (evaluation).
         """
         started = time.perf_counter()
         timings = StageTimings()
@@ -165,7 +169,7 @@ class CompletionPipeline:
         ticket = _CancelToken()
         try:
             prepared = await loop.run_in_executor(
-                self._executor, self._prepare, inp, preset, session, source, ticket, partial
+                self._executor, self._prepare, inp, preset, session, source, ticket, partial, spec
             )
             timings.context_ms = prepared.context_ms
             outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
@@ -176,7 +180,7 @@ class CompletionPipeline:
             result = await self._wait(prepared)
             post_start = time.perf_counter()
             self._engine_timings(timings, prepared, result)
-            outcome.items, outcome.finish_reason = await loop.run_in_executor(
+            outcome.items, outcome.scores, outcome.finish_reason = await loop.run_in_executor(
                 self._executor, self._post, prepared, result
             )
             timings.post_ms = (time.perf_counter() - post_start) * 1000
@@ -201,6 +205,7 @@ class CompletionPipeline:
         source: ContextSource,
         ticket: _CancelToken,
         partial: PartialText | None = None,
+        spec: PromptSpec | None = None,
     ) -> _Prepared:
         """On the context thread: analyse the cursor, pack the prompt, submit."""
         start = time.perf_counter()
@@ -209,7 +214,7 @@ class CompletionPipeline:
         if ctx.extent is Extent.NONE or ticket.cancelled.is_set():
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
         try:
-            spec = prompt_spec(preset, session.profile(preset.name))
+            spec = spec or prompt_spec(preset, session.profile(preset.name))
             packed = source.pack(session.tokenizer, inp.path, inp.prefix, inp.suffix, spec)
         except PrivateFile as exc:
             logger.info("no completion: %s", exc)
@@ -269,7 +274,7 @@ class CompletionPipeline:
             timings.decode_ms = ((stream.last_at or stream.first_at) - stream.first_at) * 1000
 
     @staticmethod
-    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], str]:
+    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], list[float], str]:
         """On the context thread: shape and rank the candidates."""
         assert prepared.stream is not None
         if result is not None and result.candidates:
@@ -282,4 +287,4 @@ class CompletionPipeline:
         if prepared.stream.stopped_early:
             finish = "stop"
         ranked = rank([(shape(text, prepared.ctx), logprob, n) for text, logprob, n in raw])
-        return [r.text for r in ranked], finish
+        return [r.text for r in ranked], [r.score for r in ranked], finish

@@ -34,6 +34,7 @@ class LocalBackendConfig:
     persist_cache: bool = False  # save prefix caches on close and reload them on start
     speculative: SpeculativeConfig = SpeculativeConfig()
     threads: int | None = None
+    profile_overrides: tuple[tuple[str, object], ...] = ()  # over each checkpoint's serving.json (evaluation)
 
 
 class _LoadedCheckpoint:
@@ -63,6 +64,8 @@ class _LoadedCheckpoint:
                 f"{self.checkpoint}: tokenizer has {tokenizer.vocab_size} ids, model only {model.args.vocab_size}"
             )
         profile = ServingProfile.for_checkpoint(self.checkpoint, model.args.fim_orders)
+        if config.profile_overrides:
+            profile = ServingProfile.from_dict(dict(config.profile_overrides), profile)
         cache = PrefixCache(budget_bytes=config.cache_budget_bytes)
         if self.cache_dir is not None:
             log.info("%s: %d prefix-cache entries restored", self.checkpoint, cache.load(self.cache_dir))

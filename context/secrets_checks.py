@@ -67,14 +67,11 @@ def is_placeholder(value: str) -> bool:
 
 
 def is_reference(value: str) -> bool:
-    """A name of something else: ``self.password``, ``settings.SECRET_KEY``, ``config.s3.key``.
+    """A name of something else: ``self.password``, ``settings.SECRET_KEY``, ``base64.b64decode``.
 
-    Not a dotted token such as a Kubernetes bootstrap token (``byx1wq.r2uv5vsu1tkqvjpv``),
-    whose parts mix letters with several digits as names rarely do.
+    (A dotted token of a known shape, like a Kubernetes bootstrap token, has its own rule.)
     """
-    if not _DOTTED_NAME.fullmatch(value):
-        return False
-    return not any(sum(c.isdigit() for c in part) >= 2 for part in value.split("."))
+    return bool(_DOTTED_NAME.fullmatch(value))
 
 
 def is_path_or_url(value: str) -> bool:
@@ -192,6 +189,11 @@ def _encoded_text(value: str) -> bool:
     return False
 
 
+def two_digits(value: str, match: re.Match, text: str) -> bool:
+    """At least two digits: random ids have them, dotted names (``config.settingsfile``) rarely."""
+    return sum(c.isdigit() for c in value) >= 2
+
+
 def base64_private_key(value: str, match: re.Match, text: str) -> bool:
     """Base64 of a PEM private key (kubeconfig ``client-key-data``), not of a certificate."""
     head = value[: len(value) // 4 * 4][:64]
@@ -209,4 +211,5 @@ CHECKS: dict[str, Callable[[str, re.Match, str], bool]] = {
     "credential": credential,
     "high_entropy": high_entropy,
     "base64_private_key": base64_private_key,
+    "two_digits": two_digits,
 }

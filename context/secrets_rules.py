@@ -89,6 +89,9 @@ RULES: tuple[Rule, ...] = (
          ('{"web": {"client_secret": "«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»"}}',)),
     Rule("google-oauth-token", ("ya29.",), r"\bya29\.[0-9A-Za-z_-]{20,}",
          ("tok = «ya29.V2TGI4PR-RKO3MvHQsEQtpiuoT9djsp9pVlQ_pjtoJzggRCap18kvu9KVzoG»",)),
+    Rule("kubernetes-bootstrap-token", ("token",), r"(?<![\w.-])[a-z0-9]{6}\.[a-z0-9]{16}(?![\w.-])",
+         ("    token: «byx1wq.r2uv5vsu1tkqvjpv»", "kubeadm join --token «abcdef.0123456789abcdef»"),
+         ("token = config.tokenfilesetting",), check="two_digits"),
     Rule("azure-storage-key", ("accountkey", "sharedaccesskey"),
          r"(?:accountkey|sharedaccesskey)\s*=\s*(?P<secret>[a-z0-9+/]{30,}+={0,2})", (
         "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=«63sZEqqZ3CYxU/w0A2c+MLpjN/E8A4r+knOh7k/gQvmUZKYiCy6AbaCQYAhIcXhsCAIdB89Sr6wnyclVKmtexp==»;EndpointSuffix=core.windows.net",
@@ -176,7 +179,8 @@ RULES: tuple[Rule, ...] = (
          r"(?:authorization[ \t]*['\"]?[ \t]*[:=][ \t]*['\"]?(?:bearer|basic|token|bot|apikey|digest)?|\bbearer)[ \t]+(?P<secret>[a-z0-9._~+/-]{8,}=*)", (
         "curl -H \"Authorization: Bearer «3aEnp6eJ0NfnFElTUFgthvgL»\" https://api.acme.io",
         "headers = {'Authorization': 'Basic «YWRtaW46VnZ0Ulphbm50TGZx»'}",
-    ), ("the Authorization: Bearer header carries the token", "-H \"Authorization: Bearer $TOKEN\""),
+    ), ("the Authorization: Bearer header carries the token", "-H \"Authorization: Bearer $TOKEN\"",
+        "authorization = base64.decodebytes(authorization).decode('ascii')"),
         icase=True, check="token"),
     Rule("cli-credential-flag", ("--pass", "--token", "--api-key", "--apikey", "--secret", "--auth-token", "-u "),
          r"(?:\s--(?:password|passwd|pass|token|api-key|apikey|secret|auth-token|access-token)(?:=|[ \t]+)|\s-u[ \t]+['\"]?[^\s:'\"]+:)"
@@ -212,7 +216,7 @@ RULES: tuple[Rule, ...] = (
         "password: «Pg7wLx2qZr»", "[db]\npassword = «s3cr3t-Value»", 'api_key = "«0VRFgVIvHnEevsclrQ8zfeby»"',
         "db.password=«Sup3r$ecret!»", "export API_TOKEN=«GwPaon9uMiGjCvN2d6FC»", "ENV API_KEY=«FqbAwSC3mdmm2p4cN»",
         "      POSTGRES_PASSWORD: «Pg_9yQ2x7Lw»", "password: «cGFzc3dvcmQxMjM=»\napi-key: «UEVkND1YQWorPTUybDA=»",
-        "token: «byx1wq.r2uv5vsu1tkqvjpv»", "      - POSTGRES_PASSWORD=«Pg_9yQ2x7Lw»",
+ "      - POSTGRES_PASSWORD=«Pg_9yQ2x7Lw»",
         'npmAuthToken: "«9d1f8a3c-2b7e-4c6d-9e0f-1a2b3c4d5e6f»"', "Server=db;User Id=sa;Password=«Sq1!Srv2»;",
         "jdbc:mysql://db/app?user=root&password=«My5ql_pw»&ssl=true", 'SECRET_KEY = "«django-insecure-8x!k2$q0v»"',
         'api_key: str = "«oc5ZtMaYIyIlXSJ83xAU»"', "X-Api-Key: «8G3hdUEiXL4ppBqAmlrv»", 'PASSWORD = "«correcthorse»"',

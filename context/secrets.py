@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-import ahocorasick
+import ahocorasick_rs
 
 from deepfim.context.secrets_checks import CHECKS
 from deepfim.context.secrets_rules import RULES, Rule
@@ -86,10 +86,8 @@ class _Compiled:
 _COMPILED = tuple(_Compiled(rule) for rule in RULES)
 # Every rule's keywords in one Aho-Corasick automaton: one pass over the text says which
 # rules can match (a substring test per keyword would be a hundred passes).
-_KEYWORDS = ahocorasick.Automaton()
-for _keyword in {k for c in _COMPILED for k in c.rule.keywords}:
-    _KEYWORDS.add_word(_keyword, _keyword)
-_KEYWORDS.make_automaton()
+_KEYWORD_LIST = sorted({k for c in _COMPILED for k in c.rule.keywords})
+_KEYWORDS = ahocorasick_rs.AhoCorasick(_KEYWORD_LIST)
 
 
 def _anchored(rx: re.Pattern, subject: str, starts: list[int]):
@@ -106,8 +104,8 @@ def _matches(text: str):
     lowered = text.lower()
     aligned = len(lowered) == len(text)
     present: dict[str, list[int]] = {}
-    for end, keyword in _KEYWORDS.iter(lowered):
-        present.setdefault(keyword, []).append(end + 1 - len(keyword))
+    for index, start, _ in _KEYWORDS.find_matches_as_indexes(lowered, overlapping=True):
+        present.setdefault(_KEYWORD_LIST[index], []).append(start)  # character offsets
     for c in _COMPILED:
         rule = c.rule
         if rule.keywords and present.keys().isdisjoint(rule.keywords):

@@ -111,8 +111,10 @@ def prose(value: str, match: re.Match, text: str) -> bool:
 
 
 def token(value: str, match: re.Match, text: str) -> bool:
-    """A bearer or basic credential in an Authorization header."""
-    return len(value) >= 8 and not _ordinary(value) and _random_enough(value)
+    """A bearer or basic credential in an Authorization header (any Basic one: ``user:pass``)."""
+    if len(value) < 8 or _ordinary(value):
+        return False
+    return match.groupdict().get("scheme") == "basic" or _random_enough(value)
 
 
 def url_password(value: str, match: re.Match, text: str) -> bool:

@@ -176,9 +176,9 @@ RULES: tuple[Rule, ...] = (
     ), ("see http://user:password@host/ and ftp://anonymous:@ftp.example.org", "ssh://git@github.com:22/x"),
         icase=True, check="url_password"),
     Rule("authorization-header", ("authorization", "bearer"),
-         r"(?:authorization[ \t]*['\"]?[ \t]*[:=][ \t]*['\"]?(?:bearer|basic|token|bot|apikey|digest)?|\bbearer)[ \t]+(?P<secret>[a-z0-9._~+/-]{8,}=*)", (
+         r"(?:authorization[ \t]*['\"]?[ \t]*[:=][ \t]*['\"]?(?P<scheme>bearer|basic|token|bot|apikey|digest)?|\bbearer)[ \t]+(?P<secret>[a-z0-9._~+/-]{8,}=*)", (
         "curl -H \"Authorization: Bearer «3aEnp6eJ0NfnFElTUFgthvgL»\" https://api.acme.io",
-        "headers = {'Authorization': 'Basic «YWRtaW46VnZ0Ulphbm50TGZx»'}",
+        "headers = {'Authorization': 'Basic «YWRtaW46VnZ0Ulphbm50TGZx»'}", "Authorization: Basic «dXNlcjpwYXNz»",
     ), ("the Authorization: Bearer header carries the token", "-H \"Authorization: Bearer $TOKEN\"",
         "authorization = base64.decodebytes(authorization).decode('ascii')"),
         icase=True, check="token"),

@@ -21,11 +21,13 @@ measures both: the scan speed on real source and how many files of it get a reda
 
 from __future__ import annotations
 
+import hashlib
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import ahocorasick_rs
 
+from deepfim.context import secrets_checks
 from deepfim.context.secrets_checks import CHECKS
 from deepfim.context.secrets_rules import RULES, Rule
 
@@ -88,6 +90,14 @@ _COMPILED = tuple(_Compiled(rule) for rule in RULES)
 # rules can match (a substring test per keyword would be a hundred passes).
 _KEYWORD_LIST = sorted({k for c in _COMPILED for k in c.rule.keywords})
 _KEYWORDS = ahocorasick_rs.AhoCorasick(_KEYWORD_LIST)
+
+
+def detector_fingerprint() -> str:
+    """A hash of the rules and their checks: an index built under other rules must be rebuilt,
+    or a secret that only a newer rule finds would stay in its cached entries."""
+    rows = [(r.id, r.keywords, r.pattern, r.icase, r.check, r.anchored) for r in RULES]
+    checks = Path(secrets_checks.__file__).read_bytes()
+    return hashlib.blake2b(repr(rows).encode() + checks, digest_size=8).hexdigest()
 
 
 def _anchored(rx: re.Pattern, subject: str, starts: list[int]):

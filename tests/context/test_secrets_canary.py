@@ -164,3 +164,15 @@ def test_redact_split_keeps_the_cursor_between_the_halves():
     )
     p, s = redact_split(prefix, suffix)
     assert p == "a = 1\nkey = '''<redacted>" and s == "'''\nb = 2\n"
+
+
+def test_an_index_cached_under_other_secret_rules_is_rebuilt(repo, make_workspace, cache_dir):
+    import msgpack
+
+    make_workspace(repo)  # scans and saves
+    index = next(cache_dir.rglob("index.msgpack"))
+    data = msgpack.unpackb(index.read_bytes(), raw=False, strict_map_key=False)
+    assert make_workspace(repo).stats().reused > 0  # same rules: the cache serves
+    data["detector"] = "rules-of-an-older-version"
+    index.write_bytes(msgpack.packb(data, use_bin_type=True))
+    assert make_workspace(repo).stats().reused == 0  # every file read again, redacted by today's rules

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfim.lsp_server.settings import Settings, parse_settings
+from deepfim.lsp_server.editor_settings import Settings, parse_settings
 
 REPO = Path(__file__).resolve().parents[2]
 VSCODE = REPO / "editor_clients" / "vscode"

@@ -11,7 +11,7 @@ import json
 
 from nvim_helpers import LINES
 
-from deepfim.lsp_server.settings import parse_settings
+from deepfim.lsp_server.editor_settings import parse_settings
 
 PROBLEMS = "require('deepfim.config').problems()"
 

@@ -1,5 +1,5 @@
 --- What every configuration key may hold: types, ranges and choices, for the plugin's own keys
---- and for the server settings (`settings = {...}`, mirroring lsp_server/settings.py).
+--- and for the server settings (`settings = {...}`, mirroring lsp_server/editor_settings.py).
 ---
 --- `check(cfg, defaults)` never fails: an invalid client value is replaced by its default, an
 --- invalid server setting is dropped (the server then uses its own default), and each problem is
@@ -80,7 +80,7 @@ local function keys_or_false(value)
 end
 
 ---Server settings (docs/protocol.md "Settings"); tests/editor_clients compares these keys and
----ranges with lsp_server/settings.py, so the two cannot drift apart.
+---ranges with lsp_server/editor_settings.py, so the two cannot drift apart.
 M.server = {
   enabled = boolean,
   mode = one_of("instant", "expert"),

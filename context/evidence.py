@@ -34,7 +34,7 @@ from deepfim.context.secrets import redact
 from deepfim.engine.api import NameHints
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-RECEIVER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.([A-Za-z_][A-Za-z0-9_]*)?$")
+RECEIVER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.([A-Za-z_][A-Za-z0-9_]*)?")
 ANNOTATED = r"\b{name}\s*:\s*([A-Z][A-Za-z0-9_]*)"
 ASSIGNED = r"\b{name}\s*=\s*([A-Z][A-Za-z0-9_]*)\s*\("
 COMMON = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls", "this", "super"}
@@ -44,6 +44,7 @@ QUERY_LINES = 8
 SIMILAR_FILES = 6
 MAX_SIMILAR = 2
 LINE_CACHE_FILES = 128
+OWN_SEARCH_CHARS = 100_000  # of the cursor file, on each side of the cursor
 
 
 @dataclass(frozen=True)
@@ -122,19 +123,20 @@ def gather(repo: RepoView, cursor: CursorText, options: EvidenceOptions = Eviden
     """Evidence for the cursor, most useful first, and the names that exist there."""
     out: list[Evidence] = []
     receiver, scope = _receiver_scope(repo, cursor, options)
-    defining = False
-    if scope is not None:
-        statement = cursor.cursor_line.strip()
-        defining = receiver in ("self", "cls", "this") and statement.startswith(f"{receiver}.")
-        if options.members:
-            indent = "" if scope.name.startswith("module") else "    "
-            out.append(Evidence("members", scope.path, scope.scope.render(indent), 3.0, f"members of {receiver}"))
+    if scope is not None and options.members:
+        indent = "" if scope.name.startswith("module") else "    "
+        out.append(Evidence("members", scope.path, scope.scope.render(indent), 3.0, f"members of {receiver}"))
     if options.definitions:
         out += _definitions(repo, cursor, options, exclude={scope.path} if scope else set())
     if options.similar:
         out += _similar(repo, cursor, options)
-    hints = NameHints(receiver, scope.scope.names() if scope else (), defining, _names(repo, cursor))
-    return Gathered(out, hints)
+    # the hints (not part of the prompt) follow the cursor exactly: a member being typed right now
+    at_cursor = [m for m in RECEIVER.finditer(cursor.cursor_line) if m.end() == len(cursor.cursor_line)]
+    hint_receiver = at_cursor[-1].group(1) if at_cursor and at_cursor[-1].group(1) == receiver else ""
+    statement = cursor.cursor_line.strip()
+    defining = hint_receiver in ("self", "cls", "this") and statement.startswith(f"{hint_receiver}.")
+    members_at = scope.scope.names() if scope and hint_receiver else ()
+    return Gathered(out, NameHints(hint_receiver, members_at, defining, _names(repo, cursor)))
 
 
 @dataclass
@@ -148,10 +150,13 @@ class _FoundScope:
 
 
 def _receiver_scope(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> tuple[str, _FoundScope | None]:
-    match = RECEIVER.search(cursor.cursor_line)
-    if match is None:
+    """The last receiver on the cursor's line (``pricing`` in ``x = pricing.tax_for(y, self.``
+    is ``self``) and what it offers. The last one, not only one right at the cursor, so the
+    evidence stays put while the member and its arguments are typed."""
+    matches = list(RECEIVER.finditer(cursor.cursor_line))
+    if not matches:
         return "", None
-    receiver = match.group(1)
+    receiver = matches[-1].group(1)
     text = cursor.prefix + cursor.suffix
     if receiver in ("self", "cls", "this"):
         line = cursor.prefix.count("\n")
@@ -248,8 +253,12 @@ def _similar(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> li
     if len(query) < 2:
         return []
     candidates: list[tuple[str, str, tuple[int, int]]] = []  # (rel, text, lines to skip)
-    own = cursor.prefix + cursor.suffix
-    candidates.append((cursor.rel, own, cursor.window_lines))
+    head = cursor.prefix[-OWN_SEARCH_CHARS:]  # a huge file: only the text around the cursor
+    head = head[head.find("\n") + 1 :] if len(head) < len(cursor.prefix) else head
+    skipped_lines = cursor.prefix.count("\n") - head.count("\n")
+    own = head + cursor.suffix[:OWN_SEARCH_CHARS]
+    a, b = cursor.window_lines
+    candidates.append((cursor.rel, own, (a - skipped_lines, b - skipped_lines)))
     if options.workspace:
         rels = list(repo.recent[:SIMILAR_FILES])
         if repo.lexical is not None:

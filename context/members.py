@@ -52,6 +52,15 @@ def _signature(node: Node, data: bytes) -> str:
     return " ".join(data[node.start_byte : end].decode("utf-8", "replace").split()).rstrip(":{ ")
 
 
+def _assignment(node: Node) -> Node | None:
+    """The assignment a statement is (grammars differ on wrapping it in an expression_statement)."""
+    if node.type == "assignment":
+        return node
+    if node.type == "expression_statement" and node.named_children and node.named_children[0].type == "assignment":
+        return node.named_children[0]
+    return None
+
+
 def _python_class_members(cls: Node, data: bytes) -> list[Member]:
     out: dict[str, Member] = {}
     body = cls.child_by_field_name("body")
@@ -61,9 +70,9 @@ def _python_class_members(cls: Node, data: bytes) -> list[Member]:
             name = node.child_by_field_name("name")
             if name is not None:
                 out.setdefault(_text(name, data), Member(_text(name, data), _signature(node, data)))
-        elif child.type == "expression_statement" and child.named_children:
-            stmt = child.named_children[0]
-            if stmt.type == "assignment":
+        elif _assignment(child) is not None:
+            stmt = _assignment(child)
+            if stmt is not None:
                 left = stmt.child_by_field_name("left")
                 if left is not None and left.type == "identifier":
                     line = " ".join(_text(stmt, data).split("\n", 1)[0].split())
@@ -151,9 +160,8 @@ def module_scope(text: str, path: str, module: str) -> Scope | None:
         if node.type in ("function_definition", "function_declaration", "class_definition", "class_declaration"):
             if name is not None:
                 members.setdefault(_text(name, data), Member(_text(name, data), _signature(node, data)))
-        elif node.type == "expression_statement" and node.named_children:
-            stmt = node.named_children[0]
-            left = stmt.child_by_field_name("left") if stmt.type == "assignment" else None
+        elif _assignment(node) is not None:
+            left = _assignment(node).child_by_field_name("left")
             if left is not None and left.type == "identifier" and not _text(left, data).startswith("__"):
                 members.setdefault(_text(left, data), Member(_text(left, data), _text(left, data)))
         elif node.type in ("lexical_declaration", "variable_declaration"):

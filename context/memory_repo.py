@@ -87,7 +87,7 @@ class MemoryRepo:
         part = repository if spec.level is ContextLevel.REPOSITORY else None
         cursor = CursorFile(
             rel, prefix, suffix, copy=copy, summary=entry.summary if entry is not None else "",
-            in_repository=part is not None and entry is not None and part.contains(rel, entry.digest),
+            in_repository=part is not None and part.contains(rel),
         )  # fmt: skip
         index = self.index
         view = RepoView(index.entries, index.definers, index.lexical, index.graph, self.texts.get)

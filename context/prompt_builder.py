@@ -109,7 +109,16 @@ class BuiltPrompt:
     evidence: list[Evidence]
     repository: RepositoryPart
     window: CursorWindow
+    cursor_path: str = ""
     elapsed_ms: float = 0.0
+
+    def own_ranges(self) -> tuple[tuple[int, int], ...]:
+        """Where the prompt shows the cursor file itself (its repository segment or its copy):
+        what follows the cursor there is the suffix, so copy drafts never copy from it."""
+        return tuple(
+            (s.start, s.end) for s in self.prompt.segments
+            if s.path == self.cursor_path and s.kind in ("file", "summary", "cursor_copy")
+        )  # fmt: skip
 
     @property
     def shared_tokens(self) -> int:
@@ -137,7 +146,9 @@ def build_prompt(
     prompt.add("header", repo_header_ids(tok, repo_name), reason="BOS and repository name")
     part = repository if repository is not None and spec.level is ContextLevel.REPOSITORY else EMPTY
     _add_repository(prompt, part)
-    if spec.level is not ContextLevel.NONE and not (cursor.in_repository and part.contains(cursor.path)):
+    shown_whole = not window.far_cut and not window.suffix_cut  # the window holds the whole file
+    in_part = cursor.in_repository and part.contains(cursor.path)
+    if spec.level is not ContextLevel.NONE and not in_part and not shown_whole:
         copy = prefix + suffix if cursor.copy is None else redact(cursor.copy)
         _add_copy(prompt, store, cursor, copy, budget.cursor_file)
     evidence, hints = [], NameHints()
@@ -170,7 +181,7 @@ def build_prompt(
             prompt.add("evidence", ids, item.path, f"{item.kind}: {item.reason}")
         prompt.add("prefix", window.near_ids, cursor.path, "the lines just before the cursor")
     elapsed = (time.perf_counter() - t0) * 1000
-    return BuiltPrompt(prompt, hints, [item for item, _ in evidence], part, window, elapsed)
+    return BuiltPrompt(prompt, hints, [item for item, _ in evidence], part, window, cursor.path, elapsed)
 
 
 def _why(window: CursorWindow, part: str) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepfim import env
-from deepfim.context import extract, ignore
+from deepfim.context import ignore
 from deepfim.context.cache import IndexCache, workspace_cache_dir
 from deepfim.context.evidence import RepoView
 from deepfim.context.indexer import Indexer
@@ -338,7 +338,6 @@ class Workspace:
             index.ensure()
             entry = index.entries.get(rel) if rel is not None else None
             copy = self._copies.get(rel) if rel is not None else None
-            edited = rel in self._edited
             buffers = {r: t for r, t in self._indexer.buffers.items() if r != rel}
             text_of = self._indexer.text_of
 
@@ -346,10 +345,15 @@ class Workspace:
                 e = index.entries.get(r)
                 return text if r == rel else (text_of(e, buffers) if e is not None else None)
 
-            unchanged = entry is not None and not edited and extract.digest(text) == entry.digest
+            # the part shows the file (maybe as it was when the part was built: the window has the
+            # live text, and the next refresh leaves an edited file out); else a copy, fixed at its
+            # first use so typing does not change it (`snapshot_copy` renews it)
+            in_part = repository is not None and rel is not None and repository.contains(rel)
+            if not in_part and rel is not None and copy is None:
+                copy = self._copies[rel] = text
             cursor = CursorFile(
                 shown, prefix, suffix, copy=copy, summary=entry.summary if entry is not None else "",
-                in_repository=unchanged and repository is not None and repository.contains(shown, entry.digest),
+                in_repository=in_part,
             )  # fmt: skip
             recent = tuple(dict.fromkeys(self._recent(self._edited) + self._recent(self._opened)))
             view = RepoView(index.entries, index.definers, index.lexical, index.graph, current, recent)

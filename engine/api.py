@@ -109,6 +109,7 @@ class CompletionRequest:
     request_id: str = field(default_factory=lambda: f"req-{next(_request_ids)}")
     hints: NameHints | None = None  # names that exist at the cursor (used where the checkpoint's profile says)
     prefill_only: bool = False  # compute and cache the prompt's state, generate nothing (background prefill)
+    copy_excluded: tuple[tuple[int, int], ...] = ()  # prompt ranges copy drafts never copy from
 
 
 @dataclass

@@ -133,6 +133,7 @@ class _Prepared:
     handle: CompletionHandle | None
     context_ms: float
     submitted_at: float = 0.0
+    gate: float | None = None  # the checkpoint's confidence gate (mean log-probability per token)
 
 
 class CompletionPipeline:
@@ -224,7 +225,7 @@ class CompletionPipeline:
             sampling = dataclasses.replace(sampling, stop=("\n",))
         request = CompletionRequest(
             prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name,
-            hints=packed.built.hints,
+            hints=packed.built.hints, copy_excluded=packed.built.own_ranges(),
         )  # fmt: skip
         stream = _Stream(ctx, sampling.n, ticket, partial)
         context_ms = (time.perf_counter() - start) * 1000
@@ -235,7 +236,8 @@ class CompletionPipeline:
         ticket.handle = handle
         if ticket.cancelled.is_set():
             handle.cancel()
-        return _Prepared(ctx, packed, stream, handle, context_ms, submitted_at)
+        gate = session.profile(preset.name).confidence_gate
+        return _Prepared(ctx, packed, stream, handle, context_ms, submitted_at, gate)
 
     @staticmethod
     async def _wait(prepared: _Prepared) -> CompletionResult | None:
@@ -287,4 +289,7 @@ class CompletionPipeline:
         if prepared.stream.stopped_early:
             finish = "stop"
         ranked = rank([(shape(text, prepared.ctx), logprob, n) for text, logprob, n in raw])
+        if ranked and prepared.gate is not None and ranked[0].score < prepared.gate:
+            logger.debug("no suggestion: confidence %.2f below the gate %.2f", ranked[0].score, prepared.gate)
+            return [], [r.score for r in ranked], "low_confidence"
         return [r.text for r in ranked], [r.score for r in ranked], finish

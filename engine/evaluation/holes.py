@@ -70,7 +70,5 @@ def repo_holes(
                 if len(taken[kind]) < per_kind and round_ < len(spans[rel][kind]):
                     a, b = spans[rel][kind][round_]
                     task_id = f"{repo}/{rel}#{kind}{round_}"
-                    taken[kind].append(
-                        FimTask(task_id, suite, lang, kind, text[:a], text[a:b], text[b:], rel, repo)
-                    )
+                    taken[kind].append(FimTask(task_id, suite, lang, kind, text[:a], text[a:b], text[b:], rel, repo))
     return [t for kind in KINDS for t in taken[kind]]

@@ -37,8 +37,14 @@ def longest_copy(prefix: str, suffix: str, context: list[str], max_chars: int, m
     Looks in the prefix (before its end), the suffix and the context texts; the longest
     match wins, ties going to the prefix's latest occurrence, then the suffix, then the
     context (last text first). Returns "" when no tail of ≥ min_match characters recurs.
+    The cursor file's own copy is among the context texts: an occurrence followed by the
+    suffix is that copy of the cursor position, and copying the suffix adds nothing, so
+    context texts are searched with the suffix's head cut out of them.
     """
     body = prefix[:-1]  # an occurrence must end before the cursor, not be the tail itself
+    head = suffix[:16]
+    if head.strip():
+        context = [c.replace(prefix[-64:] + head, "") for c in context]
 
     def found(k: int) -> bool:
         tail = prefix[-k:]

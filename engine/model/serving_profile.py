@@ -16,6 +16,7 @@ Fields (all optional in the file):
     copy_drafts: propose the continuation of text that recurs in the context as speculative
         drafts the model accepts by its own likelihood (changes greedy output).
     copy_min_prob: a copied token is accepted when the model gives it at least this probability.
+    copy_min_match: tokens of the text before the cursor that must recur for a copy draft.
     index_aware: bias identifiers to names that exist (the workspace index, names in scope).
     confidence_gate: no suggestion when the mean log-probability per token is below this
         (None: always show).
@@ -41,6 +42,7 @@ class ServingProfile:
     repository_tokens: int = 16384
     copy_drafts: bool = False
     copy_min_prob: float = 0.1
+    copy_min_match: int = 4
     index_aware: bool = False
     confidence_gate: float | None = None
 

@@ -10,6 +10,7 @@ sampled token; greedy decode may verify several drafted tokens at once (speculat
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
@@ -19,12 +20,15 @@ from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
 from deepfim.engine.model.transformer import ForwardOutput, Transformer
 from deepfim.engine.serving.healing import HealingVocab
+from deepfim.engine.serving.identifiers import IdentifierGuide, TokenShapes
 from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
-from deepfim.engine.serving.sampler import loop_safe_end, repeated_lines_cut, sample
+from deepfim.engine.serving.sampler import loop_safe_end, repeated_lines_cut, repeated_tokens_cut, sample
 from deepfim.engine.serving.sequence import ActiveRequest, CandidateState
-from deepfim.engine.serving.speculative import DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
+from deepfim.engine.serving.speculative import CopyDrafter, DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
 
 log = logging.getLogger(__name__)
+
+MAX_COPY_DRAFT = 15  # with the token before them, one call of the C decode step
 
 
 class ModelRunner:
@@ -58,6 +62,8 @@ class ModelRunner:
         # decode step, and the block also runs over every prefill chunk (embedded model, 4K
         # context: 2.0-2.3 ms/token with MTP drafts vs 1.3 without, prefill 20% slower).
         use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and self.decode_step is None
+        self._copy_threshold = math.log(self.profile.copy_min_prob)
+        self._shapes: TokenShapes | None = None  # index-aware decoding's view of the vocabulary
         self.mtp = MtpDrafter(model) if use_mtp else None
 
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
@@ -129,10 +135,33 @@ class ModelRunner:
             state = req.state if params.n == 1 else req.state.snapshot()
             cand = CandidateState(i, StreamDecoder(self.tokenizer), generator, state)
             req.candidates.append(cand)
-            token, logprob = sample(self._healed(req, cand, req.last_logits), params, generator)
+            token, logprob = self._choose(req, cand, req.last_logits)
             self._accept(req, cand, token, logprob)
             self._draft_with_mtp(req, cand)
         req.state = None
+
+    def _choose(self, req: ActiveRequest, cand: CandidateState, logits: torch.Tensor) -> tuple[int, float]:
+        """The next token: healing's constraint while it lasts, then (greedy) the model's best
+        choice that index-aware decoding allows, else plain sampling."""
+        params = req.request.sampling
+        if self._healing(req, cand) or not params.is_greedy:
+            return sample(self._healed(req, cand, logits), params, cand.generator)
+        guide = self._guide(req)
+        if guide is None:
+            return sample(logits, params, cand.generator)
+        token = guide.choose(logits, req.line_context + cand.text)
+        return token, float(torch.log_softmax(logits.float(), -1)[token])
+
+    def _guide(self, req: ActiveRequest) -> IdentifierGuide | None:
+        hints = req.request.hints
+        if not self.profile.index_aware or hints is None or not (hints.members or hints.names):
+            return None
+        if req.guide is None:
+            if self._shapes is None:
+                self._shapes = TokenShapes(self.tokenizer, self.model.args.vocab_size)
+            req.guide = IdentifierGuide(self._shapes, hints)
+            req.line_context = self.tokenizer.decode(req.request.prompt[-64:]).rsplit("\n", 1)[-1]
+        return req.guide
 
     # decode ----------------------------------------------------------------------------------
     def _decode(self, req: ActiveRequest, cand: CandidateState) -> None:
@@ -140,10 +169,16 @@ class ModelRunner:
         params = req.request.sampling
         drafts, source = [], ""
         if params.is_greedy and params.speculative and self.spec.enabled and not self._healing(req, cand):
-            if cand.drafter is None:
-                cand.drafter = NgramDrafter(req.prompt_ids + cand.tokens, self.spec.ngram)
             room = params.max_tokens - len(cand.tokens) - 1
-            drafts, source = cand.drafter.propose(min(self.spec.max_draft, room)), "ngram"
+            if self.profile.copy_drafts:
+                if cand.copier is None:
+                    excluded = req.request.copy_excluded
+                    cand.copier = CopyDrafter(req.prompt_ids + cand.tokens, self.profile.copy_min_match, excluded)
+                drafts, source = cand.copier.propose(min(MAX_COPY_DRAFT, room)), "copy"
+            if not drafts:
+                if cand.drafter is None:
+                    cand.drafter = NgramDrafter(req.prompt_ids + cand.tokens, self.spec.ngram)
+                drafts, source = cand.drafter.propose(min(self.spec.max_draft, room)), "ngram"
             if not drafts and cand.mtp_draft is not None and room > 0:
                 drafts, source = [cand.mtp_draft], "mtp"
         if drafts:
@@ -152,21 +187,37 @@ class ModelRunner:
             out = self.forward([cand.next_token], cand.state, "last")
             if self._uses_mtp(req):
                 self.mtp.observe(cand.state, out.streams)
-            token, logprob = sample(self._healed(req, cand, out.logits[0, -1]), params, cand.generator)
+            token, logprob = self._choose(req, cand, out.logits[0, -1])
             self._accept(req, cand, token, logprob)
         self._draft_with_mtp(req, cand)
         req.timings.decode_ms += (time.perf_counter() - t0) * 1e3
 
     def _verify(self, req: ActiveRequest, cand: CandidateState, drafts: list[int], source: str) -> None:
-        """Feeds [next_token, *drafts] at once; keeps the drafts the model agrees with."""
+        """Feeds [next_token, *drafts] at once; keeps the drafts the model agrees with: those it
+        would choose itself (n-gram, MTP: greedy output unchanged) or, for copy drafts, those it
+        finds likely enough (`copy_min_prob`)."""
         start = cand.state.pos
         seq = [cand.next_token, *drafts]
         out = self.forward(seq, cand.state, "all")
         logits = out.logits[0]  # [k+1, V]
-        preds = logits.argmax(-1).tolist()
+        logprobs = torch.log_softmax(logits.float(), -1)
+        guide = self._guide(req)
+        text = req.line_context + cand.text
+        preds: list[int] = []
         n_ok = 0
-        while n_ok < len(drafts) and preds[n_ok] == drafts[n_ok]:
+        for j in range(len(seq)):
+            draft = drafts[j] if j < len(drafts) else None
+            if source == "copy" and draft is not None and float(logprobs[j, draft]) >= self._copy_threshold:
+                choice = draft if guide is None or guide.allows(text, draft) else None
+            else:
+                choice = None
+            if choice is None:
+                choice = guide.choose(logits[j], text) if guide is not None else int(logits[j].argmax())
+            preds.append(choice)
+            if draft is None or choice != draft:
+                break
             n_ok += 1
+            text += self.tokenizer.decode([draft])
         self.draft_stats.record(source, len(drafts), n_ok)
         req.timings.draft_tokens += len(drafts)
         req.timings.accepted_draft_tokens += n_ok
@@ -175,7 +226,6 @@ class ModelRunner:
             cand.state.keep_first(n_ok + 1, start, self.model.args.window_size)
         if self._uses_mtp(req):
             self.mtp.observe(cand.state, out.streams[:, : n_ok + 1])
-        logprobs = torch.log_softmax(logits[: n_ok + 1].float(), -1)
         for j in range(n_ok + 1):
             token = preds[j]
             self._accept(req, cand, token, float(logprobs[j, token]))
@@ -201,14 +251,18 @@ class ModelRunner:
         else:
             cand.tokens.append(token)
             cand.logprob += logprob
-            if cand.drafter is not None:
-                cand.drafter.append(token)
+            for drafter in (cand.drafter, cand.copier):
+                if drafter is not None:
+                    drafter.append(token)
             cand.raw_text += cand.decoder.push(token)
             before = len(cand.text)
             cand.text = cand.raw_text[len(req.heal) :]
+            cand.token_ends.append(len(cand.text))
             cand.cut = req.stop.find(cand.text, before)
             if cand.cut is None and params.stop_loops:
                 cand.cut = repeated_lines_cut(cand.text, before)
+            if cand.cut is None and params.stop_loops:
+                cand.cut = repeated_tokens_cut(cand.tokens, cand.token_ends, cand.text)
             if cand.cut is not None:
                 cand.finish_reason = "stop"
             elif len(cand.tokens) >= params.max_tokens:

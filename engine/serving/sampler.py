@@ -52,6 +52,28 @@ class StopChecker:
 
 
 LOOP_COPIES, LOOP_MAX_BLOCK = 3, 4  # a block of 1-4 lines written three times in a row
+TOKEN_LOOP_MAX = 8  # a run of 1-8 tokens written three times in a row
+
+
+def repeated_tokens_cut(tokens: list[int], ends: list[int], text: str) -> int | None:
+    """Where to cut a completion that repeats a run of 1-8 tokens three times in a row
+    (``text_document.text_document.text_document``): after the first copy.
+
+    Only runs that hold a letter count, so ``0, 0, 0`` and ``)))`` are left alone; `ends[i]`
+    is len(text) after token i. Looks only at runs ending with the last token.
+    """
+    n = len(tokens)
+    for k in range(1, TOKEN_LOOP_MAX + 1):
+        if n < LOOP_COPIES * k:
+            break
+        run = tokens[n - k :]
+        if all(tokens[n - (c + 1) * k : n - c * k] == run for c in range(1, LOOP_COPIES)):
+            first_end = ends[n - (LOOP_COPIES - 1) * k - 1]
+            start = ends[n - LOOP_COPIES * k - 1] if n > LOOP_COPIES * k else 0
+            block = text[start:first_end]
+            if any(ch.isalpha() for ch in block) and (k > 1 or sum(ch.isalnum() for ch in block) >= 2):
+                return first_end
+    return None
 
 
 def _last_lines(text: str) -> tuple[int, list[str]]:

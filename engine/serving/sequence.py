@@ -12,7 +12,7 @@ from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, S
 from deepfim.engine.model.state import ModelState
 from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
 from deepfim.engine.serving.sampler import StopChecker
-from deepfim.engine.serving.speculative import NgramDrafter
+from deepfim.engine.serving.speculative import CopyDrafter, NgramDrafter
 
 _seq_numbers = itertools.count()
 
@@ -26,6 +26,7 @@ class CandidateState:
     generator: torch.Generator | None
     state: ModelState | None = None
     tokens: list[int] = field(default_factory=list)
+    token_ends: list[int] = field(default_factory=list)  # len(text) after each token
     next_token: int | None = None  # sampled, not yet fed to the model
     logprob: float = 0.0
     raw_text: str = ""  # everything decoded, including the healed prompt text
@@ -34,6 +35,7 @@ class CandidateState:
     streamed: int = 0  # characters already passed to the stream callback
     finish_reason: str | None = None
     drafter: NgramDrafter | None = None  # speculative drafts from the context (greedy only)
+    copier: CopyDrafter | None = None  # copies of what the context holds (accepted by likelihood)
     mtp_draft: int | None = None  # the MTP block's guess for the token after next_token
 
     @property
@@ -58,6 +60,8 @@ class ActiveRequest:
     stop: StopChecker = field(init=False)
     prompt_ids: list[int] = field(init=False)  # the prompt fed to the model (last token healed away)
     heal: str = field(init=False)  # text the first generated tokens must reproduce
+    guide: object | None = None  # index-aware decoding's check (model_runner builds it)
+    line_context: str = ""  # the prompt's text on the cursor's line (index-aware decoding reads it)
 
     def __post_init__(self) -> None:
         self.stop = StopChecker(self.request.sampling.stop)

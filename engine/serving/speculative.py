@@ -23,6 +23,9 @@ class SpeculativeConfig:
     use_mtp: bool = True  # one-token drafts from the MTP block when the n-gram has none
 
 
+MAX_COPY_MATCH = 512
+
+
 class NgramDrafter:
     """Proposes the continuation of the most recent earlier occurrence of the last n tokens.
 
@@ -60,6 +63,44 @@ class NgramDrafter:
         if not len(hits):
             return []
         start = int(hits[-1]) + n
+        return seq[start : start + k].tolist()
+
+
+class CopyDrafter(NgramDrafter):
+    """Proposes what followed the *longest* earlier occurrence of the text before the cursor.
+
+    Unlike the n-gram drafts (a speed-up: kept only where greedy agrees), copy drafts are
+    accepted by the model's own likelihood (`ServingProfile.copy_min_prob`): when the prompt
+    holds the answer (code the repository already has), a small model's argmax need not agree
+    token for token for the copy to be right. Occurrences inside `excluded` ranges (the cursor
+    file's own text, whose continuation at the cursor is the suffix) are not copied from.
+    """
+
+    def __init__(self, tokens: list[int], min_match: int, excluded: tuple[tuple[int, int], ...] = ()) -> None:
+        super().__init__(tokens, n=2)
+        self.min_match = min_match
+        self.excluded = excluded
+
+    def propose(self, k: int) -> list[int]:
+        length = self._len
+        if length <= self.min_match or k <= 0:
+            return []
+        seq = self._buf[:length]
+        match = seq[1 : length - 1] == seq[-1]
+        match &= seq[: length - 2] == seq[-2]
+        ends = np.flatnonzero(match) + 2  # seq[e-2:e] == seq[-2:], e < length
+        for a, b in self.excluded:
+            ends = ends[(ends < a) | (ends >= b)]
+        n = 2  # every end in `ends` matches the last n tokens; extend while more than one does
+        while len(ends) and n < MAX_COPY_MATCH:
+            back = ends - n - 1
+            ok = (back >= 0) & (seq[np.maximum(back, 0)] == seq[length - n - 1])
+            if not ok.any():
+                break
+            ends, n = ends[ok], n + 1
+        if not len(ends) or n < self.min_match:
+            return []
+        start = int(ends[-1])  # the latest of the longest occurrences
         return seq[start : start + k].tolist()
 
 

@@ -137,3 +137,14 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
         else:
             path.write_text(content, encoding="utf-8")
     return root
+
+
+def prompt_of(ws, tok, path, prefix: str, suffix: str, budget: int, layout: str = "window"):
+    """The prompt the language server would build, with `budget` tokens for the repository
+    part and as many for the cursor file's copy (the window parts at their defaults)."""
+    from deepfim.context.prompt_builder import Layout, PromptSpec
+    from deepfim.context.settings import PromptBudget
+    from deepfim.engine.model.prompt_format import FimOrder
+
+    spec = PromptSpec(Layout(layout), FimOrder.SPM, PromptBudget(repository=budget, cursor_file=budget))
+    return ws.prompt(tok, spec, path, prefix, suffix)

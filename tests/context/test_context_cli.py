@@ -38,24 +38,28 @@ def test_index_without_tokens_needs_no_tokenizer(repo, capsys, tmp_path):
 
 
 def test_context_prints_segments_reasons_and_the_exact_prompt(repo, tokenizer_path, capsys):
-    args = ["context", f"{repo}/py/app/service.py:7:5", "--budget", "2048", "--tokenizer", str(tokenizer_path)]
+    args = ["context", f"{repo}/py/app/service.py:7:5", "--tokenizer", str(tokenizer_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "imported by the cursor file" in out and "py/app/models.py" in out
+    assert "repository file" in out and "py/app/models.py" in out
+    assert "definitions of names near the cursor" in out and "def make_user(name: str) -> User" in out
     assert "<｜fim▁begin｜>" in out and "<｜fim▁hole｜>" in out and "cursor_file" in out
-    # the prefix segment ends exactly at line 7, column 5; the suffix starts there
-    assert "make_user(util.slugify(name))\n    \n\n" in out and "<｜fim▁hole｜>return user\n<｜fim▁end｜>" in out
+    # SPM: the suffix starts exactly at line 7, column 5, and the prompt ends with the prefix there
+    assert "<｜fim▁hole｜>return user\n<｜fim▁end｜>" in out and "make_user(util.slugify(name))\n    " in out
 
 
 def test_context_json_round_trips_the_prompt(repo, tokenizer_path, tok, capsys):
-    args = ["context", f"{repo}/web/src/geo.ts:3:1", "--json", "--order", "spm", "--tokenizer", str(tokenizer_path)]
+    args = ["context", f"{repo}/web/src/geo.ts:3:1", "--json", "--tokenizer", str(tokenizer_path)]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["order"] == "spm" and report["tokens"] <= report["budget"] == 8192
-    assert [s["kind"] for s in report["segments"]][-2:] == ["suffix", "prefix"]
-    assert "web/src/types.ts" in {f["path"] for f in report["included"]}
+    assert report["order"] == "spm" and report["tokens"] == len(report["ids"])
+    assert [s["kind"] for s in report["segments"]][-1] == "prefix"
+    assert "web/src/types.ts" in {f["path"] for f in report["repository_files"]}
     text = "".join(s["text"] for s in report["segments"])
-    assert "export interface Point" in text
+    assert "export interface Point" in text and text == tok.decode(report["ids"])
+    assert main([*args, "--level", "none"]) == 0
+    bare = json.loads(capsys.readouterr().out)
+    assert bare["repository_files"] == [] and bare["evidence"] == [] and bare["tokens"] < report["tokens"]
 
 
 @pytest.mark.parametrize(
@@ -74,12 +78,12 @@ def test_context_names_bad_locations(repo, tokenizer_path, capsys, monkeypatch, 
     assert message in capsys.readouterr().err
 
 
-def test_missing_tokenizer_and_tiny_budget_are_clear_errors(repo, tokenizer_path, tmp_path, capsys):
+def test_missing_tokenizer_and_bad_budgets_are_clear_errors(repo, tokenizer_path, tmp_path, capsys):
     assert main(["context", f"{repo}/py/app/util.py:1:1", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "no tokenizer" in capsys.readouterr().err
-    args = ["context", f"{repo}/py/app/util.py:1:1", "--budget", "5", "--tokenizer", str(tokenizer_path)]
+    args = ["context", f"{repo}/py/app/util.py:1:1", "--repository-budget", "-5", "--tokenizer", str(tokenizer_path)]
     assert main(args) == 2
-    assert "budget 5 is too small" in capsys.readouterr().err
+    assert "repository must be a non-negative integer, got -5" in capsys.readouterr().err
 
 
 def test_default_tokenizer_is_the_embedded_models(monkeypatch, tmp_path):

@@ -64,10 +64,10 @@ def test_settings_that_change_extraction_invalidate_the_cache(tmp_path, cache_di
     Workspace(root, cache_dir=cache_dir).scan()
     stats = Workspace(root, cache_dir=cache_dir, settings=ContextSettings(chunk_lines=7)).scan()
     assert stats.parsed == 5
-    # back to the default extraction: parsed again once; ranking settings never invalidate
-    stats = Workspace(root, cache_dir=cache_dir, settings=ContextSettings(import_decay=0.3)).scan()
+    # back to the default extraction: parsed again once; prompt settings never invalidate
+    stats = Workspace(root, cache_dir=cache_dir, settings=ContextSettings(max_file_share=0.3)).scan()
     assert stats.parsed == 5
-    stats = Workspace(root, cache_dir=cache_dir, settings=ContextSettings(import_decay=0.9)).scan()
+    stats = Workspace(root, cache_dir=cache_dir, settings=ContextSettings(max_file_share=0.9)).scan()
     assert stats.parsed == 0
 
 

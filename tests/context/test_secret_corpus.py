@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from ctx_fixtures import write_tree
+from ctx_fixtures import prompt_of, write_tree
 from secret_corpus import CASES, CURSOR_CASES, build, fill, leaked
 
 from deepfim.context.secrets import REDACTED
@@ -75,10 +75,13 @@ def corpus(tmp_path_factory, tok):
         ws.prepare_tokens(tok)
         ws.update_buffer(root / "src/notify.py", buffer_text)
         main = (root / "app/main.py").read_text()
-        prompts = {"app/main.py": tok.decode(ws.pack(tok, root / "app/main.py", main, "", BIG).prompt.ids)}
+        prompts = {"app/main.py": tok.decode(prompt_of(ws, tok, root / "app/main.py", main, "", BIG).prompt.ids)}
+        # the open buffer as the cursor file (edited files reach prompts as their copy and evidence)
+        built = prompt_of(ws, tok, root / "src/notify.py", buffer_text, "", BIG)
+        prompts["src/notify.py"] = tok.decode(built.prompt.ids)
         for _, path, prefix, suffix, _ in cursor:
             ws.update_buffer(root / path, prefix + suffix)  # the cursor file is open, as in an editor
-            prompts[path] = tok.decode(ws.pack(tok, root / path, prefix, suffix, 8192).prompt.ids)
+            prompts[path] = tok.decode(prompt_of(ws, tok, root / path, prefix, suffix, 8192).prompt.ids)
         ws.save()
         ws.close()
     finally:
@@ -102,7 +105,7 @@ def test_every_file_with_a_secret_is_indexed_and_packed_with_the_value_redacted(
     files = set(corpus["ws"].files())
     missing = [path for path, marker in corpus["markers"].items() if path not in files or marker not in prompt]
     assert missing == []
-    assert "buffermarkerq" in prompt  # the open buffer's text, not the file on disk
+    assert "buffermarkerq" in corpus["prompts"]["src/notify.py"]  # the open buffer's text, not the disk's
     assert prompt.count(REDACTED) >= len(CASES)
 
 
@@ -140,7 +143,7 @@ def test_the_cli_prints_and_caches_no_canary(corpus, tokenizer_path, tok):
     runs = [
         [*cli, "index", str(root), "--tokenizer", str(tokenizer_path)],
         [*cli, "context", f"{root}/app/main.py:1:1", "--root", str(root), "--tokenizer", str(tokenizer_path),
-         "--budget", str(BIG)],
+         "--repository-budget", str(BIG)],
         [*cli, "context", f"{root}/{path}:{line}:{col}", "--root", str(root), "--tokenizer", str(tokenizer_path)],
     ]  # fmt: skip
     outputs = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from ctx_fixtures import write_tree
+from ctx_fixtures import prompt_of, write_tree
 
 from deepfim.context.secrets import find_secrets, redact, redact_split, secret_path_reason
 from deepfim.context.workspace import PrivateFileError
@@ -46,7 +46,7 @@ def repo(tmp_path):
 
 def _everything_packed(ws, tok, root):
     text = (root / "app/main.py").read_text()
-    return tok.decode(ws.pack(tok, root / "app/main.py", text, "", 1_000_000).prompt.ids)
+    return tok.decode(prompt_of(ws, tok, root / "app/main.py", text, "", 1_000_000).prompt.ids)
 
 
 def test_secret_files_are_skipped_and_files_with_secrets_are_indexed_redacted(repo, make_workspace):
@@ -70,7 +70,9 @@ def test_the_canary_never_appears_in_a_prompt_or_the_cache(repo, make_workspace,
     ws.update_buffer(repo / "app/util.py", f'def helper():\n    return "sk-proj-{CANARY}{CANARY}"\n')
     prompt = _everything_packed(ws, tok, repo)
     assert "def run()" in prompt and CANARY not in prompt
-    assert 'return "<redacted>"' in prompt  # the edited buffer stays in the context, its secret redacted
+    buffer = f'def helper():\n    return "sk-proj-{CANARY}{CANARY}"\n'
+    util = tok.decode(prompt_of(ws, tok, repo / "app/util.py", buffer, "", 1_000_000).prompt.ids)
+    assert 'return "<redacted>"' in util and CANARY not in util  # the edited buffer's copy, its secret redacted
     ws.save()
     for path in cache_dir.rglob("*"):
         if path.is_file():
@@ -80,7 +82,7 @@ def test_the_canary_never_appears_in_a_prompt_or_the_cache(repo, make_workspace,
 def test_secrets_in_the_cursor_file_are_redacted(repo, make_workspace, tok):
     ws = make_workspace(repo)
     prefix = f'import os\n\npassword = "{CANARY}"\nkey = "AKIAABCDEFGHIJKLMNOP"\n\ndef f():\n    '
-    result = ws.pack(tok, repo / "app/new.py", prefix, "return 1\n", 4096)
+    result = prompt_of(ws, tok, repo / "app/new.py", prefix, "return 1\n", 4096)
     text = tok.decode(result.prompt.ids)
     assert CANARY not in text and "AKIAABCDEFGHIJKLMNOP" not in text
     assert "<redacted>" in text and "def f():" in text
@@ -90,14 +92,14 @@ def test_a_key_cut_by_the_cursor_window_is_still_redacted(make_workspace, tmp_pa
     ws = make_workspace(write_tree(tmp_path / "r", {"a.py": "x = 1\n"}))
     body = "".join(f"{CANARY}{i:04d}\n" for i in range(400))  # a long key body
     prefix = f"KEY = '''\n-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n'''\n" + "y = 2\n" * 50
-    result = ws.pack(tok, tmp_path / "r/b.py", prefix, "", 600)  # the window starts inside the key
+    result = prompt_of(ws, tok, tmp_path / "r/b.py", prefix, "", 600)  # the window starts inside the key
     assert CANARY not in tok.decode(result.prompt.ids)
 
 
 def test_a_secret_cursor_file_is_refused(repo, make_workspace, tok):
     ws = make_workspace(repo)
     with pytest.raises(PrivateFileError, match=r"\.env"):
-        ws.pack(tok, repo / ".env", "API_TOKEN=", "", 4096)
+        prompt_of(ws, tok, repo / ".env", "API_TOKEN=", "", 4096)
     assert ws.is_private(repo / "home/.ssh/id_ed25519") and not ws.is_private(repo / "app/main.py")
 
 

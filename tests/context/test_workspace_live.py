@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from ctx_fixtures import write_tree
+from ctx_fixtures import prompt_of, write_tree
 
 REPO = {
     "app/__init__.py": "",
@@ -29,22 +29,28 @@ def root(tmp_path):
     return write_tree(tmp_path / "repo", REPO)
 
 
-def _packed_text(ws, tok, root):
+def _packed_text(ws, tok, root, refresh=True):
+    """The prompt at the end of app/main.py, the repository part refreshed first (the language
+    server refreshes it in the background once edits settle)."""
     text = (root / "app/main.py").read_text()
-    return tok.decode(ws.pack(tok, root / "app/main.py", text, "", 8192).prompt.ids)
+    if refresh:
+        ws.repository_part(tok, 8192, refresh=True)
+    return tok.decode(prompt_of(ws, tok, root / "app/main.py", text, "", 8192).prompt.ids)
 
 
 def test_buffer_text_wins_over_disk_until_closed(root, make_workspace, tok):
     ws = make_workspace(root)
     assert "'disk'" in _packed_text(ws, tok, root)
     ws.update_buffer(root / "app/util.py", "def helper():\n    return 'buffer'\n\n\ndef extra():\n    pass\n")
+    assert "'disk'" in _packed_text(ws, tok, root, refresh=False)  # the served part stays until refreshed
     text = _packed_text(ws, tok, root)
+    # an edited file leaves the shared part; its current text comes in as evidence
     assert "'buffer'" in text and "'disk'" not in text
     assert [d.name for d in ws.entry("app/util.py").definitions] == ["helper", "extra"]
     ws.scan()  # a rescan does not overwrite an open buffer with the disk text
     assert "'buffer'" in _packed_text(ws, tok, root)
     ws.update_buffer(root / "app/util.py", None)
-    assert "'disk'" in _packed_text(ws, tok, root)
+    assert "'buffer'" not in _packed_text(ws, tok, root)
 
 
 def test_an_unsaved_new_buffer_is_context_for_other_files(root, make_workspace, tok):
@@ -93,7 +99,7 @@ def test_packs_run_while_buffers_and_files_change(root, make_workspace, tok):
     worker.start()
     try:
         for _ in range(40):
-            result = ws.pack(tok, root / "app/main.py", "from app.util import helper\n", "", 2048)
+            result = prompt_of(ws, tok, root / "app/main.py", "from app.util import helper\n", "", 2048)
             assert len(result.prompt) <= 2048
     finally:
         stop.set()
@@ -105,16 +111,15 @@ def test_packs_run_while_buffers_and_files_change(root, make_workspace, tok):
 def test_edits_and_opens_are_remembered_per_path(root, make_workspace, tok):
     ws = make_workspace(root)
     ws.update_buffer(root / "app/util.py", REPO["app/util.py"])  # opening: no edit
-    result = ws.pack(tok, root / "app/main.py", REPO["app/main.py"], "", 8192)
-    assert [(inc.path, inc.tier) for inc in result.included] == [("app/util.py", "open")]
+    assert ws.repository_part(tok, 8192, refresh=True).contains("app/util.py")
     ws.update_buffer(root / "app/util.py", REPO["app/util.py"] + "\n# typed\n")
-    result = ws.pack(tok, root / "app/main.py", REPO["app/main.py"], "", 8192)
-    assert [(inc.path, inc.tier) for inc in result.included] == [("app/util.py", "edited")]
+    part = ws.repository_part(tok, 8192, refresh=True)
+    assert not part.contains("app/util.py") and part.excluded == {"app/util.py"}
 
 
 def test_packing_before_the_first_scan_uses_the_cursor_file_alone(root, make_workspace, tok):
     ws = make_workspace(root, scan=False)
     assert ws.stats().ready is False and ws.stats().files == 0
-    result = ws.pack(tok, root / "app/main.py", REPO["app/main.py"], "", 4096)
-    assert result.included == [] and "def run" in tok.decode(result.prompt.ids)
+    result = prompt_of(ws, tok, root / "app/main.py", REPO["app/main.py"], "", 4096)
+    assert result.repository.files == () and "def run" in tok.decode(result.prompt.ids)
     assert ws.scan().ready is True

@@ -45,8 +45,10 @@ def _fim_parts(tok: Tokenizer, ids: list[int]) -> tuple[str, str, str]:
 
 
 def continuation(context: str, prefix: str, suffix: str, variant: int = 0) -> str:
-    """What followed the `variant`-th latest earlier occurrence of the text before the cursor."""
+    """What followed the `variant`-th latest earlier occurrence of the text before the cursor
+    (not counting the cursor file's own copy: what follows the cursor there is the suffix)."""
     haystack = context + "\n" + prefix
+    head = suffix[:16]
     for length in KEY_LENGTHS:
         key = prefix[-length:]
         if len(key) < length:
@@ -56,7 +58,8 @@ def continuation(context: str, prefix: str, suffix: str, variant: int = 0) -> st
             pos = haystack.rfind(key, 0, pos + length - 1)
             if pos < 0 or pos + length >= len(haystack):
                 break
-            found.append(pos + length)
+            if not (head.strip() and haystack.startswith(head, pos + length)):
+                found.append(pos + length)
         if found:
             start = found[min(variant, len(found) - 1)]
             return haystack[start : start + MAX_COPY_CHARS]

@@ -31,7 +31,7 @@ async def _status(client):
     return await client.protocol.send_request_async("deepfim/status", {})
 
 
-async def _wait_for(client, predicate, timeout=10.0):
+async def _wait_for(client, predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = await _status(client)

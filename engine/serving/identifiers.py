@@ -1,0 +1,131 @@
+"""Index-aware decoding: where the model writes an identifier, prefer names that exist.
+
+The context package tells the engine what exists at the cursor (`api.NameHints`): the
+members of the receiver being typed when its class or module is known, and the names of the
+file, the workspace and the language. While the completion writes an identifier:
+
+* after ``receiver.`` with known members (``self.`` in a class, ``pricing.`` for a module):
+  every step keeps the identifier a prefix of a member, and it may only end on a member.
+  Not where a new member is legitimate: ``self.x = ...`` at the start of a statement;
+* a bare name in a *use* position (after ``(``, ``,``, an operator, ``return``...): it may
+  only end on a name that exists, unless ``=`` follows (a keyword argument or a new
+  variable). Assignment targets, parameters and definitions are never in a use position.
+
+Checking is a bias, not a cage: the candidates are the model's own top choices, best first,
+and the best allowed one wins; when none of them is allowed the model's choice stands.
+Decoded token texts are computed once per vocabulary (`TokenShapes`); each check looks only
+at the identifiers the candidate token grows or completes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+import torch
+
+from deepfim.engine.api import NameHints
+from deepfim.engine.model.tokenizer import Tokenizer
+
+TOP_K = 16
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_WORD = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*")
+USE_AFTER_CHARS = set("([{,=+-*/%<>!&|^~")
+_DEFINING = re.compile(r"\s*(async\s+)?(def|class|lambda|import|from|for|except|with|global|nonlocal)\b|.*\bas\s*$")
+USE_AFTER_WORDS = {"return", "yield", "await", "if", "elif", "while", "and", "or", "not", "in", "is", "assert", "del"}
+
+
+class TokenShapes:
+    """Every token's decoded text (special tokens: empty)."""
+
+    def __init__(self, tokenizer: Tokenizer, vocab_size: int) -> None:
+        special = tokenizer.special_id_set
+        self.text = ["" if i in special else tokenizer.decode([i]) for i in range(vocab_size)]
+
+
+@dataclass
+class _Names:
+    """Sorted names with prefix lookups."""
+
+    sorted_names: list[str]
+    members: frozenset[str]
+
+    def has_prefix(self, prefix: str) -> bool:
+        i = bisect.bisect_left(self.sorted_names, prefix)
+        return i < len(self.sorted_names) and self.sorted_names[i].startswith(prefix)
+
+
+class IdentifierGuide:
+    """The check for one request (its hints) over one vocabulary's token shapes."""
+
+    def __init__(self, shapes: TokenShapes, hints: NameHints) -> None:
+        self.shapes = shapes
+        self.hints = hints
+        self.members = _Names(sorted(hints.members), frozenset(hints.members))
+        self.names = frozenset(hints.names)
+        self.rejected = 0  # candidates turned down (statistics)
+
+    def choose(self, logits: torch.Tensor, text: str) -> int:
+        """The best of the model's top candidates that the check allows after `text`."""
+        top = torch.topk(logits, min(TOP_K, logits.shape[-1])).indices.tolist()
+        for token in top:
+            if self.allows(text, token):
+                return token
+        return top[0]
+
+    def allows(self, text: str, token: int) -> bool:
+        """Whether every identifier that `token` grows or completes after `text` may be there."""
+        piece = self.shapes.text[token]
+        if not piece:
+            return True
+        match = _IDENT.search(text)
+        start = match.start() if match else len(text)
+        if match and start > 0 and (text[start - 1].isdigit() or text[start - 1] == "."):
+            pass  # `1.5e` / attribute names are checked like any identifier, with their context
+        joined = text + piece
+        for word in _WORD.finditer(joined, start):
+            if word.end() < len(text):
+                continue  # complete before this token: already accepted
+            ends = word.end() < len(joined)
+            following = joined[word.end()] if ends else ""
+            if not self._allowed(joined[: word.start()], word.group(0), ends, following):
+                return False
+        return True
+
+    def _allowed(self, before: str, word: str, ends: bool, following: str) -> bool:
+        h = self.hints
+        if h.receiver and h.members and not h.defining and before.endswith(h.receiver + "."):
+            if ends:
+                return word in self.members.members
+            return self.members.has_prefix(word)
+        if not ends or not self.names or following == "=":
+            return True
+        if not _use_position(before):
+            return True
+        if word in self.names:
+            return True
+        self.rejected += 1
+        return False
+
+
+def _use_position(before: str) -> bool:
+    """Whether a name starting after `before` is being used (so must exist), not introduced."""
+    line = before.rsplit("\n", 1)[-1]
+    stripped = line.rstrip()
+    if not stripped:
+        return False  # a statement's first word: maybe an assignment target
+    if _DEFINING.match(line):
+        return False  # parameters, names after `as`, import lists, loop targets
+    if stripped.endswith("."):
+        return False  # an attribute of an unknown receiver
+    if stripped[-1] in USE_AFTER_CHARS:
+        if stripped.endswith("->"):
+            return True
+        if stripped[-1] == "=" and not stripped.endswith(("==", "!=", "<=", ">=")):
+            return True  # the value side of an assignment or a default
+        if stripped.endswith(("def", "class")):
+            return False
+        return stripped[-1] != "," or "(" in line or "[" in line
+    words = stripped.split()
+    return bool(words) and words[-1] in USE_AFTER_WORDS

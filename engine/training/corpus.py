@@ -7,9 +7,13 @@ Rules (the model card quotes them from `manifest.json`):
 * Filters: not UTF-8, near-empty (< 64 non-blank chars), huge (> 200 kB), minified or data
   (a line > 500 chars, mean line > 100 chars, < 25 % alphanumeric), generated (a
   "this file was generated"/"do not edit" marker in the first 15 lines), Python that does not parse as 3.11.
-* Deduplication, first source wins (stdlib, then PyPI, then npm): exact (sha256 of the
-  text) and near-exact (sha256 of the text without blank lines, comment-only lines,
-  indentation and case).
+* Deduplication, first source wins (stdlib, then PyPI site-packages, then npm, then the
+  PyPI sdists): exact (sha256 of the text) and near-exact (sha256 of the text without
+  blank lines, comment-only lines, indentation and case).
+* Kept out: the evaluation repositories (``data/eval/repos``) and the bundled example
+  (``examples/``). A source that is one of them is refused; a file whose text is an exact
+  or near-exact copy of one of their files, or that sits in a folder named like an
+  evaluation repository's package, is dropped.
 * Split unit: the largest directory subtree of a package that holds ≤ 1 MB (``email``,
   ``sympy/core``, ``rxjs/src/internal/operators``); a top-level module file is its own unit.
   Per language, units with ≥ 3 files, in a fixed hash order, are held out until ~6 % of
@@ -17,6 +21,9 @@ Rules (the model card quotes them from `manifest.json`):
   held out too (cross-file evaluation stays inside unseen code). Sources marked train-only
   (CPython's `test/`, transformers) are never held out, and CPython tests of a held-out
   stdlib package (``test/test_email/…``) are dropped.
+* Generations: the sources the shipped model was trained on (generation 1) keep the 30
+  held-out units of that build (pinned in `split.py`); the PyPI sdists (generation 2)
+  have their own units held out by the same rule over their own bytes.
 
 Output: ``train.jsonl`` and ``heldout.jsonl`` (one `CorpusFile` per line) and ``manifest.json``.
 """
@@ -36,14 +43,21 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepfim.engine.training.sources import EXTENSIONS, Source, all_sources, stable_hash
+from deepfim.engine.training.sdist_sources import EVAL_PACKAGES, fetch_eval_repos, is_eval_repo
+from deepfim.engine.training.sdists import SdistError
+from deepfim.engine.training.sources import EXTENSIONS, Source, _walk, all_sources
+from deepfim.engine.training.split import (  # noqa: F401  (assign_units, choose_heldout: public here too)
+    HELDOUT_FRACTION,
+    PINNED_HELDOUT,
+    UNIT_MAX_BYTES,
+    assign_units,
+    choose_heldout,
+    heldout_by_generation,
+)
 
 log = logging.getLogger(__name__)
 
-UNIT_MAX_BYTES = 1_000_000
-HELDOUT_FRACTION = 0.06
-MIN_HELDOUT_UNIT_FILES = 3
-SPLIT_SALT = "deepfim-split-v1"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # the bundled example workspaces
 
 GENERATED = re.compile(
     r"this (file|module) (is|was) (auto(matically)?[- ]?)?generated|auto[- ]?generated (file|code|module|by)"
@@ -103,61 +117,54 @@ def repo_name(source: Source) -> str:
     return source.name.split(":", 1)[-1].removesuffix("-test")
 
 
-def assign_units(files: list[tuple[str, int]], max_bytes: int = UNIT_MAX_BYTES) -> dict[str, str]:
-    """Split unit of each path: its shallowest enclosing directory subtree of ≤ max_bytes.
-
-    Files directly inside a directory that is too big (and whose own subtree is not a unit)
-    form the unit "dir/*". A file at the source root is its own unit; an npm scope
-    ("@npmcli/") is never a unit by itself.
-    """
-    subtree: Counter[str] = Counter()
-    for path, size in files:
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            subtree["/".join(parts[:depth])] += size
-    units = {}
-    for path, _ in files:
-        parts = path.split("/")
-        first = 2 if parts[0].startswith("@") else 1  # an npm scope is not a package
-        unit = next(
-            ("/".join(parts[:d]) for d in range(first, len(parts)) if subtree["/".join(parts[:d])] <= max_bytes),
-            "/".join(parts[:-1]) + "/*" if len(parts) > 1 else path,
-        )
-        units[path] = unit
-    return units
-
-
-def choose_heldout(files: list[CorpusFile], holdout_ok: dict[str, bool], fraction: float) -> set[str]:
-    """Units held out: per language, hash-ordered eligible units until `fraction` of its bytes."""
-    by_lang: dict[str, dict[str, list[CorpusFile]]] = defaultdict(lambda: defaultdict(list))
-    for f in files:
-        by_lang[f.lang][f.unit].append(f)
-    held: set[str] = set()
-    for lang, units in sorted(by_lang.items()):
-        total = sum(len(f.text.encode()) for fs in units.values() for f in fs)
-        target, taken = fraction * total, 0
-        eligible = [
-            u for u, fs in units.items()
-            if holdout_ok[fs[0].source] and len(fs) >= MIN_HELDOUT_UNIT_FILES
-            and max(Counter(f.package for f in fs).values()) >= 2
-        ]  # fmt: skip
-        for unit in sorted(eligible, key=lambda u: stable_hash(f"{SPLIT_SALT}:{lang}:{u}")):
-            size = sum(len(f.text.encode()) for f in units[unit])
-            if taken >= target:
-                break
-            if taken and taken + size > 1.5 * target:
-                continue
-            held.add(unit)
-            taken += size
-    return held
-
-
 def _tests_of_heldout_stdlib(path: str, held_stdlib_tops: set[str]) -> bool:
     return any(part.removesuffix(".py").removeprefix("test_") in held_stdlib_tops for part in path.split("/")[1:2])
 
 
-def build_corpus(sources: list[Source], fraction: float = HELDOUT_FRACTION) -> tuple[list[CorpusFile], dict]:
-    """Filtered, deduplicated files with their split, plus drop statistics."""
+def _takes_from(source: Source, tree: Path) -> bool:
+    root = source.root.resolve()
+    if root == tree or tree in root.parents:
+        return True
+    return root in tree.parents and any((root / f).resolve().is_relative_to(tree) for f in source.files)
+
+
+def refuse_excluded_sources(sources: list[Source], excluded_trees: list[Path]) -> None:
+    """ValueError when a source is an evaluation repository or takes files of an excluded tree."""
+    trees = [t.resolve() for t in excluded_trees if t.exists()]
+    for source in sources:
+        if is_eval_repo(repo_name(source)):
+            raise ValueError(f"source {source.name!r} is an evaluation repository; it can never be a training source")
+        for tree in trees:
+            if _takes_from(source, tree):
+                raise ValueError(f"source {source.name!r} takes files from {tree}, which must stay out of training")
+
+
+def excluded_hashes(excluded_trees: list[Path]) -> set[str]:
+    """Exact and near-exact hashes of every source file under the excluded trees."""
+    hashes = set()
+    for tree in excluded_trees:
+        for rel in _walk(tree, ".") if tree.is_dir() else []:
+            text = (tree / rel).read_bytes().decode("utf-8", errors="replace")
+            hashes |= {hashlib.sha256(text.encode()).hexdigest(), normalised_hash(text)}
+    # A file of comments and blank lines only has the near-hash of no code at all; it
+    # cannot leak code, and banning it would drop every such file of every source.
+    return hashes - {normalised_hash("")}
+
+
+def build_corpus(
+    sources: list[Source],
+    fraction: float = HELDOUT_FRACTION,
+    pinned: dict[int, frozenset[str]] | None = None,
+    excluded_trees: list[Path] = (),
+) -> tuple[list[CorpusFile], dict]:
+    """Filtered, deduplicated files with their split, plus drop statistics.
+
+    `pinned` maps a source generation to its fixed held-out units (`split.PINNED_HELDOUT`);
+    other generations use the hash rule. Files under `excluded_trees` (the evaluation
+    repositories, the bundled example) never enter the corpus, nor does any copy of them.
+    """
+    refuse_excluded_sources(sources, list(excluded_trees))
+    banned = excluded_hashes(list(excluded_trees))
     dropped: Counter[str] = Counter()
     seen_exact: set[str] = set()
     seen_near: set[str] = set()
@@ -174,6 +181,9 @@ def build_corpus(sources: list[Source], fraction: float = HELDOUT_FRACTION) -> t
                 dropped[reason] += 1
                 continue
             exact, near = hashlib.sha256(text.encode()).hexdigest(), normalised_hash(text)
+            if exact in banned or near in banned or EVAL_PACKAGES.intersection(rel.split("/")[:-1]):
+                dropped["eval_or_example_copy"] += 1
+                continue
             if exact in seen_exact or near in seen_near:
                 dropped["duplicate_exact" if exact in seen_exact else "duplicate_near"] += 1
                 continue
@@ -188,7 +198,8 @@ def build_corpus(sources: list[Source], fraction: float = HELDOUT_FRACTION) -> t
                 CorpusFile(rel, repo_name(source), package, f"{source.name}:{units[rel]}", lang, source.name, text)
             )
     holdout_ok = {s.name: s.holdout_ok for s in sources}
-    held = choose_heldout(files, holdout_ok, fraction)
+    generation = {s.name: s.generation for s in sources}
+    held = heldout_by_generation(files, generation, holdout_ok, fraction, pinned or {})
     held_stdlib = {u.split(":", 1)[1].split("/")[0].removesuffix(".py") for u in held if u.startswith("cpython:")}
     out = []
     for f in files:
@@ -221,6 +232,9 @@ def manifest(files: list[CorpusFile], sources: list[Source], info: dict, params:
                 "licence": s.licence,
                 "licence_file": s.licence_file,
                 "holdout_ok": s.holdout_ok,
+                "generation": s.generation,
+                "sha256": s.sha256,
+                "url": s.url,
                 "candidates": len(s.files),
                 **per_source[s.name],
             }
@@ -263,16 +277,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/corpus"), help="output folder (git-ignored data/)")
     parser.add_argument("--npm-dir", type=Path, default=Path("data/npm"), help="where the pinned npm packages go")
     parser.add_argument("--no-npm", action="store_true", help="skip the npm TypeScript packages")
+    parser.add_argument("--sdist-dir", type=Path, default=Path("data/sdists"), help="where the PyPI sdists go")
+    parser.add_argument("--no-sdists", action="store_true", help="skip the PyPI sdists and evaluation repositories")
+    parser.add_argument(
+        "--eval-dir", type=Path, default=Path("data/eval/repos"), help="evaluation repositories (kept out of training)"
+    )
     parser.add_argument("--heldout-fraction", type=float, default=HELDOUT_FRACTION)
     args = parser.parse_args(argv)
     if not 0.0 < args.heldout_fraction < 0.5:
         raise SystemExit(f"--heldout-fraction must be in (0, 0.5), got {args.heldout_fraction}")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
-    sources = all_sources(None if args.no_npm else args.npm_dir)
-    files, info = build_corpus(sources, args.heldout_fraction)
+    eval_repos = []
+    if not args.no_sdists:
+        try:
+            eval_repos = fetch_eval_repos(args.eval_dir)
+        except SdistError as exc:
+            log.error("evaluation repositories not fetched (%s); only their names are kept out", exc)
+    sources = all_sources(None if args.no_npm else args.npm_dir, None if args.no_sdists else args.sdist_dir)
+    pinned = PINNED_HELDOUT if args.heldout_fraction == HELDOUT_FRACTION else {}
+    if not pinned:
+        log.warning("--heldout-fraction is not %s: generation 1's held-out units are re-chosen", HELDOUT_FRACTION)
+    excluded = [args.eval_dir, EXAMPLES_DIR]
+    files, info = build_corpus(sources, args.heldout_fraction, pinned, excluded)
     params = {"argv": argv, "heldout_fraction": args.heldout_fraction, "unit_max_bytes": UNIT_MAX_BYTES}
+    params["excluded_trees"] = [str(t) for t in excluded]
     meta = manifest(files, sources, info, params)
+    meta["eval_repos"] = eval_repos
     write_corpus(args.out, files, meta)
     log.info("wrote %d files to %s in %.0f s", len(files), args.out, time.perf_counter() - start)
     print(json.dumps({"languages": meta["languages"], "dropped": meta["dropped"]}, indent=1))

@@ -5,6 +5,7 @@
   site-packages, each kept only if its metadata declares a permissive licence.
 * npm: TypeScript sources/declarations of a few pinned packages (installed into a folder
   under `data/` by `npm install`), and the JavaScript of the system npm's own dependencies.
+* Pinned PyPI source distributions, package and tests (`sdist_sources.py`).
 
 Every `Source` carries its licence and licence file so the manifest can list them. Paths
 are relative to the source root and start with the package name (``email/message.py``,
@@ -128,6 +129,9 @@ class Source:
     licence_file: str = ""
     version: str = ""
     holdout_ok: bool = True  # may its packages be held out for evaluation?
+    generation: int = 1  # which split generation it joined (see split.py); sdists are 2
+    sha256: str = ""  # of the downloaded archive, for sources fetched from a registry
+    url: str = ""
 
 
 def stable_hash(text: str) -> int:
@@ -318,12 +322,20 @@ def npm_js_sources(modules: Path = SYSTEM_NPM_MODULES) -> list[Source]:
     return out
 
 
-def all_sources(npm_dir: Path | None) -> list[Source]:
-    """Every source in a fixed order (the order decides which duplicate survives)."""
+def all_sources(npm_dir: Path | None, sdist_dir: Path | None = None) -> list[Source]:
+    """Every source in a fixed order (the order decides which duplicate survives).
+
+    The PyPI sdists (generation 2) come last, so they never displace a file of the
+    sources the shipped model was trained on.
+    """
     sources = stdlib_sources() + pypi_sources()
     if npm_dir is not None and (modules := install_npm_packages(npm_dir)) is not None:
         sources += npm_ts_sources(modules)
     sources += npm_js_sources()
+    if sdist_dir is not None:
+        from deepfim.engine.training.sdist_sources import sdist_sources  # it imports this module
+
+        sources += sdist_sources(sdist_dir)
     log.info(
         "%d sources, %d candidate files (python %s)",
         len(sources),

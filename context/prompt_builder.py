@@ -120,6 +120,13 @@ class BuiltPrompt:
             if s.path == self.cursor_path and s.kind in ("file", "summary", "cursor_copy")
         )  # fmt: skip
 
+    def anchors(self) -> tuple[int, ...]:
+        """Where a later prompt resumes: after the part every cursor file shares, and after the
+        cursor file's copy (the engine keeps its state there)."""
+        out = [self.shared_tokens]
+        out += [s.end for s in self.prompt.segments if s.kind == "cursor_copy"]
+        return tuple(sorted(set(a for a in out if 0 < a < len(self.prompt))))
+
     @property
     def shared_tokens(self) -> int:
         """Tokens before the cursor file's copy or window: shared by every cursor file."""

@@ -110,6 +110,10 @@ class CompletionRequest:
     hints: NameHints | None = None  # names that exist at the cursor (used where the checkpoint's profile says)
     prefill_only: bool = False  # compute and cache the prompt's state, generate nothing (background prefill)
     copy_excluded: tuple[tuple[int, int], ...] = ()  # prompt ranges copy drafts never copy from
+    # positions where the state is worth keeping: the end of the part every cursor file shares, of
+    # the cursor file's copy (prefill chunks end there too, so a resume is exact)
+    anchors: tuple[int, ...] = ()
+    persist: bool = False  # also keep the anchors' states on disk (the repository part: a restart is warm)
 
 
 @dataclass
@@ -157,6 +161,7 @@ class CompletionHandle:
         self.future: Future[CompletionResult] = Future()
         self.cancel_event = threading.Event()
         self.submitted_at = time.perf_counter()
+        self.prefilled = 0  # prompt tokens whose state is computed (progress of a long prefill)
 
     def cancel(self) -> None:
         """Ask the engine to stop; the decode loop checks this between steps."""

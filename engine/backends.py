@@ -39,6 +39,7 @@ class BackendSpec:
     token: str | None = None
     tls_ca: str | None = None
     threads: int | None = None
+    snapshots: bool = False  # persist the repository part's state on disk (the language server)
 
     def checkpoint_for(self, mode: Mode) -> str | None:
         if mode is Mode.EXPERT and self.expert_checkpoint:
@@ -74,6 +75,7 @@ def make_backend(spec: BackendSpec) -> CompletionBackend:
 
     checkpoint = spec.checkpoint or DEFAULT_MODEL_DIR
     try:
-        return LocalBackend(checkpoint, spec.expert_checkpoint, LocalBackendConfig(threads=spec.threads))
+        config = LocalBackendConfig(threads=spec.threads, snapshots=spec.snapshots)
+        return LocalBackend(checkpoint, spec.expert_checkpoint, config)
     except (OSError, ValueError) as exc:  # missing or unreadable checkpoint, bad config
         raise BackendUnavailable(f"cannot load the checkpoint {checkpoint}: {exc}") from exc

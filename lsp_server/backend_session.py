@@ -9,6 +9,7 @@ leave a core to the editor.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def spec_for(settings: Settings) -> BackendSpec:
     """The backend the settings ask for (threads are chosen when it is built, see `load`)."""
     if settings.server:
         return BackendSpec(server=settings.server, token=settings.token, tls_ca=settings.tls_ca)
-    return BackendSpec(checkpoint=settings.checkpoint, expert_checkpoint=settings.expert_checkpoint)
+    return BackendSpec(checkpoint=settings.checkpoint, expert_checkpoint=settings.expert_checkpoint, snapshots=True)
 
 
 @dataclass
@@ -56,7 +57,7 @@ class BackendSession:
     def load(cls, spec: BackendSpec, factory: BackendFactory = make_backend) -> BackendSession:
         """Build (or connect) the backend; may take seconds."""
         if not spec.server and spec.threads is None:
-            spec = BackendSpec(**{**spec.__dict__, "threads": interactive_threads()})
+            spec = dataclasses.replace(spec, threads=interactive_threads())
         logger.info("starting the engine (%s)", ", ".join(sorted(set(spec.summary().values()))))
         backend = factory(spec)
         try:

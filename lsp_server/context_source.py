@@ -20,7 +20,7 @@ from pathlib import Path
 
 from deepfim.context.evidence import RepoView
 from deepfim.context.prompt_builder import BuiltPrompt, CursorFile, PromptSpec, build_prompt
-from deepfim.context.repository_part import RepositoryPart
+from deepfim.context.repository_part import EMPTY, RepositoryPart
 from deepfim.context.secrets import secret_path_reason
 from deepfim.context.tokens import TokenStore
 from deepfim.context.workspace import PrivateFileError, Workspace
@@ -53,8 +53,12 @@ class PackedContext:
 class ContextSource:
     """Context for the documents under one root (or for loose files when `root` is None)."""
 
-    def __init__(self, root: Path | None, cache_dir: Path | None = None) -> None:
+    def __init__(self, root: Path | None, cache_dir: Path | None = None, parts_on_demand: bool = True) -> None:
+        """`parts_on_demand`: without a served part, build one for the first prompt (one-shot
+        commands); the language server passes False: until its warmer has prefilled a part,
+        prompts carry none, so no keystroke waits for a repository prefill."""
         self.root = root
+        self.parts_on_demand = parts_on_demand
         self._workspace: Workspace | None = None
         if root is not None:
             try:
@@ -137,8 +141,9 @@ class ContextSource:
             raise PrivateFile(f"{path} is a secret file")
         repo_name = self.root.name if self.root is not None else None
         if self._workspace is not None and self.ready and path is not None:
+            part = self.served if self.served is not None or self.parts_on_demand else EMPTY
             try:
-                built = self._workspace.prompt(tokenizer, spec, path, prefix, suffix, repo_name, self.served)
+                built = self._workspace.prompt(tokenizer, spec, path, prefix, suffix, repo_name, part)
                 files = [f.rel for f in built.repository.files] + sorted({e.path for e in built.evidence})
                 return PackedContext(built, "workspace", files)
             except PrivateFileError as exc:

@@ -57,6 +57,7 @@ def register(server: DeepFimServer) -> None:
     def initialized(ls: DeepFimServer, params: types.InitializedParams) -> None:
         ls.flush_messages()
         ls.spawn(ls.load_backend())
+        ls.spawn(ls.warmer.run())
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: DeepFimServer, params: None) -> None:

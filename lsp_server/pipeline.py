@@ -225,7 +225,7 @@ class CompletionPipeline:
             sampling = dataclasses.replace(sampling, stop=("\n",))
         request = CompletionRequest(
             prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name,
-            hints=packed.built.hints, copy_excluded=packed.built.own_ranges(),
+            hints=packed.built.hints, copy_excluded=packed.built.own_ranges(), anchors=packed.built.anchors(),
         )  # fmt: skip
         stream = _Stream(ctx, sampling.n, ticket, partial)
         context_ms = (time.perf_counter() - start) * 1000

@@ -39,6 +39,7 @@ from deepfim.lsp_server.progress import ProgressReporter
 from deepfim.lsp_server.runs import Anchor, PartialText, Runs
 from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats
 from deepfim.lsp_server.typing_cache import TypingCache, rest_after
+from deepfim.lsp_server.warmup import RepositoryWarmer
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class DeepFimServer(LanguageServer):
         self._dirty: dict[str, str] = {}  # uri -> "opened" | "edited" | "closed", for the context
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task] = set()
+        self.warmer = RepositoryWarmer(self)
+        self._copy_pending: dict[Path, set[Path]] = {}  # source root -> documents edited since their copy
         self._log_handler: logging.Handler | None = None
 
     # settings -------------------------------------------------------------------------
@@ -149,13 +152,16 @@ class DeepFimServer(LanguageServer):
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=self.last_error))
         finally:
             self.backend_ready.set()
+        if self.session is not None:
+            for source in self.sources.values():
+                self.spawn(self.warmer.warm(source))
         if old is not None:
             await asyncio.to_thread(old.close)
 
     def add_folder(self, root: Path) -> None:
         if root in self.sources:
             return
-        source = ContextSource(root)
+        source = ContextSource(root, parts_on_demand=False)
         self.sources[root] = source
         if source.indexed:
             self.spawn(self._scan(source))
@@ -180,6 +186,8 @@ class DeepFimServer(LanguageServer):
         for doc in self.documents:  # buffers opened while indexing
             if doc.path is not None and source.contains(doc.path):
                 self._dirty.setdefault(doc.uri, "opened")
+        if self.backend_ready.is_set() and self.session is not None:
+            self.spawn(self.warmer.warm(source))
 
     # documents and context ------------------------------------------------------------
 
@@ -195,6 +203,12 @@ class DeepFimServer(LanguageServer):
         if event == "closed":
             self.typing_cache.forget(uri)
             self.runs.supersede_document(uri)
+        doc = self.documents.get(uri)
+        path = doc.path if doc is not None else uri_to_path(uri)
+        source = self.source_for(path)
+        self.warmer.touch(source if event == "edited" else None)
+        if event == "edited" and path is not None and source.root is not None:
+            self._copy_pending.setdefault(source.root, set()).add(path)
         if self._dirty.get(uri) != "opened" or event == "closed":
             self._dirty[uri] = event
 
@@ -223,6 +237,16 @@ class DeepFimServer(LanguageServer):
 
         self.pipeline.executor.submit(apply)
 
+    async def snapshot_copies(self, source: ContextSource) -> None:
+        """Fix the copies of the documents edited since their last copy (the user paused)."""
+        paths = self._copy_pending.pop(source.root, set()) if source.root is not None else set()
+        if not paths:
+            return
+        self._flush_context()  # the buffers' latest text first, on the same thread
+        loop = asyncio.get_running_loop()
+        for path in sorted(paths):
+            await loop.run_in_executor(self.pipeline.executor, source.snapshot_copy, path)
+
     # completion -----------------------------------------------------------------------
 
     async def complete_at(
@@ -240,6 +264,7 @@ class DeepFimServer(LanguageServer):
         """
         key = (uri, surface)
         started = time.perf_counter()
+        self.warmer.touch()
         doc = self.documents.get(uri)
         if doc is None or not self.settings.enabled:
             return None
@@ -314,6 +339,7 @@ class DeepFimServer(LanguageServer):
             "index": index,
             "cache": self.typing_cache.stats(),
             "engine": session.stats() if session else {},
+            "repository": self.warmer.status(),
             "latency_ms": self.latency.summary(),
             "acceptance": self.acceptance.summary(),
             "server": session.server() if session else (self.settings.server or "in-process"),

@@ -76,7 +76,7 @@ def heldout_repos(corpus_dir: Path, out_dir: Path, langs: tuple[str, ...]) -> li
         name = unit.replace(":", "-").replace("/", "-").replace("*", "all")
         root = out_dir / name
         _write(root, units[unit])
-        repos.append(EvalRepo(name, "heldout", root))
+        repos.append(EvalRepo(name, "heldout", root.resolve()))
     return repos
 
 
@@ -84,4 +84,4 @@ def fetched_repos(repos_dir: Path) -> list[EvalRepo]:
     """The evaluation repositories fetched with `deepfim eval --fetch` (none before that)."""
     if not repos_dir.is_dir():
         return []
-    return [EvalRepo(p.name, "repos", p) for p in sorted(repos_dir.iterdir()) if p.is_dir()]
+    return [EvalRepo(p.name, "repos", p.resolve()) for p in sorted(repos_dir.iterdir()) if p.is_dir()]

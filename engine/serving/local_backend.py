@@ -23,6 +23,7 @@ from deepfim.engine.serving.allocator import keep_freed_memory
 from deepfim.engine.serving.engine_loop import EngineLoop
 from deepfim.engine.serving.model_runner import ModelRunner
 from deepfim.engine.serving.prefix_cache import PrefixCache
+from deepfim.engine.serving.snapshot_store import SnapshotStore, model_key
 from deepfim.engine.serving.speculative import SpeculativeConfig
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LocalBackendConfig:
     cache_budget_bytes: int = 1 << 30
-    persist_cache: bool = False  # save prefix caches on close and reload them on start
+    snapshots: bool = False  # keep the anchors' states that requests ask to persist on disk (warm restarts)
     speculative: SpeculativeConfig = SpeculativeConfig()
     threads: int | None = None
     profile_overrides: tuple[tuple[str, object], ...] = ()  # over each checkpoint's serving.json (evaluation)
@@ -42,7 +43,6 @@ class _LoadedCheckpoint:
 
     def __init__(self, checkpoint: Path, config: LocalBackendConfig) -> None:
         self.checkpoint = checkpoint
-        self.cache_dir = env.cache_dir() / "prefix" / _dir_key(checkpoint) if config.persist_cache else None
         self.engine = EngineLoop(lambda: self._build(config), name=checkpoint.name)
         try:
             self.runner: ModelRunner = self.engine.wait_ready()
@@ -66,21 +66,14 @@ class _LoadedCheckpoint:
         profile = ServingProfile.for_checkpoint(self.checkpoint, model.args.fim_orders)
         if config.profile_overrides:
             profile = ServingProfile.from_dict(dict(config.profile_overrides), profile)
-        cache = PrefixCache(budget_bytes=config.cache_budget_bytes)
-        if self.cache_dir is not None:
-            log.info("%s: %d prefix-cache entries restored", self.checkpoint, cache.load(self.cache_dir))
+        store = None
+        if config.snapshots:
+            store = SnapshotStore(env.cache_dir(), model_key(self.checkpoint, self.checkpoint / "tokenizer.json"))
+        cache = PrefixCache(budget_bytes=config.cache_budget_bytes, store=store)
         return ModelRunner(model, tokenizer, cache, config.speculative, self.checkpoint.name, profile=profile)
 
     def close(self) -> None:
         self.engine.close()
-        if self.cache_dir is not None:
-            self.prefix_cache.save(self.cache_dir)
-
-
-def _dir_key(checkpoint: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:16]
 
 
 class LocalBackend:

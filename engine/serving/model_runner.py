@@ -93,7 +93,8 @@ class ModelRunner:
         t0 = time.perf_counter()
         if not req.started:
             req.started = True
-            match = self.prefix_cache.match(req.user, ids) if self.prefix_cache is not None else None
+            anchors = req.request.anchors
+            match = self.prefix_cache.match(req.user, ids, anchors) if self.prefix_cache is not None else None
             if match is not None and match.state is not None:
                 req.state, req.prefilled = match.state, match.length
                 req.timings.cached_tokens = match.length
@@ -101,9 +102,13 @@ class ModelRunner:
                     req.last_logits = match.logits
                     self._start_candidates(req)
                     return
+                if req.request.prefill_only and match.length == len(ids):
+                    req.prefill_done = True
+                    return
             else:
                 req.state, req.prefilled = self.model.new_state(), 0
-        end = next(b for b in boundaries(len(ids), self.chunk) if b > req.prefilled)
+        anchors = req.request.anchors
+        end = next(b for b in boundaries(len(ids), self.chunk, anchors) if b > req.prefilled)
         last = end == len(ids)
         out = self.forward(ids[req.prefilled : end], req.state, "last" if last else "none")
         req.prefilled = end
@@ -111,7 +116,8 @@ class ModelRunner:
             self.mtp.observe(req.state, out.streams)
             self.mtp.advance(req.state, ids[:end])
         if self.prefix_cache is not None:
-            self.prefix_cache.insert(req.user, ids[:end], req.state)
+            persist = req.request.persist and end in anchors
+            self.prefix_cache.insert(req.user, ids[:end], req.state, persist=persist)
         if last:
             req.last_logits = out.logits[0, -1]
             if not torch.isfinite(req.last_logits).all():
@@ -119,10 +125,14 @@ class ModelRunner:
             if self.prefix_cache is not None:
                 self.prefix_cache.insert_exact(req.user, ids, req.state, req.last_logits)
         req.timings.prefill_ms += (time.perf_counter() - t0) * 1e3
+        req.handle.prefilled = req.prefilled
         if last:
             self._start_candidates(req)
 
     def _start_candidates(self, req: ActiveRequest) -> None:
+        if req.request.prefill_only:
+            req.prefill_done, req.state = True, None
+            return
         params = req.request.sampling
         for i in range(params.n):
             generator = None

@@ -22,20 +22,16 @@ typing through) costs nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from deepfim.engine.model.state import AppendBuffer, AppendView, CompressorState, LayerCache, ModelState
-from deepfim.private_files import private_dir, private_temp, write_private
+from deepfim.engine.model.state import AppendBuffer, ModelState
+from deepfim.engine.serving.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +56,27 @@ class _Entry:
 SUB_BLOCK = 16
 
 
-def boundaries(length: int, block: int) -> list[int]:
+def boundaries(length: int, block: int, anchors: tuple[int, ...] = ()) -> list[int]:
     """Where prefill chunks end for a prompt of `length` tokens: every full block, then every
-    full 16-token sub-block of the rest, then the prompt's end (128-blocks: 45 -> 16, 32, 45).
+    full 16-token sub-block of the rest, then the prompt's end (128-blocks: 45 -> 16, 32, 45);
+    plus the request's `anchors` (the end of the part every cursor file shares, the end of
+    the cursor file's copy), where a snapshot lets a later prompt resume exactly. A prompt
+    that ends at an anchor (the shared part prefilled alone) gets no sub-blocks, so it is
+    chunked exactly as the longer prompts that pass through that anchor.
 
-    Chunk ends depend only on positions, so two prompts that share a prefix share every
-    boundary inside it: a keystroke recomputes at most 15 tokens plus the change, in one call
-    (on a CPU a forward of 16 tokens costs about what one of 1 token does).
+    Chunk ends depend only on positions and anchors, so two prompts that share a prefix (and
+    its anchors) share every boundary inside it: a keystroke recomputes at most 15 tokens plus
+    the change, in one call (on a CPU a forward of 16 tokens costs about what one of 1 does).
     """
     ends = list(range(block, length - length % block + 1, block))
     pos = ends[-1] if ends else 0
-    sub = min(SUB_BLOCK, block)
-    ends += list(range(pos + sub, length + 1, sub))
+    if length not in anchors:  # an anchored end (a prefill of the shared part) is never typed on
+        sub = min(SUB_BLOCK, block)
+        ends += list(range(pos + sub, length + 1, sub))
     if not ends or ends[-1] != length:
         ends.append(length)
+    if anchors:
+        ends = sorted(set(ends).union(a for a in anchors if 0 < a < length))
     return ends
 
 
@@ -92,15 +95,21 @@ def block_keys(namespace: str, ids: list[int], block: int) -> list[bytes]:
     return keys
 
 
-def boundary_keys(namespace: str, ids: list[int], block: int) -> list[tuple[int, bytes]]:
-    """(end, key) for every chunk boundary of `ids` (see `boundaries`)."""
+def boundary_keys(namespace: str, ids: list[int], block: int, anchors: tuple[int, ...] = ()) -> list[tuple[int, bytes]]:
+    """(end, key) for every chunk boundary of `ids` (see `boundaries`). A boundary inside a
+    block is keyed by that block's chained key and the tokens after it, so the key of a
+    position depends only on the tokens before it."""
     blocks = block_keys(namespace, ids, block)
-    out = [((i + 1) * block, k) for i, k in enumerate(blocks)]
-    base_key = blocks[-1] if blocks else _chain(namespace)
-    base = len(blocks) * block
-    arr = np.asarray(ids[base:], dtype=np.int64)
-    for end in boundaries(len(ids), block)[len(blocks) :]:
-        out.append((end, hashlib.blake2b(b"tail" + base_key + arr[: end - base].tobytes(), digest_size=16).digest()))
+    arr = np.asarray(ids, dtype=np.int64)
+    out = []
+    for end in boundaries(len(ids), block, anchors):
+        whole = end // block
+        if end % block == 0:
+            out.append((end, blocks[whole - 1]))
+            continue
+        base_key = blocks[whole - 1] if whole else _chain(namespace)
+        tail = arr[whole * block : end].tobytes()
+        out.append((end, hashlib.blake2b(b"tail" + base_key + tail, digest_size=16).digest()))
     return out
 
 
@@ -113,11 +122,15 @@ def exact_key(namespace: str, ids: list[int]) -> bytes:
 class PrefixCache:
     """Thread-safe LRU of model-state snapshots within a memory budget."""
 
-    def __init__(self, block: int = 128, budget_bytes: int = 1 << 30) -> None:
+    def __init__(self, block: int = 128, budget_bytes: int = 1 << 30, store: SnapshotStore | None = None) -> None:
+        """`store`: snapshots persisted on disk (`insert(..., persist=True)`), looked up when
+        an anchor misses in memory (a restarted server)."""
         if block < 1:
             raise ValueError(f"block must be >= 1, got {block}")
         self.block = block
         self.budget_bytes = budget_bytes
+        self.store = store
+        self.disk_hits = 0
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._buffer_refs: dict[int, list] = {}  # id(buffer) -> [buffer, refcount]
         self._private_bytes = 0
@@ -125,7 +138,8 @@ class PrefixCache:
         self.lookups = self.hits = self.hit_tokens = self.lookup_tokens = self.evictions = 0
 
     # lookup / insert ---------------------------------------------------------------------------
-    def match(self, namespace: str, ids: list[int]) -> MatchResult:
+    def match(self, namespace: str, ids: list[int], anchors: tuple[int, ...] = ()) -> MatchResult:
+        """The longest cached prefix of `ids` (its whole, with logits; or a chunk boundary)."""
         with self._lock:
             self.lookups += 1
             self.lookup_tokens += len(ids)
@@ -135,11 +149,17 @@ class PrefixCache:
                 self.hits += 1
                 self.hit_tokens += len(ids)
                 return MatchResult(exact.state.snapshot(), len(ids), exact.logits)
-            keys = boundary_keys(namespace, ids, self.block)
+            keys = boundary_keys(namespace, ids, self.block, anchors)
+            anchored = set(anchors)
             for end, key in reversed(keys):
                 if end == len(ids):
                     continue  # a snapshot has no logits: at least the last chunk is recomputed
                 entry = self._entries.get(key)
+                if entry is None and end in anchored and self.store is not None and self.store.has(key):
+                    state = self.store.load(key)
+                    if state is not None and state.pos == end:
+                        self.disk_hits += 1
+                        entry = self._put_locked(key, state, None)
                 if entry is not None:
                     self._entries.move_to_end(key)
                     self.hits += 1
@@ -147,29 +167,40 @@ class PrefixCache:
                     return MatchResult(entry.state.snapshot(), end)
             return MatchResult(None, 0)
 
-    def insert(self, namespace: str, ids: list[int], state: ModelState) -> None:
-        """Remembers `state` as the state after `ids`, which must end on a chunk boundary."""
+    def insert(self, namespace: str, ids: list[int], state: ModelState, persist: bool = False) -> None:
+        """Remembers `state` as the state after `ids` (a chunk boundary); `persist` also writes
+        it to the store (the repository part: a restart resumes from it)."""
         keys = dict(boundary_keys(namespace, ids, self.block))
         if not ids or state.pos != len(ids) or len(ids) not in keys:
             raise ValueError(f"snapshot at {state.pos} for {len(ids)} tokens is not on a chunk boundary")
-        self._put(keys[len(ids)], state.snapshot(), None)
+        key = keys[len(ids)]
+        self._put(key, state.snapshot(), None)
+        if persist and self.store is not None and not self.store.has(key):
+            try:
+                self.store.save(key, state)
+            except OSError as exc:  # a full or read-only disk costs a warm restart, nothing more
+                log.warning("cannot persist a prefix snapshot: %s", exc)
 
     def insert_exact(self, namespace: str, ids: list[int], state: ModelState, logits: torch.Tensor) -> None:
         self._put(exact_key(namespace, ids), state.snapshot(), logits.detach().clone())
 
     def _put(self, key: bytes, state: ModelState, logits: torch.Tensor | None) -> None:
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return
-            buffers, private = _state_storage(state)
-            entry = _Entry(state, private + (0 if logits is None else logits.numel() * 4), buffers, logits)
-            self._entries[key] = entry
-            self._private_bytes += entry.private_bytes
-            for b in buffers:
-                ref = self._buffer_refs.setdefault(id(b), [b, 0])
-                ref[1] += 1
-            self._evict()
+            self._put_locked(key, state, logits)
+
+    def _put_locked(self, key: bytes, state: ModelState, logits: torch.Tensor | None) -> _Entry:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        buffers, private = _state_storage(state)
+        entry = _Entry(state, private + (0 if logits is None else logits.numel() * 4), buffers, logits)
+        self._entries[key] = entry
+        self._private_bytes += entry.private_bytes
+        for b in buffers:
+            ref = self._buffer_refs.setdefault(id(b), [b, 0])
+            ref[1] += 1
+        self._evict()
+        return entry
 
     def _evict(self) -> None:
         while self._entries and self.nbytes() > self.budget_bytes:
@@ -204,88 +235,9 @@ class PrefixCache:
                 "hit_rate": self.hits / self.lookups if self.lookups else 0.0,
                 "token_hit_rate": self.hit_tokens / self.lookup_tokens if self.lookup_tokens else 0.0,
                 "evictions": self.evictions,
+                "disk_hits": self.disk_hits,
+                "disk_bytes": self.store.nbytes() if self.store is not None else 0,
             }
-
-    # persistence -------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
-        """Writes every entry to `directory`; tensors shared between entries are written once."""
-        directory = private_dir(directory)  # snapshots of users' prompts: 0700, files 0600
-        store = _TensorStore()
-        entries = []
-        with self._lock:
-            for key, entry in self._entries.items():
-                st = entry.state
-                entries.append({
-                    "key": key.hex(), "pos": st.pos, "mtp_pos": st.mtp_pos,
-                    "layers": [_save_layer(c, store) for c in st.layers],
-                    "mtp": [_save_layer(c, store) for c in st.mtp],
-                    "logits": store.name(entry.logits), "last_hidden": store.name(st.last_hidden),
-                })  # fmt: skip
-        with private_temp(directory / "prefix_cache.safetensors") as tmp:
-            save_file(store.tensors, str(tmp))
-        index = {"version": FORMAT_VERSION, "block": self.block, "entries": entries}
-        write_private(directory / "prefix_cache.json", json.dumps(index))
-
-    def load(self, directory: str | Path) -> int:
-        """Adds the entries saved in `directory`; returns how many (0 if none or incompatible)."""
-        directory = Path(directory)
-        index_path = directory / "prefix_cache.json"
-        if not index_path.exists():
-            return 0
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-            if index.get("version") != FORMAT_VERSION or index.get("block") != self.block:
-                log.warning("%s: prefix cache of another format; ignoring it", directory)
-                return 0
-            tensors = load_file(str(directory / "prefix_cache.safetensors"))
-        except (OSError, ValueError, SafetensorError) as exc:
-            log.warning("%s: unreadable prefix cache (%s); starting empty", directory, exc)
-            return 0
-        buffers: dict[str, AppendBuffer] = {}
-
-        def buffer(name: str) -> AppendBuffer:
-            if name not in buffers:
-                buffers[name] = AppendBuffer(tensors[name])
-                buffers[name].length = tensors[name].shape[1]
-            return buffers[name]
-
-        def get(name: str | None) -> torch.Tensor | None:
-            return None if name is None else tensors[name]
-
-        try:
-            for meta in index["entries"]:
-                state = ModelState(pos=meta["pos"], mtp_pos=meta["mtp_pos"], last_hidden=get(meta["last_hidden"]))
-                state.layers = [_load_layer(m, get, buffer) for m in meta["layers"]]
-                state.mtp = [_load_layer(m, get, buffer) for m in meta["mtp"]]
-                self._put(bytes.fromhex(meta["key"]), state, get(meta["logits"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("%s: inconsistent prefix cache (%s); starting empty", directory, exc)
-            self.clear()
-            return 0
-        return len(index["entries"])
-
-
-class _TensorStore:
-    """Names tensors for one safetensors file, writing each distinct tensor object once."""
-
-    def __init__(self) -> None:
-        self.tensors: dict[str, torch.Tensor] = {}
-        self._names: dict[int, str] = {}
-        self._buffers: dict[int, str] = {}
-
-    def name(self, t: torch.Tensor | None) -> str | None:
-        if t is None:
-            return None
-        if id(t) not in self._names:
-            self._names[id(t)] = f"t{len(self._names)}"
-            self.tensors[self._names[id(t)]] = t.contiguous().clone()
-        return self._names[id(t)]
-
-    def buffer(self, buf: AppendBuffer) -> str:
-        if id(buf) not in self._buffers:
-            self._buffers[id(buf)] = f"buffer{len(self._buffers)}"
-            self.tensors[self._buffers[id(buf)]] = buf.data[:, : buf.length].contiguous().clone()
-        return self._buffers[id(buf)]
 
 
 def _state_storage(state: ModelState) -> tuple[list[AppendBuffer], int]:
@@ -307,32 +259,3 @@ def _state_storage(state: ModelState) -> tuple[list[AppendBuffer], int]:
 
 def _nbytes(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.numel() * t.element_size()
-
-
-def _save_layer(cache: LayerCache, store: _TensorStore) -> dict:
-    meta: dict = {"window": store.name(cache.window)}
-    for name in ("comp", "index"):
-        comp: CompressorState | None = getattr(cache, name)
-        if comp is None:
-            continue
-        cm = {f: store.name(getattr(comp, f)) for f in _COMPRESSOR_FIELDS}
-        if comp.entries.buf is not None:
-            cm["buffer"], cm["count"] = store.buffer(comp.entries.buf), comp.entries.count
-        meta[name] = cm
-    return meta
-
-
-def _load_layer(meta: dict, get, buffer) -> LayerCache:
-    cache = LayerCache(window=get(meta["window"]))
-    for name in ("comp", "index"):
-        cm = meta.get(name)
-        if cm is None:
-            continue
-        comp = CompressorState(**{f: get(cm[f]) for f in _COMPRESSOR_FIELDS})
-        if "buffer" in cm:
-            comp.entries = AppendView(buffer(cm["buffer"]), cm["count"])
-        setattr(cache, name, comp)
-    return cache
-
-
-_COMPRESSOR_FIELDS = ("pending_kv", "pending_gate", "prev_kv", "prev_gate")

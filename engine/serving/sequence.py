@@ -53,6 +53,7 @@ class ActiveRequest:
     state: ModelState | None = None  # prompt state while prefilling
     prefilled: int = 0  # prompt tokens in `state`
     started: bool = False  # prefix cache consulted
+    prefill_done: bool = False  # a prefill-only request has cached its whole prompt
     last_logits: torch.Tensor | None = None
     candidates: list[CandidateState] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
@@ -67,7 +68,8 @@ class ActiveRequest:
         self.stop = StopChecker(self.request.sampling.stop)
         self.timings.prompt_tokens = len(self.request.prompt)
         prompt, self.heal = self.request.prompt, ""
-        if self.request.sampling.token_healing and len(prompt) > 1 and prompt[-1] not in self.tokenizer.special_id_set:
+        healing = self.request.sampling.token_healing and not self.request.prefill_only
+        if healing and len(prompt) > 1 and prompt[-1] not in self.tokenizer.special_id_set:
             self.heal = self.tokenizer.decode([prompt[-1]])
             if self.heal and "\ufffd" not in self.heal:
                 prompt = prompt[:-1]
@@ -85,10 +87,12 @@ class ActiveRequest:
 
     @property
     def prefilling(self) -> bool:
-        return not self.candidates
+        return not self.candidates and not self.prefill_done
 
     @property
     def done(self) -> bool:
+        if self.request.prefill_only:
+            return self.prefill_done
         return bool(self.candidates) and all(c.finished for c in self.candidates)
 
     def mark_started(self) -> None:

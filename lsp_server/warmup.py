@@ -1,0 +1,129 @@
+"""Keeps each workspace's repository part prefilled in the engine, in the background.
+
+Every prompt starts with the same tokens: BOS, the repository name and the repository part
+(`context/repository_part.py`). The warmer builds the part once the index is ready and sends
+it to the engine as a prefill-only request at background priority (a keystroke preempts it
+within one chunk), with `$/progress`; only when the engine holds its state does the context
+start serving it (`ContextSource.served`), so no keystroke ever waits for a repository
+prefill. Until then prompts carry no repository part.
+
+After edits settle (`IDLE_S` without a keystroke or edit), the warmer refreshes: the cursor
+files' copies are fixed at their current text, a new part leaves the edited files out, and
+only what changed is prefilled again (the engine's prefix cache shares the unchanged start);
+the new part is served when that is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from deepfim.engine.api import CompletionRequest, Mode, Priority, SamplingParams
+from deepfim.engine.model.prompt_format import repo_header_ids
+from deepfim.lsp_server.context_source import ContextSource
+from deepfim.lsp_server.modes import preset_for, prompt_spec
+from deepfim.lsp_server.progress import ProgressReporter
+
+logger = logging.getLogger(__name__)
+
+IDLE_S = 2.0
+POLL_S = 0.25
+
+
+@dataclass
+class WarmState:
+    """What `deepfim/status` says about one workspace's repository part."""
+
+    state: str = "cold"  # "cold" | "warming" | "warm"
+    tokens: int = 0  # of the served part
+    pending_tokens: int = 0
+    prefilled: int = 0
+    last_ms: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "tokens": self.tokens, "pending_tokens": self.pending_tokens,
+                "progress": round(self.prefilled / self.pending_tokens, 3) if self.pending_tokens else 1.0,
+                "last_ms": round(self.last_ms, 1)}  # fmt: skip
+
+
+class RepositoryWarmer:
+    def __init__(self, server) -> None:
+        self.server = server
+        self.states: dict[ContextSource, WarmState] = {}
+        self._running: set[ContextSource] = set()
+        self._last_activity = time.monotonic()
+        self._stale: set[ContextSource] = set()
+
+    def touch(self, source: ContextSource | None = None) -> None:
+        """A keystroke or an edit: refreshes wait until the user pauses."""
+        self._last_activity = time.monotonic()
+        if source is not None and source.indexed:
+            self._stale.add(source)
+
+    def status(self) -> dict:
+        return {str(s.root): st.as_dict() for s, st in self.states.items() if s.root is not None}
+
+    async def warm(self, source: ContextSource, refresh: bool = False) -> None:
+        """Builds the source's part and prefills it; serves it when the engine holds it."""
+        server = self.server
+        session = server.session
+        if session is None or not source.ready or source in self._running:
+            return
+        self._running.add(source)
+        state = self.states.setdefault(source, WarmState())
+        try:
+            spec = prompt_spec(preset_for(Mode.INSTANT, server.settings), session.profile(Mode.INSTANT))
+            tok = session.tokenizer
+            loop = asyncio.get_running_loop()
+            part = await loop.run_in_executor(
+                server.pipeline.executor, source.repository_part, tok, spec.budget.repository, refresh
+            )
+            if part is None or (source.served is not None and part.key == source.served.key):
+                return
+            ids = repo_header_ids(tok, source.root.name if source.root else None) + list(part.ids)
+            if part.ids:
+                await self._prefill(source, state, ids)
+            source.served = part
+            state.state, state.tokens, state.pending_tokens = "warm", len(ids), 0
+        except Exception:
+            logger.exception("prefilling the repository part of %s failed", source.root)
+        finally:
+            self._running.discard(source)
+
+    async def _prefill(self, source: ContextSource, state: WarmState, ids: list[int]) -> None:
+        session = self.server.session
+        started = time.perf_counter()
+        state.state, state.pending_tokens, state.prefilled = "warming", len(ids), 0
+        name = source.root.name if source.root else ""
+        progress = ProgressReporter(self.server, f"DeepFIM: reading {name}")
+        await progress.begin(f"{len(ids):,} tokens")
+        request = CompletionRequest(
+            ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND, mode=Mode.INSTANT,
+            prefill_only=True, anchors=(len(ids),), persist=True,
+        )  # fmt: skip
+        handle = session.backend.submit(request)
+        try:
+            while not handle.done():
+                state.prefilled = getattr(handle, "prefilled", 0)
+                progress.report_threadsafe(
+                    f"{state.prefilled:,} of {len(ids):,} tokens", 100 * state.prefilled // len(ids)
+                )
+                await asyncio.sleep(POLL_S)
+            await asyncio.wrap_future(handle.future)
+        finally:
+            state.last_ms = (time.perf_counter() - started) * 1000
+            progress.end(f"{len(ids):,} tokens ready in {state.last_ms / 1000:.1f} s")
+        logger.info("repository part of %s prefilled: %d tokens in %.0f ms", source.root, len(ids), state.last_ms)
+
+    async def run(self) -> None:
+        """The refresh loop: when the user pauses after edits, fix copies and re-warm."""
+        while True:
+            await asyncio.sleep(POLL_S * 2)
+            if not self._stale or time.monotonic() - self._last_activity < IDLE_S:
+                continue
+            stale, self._stale = self._stale, set()
+            for source in stale:
+                await self.server.snapshot_copies(source)
+                await self.warm(source, refresh=True)

@@ -22,6 +22,7 @@ class ScriptedRunner:
         self.gate = threading.Event()
         self.gate.set()
         self.delay = 0.0
+        self.after_step = lambda req: None  # runs in the engine thread after each logged step
 
     def advance(self, req: ActiveRequest) -> None:
         self.gate.wait(5)
@@ -33,12 +34,13 @@ class ScriptedRunner:
             self.log.append((req.request.request_id, "prefill"))
             if req.prefilled >= len(req.request.prompt):
                 req.candidates.append(CandidateState(0, StreamDecoder(self.tokenizer), None))
-            return
-        cand = req.candidates[0]
-        cand.tokens.append(65)
-        self.log.append((req.request.request_id, "decode"))
-        if len(cand.tokens) >= req.request.sampling.max_tokens:
-            cand.finish_reason = "length"
+        else:
+            cand = req.candidates[0]
+            cand.tokens.append(65)
+            self.log.append((req.request.request_id, "decode"))
+            if len(cand.tokens) >= req.request.sampling.max_tokens:
+                cand.finish_reason = "length"
+        self.after_step(req)
 
 
 @pytest.fixture
@@ -56,19 +58,20 @@ def req(rid, n_prompt, priority=Priority.INSTANT, user="u", max_tokens=2):
 
 def test_keystroke_preempts_a_long_background_prefill_within_one_chunk(engine):
     runner = engine.runner
-    runner.gate.clear()  # hold the engine while we queue
+    keys = []
+
+    def submit_key_during_third_chunk(_active):
+        # submitted while a background chunk runs: exactly that chunk may finish first
+        if len(runner.log) == 3 and not keys:
+            keys.append(engine.submit(req("key", 100, Priority.INSTANT)))
+
+    runner.after_step = submit_key_during_third_chunk
     bg = engine.submit(req("bg", 2000, Priority.BACKGROUND))
-    runner.gate.set()
-    while len(runner.log) < 3:
-        pass
-    key = engine.submit(req("key", 100, Priority.INSTANT))
-    key.result(5)
     bg.result(10)
+    keys[0].result(5)
     order = [rid for rid, _ in runner.log]
-    first_key = order.index("key")
-    # after the keystroke arrived, at most one more background chunk ran before it
-    assert order[first_key - 2 : first_key].count("bg") <= 2
-    assert order[first_key : first_key + 3] == ["key"] * 3
+    # the keystroke's prefill and both decode steps ran before the next background chunk
+    assert order[:6] == ["bg"] * 3 + ["key"] * 3
     assert order.count("bg") == 20 + 2
 
 

@@ -1,4 +1,5 @@
-"""Chunked prefill from any position and decode equal one full forward (V4 state carried over)."""
+"""Incremental V4 state (engine/model/state.py): chunked prefill from any position and decode equal
+one full forward; snapshots stay isolated from later appends."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ SEQ = 700
 @pytest.fixture(scope="module")
 def model():
     """All layer types; index_topk covers every entry, so chunking cannot flip a near-tie at the
-    top-k boundary (sparse selection is checked against transformers in test_parity_hf.py)."""
+    top-k boundary (sparse selection is checked against transformers in test_transformer.py)."""
     m = randomize(Transformer(tiny_args(index_n_heads=16, index_topk=256, n_hash_layers=2)), seed=0).eval()
     with torch.no_grad():
         m.head.weight.mul_(0.25)  # logits of order 1: the 1e-5 bound is absolute

@@ -8,17 +8,15 @@ import pytest
 
 from deepfim.engine.training.spans import SPAN_KINDS, choose_span
 
-REPORT = """def total_area(items):
-    total = 0.0
-    for item in items:
-        if item is None:
-            continue
-        total += item.area()
-    return total
+STATS = """def mean(values):
+    if not values:
+        raise ValueError("no values")
+    total = sum(values)
+    return total / len(values)
 
 
-def main():
-    print(total_area([1, 2]))
+def spread(values):
+    return max(values) - min(values)
 """
 
 
@@ -26,9 +24,9 @@ def main():
 def test_spans_stay_in_bounds_and_respect_lines(kind):
     rng = random.Random(11)
     for _ in range(50):
-        a, b = choose_span(REPORT, kind, rng, max_chars=200)
-        assert 0 <= a <= b <= len(REPORT) and b - a <= 200
+        a, b = choose_span(STATS, kind, rng, max_chars=200)
+        assert 0 <= a <= b <= len(STATS) and b - a <= 200
         if kind in ("lines", "block"):
-            assert a == 0 or REPORT[a - 1] == "\n"
+            assert a == 0 or STATS[a - 1] == "\n"
         if kind == "block":
-            assert REPORT[a:b].endswith("\n") and REPORT[a:b].startswith("    ")
+            assert STATS[a:b].endswith("\n") and STATS[a:b].startswith("    ")

@@ -5,7 +5,8 @@ repository part, then a cursor file), as the language server packs it, and runs 
 `LocalBackend`:
 * cold: an empty cache, the whole prompt is prefilled (what the first keystroke costs);
 * warm typing: `--keystrokes` requests, each appending one typed character at the cursor;
-* warm edit: a change in the middle of the cursor file (its tail is recomputed).
+* warm edit: a change in the middle of the cursor file (its tail is recomputed);
+* same again: the cold prompt once more (an exact hit: no prefill at all).
 Each request generates `--max-tokens` greedy tokens (instant mode). Prints p50/p95 latency,
 prefill and decode time, and the share of prompt tokens served from the cache.
 
@@ -93,9 +94,11 @@ def main() -> None:
     for i in range(1, min(a.keystrokes, len(typed)) + 1):
         warm.append(timed(backend, build(tok, repo, CURSOR_PREFIX + typed[:i]), a.max_tokens))
     edit = [timed(backend, build(tok, repo, CURSOR_PREFIX.replace("total = 0", "total = 0.0") + typed), a.max_tokens)]
+    again = [timed(backend, base, a.max_tokens)]
     summary("cold", cold)
     summary("warm typing", warm)
     summary("warm edit", edit)
+    summary("same again", again)
     print(f"warm/cold latency ratio: {statistics.median(r['ms'] for r in warm) / cold[0]['ms']:.4f}")
     print("cache:", backend.stats()["checkpoints"][next(iter(backend.stats()["checkpoints"]))]["cache"])
     backend.close()

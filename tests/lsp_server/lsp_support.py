@@ -140,5 +140,29 @@ def send_raw_request(client: LanguageClient, msg_id: str, method: str, params) -
     return asyncio.wrap_future(future)
 
 
+def engine_counts(status) -> dict:
+    """The backend's request counters in a `deepfim/status` answer, wherever its statistics keep
+    them (the double: at the top of `engine`; the real engine: per checkpoint), summed over
+    checkpoints: `active`, `completed`, `cancelled`, `failed` and `requests` (submitted, in any
+    state). All zero until the backend is loaded."""
+    totals = dict.fromkeys(("active", "completed", "cancelled", "failed", "requests"), 0)
+
+    def visit(node) -> None:
+        node = node._asdict() if hasattr(node, "_asdict") else node
+        if not isinstance(node, dict):
+            return
+        if "active" in node and "cancelled" in node:
+            counts = {key: int(node.get(key) or 0) for key in ("active", "completed", "cancelled", "failed")}
+            counts["requests"] = int(node["requests"]) if "requests" in node else sum(counts.values())
+            for key, value in counts.items():
+                totals[key] += value
+            return
+        for value in node.values():
+            visit(value)
+
+    visit(status.engine)
+    return totals
+
+
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from lsp_support import ENGINE, Editor, inline_params, send_raw_request, utf16_len
+from lsp_support import ENGINE, Editor, engine_counts, inline_params, send_raw_request, utf16_len
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
@@ -96,8 +96,8 @@ async def test_typing_through_serves_the_rest_without_the_model(client, workspac
     assert second.items[0].command.arguments[0]["id"] == first.items[0].command.arguments[0]["id"]
     assert second.items[0].command.arguments[0]["timings"]["cached"] is True
     assert after.cache.hits == before.cache.hits + 1
-    if ENGINE == "double":
-        assert after.engine.requests == before.engine.requests  # no model call
+    assert engine_counts(before)["requests"] >= 1  # the first suggestion came from the model...
+    assert engine_counts(after) == engine_counts(before)  # ...the rest of it without a model call
     editor.close(uri)
 
 
@@ -106,6 +106,7 @@ async def test_completion_fallback_carries_the_same_text(client, workspace):
     uri = editor.open(workspace / "shop" / "fallback.py", FIXTURE)
     line = FIXTURE.split("\n")[CURSOR_LINE]
     here = types.Position(line=CURSOR_LINE, character=utf16_len(line))
+    inline = await client.text_document_inline_completion_async(inline_params(uri, CURSOR_LINE, here.character))
     result = await client.text_document_completion_async(
         types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=here)
     )
@@ -113,6 +114,8 @@ async def test_completion_fallback_carries_the_same_text(client, workspace):
     item = result.items[0]
     assert item.text_edit.range == types.Range(start=here, end=here)
     assert item.text_edit.new_text.strip() and item.data["id"]
+    # the same suggestion as inline completion shows for this cursor, character for character
+    assert item.text_edit.new_text == inline.items[0].insert_text
     editor.close(uri)
 
 
@@ -173,15 +176,14 @@ async def test_five_megabyte_document(client, workspace):
     first_line = filler.count("\n")
     editor.insert(uri, first_line + CURSOR_LINE, 0, "    ")  # an incremental edit deep in the file
     line = "    " + FIXTURE.split("\n")[CURSOR_LINE]
-    start = time.monotonic()
     result = await client.text_document_inline_completion_async(
         inline_params(uri, first_line + CURSOR_LINE, utf16_len(line))
     )
-    elapsed = time.monotonic() - start
-    # the answer comes quickly and sits at the cursor; whether the small model suggests
-    # anything after 120,000 filler lines is up to the model
-    assert all(item.range.start.line == first_line + CURSOR_LINE for item in result.items)
-    assert elapsed < 10, f"5 MB document took {elapsed:.1f} s"
+    # the suggestion sits at the cursor, after the edit deep in the file (its latency on a 5 MB
+    # document is a figure of bench/bench_lsp_responsiveness.py)
+    assert result.items, "expected a suggestion"
+    here = types.Position(line=first_line + CURSOR_LINE, character=utf16_len(line))
+    assert all(item.range == types.Range(start=here, end=here) for item in result.items)
     status = await client.protocol.send_request_async("deepfim/status", {})
     assert status.last_error is None
     editor.close(uri)

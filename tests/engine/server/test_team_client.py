@@ -120,10 +120,8 @@ def test_unreachable_server_and_bad_addresses(tmp_path, tls_files):
     assert parse_address("[::1]:7431") == ("::1", 7431)
     from deepfim.engine.server.client import RemoteBackend
 
-    started = time.monotonic()
-    with pytest.raises(RemoteBackendError, match="cannot connect"):
+    with pytest.raises(RemoteBackendError, match="cannot connect"):  # how soon: bench/bench_timeouts.py
         RemoteBackend("127.0.0.1:1", "t", str(tls_files[0]), cache_dir=tmp_path, timeout_s=2)
-    assert time.monotonic() - started < 5
 
 
 def test_client_needs_a_token():

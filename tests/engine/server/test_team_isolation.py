@@ -75,11 +75,18 @@ def test_client_supplied_namespaces_are_not_trusted(team):
         assert [r.namespace for r in team.backend.submitted] == ["user:alice", "user:bob"]
 
 
+@pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_every_request_runs_in_its_users_namespace(team):
+    """Three users send the same prompt twice: each user's first request finds nothing cached
+    (no namespace shared with another user), each second one finds its own first."""
     for name in ("alice", "bob", "carol"):
-        _complete(team.client(name), f"# {name}\n", "")
+        first = _complete(team.client(name), PROBE_PREFIX, max_tokens=4)
+        assert first.timings.cached_tokens == 0, name
+    for name in ("alice", "bob", "carol"):
+        again = _complete(team.client(name), PROBE_PREFIX, max_tokens=4)
+        assert again.timings.cached_tokens > 0, name
     if team.uses_double:
-        assert [r.namespace for r in team.backend.submitted] == ["user:alice", "user:bob", "user:carol"]
+        assert [r.namespace for r in team.backend.submitted] == [f"user:{n}" for n in ("alice", "bob", "carol")] * 2
 
 
 @pytest.mark.parametrize("team", BOTH, indirect=True)

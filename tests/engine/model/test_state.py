@@ -1,4 +1,5 @@
-"""Chunked prefill from any position and decode equal one full forward (V4 state carried over)."""
+"""Incremental V4 state (engine/model/state.py): chunked prefill from any position and decode equal
+one full forward; snapshots stay isolated from later appends."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ SEQ = 700
 @pytest.fixture(scope="module")
 def model():
     """All layer types; index_topk covers every entry, so chunking cannot flip a near-tie at the
-    top-k boundary (sparse selection is checked against transformers in test_parity_hf.py)."""
+    top-k boundary (sparse selection is checked against transformers in test_transformer.py)."""
     m = randomize(Transformer(tiny_args(index_n_heads=16, index_topk=256, n_hash_layers=2)), seed=0).eval()
     with torch.no_grad():
         m.head.weight.mul_(0.25)  # logits of order 1: the 1e-5 bound is absolute
@@ -61,16 +62,23 @@ def test_state_counts_compressed_entries(tiny_model):
 def test_snapshot_is_isolated_from_later_appends(tiny_model):
     """A snapshot keeps its view while the live state appends, and a fork copies on divergence."""
     ids = torch.randint(0, tiny_model.args.vocab_size, (1, 400), generator=torch.Generator().manual_seed(5))
+    other = ids[:, 256:300].flip(1)
     with torch.no_grad():
         state = tiny_model.new_state()
         tiny_model(ids[:, :256], state)
         snap = state.snapshot()
-        a = tiny_model(ids[:, 256:300], state).logits
-        other = ids[:, 256:300].flip(1)
-        b = tiny_model(other, snap).logits  # diverges from the same 256-token prefix
-        c = tiny_model(ids[:, 256:300], _fresh(tiny_model, ids[:, :256])).logits
+        a = tiny_model(ids[:, 256:300], state).logits  # the live state appends past the snapshot
+        b = tiny_model(other, snap).logits  # the fork diverges from the same 256-token prefix
+        a_next = tiny_model(ids[:, 300:340], state).logits  # the live state after the fork's appends
+        untouched = _fresh(tiny_model, ids[:, :256])  # the same calls on a state nobody forked
+        a_ref = tiny_model(ids[:, 256:300], untouched).logits
+        a_next_ref = tiny_model(ids[:, 300:340], untouched).logits
+        b_ref = tiny_model(other, _fresh(tiny_model, ids[:, :256])).logits
+    assert snap.pos == 300 and state.pos == 340
+    assert torch.equal(a, a_ref)
+    assert torch.equal(b, b_ref)  # the snapshot saw only the prefix, not the live state's appends
+    assert torch.equal(a_next, a_next_ref)  # the original branch is unharmed by the fork's appends
     assert not torch.allclose(a, b)
-    assert torch.equal(a, c)  # the original branch is unharmed by the fork's appends
 
 
 def _fresh(model, prefix):

@@ -1,5 +1,5 @@
-"""Training samples: FIM layout and order, PSM/SPM consistency, repository-level context,
-loss masks, packing, determinism, the token cache; plus spans and prompt packing."""
+"""Training samples (engine/training/samples.py): FIM layout and order, PSM/SPM consistency,
+repository-level context, loss masks, packing, per-worker determinism, config validation."""
 
 from __future__ import annotations
 
@@ -10,24 +10,10 @@ import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.model.prompt_format import FimOrder
-from deepfim.engine.training.layout import pack_fim_prompt, rank_context_files, split_cursor_budget
 from deepfim.engine.training.samples import IGNORE, SampleBuilder, SampleConfig, TrainingSequences, pack_sequence
-from deepfim.engine.training.spans import SPAN_KINDS, choose_span
 from deepfim.engine.training.token_cache import load_tokenized
 
 TOK = DEFAULT_MODEL_DIR / "tokenizer.json"
-REPORT = """def total_area(items):
-    total = 0.0
-    for item in items:
-        if item is None:
-            continue
-        total += item.area()
-    return total
-
-
-def main():
-    print(total_area([1, 2]))
-"""
 
 
 @pytest.fixture
@@ -128,64 +114,6 @@ def test_stream_is_deterministic_per_worker(tiny_corpus):
     assert not np.array_equal(first, next(b.stream(1, 2))["input_ids"])
     batch = next(a.batches(3))
     assert batch["input_ids"].shape == batch["labels"].shape == (3, 256)
-
-
-def test_token_cache_is_reused_and_matches_encoding(tiny_corpus, tokenizer):
-    first = load_tokenized(tiny_corpus, TOK, "train")
-    caches = list(tiny_corpus.glob("tokens-*/train.ids.npy"))
-    assert len(caches) == 1
-    second = load_tokenized(tiny_corpus, TOK, "train")
-    assert isinstance(second.tokens, np.memmap)
-    for k, f in enumerate(second.files):
-        assert second.ids(k).tolist() == tokenizer.encode(f.text) == first.ids(k).tolist()
-
-
-@pytest.mark.parametrize("kind", SPAN_KINDS)
-def test_spans_stay_in_bounds_and_respect_lines(kind):
-    rng = random.Random(11)
-    for _ in range(50):
-        a, b = choose_span(REPORT, kind, rng, max_chars=200)
-        assert 0 <= a <= b <= len(REPORT) and b - a <= 200
-        if kind in ("lines", "block"):
-            assert a == 0 or REPORT[a - 1] == "\n"
-        if kind == "block":
-            assert REPORT[a:b].endswith("\n") and REPORT[a:b].startswith("    ")
-
-
-def test_split_cursor_budget_gives_unused_space_to_the_other_side():
-    assert split_cursor_budget(10, 10, 100) == (10, 10)
-    assert split_cursor_budget(1000, 5, 100) == (95, 5)
-    assert split_cursor_budget(5, 1000, 100) == (5, 95)
-    assert split_cursor_budget(1000, 1000, 100) == (75, 25)
-
-
-def test_pack_fim_prompt_fits_budget_and_cuts_the_last_context_file(tokenizer):
-    sp = tokenizer.special
-    prefix, suffix = tokenizer.encode("x = 1\n" * 50), tokenizer.encode("y = 2\n" * 50)
-    context = [("a.py", tokenizer.encode("import os\n" * 30)), ("b.py", tokenizer.encode("import sys\n" * 300))]
-    prompt = pack_fim_prompt(
-        tokenizer, prefix, suffix, order=FimOrder.SPM, max_tokens=400, path="c.py", repo="r", context=context,
-        cursor_tokens=120,
-    )  # fmt: skip
-    assert len(prompt) <= 400
-    kinds = [s.kind for s in prompt.segments]
-    assert kinds == ["header", "file", "file", "cursor_file", "suffix", "prefix"]
-    last = prompt.segments[-1]
-    assert prompt.ids[last.start : last.end] == prefix[-last.num_tokens :]  # SPM: the prefix is last
-    assert prompt.ids.count(sp.file_end) == 2
-    cursor = sum(s.num_tokens for s in prompt.segments if s.kind in ("prefix", "suffix")) - 3
-    assert cursor == 120
-    tight = pack_fim_prompt(tokenizer, prefix, suffix, order=FimOrder.PSM, max_tokens=200, context=context)
-    assert [s.kind for s in tight.segments] == ["header", "prefix", "suffix"]  # the cursor file took it all
-    with pytest.raises(ValueError, match="max_tokens"):
-        pack_fim_prompt(tokenizer, prefix, suffix, order=FimOrder.PSM, max_tokens=2, path="c.py")
-
-
-def test_rank_context_files_puts_named_modules_first():
-    ranked = rank_context_files(
-        "p/main.py", "from helpers import x\n", [("p/z.py", 1), ("p/helpers.py", 2), ("p/main.py", 3)]
-    )
-    assert [p for p, _ in ranked] == ["p/helpers.py", "p/z.py"]
 
 
 def test_config_validation_names_the_bad_value():

@@ -1,66 +1,18 @@
-"""Metrics, post-processing and the copy baseline (through a real packed prompt)."""
+"""Completion models of the evaluation (engine/evaluation/models.py): the copy baseline (through a
+real packed prompt) and loading a model that is not there."""
 
 from __future__ import annotations
 
 import importlib.util
-import random
 
 import pytest
 
 from deepfim.engine import DEFAULT_MODEL_DIR
-from deepfim.engine.evaluation.metrics import edit_similarity, exact_match, levenshtein
 from deepfim.engine.evaluation.models import CopyBaseline, FimModel, ModelUnavailableError, load_model, longest_copy
 from deepfim.engine.evaluation.tasks import FimTask, finalize
 from deepfim.engine.model.prompt_format import FimOrder
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.training.layout import pack_fim_prompt
-
-
-def _dp(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def test_levenshtein_matches_dynamic_programming():
-    rng = random.Random(0)
-    for _ in range(400):
-        a = "".join(rng.choice("ab c\n") for _ in range(rng.randint(0, 80)))
-        b = "".join(rng.choice("ab c\n") for _ in range(rng.randint(0, 150)))
-        assert levenshtein(a, b) == _dp(a, b), (a, b)
-    assert levenshtein("kitten", "sitting") == 3
-    assert levenshtein("", "abc") == levenshtein("abc", "") == 3
-
-
-def test_levenshtein_handles_long_strings_and_unicode():
-    a = "def föö(x):\n    return x  # 😀\n" * 200
-    assert levenshtein(a, a) == 0
-    assert levenshtein(a, a.replace("😀", "🙂")) == 200
-
-
-def test_exact_match_and_edit_similarity_ignore_trailing_whitespace():
-    assert exact_match("return x  \n", "return x")
-    assert exact_match("a  \nb\n\n", "a\nb")
-    assert not exact_match("return  x", "return x")
-    assert edit_similarity("abcd", "abcd ") == 1.0
-    assert edit_similarity("", "") == 1.0
-    assert edit_similarity("", "abc") == 0.0
-    assert edit_similarity("abcd", "abxd") == pytest.approx(0.75)
-
-
-def _task(kind: str, prefix: str = "x = 1\n") -> FimTask:
-    return FimTask("t", "heldout", "python", kind, prefix, "", "")
-
-
-def test_finalize_single_line_keeps_the_first_line_and_multi_line_stops_at_dedent():
-    assert finalize(_task("single"), "foo(a)\nbar()") == "foo(a)"
-    text = "    a = 1\n\n    if a:\n        b = 2\nc = 3\n"
-    assert finalize(_task("multi"), text) == "    a = 1\n\n    if a:\n        b = 2"
-    assert finalize(_task("multi"), "\n\n") == ""
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,13 @@ def cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "deepfim"
 
 
+def git_default_excludes_file() -> Path:
+    """git's ignore file when ``core.excludesFile`` is unset: $XDG_CONFIG_HOME/git/ignore,
+    else ~/.config/git/ignore (gitignore(5))."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "git" / "ignore"
+
+
 def log_level() -> str:
     """$DEEPFIM_LOG_LEVEL (DEBUG, INFO, WARNING, ...); WARNING by default."""
     return os.environ.get("DEEPFIM_LOG_LEVEL", "WARNING").upper()

@@ -71,6 +71,7 @@ class CompletionOutcome:
     context_files: list[str] = field(default_factory=list)
     context_source: str = "file"
     finish_reason: str = ""
+    reason: str = ""  # why there is nothing to show, when `items` is empty
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -131,6 +132,7 @@ class _Prepared:
     handle: CompletionHandle | None
     context_ms: float
     submitted_at: float = 0.0
+    reason: str = ""  # why nothing was submitted
 
 
 class CompletionPipeline:
@@ -170,13 +172,14 @@ class CompletionPipeline:
             timings.context_ms = prepared.context_ms
             outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
             if prepared.handle is None:
+                outcome.reason = prepared.reason
                 return self._finish_timing(outcome, started)
             outcome.context_files = prepared.packed.included if prepared.packed else []
             outcome.context_source = prepared.packed.source if prepared.packed else "file"
             result = await self._wait(prepared)
             post_start = time.perf_counter()
             self._engine_timings(timings, prepared, result)
-            outcome.items, outcome.finish_reason = await loop.run_in_executor(
+            outcome.items, outcome.finish_reason, outcome.reason = await loop.run_in_executor(
                 self._executor, self._post, prepared, result
             )
             timings.post_ms = (time.perf_counter() - post_start) * 1000
@@ -207,7 +210,8 @@ class CompletionPipeline:
         spec = for_editor(inp.language_id, inp.path)
         ctx = analyse(inp.prefix, inp.suffix, spec, preset.max_lines)
         if ctx.extent is Extent.NONE or ticket.cancelled.is_set():
-            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
+            reason = "cursor inside a word" if ctx.extent is Extent.NONE else "cancelled"
+            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason=reason)
         try:
             packed = source.pack(
                 session.tokenizer,
@@ -219,7 +223,7 @@ class CompletionPipeline:
             )
         except PrivateFile as exc:
             logger.info("no completion: %s", exc)
-            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
+            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason="private file")
         sampling = preset.sampling
         if ctx.extent is Extent.SINGLE_LINE:
             sampling = dataclasses.replace(sampling, stop=("\n",))
@@ -229,7 +233,7 @@ class CompletionPipeline:
         stream = _Stream(ctx, sampling.n, ticket, partial)
         context_ms = (time.perf_counter() - start) * 1000
         if ticket.cancelled.is_set():
-            return _Prepared(ctx, packed, None, None, context_ms)
+            return _Prepared(ctx, packed, None, None, context_ms, reason="cancelled")
         submitted_at = time.perf_counter()
         handle = session.backend.submit(request, stream.on_text)
         ticket.handle = handle
@@ -274,8 +278,9 @@ class CompletionPipeline:
             timings.decode_ms = ((stream.last_at or stream.first_at) - stream.first_at) * 1000
 
     @staticmethod
-    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], str]:
-        """On the context thread: shape and rank the candidates."""
+    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], str, str]:
+        """On the context thread: shape and rank the candidates; (texts, finish reason, why
+        there is nothing to show)."""
         assert prepared.stream is not None
         if result is not None and result.candidates:
             raw = [(c.text, c.logprob, max(len(c.token_ids), 1)) for c in result.candidates]
@@ -287,4 +292,6 @@ class CompletionPipeline:
         if prepared.stream.stopped_early:
             finish = "stop"
         ranked = rank([(shape(text, prepared.ctx), logprob, n) for text, logprob, n in raw])
-        return [r.text for r in ranked], finish
+        wrote = any(text.strip() for text, _, _ in raw)
+        empty = "" if ranked else "empty after shaping" if wrote else "the model wrote nothing"
+        return [r.text for r in ranked], finish, empty

@@ -36,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     else:
         parser.add_argument("location", help="FILE:LINE:COL, 1-based (COL counts characters)")
         parser.add_argument("--budget", type=int, default=8192, help="prompt budget in tokens (default: 8192)")
-        parser.add_argument("--root", type=Path, help="workspace root (default: the enclosing git repository)")
+        parser.add_argument(
+            "--workspace", "--root", dest="root", type=Path, metavar="DIR",
+            help="workspace root, as for `deepfim complete` (default: the enclosing git repository)",
+        )  # fmt: skip
         parser.add_argument("--order", choices=["psm", "spm"], default="psm", help="FIM order (default: psm)")
         parser.add_argument("--repo-name", help="repository name marker (default: none)")
         parser.add_argument("--json", action="store_true", help="print segments, files and texts as JSON")

@@ -1,14 +1,17 @@
 """GPU benchmark of the Triton kernels (`kernels/<op>/triton.py`) against their torch references.
 
 For each case (V4-Flash dimensions: 64 heads, d = 512, window 128, top-k 512, hc 4, D = 4096,
-E = 256) it prints the median time of the Triton kernel and of `ref.py` on the same GPU, the
-speed-up, the kernel's effective bandwidth (bytes it must read and write / time) and, for
-attention, TFLOP/s; and the max |Triton - ref| so a GPU-only numerical problem shows up here.
-The references run in fp32 (their design dtype); the kernels run bf16 unless the case says fp32.
+E = 256, expert width 2048, FP8 projections from the config) it prints the median time of the
+Triton kernel and of `ref.py` on the same GPU, the speed-up, the kernel's effective bandwidth
+(bytes it must read and write / time), TFLOP/s where it multiplies, and for decode-shaped calls
+the share of the GPU's HBM bandwidth, for prefill-shaped GEMMs the share of its dense bf16 peak
+(`%peak`, from a table of data-sheet figures or --peak-gbs / --peak-tflops); and the max
+|Triton - ref| so a GPU-only numerical problem shows up here. The references run in fp32 (their
+design dtype); the kernels run bf16 unless the case says fp32.
 
 Usage::
 
-    .venv/bin/python bench/bench_kernels.py [--ops sparse_attn,mhc,compressor,quant,moe] [--rep-ms 200]
+    .venv/bin/python bench/bench_kernels.py [--ops sparse_attn,...,fp8_gemm,moe_gemm] [--rep-ms 200]
     .venv/bin/python bench/bench_kernels.py --smoke   # CPU: tiny shapes under TRITON_INTERPRET=1, no timing
 
 Without CUDA (and without --smoke) it prints a message and exits 0.
@@ -17,12 +20,17 @@ Without CUDA (and without --smoke) it prints a message and exits 0.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-OPS = ("sparse_attn", "mhc", "compressor", "quant", "moe")
+OPS = ("sparse_attn", "mhc", "compressor", "quant", "moe", "fp8_gemm", "moe_gemm")
+# data-sheet peaks (HBM bytes/s, dense bf16 FLOP/s) by device-name substring, first match wins
+PEAKS = (("H200", 4.8e12, 989e12), ("H100 PCIe", 2.0e12, 756e12), ("H100 NVL", 3.9e12, 835e12),
+         ("H100", 3.35e12, 989e12), ("H20", 4.0e12, 148e12), ("B200", 8.0e12, 2250e12),
+         ("A100-SXM4-40GB", 1.555e12, 312e12), ("A100", 2.0e12, 312e12), ("L40S", 0.864e12, 362e12))  # fmt: skip
 
 
 @dataclass
@@ -33,6 +41,7 @@ class Case:
     ref: Callable[[], object]
     bytes: int  # bytes the kernel must move (inputs read once + outputs written)
     flops: int = 0
+    bound: str = ""  # "hbm": %peak of HBM bandwidth (decode shapes); "bf16": of dense bf16 FLOP/s
 
 
 def _first(out):
@@ -73,7 +82,7 @@ def sparse_attn_cases(dev, small: bool) -> list[Case]:
                 a[0], a[1], rs, qs, w, a[2], v, i, s, d**-0.5)[0],
             lambda v=visible, i=idx, q=q, r=raw, cm=comp, s=sink, rs=raw_start, qs=q_start: ref.sparse_attention(
                 q, r, rs, qs, w, cm, v, i, s, d**-0.5)[0],
-            moved, 4 * b * t * h * keys * d,
+            moved, 4 * b * t * h * keys * d, "hbm" if t == 1 else "bf16",
         ))  # fmt: skip
     return cases
 
@@ -178,8 +187,82 @@ def moe_cases(dev, small: bool) -> list[Case]:
     ]  # fmt: skip
 
 
+# V4-Flash FP8 projections [N, K] (v4-model.md section 8.2); wo_a is bf16 in the checkpoints' use
+FP8_PROJECTIONS = (("attn.wq_a", 1024, 4096), ("attn.wq_b", 32768, 1024), ("attn.wkv", 512, 4096),
+                   ("attn.wo_b", 4096, 8192), ("indexer.wq_b", 8192, 1024), ("shared w1/w3", 2048, 4096),
+                   ("shared w2", 4096, 2048))  # fmt: skip
+
+
+def fp8_gemm_cases(dev, small: bool) -> list[Case]:
+    import torch
+
+    from deepfim.kernels.fp8_gemm import ref
+    from deepfim.kernels.fp8_gemm import triton as tri
+    from deepfim.kernels.quant.ref import quantize_fp8_blocks
+
+    g = torch.Generator(device=dev).manual_seed(0)
+    cases = []
+    prefill = ("attn.wq_b", "attn.wo_b", "shared w1/w3")
+    for name, n, k in FP8_PROJECTIONS:
+        n, k = (n // 32 + 3, k // 16 + 5) if small else (n, k)  # odd sizes: partial blocks under --smoke
+        w, s = quantize_fp8_blocks(torch.randn(n, k, device=dev, generator=g) * k**-0.5)
+        for m in (1, 4096) if name in prefill else (1,):
+            m = min(m, 37) if small else m
+            x = torch.randn(m, k, device=dev, generator=g).to(torch.float32 if small else torch.bfloat16)
+            moved = w.numel() + s.numel() + (m * k + m * n) * x.element_size()
+            cases.append(Case("fp8_gemm", f"{name} [{n}, {k}] M={m} {str(x.dtype)[6:]}",
+                              lambda x=x, w=w, s=s: tri.fp8_linear(x, w, s), lambda x=x, w=w, s=s: ref.fp8_linear(
+                                  x.float(), w, s), moved, 2 * m * n * k, "hbm" if m == 1 else "bf16"))  # fmt: skip
+    return cases
+
+
+def moe_gemm_cases(dev, small: bool) -> list[Case]:
+    import torch
+
+    from deepfim.kernels.moe import ref as moe_ref
+    from deepfim.kernels.moe_gemm import ref
+    from deepfim.kernels.moe_gemm import triton as tri
+
+    e, inter, d, k = (8, 64, 96, 6) if small else (256, 2048, 4096, 6)
+    g = torch.Generator(device=dev).manual_seed(0)
+
+    def fp4(rows, cols):  # random e2m1 bytes (mean |v| ~ 2) scaled to about cols^-1/2: O(1) outputs
+        packed = torch.randint(0, 256, (e, rows, cols // 2), device=dev, generator=g, dtype=torch.uint8)
+        exponent = 127 + round(math.log2(cols**-0.5 / 2))
+        return packed.view(torch.int8), torch.full((e, rows, cols // 32), exponent, dtype=torch.uint8, device=dev)
+
+    (w1, s1), (w2, s2), (w3, s3) = fp4(inter, d), fp4(d, inter), fp4(inter, d)
+    experts = ref.ExpertWeights(w1, w2, w3, s1.view(torch.float8_e8m0fnu), s2.view(torch.float8_e8m0fnu),
+                                s3.view(torch.float8_e8m0fnu))  # fmt: skip
+    expert_bytes = 3 * inter * d // 2 + 3 * inter * d // 32
+    cases = []
+    for n in (1, 8, 4096) if not small else (1, 8, 37):
+        x = torch.randn(n, d, device=dev, generator=g).to(torch.float32 if small else torch.bfloat16)
+        logits = torch.randn(n, e, device=dev, generator=g)
+        weights, idx = moe_ref.route(moe_ref.scores_from_logits(logits, "sqrtsoftplus"), k, 1.5)
+        used = len(torch.unique(idx))
+        decode = n <= 8
+        cases.append(Case("moe_gemm", f"FP4 experts N={n} (E={e}, top-{k}, {used} used, D={d}, I={inter})",
+                          lambda x=x, w=weights, i=idx: tri.experts_forward(x, w, i, experts, 10.0),
+                          lambda x=x, w=weights, i=idx: ref.experts_forward(x.float(), w, i, experts, 10.0),
+                          used * expert_bytes + 2 * x.numel() * x.element_size(), 6 * n * k * inter * d,
+                          "hbm" if decode else "bf16"))  # fmt: skip
+    return cases
+
+
 BUILDERS = {"sparse_attn": sparse_attn_cases, "mhc": mhc_cases, "compressor": compressor_cases,
-            "quant": quant_cases, "moe": moe_cases}  # fmt: skip
+            "quant": quant_cases, "moe": moe_cases, "fp8_gemm": fp8_gemm_cases, "moe_gemm": moe_gemm_cases}  # fmt: skip
+
+
+def _peaks(name: str, gbs: float | None, tflops: float | None) -> tuple[float | None, float | None]:
+    """(HBM bytes/s, bf16 FLOP/s) of the device: the command line's, else the table's, else None."""
+    hbm, bf16 = next(((h, f) for key, h, f in PEAKS if key in name), (None, None))
+    return (gbs * 1e9 if gbs else hbm), (tflops * 1e12 if tflops else bf16)
+
+
+def _percent(case: Case, seconds: float, hbm: float | None, bf16: float | None) -> str:
+    peak, achieved = {"hbm": (hbm, case.bytes), "bf16": (bf16, case.flops)}.get(case.bound, (None, 0))
+    return f"{100 * achieved / seconds / peak:5.1f}% {case.bound}" if peak else ""
 
 
 def _max_err(a, b) -> float:
@@ -192,6 +275,8 @@ def main() -> int:
     parser.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of {','.join(OPS)}")
     parser.add_argument("--rep-ms", type=int, default=200, help="timing window per measurement (triton do_bench)")
     parser.add_argument("--smoke", action="store_true", help="run every case once on the CPU interpreter, tiny shapes")
+    parser.add_argument("--peak-gbs", type=float, help="HBM bandwidth in GB/s for %%peak (default: from a table)")
+    parser.add_argument("--peak-tflops", type=float, help="dense bf16 TFLOP/s for %%peak (default: from a table)")
     args = parser.parse_args()
     ops = args.ops.split(",")
     unknown = sorted(set(ops) - set(OPS))
@@ -218,9 +303,13 @@ def main() -> int:
 
     from triton.testing import do_bench
 
-    print(f"device: {torch.cuda.get_device_name(dev)}; medians over {args.rep_ms} ms windows")
+    name = torch.cuda.get_device_name(dev)
+    hbm, bf16 = _peaks(name, args.peak_gbs, args.peak_tflops)
+    peaks = f"peaks {hbm / 1e9:.0f} GB/s, {bf16 / 1e12:.0f} bf16 TFLOP/s" if hbm and bf16 else (
+        "peaks unknown (pass --peak-gbs / --peak-tflops for %peak)")  # fmt: skip
+    print(f"device: {name}; {peaks}; medians over {args.rep_ms} ms windows")
     print(f"{'op':12s} {'case':58s} {'triton us':>10s} {'ref us':>10s} {'speedup':>8s} {'GB/s':>8s} {'TFLOP/s':>8s} "
-          f"{'max err':>9s}")  # fmt: skip
+          f"{'max err':>9s} {'%peak':>10s}")  # fmt: skip
     for op in ops:
         for case in BUILDERS[op](dev, small=False):
             err = _max_err(case.triton(), case.ref())
@@ -228,7 +317,8 @@ def main() -> int:
             t_ref = do_bench(case.ref, rep=args.rep_ms, return_mode="median") * 1e3
             tflops = f"{case.flops / t_tri / 1e6:8.1f}" if case.flops else f"{'':8s}"
             print(f"{case.op:12s} {case.name:58s} {t_tri:10.1f} {t_ref:10.1f} {t_ref / t_tri:7.1f}x "
-                  f"{case.bytes / t_tri / 1e3:8.0f} {tflops} {err:9.2e}", flush=True)  # fmt: skip
+                  f"{case.bytes / t_tri / 1e3:8.0f} {tflops} {err:9.2e} {_percent(case, t_tri * 1e-6, hbm, bf16):>10s}",
+                  flush=True)  # fmt: skip
     return 0
 
 

@@ -10,23 +10,32 @@ An entry is reused when its file's size and mtime are unchanged; when only the m
 the content digest decides (a ``touch`` or a checkout of identical content costs a read, not
 a parse). Bumping `CACHE_VERSION` (any change to what extraction produces) orphans old
 directories instead of misreading them; a settings change that affects extraction (see
-`ContextSettings.index_fingerprint`) discards the file's contents. Writes go to a temporary
-file and are renamed into place, so a crash never leaves a torn cache.
+`ContextSettings.index_fingerprint`) or a change of the secret rules
+(`secrets.detector_fingerprint`) discards the file's contents. Writes go to a temporary file
+and are renamed into place, so a crash never leaves a torn cache; the directories are 0700
+and the files 0600 (`deepfim.private_files`): they hold the workspace's code. Older version
+directories are deleted on the first save, as they may hold what this version redacts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import re
+import shutil
 from pathlib import Path
 
 import msgpack
 
 from deepfim.context.records import FileEntry, SkipRecord
+from deepfim.context.secrets import detector_fingerprint
+from deepfim.private_files import write_private
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+# 2: secrets are redacted in indexed text (v1 entries and token ids may hold them in clear)
+CACHE_VERSION = 2
+_pruned: set[Path] = set()
+_DETECTOR = detector_fingerprint()
 
 
 def workspace_cache_dir(cache_root: Path, root: Path) -> Path:
@@ -55,6 +64,9 @@ class IndexCache:
             return empty
         if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("settings") != fingerprint:
             return empty
+        if data.get("detector") != _DETECTOR:
+            log.info("the secret rules changed since %s was written: re-reading every file", self.path)
+            return empty
         try:
             entries = {rel: FileEntry.from_row(rel, row) for rel, row in data["files"].items()}
             skipped = {rel: SkipRecord(*row) for rel, row in data["skipped"].items()}
@@ -75,14 +87,25 @@ class IndexCache:
         payload = {
             "version": CACHE_VERSION,
             "settings": fingerprint,
+            "detector": _DETECTOR,  # entries hold text redacted by these rules
             "files": {rel: e.to_row() for rel, e in entries.items()},
             "skipped": {rel: [s.size, s.mtime_ns, s.reason] for rel, s in skipped.items()},
             "lexical": lexical,
         }
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"index.{os.getpid()}.tmp")
-        tmp.write_bytes(msgpack.packb(payload, use_bin_type=True))
-        os.replace(tmp, self.path)
+        write_private(self.path, msgpack.packb(payload, use_bin_type=True))
+        _prune_older_versions(self.directory.parent.parent)
 
     def token_store_path(self, fingerprint: str) -> Path:
         return self.directory / f"tokens-{fingerprint}.msgpack"
+
+
+def _prune_older_versions(cache_root: Path) -> None:
+    """Deletes ``context-v<N>`` directories of older versions under `cache_root`, once a process."""
+    if cache_root in _pruned:
+        return
+    _pruned.add(cache_root)
+    for old in cache_root.glob("context-v*"):
+        found = re.fullmatch(r"context-v(\d+)", old.name)
+        if found and int(found.group(1)) < CACHE_VERSION and old.is_dir():
+            log.info("deleting the index cache of an older version: %s", old)
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,10 +1,11 @@
 """`deepfim index [DIR]` and `deepfim context FILE:LINE:COL`.
 
 `index` scans a workspace (with a progress bar on stderr), tokenizes every file once so
-later packs are fast, and prints files, definitions and bytes per language, skipped files,
-import edges, total tokens and timings. `context` prints the exact prompt the model would
-see for a cursor: every segment's token range, kind, path and why it was included, then the
-decoded text of each segment (special tokens shown as written).
+later prompts are fast, and prints files, definitions and bytes per language, skipped files,
+import edges, total tokens and timings. `context` prints the exact prompt the language
+server would send for a cursor (its defaults, its code path): every segment's token range,
+kind, path and why it is there, then the decoded text of each segment (special tokens shown
+as written).
 
 Both read the tokenizer of `--tokenizer FILE`, else `--checkpoint DIR`/tokenizer.json, else
 the embedded model's (`deepfim.engine.DEFAULT_MODEL_DIR`).
@@ -35,13 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--rebuild", action="store_true", help="ignore the cached index")
     else:
         parser.add_argument("location", help="FILE:LINE:COL, 1-based (COL counts characters)")
-        parser.add_argument("--budget", type=int, default=8192, help="prompt budget in tokens (default: 8192)")
         parser.add_argument(
             "--workspace", "--root", dest="root", type=Path, metavar="DIR",
             help="workspace root, as for `deepfim complete` (default: the enclosing git repository)",
         )  # fmt: skip
-        parser.add_argument("--order", choices=["psm", "spm"], default="psm", help="FIM order (default: psm)")
-        parser.add_argument("--repo-name", help="repository name marker (default: none)")
+        parser.add_argument(
+            "--mode", choices=["instant", "expert"], default="instant", help="whose prompt (default: %(default)s)"
+        )
+        parser.add_argument(
+            "--context-budget", type=int, help="tokens besides the repository part (default: the language server's)"
+        )
+        parser.add_argument(
+            "--repository-budget", type=int, help="tokens of the repository part (default: the checkpoint's profile)"
+        )
+        parser.add_argument(
+            "--level", choices=["none", "file", "repository"], default="repository",
+            help="the window only, + the cursor file, + the repository (default: %(default)s)",
+        )  # fmt: skip
         parser.add_argument("--json", action="store_true", help="print segments, files and texts as JSON")
         parser.add_argument("--segments-only", action="store_true", help="print the segment table, not the text")
     parser.add_argument("--tokenizer", type=Path, help="tokenizer.json to count tokens with")
@@ -177,32 +188,50 @@ def _find_root(file: Path) -> Path:
 
 
 def _context(args) -> int:
-    from deepfim.context.workspace import Workspace
+    """The prompt the language server would send at the location (same defaults, same code)."""
+    from deepfim.context.prompt_builder import ContextLevel, PromptSpec
+    from deepfim.engine import DEFAULT_MODEL_DIR
+    from deepfim.engine.model.config import ConfigError, ModelArgs
+    from deepfim.engine.model.serving_profile import ServingProfile
+    from deepfim.lsp_server.context_source import ContextSource, PrivateFile
+    from deepfim.lsp_server.editor_settings import Settings
+    from deepfim.lsp_server.modes import preset_for
 
     file, line, col = parse_location(args.location)
     if not file.is_file():
         raise CliError(f"{str(file)!r} is not a file")
-    root = args.root or _find_root(file)
+    root = (args.root or _find_root(file)).resolve()
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {file}: {exc}") from exc
     prefix, suffix = split_at(text, line, col, file)
     tok = load_tokenizer(args.tokenizer, args.checkpoint)
+    checkpoint = args.checkpoint or DEFAULT_MODEL_DIR
     try:
-        ws = Workspace(root, settings=_settings(args))
-    except ValueError as exc:
+        profile = ServingProfile.for_checkpoint(checkpoint, ModelArgs.from_file(checkpoint).fim_orders)
+        defaults = Settings()
+        preset = preset_for(args.mode, defaults)
+        spec = PromptSpec.for_profile(
+            profile, args.context_budget or preset.context_budget,
+            args.repository_budget if args.repository_budget is not None else preset.repository_budget,
+            preset.scale, ContextLevel(args.level),
+        )  # fmt: skip
+    except (ConfigError, ValueError) as exc:
         raise CliError(str(exc)) from exc
+    source = ContextSource(root)
     bar, callback = _progress("indexing")
     with bar:
-        ws.scan(progress=callback)
+        source.scan(callback)
     try:
-        result = ws.pack(tok, file.resolve(), prefix, suffix, args.budget, order=args.order, repo_name=args.repo_name)
-    except ValueError as exc:  # PrivateFileError, BudgetError, a bad budget
+        source.served = source.repository_part(tok, spec.budget.repository)
+        packed = source.pack(tok, file.resolve(), prefix, suffix, spec)
+    except (PrivateFile, ValueError) as exc:
         raise CliError(str(exc)) from exc
-    ws.save()
+    finally:
+        source.close()
     if args.json:
-        print(render_json(result, tok, args.location))
+        print(render_json(packed.built, tok, args.location))
     else:
-        print(render_text(result, tok, args.location, args.segments_only))
+        print(render_text(packed.built, tok, args.location, args.segments_only))
     return 0

@@ -1,4 +1,4 @@
-"""The cursor file's prefix and suffix, cut to a token allowance and tokenized in blocks.
+"""Blocks of the cursor file's prefix and suffix at fixed line numbers, tokenized through a cache.
 
 The text is split into blocks of about `q` lines whose boundaries sit at fixed line numbers
 (multiples of `q`, moved forward past blank lines). Two properties follow:
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 
 from deepfim.engine.model.tokenizer import Tokenizer
 
@@ -116,20 +115,28 @@ def suffix_blocks(text: str, q: int, first_line: int, complete: bool) -> list[st
     return blocks
 
 
-def _take(cache: BlockCache, blocks: list[str], allow: int, from_end: bool) -> tuple[list[int], bool]:
-    """Ids of as many whole blocks as fit in `allow` (nearest first); (ids, cut anything)."""
+def take_blocks(cache: BlockCache, blocks: list[str], allow: int, from_end: bool) -> tuple[list[int], bool, str]:
+    """Ids of as many whole blocks as fit in `allow` (nearest the cursor first).
+
+    Returns (ids, whether anything was cut, the text of the blocks taken). When the nearest
+    block alone is too big, its tokens nearest the cursor are kept (the text is then the
+    whole block's).
+    """
     chosen: list[list[int]] = []
+    texts: list[str] = []
     used = 0
     for i in range(0, len(blocks), 8):
         group = cache.ids(blocks[i : i + 8])
-        for ids in group:
+        for block, ids in zip(blocks[i : i + 8], group, strict=True):
             if used + len(ids) > allow:
-                if not chosen:  # one block alone is too big: keep the tokens nearest the cursor
-                    chosen.append(ids[len(ids) - allow :] if from_end and allow else ids[:allow])
-                return _join(chosen, from_end), True
+                if not chosen and allow:  # one block alone is too big: keep the tokens nearest the cursor
+                    chosen.append(ids[len(ids) - allow :] if from_end else ids[:allow])
+                    texts.append(block)
+                return _join(chosen, from_end), True, "".join(reversed(texts) if from_end else texts)
             chosen.append(ids)
+            texts.append(block)
             used += len(ids)
-    return _join(chosen, from_end), False
+    return _join(chosen, from_end), False, "".join(reversed(texts) if from_end else texts)
 
 
 def _join(chosen: list[list[int]], reverse: bool) -> list[int]:
@@ -137,44 +144,3 @@ def _join(chosen: list[list[int]], reverse: bool) -> list[int]:
     for ids in reversed(chosen) if reverse else chosen:
         out.extend(ids)
     return out
-
-
-def fit_cursor(
-    cache: BlockCache,
-    prefix: str,
-    suffix: str,
-    limit: int,
-    q: int,
-    reach: int,
-    redact: Callable[[str, str], tuple[str, str]] | None = None,
-) -> tuple[list[int], list[int], bool, bool]:
-    """Prefix and suffix ids within `limit` tokens (~3/4 prefix, the suffix gets the rest).
-
-    Args:
-        cache: block ids of this tokenizer.
-        prefix, suffix: the cursor file's text before and after the cursor.
-        limit: tokens for both together.
-        q: block size in lines.
-        reach: characters looked at on each side (a bound on what `limit` tokens can span).
-        redact: applied to exactly the text looked at, before tokenizing.
-
-    Returns:
-        (prefix ids, suffix ids, prefix was cut, suffix was cut).
-    """
-    head = max(0, len(prefix) - reach)
-    if head:
-        head = prefix.find("\n", head) + 1 or len(prefix)
-    tail = len(suffix) if len(suffix) <= reach else suffix.rfind("\n", 0, reach) + 1
-    offset = prefix.count("\n", 0, head)
-    first_line = offset + prefix.count("\n", head)
-    p_text, s_text = prefix[head:], suffix[:tail]
-    if redact is not None:
-        p_text, s_text = redact(p_text, s_text)
-    p_complete, s_complete = head == 0, tail == len(suffix)
-    p_blocks = prefix_blocks(p_text, q, offset, p_complete) if p_text or not p_complete else []
-    s_blocks = suffix_blocks(s_text, q, first_line, s_complete) if s_text else []
-    p_ids, p_cut = _take(cache, p_blocks, limit - limit // 4, from_end=True)
-    s_ids, s_cut = _take(cache, s_blocks, limit - len(p_ids), from_end=False)
-    if p_cut and not s_cut and len(p_ids) + len(s_ids) < limit:
-        p_ids, p_cut = _take(cache, p_blocks, limit - len(s_ids), from_end=True)
-    return p_ids, s_ids, p_cut or not p_complete, s_cut or not s_complete or (not s_text and tail < len(suffix))

@@ -25,7 +25,7 @@ from deepfim.context.cache import IndexCache
 from deepfim.context.index import WorkspaceIndex
 from deepfim.context.languages import language_for
 from deepfim.context.records import FileEntry, SkipRecord
-from deepfim.context.secrets import secret_kind, secret_path_reason
+from deepfim.context.secrets import redact, secret_path_reason
 from deepfim.context.settings import ContextSettings
 from deepfim.context.trees import TreeCache
 
@@ -44,6 +44,7 @@ class Indexer:
         self.lock = threading.RLock()
         self.index = WorkspaceIndex()
         self.buffers: dict[str, str] = {}
+        self._redacted: dict[str, tuple[str, str]] = {}  # rel -> (buffer text, that text redacted)
         self.ready = False
         self.last_scan = (0.0, 0, 0)  # seconds, reused, read
         self._on_edit = on_edit
@@ -102,6 +103,8 @@ class Indexer:
                 self.index.ensure()
                 self.ready = True
                 self.last_scan = (time.perf_counter() - t0, reused, len(todo))
+                skipped = len(self.index.skipped)
+            log.debug("scanned %s: %d files reused, %d read, %d skipped", self.root, reused, len(todo), skipped)
             self.save()
 
     def _index_candidate(self, c: discovery.Candidate, mark_edited: bool) -> None:
@@ -152,9 +155,13 @@ class Indexer:
             return rel in self.index.entries
 
     def text_of(self, entry: FileEntry, buffers: dict[str, str]) -> str | None:
-        """The indexed text of `entry` (from `buffers` for buffer entries), None if it changed."""
+        """The indexed text of `entry` (from `buffers` for buffer entries), None if it changed.
+
+        Secrets are redacted, in buffers as in files on disk (`discovery.read_text`).
+        """
         if entry.from_buffer:
-            return buffers.get(entry.rel)
+            text = buffers.get(entry.rel)
+            return None if text is None else self.redacted_buffer(entry.rel, text)
         text, _ = discovery.read_text(self.root / entry.rel, self.settings.max_file_bytes)
         if text is None or extract.digest(text) != entry.digest:
             with self.lock:  # changed on disk since indexed: left out now, re-indexed next time
@@ -170,6 +177,18 @@ class Indexer:
             self.reindex(rel)
 
     # -- buffers ---------------------------------------------------------------------------
+    def redacted_buffer(self, rel: str, text: str) -> str:
+        """`text` of buffer `rel` with its secrets redacted, remembered while the text is unchanged."""
+        with self.lock:
+            known = self._redacted.get(rel)
+        if known is not None and known[0] is text:
+            return known[1]
+        redacted = redact(text)
+        with self.lock:
+            if self.buffers.get(rel) is text:
+                self._redacted[rel] = (text, redacted)
+        return redacted
+
     def set_buffer(self, rel: str, text: str) -> tuple[bool, bool]:
         """Records buffer text; returns (newly opened, content differs from before)."""
         with self.lock:
@@ -181,11 +200,13 @@ class Indexer:
             if previous is not None:
                 return False, True
             entry = self.index.entries.get(rel)
-            return True, entry is not None and entry.digest != extract.digest(text)
+        # the indexed file was redacted before hashing: compare like with like
+        return True, entry is not None and entry.digest != extract.digest(self.redacted_buffer(rel, text))
 
     def close_buffer(self, rel: str) -> None:
         with self.lock:
             had = self.buffers.pop(rel, None) is not None
+            self._redacted.pop(rel, None)
             self._pending.discard(rel)
         if had:
             self.reindex(rel)
@@ -196,15 +217,13 @@ class Indexer:
             if rel == keep and rel in self.index.entries:
                 continue
             self._pending.discard(rel)
-            text = self.buffers[rel]
             language = language_for(rel.rsplit("/", 1)[-1])
             if secret_path_reason(rel) is not None:
                 self.index.skip(rel, SkipRecord(0, 0, "secret-name"))
             elif language is None:
                 continue
-            elif secret_kind(text) is not None:
-                self.index.skip(rel, SkipRecord(0, 0, "secret-content"))
             else:
+                text = self.redacted_buffer(rel, self.buffers[rel])
                 size = len(text.encode("utf-8", "surrogatepass"))
                 chunk_lines = self.settings.chunk_lines
                 entry = extract.extract(rel, language.name, text, size, 0, chunk_lines, True, trees=self._trees)

@@ -2,34 +2,30 @@
 
 The text is the prompt decoded segment by segment with special tokens written out, so what
 is printed is exactly what the model reads; segment boundaries are the token offsets the
-engine's prefix cache works with.
+engine's prefix cache works with. The JSON form also carries the token ids.
 """
 
 from __future__ import annotations
 
 import json
 
-from deepfim.context.packer import PackResult
+from deepfim.context.prompt_builder import BuiltPrompt
 from deepfim.engine.model.tokenizer import Tokenizer
 
 
-def render_text(result: PackResult, tok: Tokenizer, location: str, segments_only: bool = False) -> str:
-    prompt = result.prompt
-    tiers = {inc.start: inc for inc in result.included}
+def render_text(built: BuiltPrompt, tok: Tokenizer, location: str, segments_only: bool = False) -> str:
+    prompt = built.prompt
     lines = [
-        f"deepfim context {location}: {len(prompt):,} of {result.budget:,} tokens, {prompt.order.value.upper()}, "
-        f"{len(result.included)} context files, packed in {result.elapsed_ms:.1f} ms",
-        f"stable prefix: {result.stable_tokens:,} tokens survive a cursor move within this file",
+        f"deepfim context {location}: {len(prompt):,} tokens, {prompt.order.value.upper()}, "
+        f"{len(built.repository.files)} repository files, {len(built.evidence)} evidence, "
+        f"built in {built.elapsed_ms:.1f} ms",
+        f"shared by every cursor file: the first {built.shared_tokens:,} tokens",
         "",
-        f"{'#':>3} {'start':>9} {'end':>9} {'tokens':>8}  {'kind':<11} {'tier':<10} {'path':<40} why",
+        f"{'#':>3} {'start':>9} {'end':>9} {'tokens':>8}  {'kind':<12} {'path':<40} why",
     ]
     for i, seg in enumerate(prompt.segments):
-        inc = tiers.get(seg.start)
-        tier = inc.tier if inc is not None and seg.kind in ("file", "summary") else ""
-        lines.append(
-            f"{i:>3} {seg.start:>9,} {seg.end:>9,} {seg.num_tokens:>8,}  {seg.kind:<11} {tier:<10} "
-            f"{seg.path or '-':<40} {seg.reason}"
-        )
+        span = f"{i:>3} {seg.start:>9,} {seg.end:>9,} {seg.num_tokens:>8,}"
+        lines.append(f"{span}  {seg.kind:<12} {seg.path or '-':<40} {seg.reason}")
     if not segments_only:
         for i, seg in enumerate(prompt.segments):
             title = f" segment {i}: {seg.kind} {seg.path or ''} [{seg.start:,}, {seg.end:,}) "
@@ -37,18 +33,19 @@ def render_text(result: PackResult, tok: Tokenizer, location: str, segments_only
     return "\n".join(lines)
 
 
-def render_json(result: PackResult, tok: Tokenizer, location: str) -> str:
-    prompt = result.prompt
+def render_json(built: BuiltPrompt, tok: Tokenizer, location: str) -> str:
+    prompt = built.prompt
     return json.dumps(
         {
             "location": location,
-            "budget": result.budget,
             "tokens": len(prompt),
             "order": prompt.order.value,
-            "elapsed_ms": round(result.elapsed_ms, 3),
-            "stable_tokens": result.stable_tokens,
-            "prefix_truncated": result.prefix_truncated,
-            "suffix_truncated": result.suffix_truncated,
+            "elapsed_ms": round(built.elapsed_ms, 3),
+            "shared_tokens": built.shared_tokens,
+            "repository_files": [{"path": f.rel, "form": f.form} for f in built.repository.files],
+            "evidence": [{"kind": e.kind, "path": e.path, "reason": e.reason} for e in built.evidence],
+            "hints": {"receiver": built.hints.receiver, "members": list(built.hints.members)},
+            "ids": prompt.ids,
             "segments": [
                 {
                     "kind": seg.kind,
@@ -59,17 +56,6 @@ def render_json(result: PackResult, tok: Tokenizer, location: str) -> str:
                     "text": tok.decode(prompt.ids[seg.start : seg.end]),
                 }
                 for seg in prompt.segments
-            ],
-            "included": [
-                {
-                    "path": inc.path,
-                    "form": inc.form,
-                    "tokens": inc.tokens,
-                    "score": inc.score,
-                    "tier": inc.tier,
-                    "reasons": inc.reasons,
-                }
-                for inc in result.included
             ],
         },
         indent=2,

@@ -6,20 +6,30 @@ Two lines of defence:
    credential stores (``.netrc``, ``.npmrc``, ``.aws/credentials``, ...), and whole
    directories such as ``.ssh``. These files are never opened, whatever ``.gitignore`` or
    ``.deepfimignore`` say, and a buffer of such a file is never indexed or packed.
-2. **By content** (`find_secrets`): private-key blocks and tokens with a recognisable
-   shape (AWS, GitHub, GitLab, Slack, Stripe, Google, OpenAI/Anthropic-style ``sk-``,
-   JWTs) and quoted literals assigned to names like ``api_key`` or ``password``. A file
-   containing one is left out of the index; the cursor file's own text is redacted instead
-   (`redact_split`), so completion still works in it.
+2. **By content** (`find_secrets`, `redact`): the rules of `secrets_rules.py` (key and token
+   formats, private keys, passwords in URLs, connection strings and headers, credential
+   assignments in any format, high-entropy literals). A secret is *redacted*, not its file
+   dropped: every file is redacted where it is read (`discovery.read_text`), every buffer
+   before it is indexed, and the cursor file's window before it is tokenized
+   (`redact_split`). So a config file with one password still gives its context, and no
+   index entry, summary, chunk, token id or cache file ever holds the value.
 
-Detection is deliberately broad: a false positive costs one file of context, a false
-negative leaks a credential into every prompt and every prefix-cache snapshot.
+A false positive costs one literal of context (it reads ``<redacted>``); a false negative
+leaks a credential into every prompt and every prefix-cache snapshot. `bench/bench_secrets.py`
+measures both: the scan speed on real source and how many files of it get a redaction.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+import ahocorasick_rs
+
+from deepfim.context import secrets_checks
+from deepfim.context.secrets_checks import CHECKS
+from deepfim.context.secrets_rules import RULES, Rule
 
 REDACTED = "<redacted>"
 
@@ -61,54 +71,81 @@ def secret_path_reason(rel: str) -> str | None:
     return None
 
 
-# (kind, substrings of which one must occur, regex). The substring test is a fast filter:
-# on clean text (nearly all of it) no regex runs at all.
-_PATTERNS = [
-    ("private key", ("PRIVATE KEY",),
-     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)"),
-    # the end of a key whose beginning was cut off (the cursor window's far edge)
-    ("private key", ("PRIVATE KEY",),
-     r"\A(?:(?!-----BEGIN)[\s\S])*?-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"),
-    ("AWS access key", ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"), r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),
-    ("AWS secret", ("ecret", "ECRET"),
-     r"(?i)aws_?secret_?(?:access_?)?key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{30,}"),
-    ("GitHub token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-     r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
-    ("GitLab token", ("glpat-",), r"\bglpat-[A-Za-z0-9_-]{20,}"),
-    ("Slack token", ("xox",), r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    ("Stripe key", ("_live_",), r"\b[rs]k_live_[A-Za-z0-9]{20,}"),
-    ("Google API key", ("AIza",), r"\bAIza[0-9A-Za-z_-]{35}"),
-    ("API key", ("sk-",), r"\bsk-(?:proj-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{32,}"),
-    ("JWT", ("eyJ",), r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
-]  # fmt: skip
-_COMPILED = [(kind, triggers, re.compile(pattern)) for kind, triggers, pattern in _PATTERNS]
-# Quoted literals assigned to credential-like names. Matched on lower-cased text: a
-# case-insensitive regex is about seven times slower on source code.
-_LITERAL_TRIGGERS = ("key", "token", "secret", "passw")
-_LITERAL_RE = re.compile(
-    r"(?:api[_-]?key|apikey|secret|access[_-]?token|auth[_-]?token|private[_-]?key|passw(?:or)?d)"
-    r"[\w-]*['\"]?\s*(?::=|=>|[:=])\s*[bru]?['\"]"
-    r"(?=[^'\"\s]*[0-9])(?=[^'\"\s]*[a-z])[^'\"\s]{12,}['\"]"
-)
-_LITERAL_RE_ANY_CASE = re.compile(_LITERAL_RE.pattern, re.IGNORECASE)
+class _Compiled:
+    """One rule ready to run: its regex, the text it matches (raw or lower-cased) and its check."""
+
+    __slots__ = ("rule", "rx", "rx_any_case", "check", "groups")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.rx = re.compile(rule.pattern)
+        # lower() changes the length of a few characters (İ); then spans would not line up
+        self.rx_any_case = re.compile(rule.pattern, re.IGNORECASE) if rule.icase else self.rx
+        self.check = CHECKS[rule.check] if rule.check else None
+        self.groups = [g for g in ("secret", "bare") if g in self.rx.groupindex]
 
 
-def _active(text: str):
-    """(kind, regex, text to match) for each pattern whose trigger substrings occur."""
-    found = [(kind, rx, text) for kind, triggers, rx in _COMPILED if any(t in text for t in triggers)]
+_COMPILED = tuple(_Compiled(rule) for rule in RULES)
+# Every rule's keywords in one Aho-Corasick automaton: one pass over the text says which
+# rules can match (a substring test per keyword would be a hundred passes).
+_KEYWORD_LIST = sorted({k for c in _COMPILED for k in c.rule.keywords})
+_KEYWORDS = ahocorasick_rs.AhoCorasick(_KEYWORD_LIST)
+
+
+def detector_fingerprint() -> str:
+    """A hash of the rules and their checks: an index built under other rules must be rebuilt,
+    or a secret that only a newer rule finds would stay in its cached entries."""
+    rows = [(r.id, r.keywords, r.pattern, r.icase, r.check, r.anchored) for r in RULES]
+    checks = Path(secrets_checks.__file__).read_bytes()
+    return hashlib.blake2b(repr(rows).encode() + checks, digest_size=8).hexdigest()
+
+
+def _anchored(rx: re.Pattern, subject: str, starts: list[int]):
+    """Matches of `rx` starting exactly at `starts` (ascending), without overlaps, like finditer."""
+    reached = 0
+    for pos in starts:
+        if pos >= reached and (m := rx.match(subject, pos)) is not None:
+            reached = m.end()
+            yield m
+
+
+def _matches(text: str):
+    """(start, end, rule id) of every accepted match of every rule whose keywords occur."""
     lowered = text.lower()
-    if any(t in lowered for t in _LITERAL_TRIGGERS):
-        # lower() may change the length of a few characters; then spans would not line up
-        if len(lowered) == len(text):
-            found.append(("credential literal", _LITERAL_RE, lowered))
+    aligned = len(lowered) == len(text)
+    present: dict[str, list[int]] = {}
+    for index, start, _ in _KEYWORDS.find_matches_as_indexes(lowered, overlapping=True):
+        present.setdefault(_KEYWORD_LIST[index], []).append(start)  # character offsets
+    for c in _COMPILED:
+        rule = c.rule
+        if rule.keywords and present.keys().isdisjoint(rule.keywords):
+            continue
+        if rule.icase:
+            rx, subject = (c.rx, lowered) if aligned else (c.rx_any_case, text)
         else:
-            found.append(("credential literal", _LITERAL_RE_ANY_CASE, text))
-    return found
+            rx, subject = c.rx, text
+        if rule.anchored and aligned:  # keyword positions are positions in `lowered`
+            starts = sorted({pos for k in rule.keywords for pos in present.get(k, ())})
+            found = _anchored(rx, subject, starts)
+        else:
+            found = rx.finditer(subject)
+        for m in found:
+            start, end = m.span()
+            for g in c.groups:
+                if m.start(g) >= 0:
+                    start, end = m.span(g)
+                    break
+            if c.check is None or c.check(text[start:end], m, subject):
+                yield start, end, rule.id
 
 
 def find_secrets(text: str) -> list[tuple[int, int, str]]:
-    """Character spans ``(start, end, kind)`` of secrets in `text`, in order, non-overlapping."""
-    spans = sorted((m.start(), m.end(), kind) for kind, rx, subject in _active(text) for m in rx.finditer(subject))
+    """Character spans ``(start, end, kind)`` of secrets in `text`, in order, non-overlapping.
+
+    `kind` is the id of the rule that found it (`secrets_rules.RULES`); where spans of
+    several rules overlap they are merged and the first one's id is kept.
+    """
+    spans = sorted(_matches(text))
     merged: list[tuple[int, int, str]] = []
     for start, end, kind in spans:
         if merged and start < merged[-1][1]:
@@ -120,11 +157,8 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
 
 
 def secret_kind(text: str) -> str | None:
-    """The kind of a secret found in `text`, or None when it looks clean."""
-    for kind, rx, subject in _active(text):
-        if rx.search(subject):
-            return kind
-    return None
+    """The kind of the first secret found in `text`, or None when it looks clean."""
+    return next((kind for _, _, kind in _matches(text)), None)
 
 
 def redact(text: str) -> str:

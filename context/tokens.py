@@ -4,14 +4,14 @@ Packing a 1M-token prompt must not re-tokenize a megabyte of text on every reque
 ids are computed once per (content digest, form) and kept as compact ``array('I')``
 (4 bytes a token instead of a Python int list's 36). The store persists to
 ``tokens-<tokenizer hash>.msgpack`` next to the index when the tokenizer came from a file,
-so `deepfim index` pays for tokenization once and `deepfim context` reuses it.
+so `deepfim index` pays for tokenization once and `deepfim context` reuses it. The file is
+written atomically with mode 0600 (`deepfim.private_files`): ids decode back to the code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from array import array
 from collections.abc import Callable, Iterable
@@ -22,6 +22,7 @@ import msgpack
 from deepfim.context.cursor import BlockCache
 from deepfim.engine.model.prompt_format import file_header_ids, file_segment_ids
 from deepfim.engine.model.tokenizer import Tokenizer
+from deepfim.private_files import write_private
 
 log = logging.getLogger(__name__)
 STORE_VERSION = 1
@@ -116,8 +117,4 @@ class TokenStore:
         with self._lock:
             items = {k: v.tobytes() for k, v in self._ids.items() if keep is None or k in keep}
             self._dirty = False
-        payload = msgpack.packb({"version": STORE_VERSION, "ids": items}, use_bin_type=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(payload)
-        os.replace(tmp, self.path)
+        write_private(self.path, msgpack.packb({"version": STORE_VERSION, "ids": items}, use_bin_type=True))

@@ -7,13 +7,13 @@ disk until the buffer is closed). It remembers which files were opened and edite
 `pack` turns all of it into a prompt for a cursor (`ranking.py`, `packer.py`).
 
 Threading: shared state sits behind the indexer's re-entrant lock, held only for dictionary
-work; reading, parsing and tokenizing happen outside it, so a keystroke's `pack` never waits
+work; reading, parsing and tokenizing happen outside it, so a keystroke's `prompt` never waits
 behind a scan. `update_buffer` is O(1): the buffer is re-parsed lazily, when a `pack` for
 *another* file, `stats` or `scan` needs it (the file at the cursor is never a context file
 of its own prompt).
 
 Privacy: secret files (by name or content, `secrets.py`) never enter the index, even as
-open buffers; `pack` refuses a cursor file that is secret by name (`PrivateFileError`)
+open buffers; `prompt` refuses a cursor file that is secret by name (`PrivateFileError`)
 and redacts secrets in the cursor file's own text.
 """
 
@@ -26,20 +26,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepfim import env
-from deepfim.context import ignore, lexical, ranking
+from deepfim.context import extract, ignore
 from deepfim.context.cache import IndexCache, workspace_cache_dir
+from deepfim.context.evidence import RepoView
 from deepfim.context.indexer import Indexer
-from deepfim.context.languages import language_for
-from deepfim.context.packer import PackRequest, PackResult, pack
+from deepfim.context.prompt_builder import BuiltPrompt, ContextLevel, CursorFile, PromptSpec, build_prompt
 from deepfim.context.records import FileEntry, IndexStats
+from deepfim.context.repository_part import RepositoryPart, build_repository_part
 from deepfim.context.secrets import secret_path_reason
 from deepfim.context.settings import ContextSettings
 from deepfim.context.tokens import TokenStore, tokenizer_fingerprint
 from deepfim.context.watch import Watcher
-from deepfim.engine.model.prompt_format import FimOrder
 from deepfim.engine.model.tokenizer import Tokenizer
 
-__all__ = ["ContextSettings", "IndexStats", "PackResult", "PrivateFileError", "Workspace"]
+__all__ = ["BuiltPrompt", "ContextSettings", "IndexStats", "PrivateFileError", "PromptSpec", "Workspace"]
 
 SAVE_INTERVAL_S = 30.0
 
@@ -72,6 +72,8 @@ class Workspace:
         self._opened: dict[str, int] = {}
         self._seq = 0
         self._stores: weakref.WeakKeyDictionary[Tokenizer, TokenStore] = weakref.WeakKeyDictionary()
+        self._parts: dict[tuple[int, int], tuple[tuple[int, int], RepositoryPart]] = {}
+        self._copies: dict[str, str] = {}  # cursor-file copies fixed by `snapshot_copy`
         self._watcher: Watcher | None = None
         self._last_save = time.monotonic()
 
@@ -231,7 +233,7 @@ class Workspace:
             except OSError:
                 pass  # a read-only cache directory costs speed, not correctness
 
-    # -- packing ---------------------------------------------------------------------------
+    # -- prompts ---------------------------------------------------------------------------
     def token_store(self, tokenizer: Tokenizer) -> TokenStore:
         """The token cache for `tokenizer` (persisted when the tokenizer came from a file)."""
         with self._lock:
@@ -259,59 +261,98 @@ class Workspace:
         self.save()
         return sum(len(store.get(TokenStore.key(e.digest, "whole")) or ()) for e in entries)
 
-    def pack(
+    def repository_part(self, tokenizer: Tokenizer, budget: int, refresh: bool = False) -> RepositoryPart:
+        """The repository part of every prompt (`repository_part.py`) for `budget` tokens.
+
+        Built on first use and then kept, so every cursor file shares it, until `refresh=True`
+        asks for one that reflects the index as it is now (and leaves out the files edited
+        since): the language server refreshes in the background and switches when the new
+        part is prefilled.
+        """
+        key = (id(tokenizer), budget)
+        with self._lock:
+            found = self._parts.get(key)
+            if found is not None and not (refresh and found[0] != self._index_generation()):
+                return found[1]
+            self._indexer.flush(None)
+            index = self._indexer.index
+            index.ensure()
+            order, entries = list(index.prior_order), dict(index.entries)
+            exclude = frozenset(self._edited)
+            buffers = dict(self._indexer.buffers)
+            generation = self._index_generation()
+        text_of = self._indexer.text_of
+        part = build_repository_part(
+            order, entries, self.token_store(tokenizer), lambda e: text_of(e, buffers), budget,
+            self.settings.max_file_share, exclude,
+        )  # fmt: skip
+        with self._lock:
+            self._parts[key] = (generation, part)
+        return part
+
+    def _index_generation(self) -> tuple[int, int]:
+        return self._indexer.index.generation, len(self._edited)
+
+    def snapshot_copy(self, path: Path | str, text: str | None = None) -> None:
+        """Fixes the text the cursor file's copy shows (the buffer now, or `text`): typing then
+        leaves the copy, and the engine's cached state after it, untouched until the next one."""
+        rel = self.relative(path)
+        if rel is None:
+            return
+        with self._lock:
+            current = text if text is not None else self._indexer.buffers.get(rel)
+            if current is not None:
+                self._copies[rel] = current
+
+    def prompt(
         self,
         tokenizer: Tokenizer,
+        spec: PromptSpec,
         path: Path,
         prefix: str,
         suffix: str,
-        budget: int,
-        order: FimOrder = FimOrder.PSM,
         repo_name: str | None = None,
-    ) -> PackResult:
-        """The prompt for a cursor in `path` between `prefix` and `suffix`, within `budget` tokens.
+        repository: RepositoryPart | None = None,
+    ) -> BuiltPrompt:
+        """The prompt for a cursor in `path` between `prefix` and `suffix` (`prompt_builder.py`).
+
+        `repository`: the part to use (the language server passes the one it has prefilled);
+        by default `repository_part` for the spec's budget.
 
         Raises:
             PrivateFileError: `path` is a secret file.
-            BudgetError: `budget` cannot hold the prompt's fixed parts.
-            ValueError: a bad `budget` or `order`.
         """
         t0 = time.perf_counter()
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise ValueError(f"budget must be a positive number of tokens, got {budget!r}")
-        order = FimOrder(order)
         rel = self.relative(path)
         shown = rel if rel is not None else Path(path).name
         if secret_path_reason(rel if rel is not None else Path(path).as_posix()) is not None:
             raise PrivateFileError(f"{shown} is a secret file; it is never sent to the model")
-        store = self.token_store(tokenizer)
         self._indexer.reindex_changed()
-        s = self.settings
-        window = "\n".join(prefix[-20_000:].split("\n")[-s.window_lines :])
-        window += "\n".join(suffix[:5_000].split("\n")[: max(1, s.window_lines // 4)])
+        if repository is None and spec.level is ContextLevel.REPOSITORY:
+            repository = self.repository_part(tokenizer, spec.budget.repository)
+        store = self.token_store(tokenizer)
+        text = prefix + suffix
         with self._lock:
             self._indexer.flush(rel)
             index = self._indexer.index
             index.ensure()
-            cursor_entry = index.entries.get(rel) if rel is not None else None
-            edited, opened = self._recent(self._edited), self._recent(self._opened)
-            cands = ranking.rank(
-                ranking.RankInput(
-                    cursor_rel=rel or "", cursor_imports=index.graph.imports_of(rel) if cursor_entry else (),
-                    window=lexical.identifiers(window), entries=index.entries, graph=index.graph,
-                    definers=index.definers, lexical=index.lexical, edited=edited, opened=opened, settings=s,
-                    cursor_language=getattr(language_for(Path(path).name), "name", ""),
-                )
+            entry = index.entries.get(rel) if rel is not None else None
+            copy = self._copies.get(rel) if rel is not None else None
+            edited = rel in self._edited
+            buffers = {r: t for r, t in self._indexer.buffers.items() if r != rel}
+            text_of = self._indexer.text_of
+
+            def current(r: str) -> str | None:
+                e = index.entries.get(r)
+                return text if r == rel else (text_of(e, buffers) if e is not None else None)
+
+            unchanged = entry is not None and not edited and extract.digest(text) == entry.digest
+            cursor = CursorFile(
+                shown, prefix, suffix, copy=copy, summary=entry.summary if entry is not None else "",
+                in_repository=unchanged and repository is not None and repository.contains(shown, entry.digest),
             )  # fmt: skip
-            structural, cursor_driven = ranking.make_picks(
-                cands, dict(index.entries), index.prior, index.prior_order, rel or "", edited, opened
-            )
-            buffers = {r: text for r, text in self._indexer.buffers.items() if r != rel}
-        text_of = self._indexer.text_of
-        request = PackRequest(
-            cursor_path=shown, prefix=prefix, suffix=suffix, budget=budget, order=order, repo_name=repo_name,
-            structural=structural, cursor_driven=cursor_driven, text_of=lambda e: text_of(e, buffers), settings=s,
-        )  # fmt: skip
-        result = pack(request, store)
-        result.elapsed_ms = (time.perf_counter() - t0) * 1000
-        return result
+            recent = tuple(dict.fromkeys(self._recent(self._edited) + self._recent(self._opened)))
+            view = RepoView(index.entries, index.definers, index.lexical, index.graph, current, recent)
+            built = build_prompt(store, spec, cursor, repo_name, repository, view)
+        built.elapsed_ms = (time.perf_counter() - t0) * 1000
+        return built

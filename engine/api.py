@@ -70,6 +70,26 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
+@dataclass(frozen=True)
+class NameHints:
+    """What exists at the cursor, for index-aware decoding (engine/serving/identifiers.py).
+    Built by the context package (context/evidence.py); empty hints constrain nothing.
+
+    Attributes:
+        receiver: the expression before the dot at the cursor ("" when there is none).
+        members: what that receiver offers, when its class or module is known.
+        defining: the receiver's members may legitimately grow here (``self.x =`` at the
+            start of a statement: a new attribute).
+        names: identifiers that exist here: the cursor file's, the workspace's definitions,
+            the language's builtins (empty: bare names are not checked).
+    """
+
+    receiver: str = ""
+    members: tuple[str, ...] = ()
+    defining: bool = False
+    names: frozenset[str] = frozenset()
+
+
 _request_ids = itertools.count(1)
 
 
@@ -87,6 +107,8 @@ class CompletionRequest:
     namespace: str = "local"
     mode: Mode = Mode.INSTANT  # which checkpoint serves it (the backend routes it)
     request_id: str = field(default_factory=lambda: f"req-{next(_request_ids)}")
+    hints: NameHints | None = None  # names that exist at the cursor (used where the checkpoint's profile says)
+    prefill_only: bool = False  # compute and cache the prompt's state, generate nothing (background prefill)
 
 
 @dataclass
@@ -161,6 +183,10 @@ class CompletionBackend(Protocol):
 
     def fim_orders(self, mode: str) -> tuple[str, ...]:
         """FIM orders ("psm", "spm") the checkpoint serving `mode` was trained on."""
+        ...
+
+    def serving_profile(self, mode: str) -> dict:
+        """How the checkpoint serving `mode` is prompted and decoded (`ServingProfile.as_dict`)."""
         ...
 
     def submit(self, request: CompletionRequest, on_text: StreamCallback | None = None) -> CompletionHandle: ...

@@ -2,7 +2,9 @@
 
 Used for CPU kernels whose torch form is dominated by per-op dispatch cost (dozens of tiny ops
 per token). Needs a C compiler (`cc`); without one, or if the build fails, `load` returns None
-and callers fall back to the torch reference, so nothing depends on it.
+and callers fall back to the torch reference, so nothing depends on it. The cache directory
+is 0700 and each library 0600 (`deepfim.private_files`): the process loads and runs these
+files, so no other user may replace one.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from deepfim import env
+from deepfim.private_files import narrow_file, private_dir, private_temp
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +54,14 @@ def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Pa
     sources = (source, *linked)
     hashed = b"".join(f.read_bytes() for f in _with_headers(sources)) + " ".join(flags).encode()
     digest = hashlib.sha256(hashed).hexdigest()[:16]
-    out_dir = env.cache_dir() / "kernels"
+    out_dir = private_dir(env.cache_dir() / "kernels")
     target = out_dir / f"{source.stem}-{digest}.so"
     if target.exists():
+        narrow_file(target)  # built by an older version, before the cache was private
         return target
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        tmp_lib = Path(tmp) / target.name
+    with private_temp(target) as tmp_lib:  # atomic: concurrent builders race harmlessly
         subprocess.run([compiler, *flags, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
                        capture_output=True, timeout=120)  # fmt: skip
-        os.replace(tmp_lib, target)  # atomic: concurrent builders race harmlessly
     return target
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from deepfim.engine.api import CompletionBackend, Mode
 from deepfim.engine.backends import BackendFactory, BackendSpec, make_backend
 from deepfim.engine.model.prompt_format import FimOrder
+from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.lsp_server.editor_settings import Settings
 
@@ -46,12 +47,12 @@ def spec_for(settings: Settings) -> BackendSpec:
 
 @dataclass
 class BackendSession:
-    """A built backend with the tokenizer and the FIM order of each mode."""
+    """A built backend with its tokenizer and the serving profile of each mode's checkpoint."""
 
     spec: BackendSpec
     backend: CompletionBackend
     tokenizer: Tokenizer
-    fim_orders: dict[Mode, FimOrder]
+    profiles: dict[Mode, ServingProfile]
 
     @classmethod
     def load(cls, spec: BackendSpec, factory: BackendFactory = make_backend) -> BackendSession:
@@ -62,14 +63,17 @@ class BackendSession:
         backend = factory(spec)
         try:
             tokenizer = Tokenizer.from_file(backend.tokenizer_path)
-            orders = {m: FimOrder.SPM if "spm" in backend.fim_orders(m) else FimOrder.PSM for m in Mode}
+            profiles = {m: ServingProfile.from_dict(backend.serving_profile(m)) for m in Mode}
         except Exception:
             backend.close()
             raise
-        return cls(spec, backend, tokenizer, orders)
+        return cls(spec, backend, tokenizer, profiles)
+
+    def profile(self, mode: str) -> ServingProfile:
+        return self.profiles[Mode(mode)]
 
     def fim_order(self, mode: str) -> FimOrder:
-        return self.fim_orders[Mode(mode)]
+        return FimOrder(self.profile(mode).fim_order)
 
     def server(self) -> str:
         """ "in-process", or the LAN server's address."""

@@ -1,125 +1,53 @@
-"""The one place the language server talks to the workspace context packer.
+"""The language server's handle on one workspace folder's context (or on loose files).
 
-`ContextSource` wraps `deepfim.context.workspace.Workspace` (index, ranking, packing) for
-one workspace folder. Until its index is ready — or when the context package is missing or
-fails — prompts hold the current file only, fitted to the budget (`pack_current_file`).
+`ContextSource` forwards buffer events to a `deepfim.context.workspace.Workspace` and asks it
+for prompts; every decision about what goes into a prompt is the context package's
+(`context/prompt_builder.py`). It also keeps the repository part the engine has prefilled:
+prompts use `served` until the background prefill of a newer part (`pending`) completes.
 
-All calls except `scan` come from the server's single context thread, so the workspace
-never sees two packs at once; `scan` runs on its own thread and packing waits for it.
+Loose files (no workspace folder) and workspaces whose index is not ready yet get prompts
+built from the cursor file alone: its window, its copy and the evidence found in it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
-import time
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from deepfim.engine.model.prompt_format import FimOrder, Prompt, build_fim_prompt
+from deepfim.context.evidence import RepoView
+from deepfim.context.prompt_builder import BuiltPrompt, CursorFile, PromptSpec, build_prompt
+from deepfim.context.repository_part import RepositoryPart
+from deepfim.context.secrets import secret_path_reason
+from deepfim.context.tokens import TokenStore
+from deepfim.context.workspace import PrivateFileError, Workspace
 from deepfim.engine.model.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-SUFFIX_SHARE = 0.25  # of the budget, when the current file alone does not fit
-CHARS_PER_TOKEN = 6  # generous: text is cut in characters first, then fitted in tokens
-PACK_CHARS_PER_TOKEN = 16  # text handed to the packer: far more than any budget can hold
+NO_WORKSPACE = RepoView({}, {}, None, None, lambda rel: None)
 
 
 class PrivateFile(Exception):
     """The file at the cursor is secret (by name): nothing of it may reach the model."""
 
 
-def bounded(prefix: str, suffix: str, budget: int) -> tuple[str, str]:
-    """The part of a (possibly huge) document the packer can use, cut at line starts.
-
-    The prefix's cut point moves in steps of a quarter of the window, so it stays put while
-    the user types and the prompt's start (and the engine's prefix cache) stays stable.
-    """
-    window = budget * PACK_CHARS_PER_TOKEN
-    if len(prefix) > window:
-        step = window // 4
-        start = ((len(prefix) - window) // step) * step
-        newline = prefix.find("\n", start)
-        prefix = prefix[newline + 1 :] if 0 <= newline < len(prefix) - 1 else prefix[start:]
-    if len(suffix) > window:
-        newline = suffix.rfind("\n", 0, window)
-        suffix = suffix[: newline + 1] if newline > 0 else suffix[:window]
-    return prefix, suffix
-
-
-def _secret_path_reason(path: Path) -> str | None:
-    try:
-        from deepfim.context.secrets import secret_path_reason
-    except ImportError:
-        return None
-    return secret_path_reason(path.as_posix())
-
-
-def _redact(prefix: str, suffix: str) -> tuple[str, str]:
-    try:
-        from deepfim.context.secrets import redact_split
-    except ImportError:
-        return prefix, suffix
-    return redact_split(prefix, suffix)
-
-
 @dataclass
 class PackedContext:
-    prompt: Prompt
-    included: list[str] = field(default_factory=list)  # context files besides the current one
-    elapsed_ms: float = 0.0
+    built: BuiltPrompt
     source: str = "file"  # "workspace" or "file"
+    included: list[str] = field(default_factory=list)  # files besides the cursor file
 
+    @property
+    def prompt(self):
+        return self.built.prompt
 
-def _fit_lines(ids_of: Callable[[str], list[int]], text: str, budget: int, keep_end: bool) -> list[int]:
-    """Token ids of the longest run of whole lines at the end (or start) of `text` in budget."""
-    if budget <= 0 or not text:
-        return []
-    text = text[-budget * CHARS_PER_TOKEN :] if keep_end else text[: budget * CHARS_PER_TOKEN]
-    ids = ids_of(text)
-    while len(ids) > budget:
-        lines = text.split("\n")
-        drop = max(1, len(lines) // 4) if len(ids) > budget * 1.25 else 1
-        if len(lines) <= 1:  # one huge line: cut by tokens
-            return ids[-budget:] if keep_end else ids[:budget]
-        text = "\n".join(lines[drop:] if keep_end else lines[:-drop])
-        ids = ids_of(text)
-    return ids
-
-
-def pack_current_file(
-    tokenizer: Tokenizer, path: str, prefix: str, suffix: str, budget: int, order: FimOrder, repo_name: str | None
-) -> PackedContext:
-    """A prompt from the current file alone: as much prefix and suffix as fit in `budget`
-    (secrets in the text are redacted when the context package is installed)."""
-    start = time.perf_counter()
-    prefix, suffix = _redact(*bounded(prefix, suffix, budget))
-    overhead = len(build_fim_prompt(tokenizer, "", "", order, path=path, repo_name=repo_name))
-    room = max(budget - overhead, 0)
-    suffix_ids = _fit_lines(tokenizer.encode, suffix, int(room * SUFFIX_SHARE), keep_end=False)
-    prefix_ids = _fit_lines(tokenizer.encode, prefix, room - len(suffix_ids), keep_end=True)
-    prompt = build_fim_prompt(
-        tokenizer, tokenizer.decode(prefix_ids), tokenizer.decode(suffix_ids), order, path=path, repo_name=repo_name
-    )
-    return PackedContext(prompt, [], (time.perf_counter() - start) * 1000, "file")
-
-
-def _workspace_class() -> type | None:
-    try:
-        from deepfim.context.workspace import Workspace
-    except ImportError:
-        return None
-    return Workspace
-
-
-def _as_dict(value: Any) -> dict:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return dict(value) if isinstance(value, dict) else {}
+    @property
+    def elapsed_ms(self) -> float:
+        return self.built.elapsed_ms
 
 
 class ContextSource:
@@ -127,15 +55,16 @@ class ContextSource:
 
     def __init__(self, root: Path | None, cache_dir: Path | None = None) -> None:
         self.root = root
-        cls = _workspace_class() if root is not None else None
-        self._workspace = None
-        if cls is not None:
+        self._workspace: Workspace | None = None
+        if root is not None:
             try:
-                self._workspace = cls(root, cache_dir=cache_dir)
+                self._workspace = Workspace(root, cache_dir=cache_dir)
             except Exception:
-                logger.exception("cannot open the workspace index for %s; packing the current file only", root)
+                logger.exception("cannot open the workspace index for %s; prompts hold the current file only", root)
+        self._loose_stores: weakref.WeakKeyDictionary[Tokenizer, TokenStore] = weakref.WeakKeyDictionary()
         self._ready = threading.Event()
         self._stats: dict = {}
+        self.served: RepositoryPart | None = None  # the repository part the engine has prefilled
         self.last_error: str | None = None
 
     @property
@@ -152,7 +81,7 @@ class ContextSource:
         if self._workspace is None:
             return {}
         try:
-            self._stats = _as_dict(self._workspace.scan(progress=progress))
+            self._stats = asdict(self._workspace.scan(progress=progress))
             self._ready.set()
             try:
                 self._workspace.start_watching()
@@ -166,11 +95,6 @@ class ContextSource:
     def contains(self, path: Path) -> bool:
         return self.root is not None and path.is_relative_to(self.root)
 
-    def relative(self, path: Path | None) -> str:
-        if path is None:
-            return "untitled"
-        return path.relative_to(self.root).as_posix() if self.contains(path) else path.name
-
     def update_buffer(self, path: Path, text: str | None) -> None:
         if self._workspace is not None and self.ready:
             self._workspace.update_buffer(path, text)
@@ -183,15 +107,26 @@ class ContextSource:
         if self._workspace is not None and self.ready:
             self._workspace.note_edited(path)
 
+    def snapshot_copy(self, path: Path) -> None:
+        """Fix the cursor file's copy at the buffer's current text (on idle, after typing)."""
+        if self._workspace is not None and self.ready:
+            self._workspace.snapshot_copy(path)
+
     def is_private(self, path: Path | None) -> bool:
         if path is None:
             return False
         if self._workspace is not None:
             return bool(self._workspace.is_private(path))
-        return _secret_path_reason(path) is not None
+        return secret_path_reason(path.as_posix()) is not None
+
+    def repository_part(self, tokenizer: Tokenizer, budget: int, refresh: bool = False) -> RepositoryPart | None:
+        """The workspace's current repository part (None until the index is ready)."""
+        if self._workspace is None or not self.ready:
+            return None
+        return self._workspace.repository_part(tokenizer, budget, refresh)
 
     def pack(
-        self, tokenizer: Tokenizer, path: Path | None, prefix: str, suffix: str, budget: int, order: FimOrder
+        self, tokenizer: Tokenizer, path: Path | None, prefix: str, suffix: str, spec: PromptSpec
     ) -> PackedContext:
         """The prompt for a cursor in `path`.
 
@@ -202,26 +137,31 @@ class ContextSource:
             raise PrivateFile(f"{path} is a secret file")
         repo_name = self.root.name if self.root is not None else None
         if self._workspace is not None and self.ready and path is not None:
-            window_prefix, window_suffix = bounded(prefix, suffix, budget)
             try:
-                result = self._workspace.pack(
-                    tokenizer, path, window_prefix, window_suffix, budget, order=order, repo_name=repo_name
-                )
-                included = [getattr(inc, "path", str(inc)) for inc in result.included]
-                return PackedContext(result.prompt, included, result.elapsed_ms, "workspace")
+                built = self._workspace.prompt(tokenizer, spec, path, prefix, suffix, repo_name, self.served)
+                files = [f.rel for f in built.repository.files] + sorted({e.path for e in built.evidence})
+                return PackedContext(built, "workspace", files)
+            except PrivateFileError as exc:
+                raise PrivateFile(str(exc)) from exc
             except Exception as exc:
-                logger.exception("workspace packing failed; packing the current file only")
+                logger.exception("workspace prompt failed; prompting with the current file only")
                 self.last_error = f"context packing failed: {exc}"
-        return pack_current_file(tokenizer, self.relative(path), prefix, suffix, budget, order, repo_name)
+        name = path.name if path is not None else "untitled"
+        store = self._loose_stores.get(tokenizer)
+        if store is None:
+            store = self._loose_stores[tokenizer] = TokenStore(tokenizer, None)
+        cursor = CursorFile(name, prefix, suffix)
+        return PackedContext(build_prompt(store, spec, cursor, repo_name, None, NO_WORKSPACE), "file", [])
 
     def stats(self) -> dict:
         stats = {"files": 0, "definitions": 0, "bytes": 0}
         if self._workspace is not None:
             try:
-                stats.update(_as_dict(self._workspace.stats()))
+                stats.update(asdict(self._workspace.stats()))
             except Exception:
                 logger.exception("workspace statistics failed")
         stats["ready"] = self.ready
+        stats["repository_tokens"] = len(self.served) if self.served is not None else 0
         return stats
 
     def close(self) -> None:

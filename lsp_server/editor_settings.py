@@ -29,7 +29,8 @@ class Settings:
     server: str | None = None  # "host:port" of a LAN team server; None: in-process engine
     token: str | None = None
     tls_ca: str | None = None
-    context_budget: int = 4096  # instant mode; expert uses 4x
+    context_budget: int = 4096  # the prompt besides the repository part (instant; expert uses 4x)
+    repository_budget: int | None = None  # the repository part; None: the checkpoint's default
     max_tokens: int = 48  # instant mode; expert uses 4x
     debounce_ms: int = 8
     log_file: str | None = None
@@ -59,6 +60,11 @@ def _mode(value: Any) -> str:
     if value not in MODES:
         raise InvalidSetting(f"expected one of {', '.join(MODES)}, got {value!r}")
     return value
+
+
+def _optional_int_range(low: int, high: int) -> Callable[[Any], int | None]:
+    check = _int_range(low, high)
+    return lambda value: None if value is None else check(value)
 
 
 def _optional_string(value: Any) -> str | None:
@@ -120,6 +126,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "token": ("token", _optional_string),
     "tlsCa": ("tls_ca", _optional_file),
     "contextBudget": ("context_budget", _int_range(256, 1 << 20)),
+    "repositoryBudget": ("repository_budget", _optional_int_range(0, 1 << 20)),
     "maxTokens": ("max_tokens", _int_range(1, 2048)),
     "debounceMs": ("debounce_ms", _int_range(0, 2000)),
     "logFile": ("log_file", _optional_string),

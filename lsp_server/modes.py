@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepfim.context.prompt_builder import PromptSpec
 from deepfim.engine.api import Mode, Priority, SamplingParams
+from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.lsp_server.editor_settings import MODES, Settings
 
 INSTANT_MAX_LINES = 4
@@ -23,11 +25,18 @@ EXPERT_TOP_P = 0.95
 @dataclass(frozen=True)
 class ModePreset:
     name: Mode
-    context_budget: int  # prompt tokens
+    context_budget: int  # prompt tokens besides the repository part
+    repository_budget: int | None  # the repository part (None: the checkpoint's profile says)
+    scale: int  # the cursor parts of the prompt are this many times the instant ones
     max_lines: int  # lines a multi-line completion may have
     sampling: SamplingParams
     priority: Priority
     debounce: bool  # wait `debounceMs` first (automatic triggers only)
+
+
+def prompt_spec(preset: ModePreset, profile: ServingProfile) -> PromptSpec:
+    """The prompt the mode asks of the checkpoint serving it."""
+    return PromptSpec.for_profile(profile, preset.context_budget, preset.repository_budget, preset.scale)
 
 
 def preset_for(mode: str, settings: Settings) -> ModePreset:
@@ -38,6 +47,8 @@ def preset_for(mode: str, settings: Settings) -> ModePreset:
         return ModePreset(
             name=Mode.INSTANT,
             context_budget=settings.context_budget,
+            repository_budget=settings.repository_budget,
+            scale=1,
             max_lines=INSTANT_MAX_LINES,
             sampling=SamplingParams(temperature=0.0, max_tokens=settings.max_tokens),
             priority=Priority.INSTANT,
@@ -45,7 +56,9 @@ def preset_for(mode: str, settings: Settings) -> ModePreset:
         )
     return ModePreset(
         name=Mode.EXPERT,
-        context_budget=settings.context_budget * EXPERT_SCALE,
+        context_budget=settings.context_budget,
+        repository_budget=settings.repository_budget,
+        scale=EXPERT_SCALE,
         max_lines=EXPERT_MAX_LINES,
         sampling=SamplingParams(
             temperature=EXPERT_TEMPERATURE,

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepfim.context.languages import for_editor
+from deepfim.context.prompt_builder import PromptSpec
 from deepfim.engine.api import CancelledError as EngineCancelled
 from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, Timings
 from deepfim.lsp_server.backend_session import BackendSession
 from deepfim.lsp_server.context_source import ContextSource, PackedContext, PrivateFile
-from deepfim.lsp_server.modes import ModePreset
+from deepfim.lsp_server.modes import ModePreset, prompt_spec
 from deepfim.lsp_server.runs import PartialText
 from deepfim.lsp_server.shaping.extent import Extent
 from deepfim.lsp_server.shaping.shape import ShapingContext, analyse, rank, shape
@@ -71,6 +72,7 @@ class CompletionOutcome:
     context_files: list[str] = field(default_factory=list)
     context_source: str = "file"
     finish_reason: str = ""
+    scores: list[float] = field(default_factory=list)  # mean log-probability per token of each item
     reason: str = ""  # why there is nothing to show, when `items` is empty
 
 
@@ -153,10 +155,12 @@ class CompletionPipeline:
         source: ContextSource,
         debounce_s: float = 0.0,
         partial: PartialText | None = None,
+        spec: PromptSpec | None = None,
     ) -> CompletionOutcome:
         """Complete at the cursor; cancel the awaiting task to abort (decode included).
 
-        `partial`, if given, follows the first candidate's raw text as it streams in.
+        `partial`, if given, follows the first candidate's raw text as it streams in; `spec`
+        overrides the prompt the mode and the checkpoint's profile ask for (evaluation).
         """
         started = time.perf_counter()
         timings = StageTimings()
@@ -167,7 +171,7 @@ class CompletionPipeline:
         ticket = _CancelToken()
         try:
             prepared = await loop.run_in_executor(
-                self._executor, self._prepare, inp, preset, session, source, ticket, partial
+                self._executor, self._prepare, inp, preset, session, source, ticket, partial, spec
             )
             timings.context_ms = prepared.context_ms
             outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
@@ -179,7 +183,7 @@ class CompletionPipeline:
             result = await self._wait(prepared)
             post_start = time.perf_counter()
             self._engine_timings(timings, prepared, result)
-            outcome.items, outcome.finish_reason, outcome.reason = await loop.run_in_executor(
+            outcome.items, outcome.scores, outcome.finish_reason, outcome.reason = await loop.run_in_executor(
                 self._executor, self._post, prepared, result
             )
             timings.post_ms = (time.perf_counter() - post_start) * 1000
@@ -204,23 +208,18 @@ class CompletionPipeline:
         source: ContextSource,
         ticket: _CancelToken,
         partial: PartialText | None = None,
+        spec: PromptSpec | None = None,
     ) -> _Prepared:
         """On the context thread: analyse the cursor, pack the prompt, submit."""
         start = time.perf_counter()
-        spec = for_editor(inp.language_id, inp.path)
-        ctx = analyse(inp.prefix, inp.suffix, spec, preset.max_lines)
+        language = for_editor(inp.language_id, inp.path)
+        ctx = analyse(inp.prefix, inp.suffix, language, preset.max_lines)
         if ctx.extent is Extent.NONE or ticket.cancelled.is_set():
             reason = "cursor inside a word" if ctx.extent is Extent.NONE else "cancelled"
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason=reason)
         try:
-            packed = source.pack(
-                session.tokenizer,
-                inp.path,
-                inp.prefix,
-                inp.suffix,
-                preset.context_budget,
-                session.fim_order(preset.name),
-            )
+            spec = spec or prompt_spec(preset, session.profile(preset.name))
+            packed = source.pack(session.tokenizer, inp.path, inp.prefix, inp.suffix, spec)
         except PrivateFile as exc:
             logger.info("no completion: %s", exc)
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason="private file")
@@ -228,8 +227,9 @@ class CompletionPipeline:
         if ctx.extent is Extent.SINGLE_LINE:
             sampling = dataclasses.replace(sampling, stop=("\n",))
         request = CompletionRequest(
-            prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name
-        )
+            prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name,
+            hints=packed.built.hints,
+        )  # fmt: skip
         stream = _Stream(ctx, sampling.n, ticket, partial)
         context_ms = (time.perf_counter() - start) * 1000
         if ticket.cancelled.is_set():
@@ -278,9 +278,9 @@ class CompletionPipeline:
             timings.decode_ms = ((stream.last_at or stream.first_at) - stream.first_at) * 1000
 
     @staticmethod
-    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], str, str]:
-        """On the context thread: shape and rank the candidates; (texts, finish reason, why
-        there is nothing to show)."""
+    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], list[float], str, str]:
+        """On the context thread: shape and rank the candidates; (texts, scores, finish reason,
+        why there is nothing to show)."""
         assert prepared.stream is not None
         if result is not None and result.candidates:
             raw = [(c.text, c.logprob, max(len(c.token_ids), 1)) for c in result.candidates]
@@ -294,4 +294,4 @@ class CompletionPipeline:
         ranked = rank([(shape(text, prepared.ctx), logprob, n) for text, logprob, n in raw])
         wrote = any(text.strip() for text, _, _ in raw)
         empty = "" if ranked else "empty after shaping" if wrote else "the model wrote nothing"
-        return [r.text for r in ranked], finish, empty
+        return [r.text for r in ranked], [r.score for r in ranked], finish, empty

@@ -1,10 +1,16 @@
-"""`deepfim eval`: held-out FIM holes (with and without cross-file context) and HumanEval infilling.
+"""`deepfim eval`: FIM quality on held-out and real repositories and HumanEval, through the product.
 
-    deepfim eval --models copy --json runs/eval-copy.json
-    deepfim eval --checkpoint runs/nano/ --limit 20
+    deepfim eval                          # held-out repositories + HumanEval, the main table
+    deepfim eval --fetch                  # once: the real repositories (PyPI source distributions)
+    deepfim eval --suites repos --ablations --json data/eval/report.json
 
-Prints a markdown table (EM, edit similarity, pass@1); `--json` also writes every task's
-prediction. Held-out holes need a built corpus (`python -m deepfim.engine.training.corpus`).
+Configurations (columns): the copy baseline and the model at three context levels — none
+(the cursor window only), file (+ the cursor file's copy and evidence from it), repository
+(+ the repository part and evidence from the whole workspace) — and with `--ablations` the
+model at the repository level with one aid switched off each (similar code, definitions and
+members, index-aware decoding, copy drafts). Prints a markdown table; `--json` also writes
+every task's prediction. Works from a fresh clone (held-out CPython packages come from the
+interpreter when no corpus is built).
 """
 
 from __future__ import annotations
@@ -12,40 +18,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Holes per language: (single-line, multi-line). Sized so the default run of a ~10M-parameter
-# model takes a few minutes on 2 cores.
-DEFAULT_HOLES = {"python": (100, 50), "typescript": (50, 25), "javascript": (30, 15)}
-SUITES = ("heldout", "humaneval")
+SUITES = ("heldout", "repos", "humaneval")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="built corpus (held-out split)")
-    parser.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated subset of {SUITES}")
-    parser.add_argument(
-        "--models", default=None,
-        help="comma-separated: copy (n-gram baseline), checkpoint (the engine's model). "
-        "Default: copy, plus checkpoint when --checkpoint is given or the embedded model has weights",
-    )  # fmt: skip
+    parser.add_argument("--suites", default="heldout,repos,humaneval", help=f"comma-separated subset of {SUITES}")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: embedded model)")
-    parser.add_argument("--langs", default="python,typescript", help=f"held-out languages, of {sorted(DEFAULT_HOLES)}")
-    parser.add_argument(
-        "--limit", type=int, default=None, help="at most N holes per language and kind, N HumanEval tasks"
-    )
-    parser.add_argument("--humaneval-all-lines", action="store_true", help="every solution line, not one per problem")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--order", choices=("psm", "spm"), default=None,
-        help="FIM order of the prompts (default: spm when the checkpoint was trained on it, else psm)",
-    )  # fmt: skip
-    parser.add_argument("--max-prompt-tokens", type=int, default=1536)
-    parser.add_argument(
-        "--cursor-tokens", type=int, default=768, help="prefix+suffix budget (same with/without context)"
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per HumanEval test run")
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="built corpus (its held-out split)")
+    parser.add_argument("--data", type=Path, default=Path("data/eval"), help="where evaluation repositories live")
+    parser.add_argument("--fetch", action="store_true", help="download the real repositories first (PyPI sdists)")
+    parser.add_argument("--langs", default="python,typescript", help="held-out languages (default: %(default)s)")
+    parser.add_argument("--per-kind", type=int, default=4, help="holes of each kind per repository (default: 4)")
+    parser.add_argument("--max-repos", type=int, default=None, help="at most this many repositories per suite")
+    parser.add_argument("--humaneval-limit", type=int, default=None, help="at most N HumanEval tasks")
+    parser.add_argument("--configs", default=None,
+                        help="comma-separated configuration names (default: the main table; see --list)")  # fmt: skip
+    parser.add_argument("--ablations", action="store_true", help="add the ablation configurations")
+    parser.add_argument("--list", action="store_true", help="list the configurations and exit")
+    parser.add_argument("--seed", type=int, default=0, help="hole sampling seed (default: 0)")
     parser.add_argument("--json", type=Path, default=None, help="write rows and per-task predictions here")
 
 
@@ -57,94 +52,68 @@ def _parse_list(value: str, allowed, option: str) -> list[str]:
     return items
 
 
-def _models(args: argparse.Namespace, tokenizer):
-    from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.evaluation.models import CopyBaseline, load_model
-
-    if args.models is None:
-        names = ["copy"]
-        if args.checkpoint is not None or (DEFAULT_MODEL_DIR / "config.json").is_file():
-            names.append("checkpoint")
-        else:
-            log.warning("no --checkpoint and no trained embedded model: evaluating the copy baseline only")
-    else:
-        names = _parse_list(args.models, {"copy", "checkpoint"}, "--models")
-    models = []
-    for name in names:
-        models.append(CopyBaseline(tokenizer) if name == "copy" else load_model(args.checkpoint))
-    return models
-
-
-def collect_tasks(args: argparse.Namespace, suites: list[str]) -> list:
-    from deepfim.engine.evaluation.holes import extract_holes
-    from deepfim.engine.evaluation.humaneval import load_problems, single_line_tasks
-    from deepfim.engine.training.corpus import load_corpus
-
-    tasks = []
-    if "heldout" in suites:
-        files = load_corpus(args.corpus, "heldout")
-        for lang in _parse_list(args.langs, DEFAULT_HOLES, "--langs"):
-            n_single, n_multi = DEFAULT_HOLES[lang]
-            if args.limit is not None:
-                n_single, n_multi = min(n_single, args.limit), min(n_multi, args.limit)
-            tasks += extract_holes(files, lang, n_single, n_multi, seed=args.seed)
-    if "humaneval" in suites:
-        he = single_line_tasks(load_problems(), seed=args.seed, all_lines=args.humaneval_all_lines)
-        tasks += he[: args.limit] if args.limit is not None else he
-    return tasks
-
-
-def _best_order(checkpoint) -> str:
-    """SPM when the checkpoint declares it: the prefix then sits next to the middle, inside the
-    sliding window; with PSM the suffix comes between them."""
-    from deepfim.engine.model.config import ConfigError, ModelArgs
-
-    try:
-        return "spm" if "spm" in ModelArgs.from_file(checkpoint).fim_orders else "psm"
-    except ConfigError:
-        return "psm"
-
-
 def run(args: argparse.Namespace) -> int:
-    from deepfim.engine.evaluation.models import ModelUnavailableError
-
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, ModelUnavailableError) as exc:
-        log.error("%s", exc)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"deepfim eval: {exc}", file=sys.stderr)
         return 2
 
 
 def _run(args: argparse.Namespace) -> int:
-    from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.evaluation.harness import EvalSettings, aggregate, markdown_table, results_json, run_tasks
-    from deepfim.engine.model.prompt_format import FimOrder
-    from deepfim.engine.model.tokenizer import Tokenizer
+    from deepfim.engine.evaluation.configs import ABLATIONS, MAIN, make_session
+    from deepfim.engine.evaluation.harness import Evaluator, aggregate, markdown_table, results_json
+    from deepfim.engine.evaluation.holes import repo_holes
+    from deepfim.engine.evaluation.humaneval import load_problems, single_line_tasks
+    from deepfim.engine.evaluation.suites import fetched_repos, heldout_repos
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be ≥ 1, got {args.limit}")
+    configs = {c.name: c for c in [*MAIN, *ABLATIONS]}
+    if args.list:
+        for c in configs.values():
+            print(f"{c.name:<24} {c.describe()}")
+        return 0
+    chosen = [*MAIN, *(ABLATIONS if args.ablations else ())]
+    if args.configs:
+        chosen = [configs[n] for n in _parse_list(args.configs, configs, "--configs")]
     suites = _parse_list(args.suites, SUITES, "--suites")
-    settings = EvalSettings(
-        order=FimOrder(args.order or _best_order(args.checkpoint or DEFAULT_MODEL_DIR)),
-        max_prompt_tokens=args.max_prompt_tokens,
-        cursor_tokens=args.cursor_tokens, test_timeout=args.timeout,
-    )  # fmt: skip
-    models = _models(args, Tokenizer.from_file(DEFAULT_MODEL_DIR / "tokenizer.json"))
-    tasks = collect_tasks(args, suites)
-    heldout = [t for t in tasks if t.suite == "heldout"]
-    humaneval = [t for t in tasks if t.suite == "humaneval"]
-    log.info("%d held-out holes, %d HumanEval tasks", len(heldout), len(humaneval))
+    if args.fetch:
+        from deepfim.engine.training.sdists import fetch_eval_repos
+
+        fetch_eval_repos(args.data / "repos", progress=lambda msg: print(msg, file=sys.stderr))
+    repos = []
+    if "heldout" in suites:
+        repos += heldout_repos(args.corpus, args.data / "heldout", tuple(args.langs.split(",")))[: args.max_repos]
+    if "repos" in suites:
+        found = fetched_repos(args.data / "repos")
+        if not found:
+            print("deepfim eval: no real repositories yet; run `deepfim eval --fetch` once", file=sys.stderr)
+        repos += found[: args.max_repos]
+    humaneval = []
+    if "humaneval" in suites:
+        humaneval = single_line_tasks(load_problems(), seed=args.seed)[: args.humaneval_limit]
+    tasks = {r.name: repo_holes(r.files(), r.name, r.suite, args.per_kind, args.seed) for r in repos}
+    total = sum(map(len, tasks.values())) + len(humaneval)
+    print(f"deepfim eval: {len(repos)} repositories, {total} tasks, {len(chosen)} configurations", file=sys.stderr)
     results = []
-    for model in models:
-        for with_context in (False, True):
-            results += run_tasks(model, heldout, with_context, settings)
-        results += run_tasks(model, humaneval, False, settings)
+    for cfg in chosen:
+        session = make_session(args.checkpoint, cfg)
+        evaluator = Evaluator(session)
+        try:
+            for repo in repos:
+                results += evaluator.run_repo(repo, tasks[repo.name], cfg)
+            if humaneval and cfg.level.value != "none":
+                results += evaluator.run_loose(humaneval, cfg)
+        finally:
+            evaluator.close()
+            session.close()
+        print(f"deepfim eval: {cfg.name} done", file=sys.stderr)
     rows = aggregate(results)
     print(markdown_table(rows))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "settings": {**vars(settings), "order": settings.order.value, "seed": args.seed, "limit": args.limit},
+            "settings": {"seed": args.seed, "per_kind": args.per_kind, "checkpoint": str(args.checkpoint or "")},
+            "configs": [c.describe() for c in chosen],
             "rows": rows,
             "tasks": results_json(results),
         }

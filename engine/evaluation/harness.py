@@ -1,143 +1,187 @@
-"""Run FIM tasks through a model and score them; aggregate into table rows.
+"""Run FIM tasks through the product and score them; aggregate into table rows.
 
-Prompts use `deepfim.engine.training.layout.pack_fim_prompt`, the training layout. The
-cursor window is the same with and without cross-file context (`cursor_tokens`), so the
-"context" comparison measures only the other files of the package.
+Every task goes the way an editor's request goes: the repository is a `Workspace` on disk
+(`ContextSource`, the language server's own), the files the holes are cut from are marked
+edited before the repository part is built (so the part never shows a hole's answer: the
+file reaches the prompt as its copy, the buffer with the hole removed, as it would after
+the developer started writing there), the cursor file's buffer is set to the text around
+the hole, and the completion runs through `CompletionPipeline` (prompt, engine with the
+checkpoint's decoding aids, shaping) in instant mode's settings. The copy baseline reads
+the same prompt. `finalize` applies the same cut to every answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from deepfim.context.evidence import EvidenceOptions
+from deepfim.context.languages import for_editor
+from deepfim.context.prompt_builder import ContextLevel
+from deepfim.engine.api import Mode, Priority, SamplingParams
 from deepfim.engine.evaluation.humaneval import program, run_programs
 from deepfim.engine.evaluation.metrics import edit_similarity, exact_match
-from deepfim.engine.evaluation.models import FimModel
+from deepfim.engine.evaluation.models import copy_completion
+from deepfim.engine.evaluation.suites import EvalRepo
 from deepfim.engine.evaluation.tasks import FimTask, finalize
-from deepfim.engine.model.prompt_format import FimOrder, Prompt
-from deepfim.engine.training.layout import pack_fim_prompt
+from deepfim.lsp_server.backend_session import BackendSession
+from deepfim.lsp_server.context_source import ContextSource
+from deepfim.lsp_server.modes import ModePreset, prompt_spec
+from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
+from deepfim.lsp_server.shaping.shape import analyse, shape
 
 log = logging.getLogger(__name__)
 
+MAX_NEW_TOKENS = {"line": 48, "midline": 48, "single": 48, "block": 192}
+
 
 @dataclass(frozen=True)
-class EvalSettings:
-    order: FimOrder = FimOrder.PSM
-    max_prompt_tokens: int = 1536
-    cursor_tokens: int = 768
-    max_new_tokens_single: int = 48
-    max_new_tokens_multi: int = 192
-    test_timeout: float = 10.0
+class EvalConfig:
+    """One column of the results: what the prompt holds and how the model decodes."""
 
-    def __post_init__(self) -> None:
-        if not 64 <= self.cursor_tokens <= self.max_prompt_tokens:
-            raise ValueError(
-                f"cursor_tokens must be in [64, max_prompt_tokens={self.max_prompt_tokens}], got {self.cursor_tokens}"
-            )
+    name: str
+    model: str = "model"  # "model" | "copy"
+    level: ContextLevel = ContextLevel.REPOSITORY
+    evidence: EvidenceOptions = EvidenceOptions()
+    context_budget: int = 4096  # the language server's default contextBudget
+    repository_budget: int | None = None  # None: the checkpoint's profile
 
 
 @dataclass
 class TaskResult:
+    config: str
     model: str
     task_id: str
     suite: str
+    repo: str
     lang: str
     kind: str
-    context: bool
+    level: str
     prompt_tokens: int
     prediction: str
     exact: bool
     edit_sim: float
+    score: float | None  # mean log-probability per token (the confidence gate's input)
+    ms: float
     passed: bool | None = None
-    seconds: float = 0.0
 
 
-class PromptBuilder:
-    """Packs tasks into prompts for one tokenizer, caching encoded file texts."""
-
-    def __init__(self, model: FimModel, settings: EvalSettings) -> None:
-        self.tok, self.settings = model.tokenizer, settings
-        self._encoded: dict[str, list[int]] = {}
-
-    def _encode(self, key: str, text: str) -> list[int]:
-        if key not in self._encoded:
-            self._encoded[key] = self.tok.encode(text)
-        return self._encoded[key]
-
-    def build(self, task: FimTask, with_context: bool) -> Prompt:
-        s = self.settings
-        prefix_ids, suffix_ids = self.tok.encode_batch([task.prefix, task.suffix])
-        context = []
-        if with_context:
-            context = [(p, self._encode(f"{task.repo}/{p}", text)) for p, text in task.context_files]
-        return pack_fim_prompt(
-            self.tok, prefix_ids, suffix_ids, order=s.order, max_tokens=s.max_prompt_tokens,
-            path=task.path, repo=task.repo, context=context, cursor_tokens=s.cursor_tokens,
-        )  # fmt: skip
+def _preset(task: FimTask, cfg: EvalConfig) -> ModePreset:
+    sampling = SamplingParams(temperature=0.0, max_tokens=MAX_NEW_TOKENS[task.kind])
+    max_lines = 1 if task.single_line else 12
+    return ModePreset(Mode.INSTANT, cfg.context_budget, cfg.repository_budget, 1, max_lines, sampling,
+                      Priority.INSTANT, debounce=False)  # fmt: skip
 
 
-def run_tasks(model: FimModel, tasks: list[FimTask], with_context: bool, settings: EvalSettings) -> list[TaskResult]:
-    """Completes and scores every task; HumanEval tasks also run their tests (subprocesses)."""
-    builder = PromptBuilder(model, settings)
-    results = []
-    for i, task in enumerate(tasks):
-        prompt = builder.build(task, with_context)
-        budget = settings.max_new_tokens_single if task.kind == "single" else settings.max_new_tokens_multi
+class Evaluator:
+    """Runs tasks of one configuration against one backend session."""
+
+    def __init__(self, session: BackendSession) -> None:
+        self.session = session
+        self.tok = session.tokenizer
+        self.pipeline = CompletionPipeline()
+        self._cache_dir = Path(tempfile.mkdtemp(prefix="deepfim-eval-"))
+
+    def close(self) -> None:
+        self.pipeline.executor.shutdown(wait=False)
+
+    def run_repo(self, repo: EvalRepo, tasks: list[FimTask], cfg: EvalConfig) -> list[TaskResult]:
+        source = ContextSource(repo.root, cache_dir=self._cache_dir)
+        try:
+            source.scan()
+            for path in sorted({t.path for t in tasks}):
+                source.note_edited(repo.root / path)  # the hole files reach the prompt as copies
+            spec = prompt_spec(_preset(tasks[0], cfg), self.session.profile(Mode.INSTANT)) if tasks else None
+            if spec is not None and cfg.level is ContextLevel.REPOSITORY:
+                source.served = source.repository_part(self.tok, spec.budget.repository)
+            return [self._run(source, repo.root, t, cfg) for t in tasks]
+        finally:
+            source.close()
+
+    def run_loose(self, tasks: list[FimTask], cfg: EvalConfig) -> list[TaskResult]:
+        """Tasks without a workspace (HumanEval): the cursor file alone."""
+        source = ContextSource(None)
+        results = [self._run(source, None, t, cfg) for t in tasks]
+        runnable = [(r, t) for r, t in zip(results, tasks, strict=True) if t.suite == "humaneval"]
+        if runnable:
+            outcomes = run_programs([program(t, r.prediction) for r, t in runnable])
+            for (r, _), outcome in zip(runnable, outcomes, strict=True):
+                r.passed = outcome.passed
+        return results
+
+    def _run(self, source: ContextSource, root: Path | None, task: FimTask, cfg: EvalConfig) -> TaskResult:
+        path = (root / task.path) if root is not None and task.path else Path(task.path or "task.py")
+        preset = _preset(task, cfg)
+        spec = dataclasses.replace(
+            prompt_spec(preset, self.session.profile(Mode.INSTANT)), level=cfg.level, evidence=cfg.evidence
+        )
+        if root is not None:
+            source.update_buffer(path, task.prefix + task.suffix)
+            source.snapshot_copy(path)
         start = time.perf_counter()
-        prediction = finalize(task, model.complete(prompt, budget))
-        elapsed = time.perf_counter() - start
-        results.append(
-            TaskResult(
-                model.name, task.task_id, task.suite, task.lang, task.kind, with_context, len(prompt),
-                prediction, exact_match(prediction, task.middle), edit_similarity(prediction, task.middle),
-                seconds=elapsed,
-            )
+        try:
+            if cfg.model == "copy":
+                built = source.pack(self.tok, path, task.prefix, task.suffix, spec).built
+                language = for_editor(task.lang, path)
+                raw = copy_completion(self.tok, built, MAX_NEW_TOKENS[task.kind] * 4)
+                ctx = analyse(task.prefix, task.suffix, language, preset.max_lines)
+                prediction, tokens, score = shape(raw, ctx).text, len(built.prompt), None
+            else:
+                inp = CompletionInput(path, task.lang, task.prefix, task.suffix)
+                outcome = asyncio.run(self.pipeline.complete(inp, preset, self.session, source, spec=spec))
+                prediction = outcome.items[0] if outcome.items else ""
+                tokens = outcome.timings.prompt_tokens
+                score = outcome.scores[0] if outcome.scores else None
+        finally:
+            if root is not None:
+                source.update_buffer(path, None)
+        ms = (time.perf_counter() - start) * 1000
+        prediction = finalize(task, prediction)
+        return TaskResult(
+            cfg.name, cfg.model, task.task_id, task.suite, task.repo or "", task.lang, task.kind, cfg.level.value,
+            tokens, prediction, exact_match(prediction, task.middle), edit_similarity(prediction, task.middle),
+            score, ms,
         )  # fmt: skip
-        if (i + 1) % 50 == 0:
-            log.info("%s: %d/%d tasks", model.name, i + 1, len(tasks))
-    runnable = [(r, t) for r, t in zip(results, tasks, strict=True) if t.suite == "humaneval"]
-    if runnable:
-        outcomes = run_programs([program(t, r.prediction) for r, t in runnable], timeout=settings.test_timeout)
-        for (r, _), outcome in zip(runnable, outcomes, strict=True):
-            r.passed = outcome.passed
-    return results
 
 
 def aggregate(results: list[TaskResult]) -> list[dict]:
-    """Rows per (model, suite, lang, kind, context) plus an all-holes row per (model, suite, context)."""
+    """Rows per (config, suite, kind), plus an all-kinds row per (config, suite)."""
     groups: dict[tuple, list[TaskResult]] = defaultdict(list)
     for r in results:
-        groups[(r.model, r.suite, r.lang, r.kind, r.context)].append(r)
-        groups[(r.model, r.suite, "all", "all", r.context)].append(r)
+        groups[(r.config, r.suite, r.kind)].append(r)
+        groups[(r.config, r.suite, "all")].append(r)
     rows = []
-    for (model, suite, lang, kind, context), rs in groups.items():
-        if lang == "all" and len({(r.lang, r.kind) for r in rs}) < 2:
-            continue  # the total of one group is that group
+    for (config, suite, kind), rs in groups.items():
+        if kind == "all" and len({r.kind for r in rs}) < 2:
+            continue
         passed = [r.passed for r in rs if r.passed is not None]
-        rows.append(
-            {
-                "model": model, "suite": suite, "lang": lang, "hole": kind, "context": context, "n": len(rs),
-                "exact_match": sum(r.exact for r in rs) / len(rs),
-                "edit_similarity": sum(r.edit_sim for r in rs) / len(rs),
-                "pass_at_1": sum(passed) / len(passed) if passed else None,
-                "seconds_per_task": sum(r.seconds for r in rs) / len(rs),
-            }
-        )  # fmt: skip
-    rows.sort(key=lambda r: (r["suite"], r["lang"] == "all", r["lang"], r["hole"], r["model"], r["context"]))
+        ms = sorted(r.ms for r in rs)
+        rows.append({
+            "config": config, "suite": suite, "hole": kind, "n": len(rs),
+            "exact_match": sum(r.exact for r in rs) / len(rs),
+            "edit_similarity": sum(r.edit_sim for r in rs) / len(rs),
+            "pass_at_1": sum(passed) / len(passed) if passed else None,
+            "median_ms": ms[len(ms) // 2],
+            "prompt_tokens": sorted(r.prompt_tokens for r in rs)[len(rs) // 2],
+        })  # fmt: skip
+    rows.sort(key=lambda r: (r["suite"], r["hole"] == "all", r["hole"], r["config"]))
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = "| suite | lang | hole | model | cross-file context | n | EM | edit sim | pass@1 |"
-    lines = [head, "|---|---|---|---|---|---:|---:|---:|---:|"]
+    head = "| suite | hole | config | n | EM | edit sim | pass@1 | median ms | prompt tokens |"
+    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         p1 = "" if r["pass_at_1"] is None else f"{100 * r['pass_at_1']:.1f}"
-        ctx = "—" if r["suite"] == "humaneval" else ("with" if r["context"] else "without")
         lines.append(
-            f"| {r['suite']} | {r['lang']} | {r['hole']} | {r['model']} | {ctx} | {r['n']} | "
-            f"{100 * r['exact_match']:.1f} | {100 * r['edit_similarity']:.1f} | {p1} |"
+            f"| {r['suite']} | {r['hole']} | {r['config']} | {r['n']} | {100 * r['exact_match']:.1f} | "
+            f"{100 * r['edit_similarity']:.1f} | {p1} | {r['median_ms']:.0f} | {r['prompt_tokens']} |"
         )
     return "\n".join(lines)
 

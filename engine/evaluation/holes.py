@@ -1,156 +1,76 @@
-"""Holes cut at tree-sitter node boundaries from held-out files.
+"""Holes cut at tree-sitter node boundaries from the files of a repository.
 
-* single-line: from the start of a named node (not inside a string or comment) to the end
-  of that line — what an editor asks while typing a statement;
-* multi-line: the whole body of a block — Python: the `block` of a def/if/for/while/with/
-  try/except/else/class; TypeScript/JavaScript: the lines between a `statement_block`'s
-  ``{`` and ``}`` — 2 to 12 lines, the middle ending with its newline.
+* line: from a named node's start at the beginning of a statement (the first non-blank
+  column of its line) to the end of that line — what an editor asks at a new statement;
+* midline: from a named node's start inside a line (not in a string or comment) to the
+  line's end — the cursor in the middle of a statement;
+* block: the whole body of a block — Python: the `block` of a def/if/for/while/with/try/
+  except/else/class; TypeScript/JavaScript: the lines between a `statement_block`'s ``{``
+  and ``}`` — 2 to 12 lines, the middle ending with its newline.
 
-Sampling is deterministic for a seed: files are visited in a seeded order, each gives at
-most two single-line holes (on different lines) and one multi-line hole. Cross-file
-context of a hole is the other held-out files of its package, ranked by
-`layout.rank_context_files` (files the cursor file names first).
+Training cuts the same kinds (`engine/training/spans.py`). Sampling is deterministic for a
+seed: files in a seeded order, at most one hole of each kind per file per round.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
-from deepfim.context.languages import parser
+from deepfim.context.languages import language_for, parser
 from deepfim.engine.evaluation.tasks import FimTask
-from deepfim.engine.training.corpus import CorpusFile
-from deepfim.engine.training.layout import rank_context_files
+from deepfim.engine.training.spans import line_bounds, multi_line_candidates, single_line_candidates
 
 HOLE_LANGUAGES = ("python", "typescript", "javascript")  # names in context/languages.py
-NO_HOLE_INSIDE = {
-    "comment", "string", "template_string", "regex", "string_content", "string_fragment",
-    "concatenated_string", "line_comment", "block_comment", "ERROR",
-}  # fmt: skip
-PY_BLOCK_PARENTS = {
-    "function_definition", "if_statement", "elif_clause", "else_clause", "for_statement",
-    "while_statement", "with_statement", "try_statement", "except_clause", "finally_clause",
-    "class_definition",
-}  # fmt: skip
-MIN_BLOCK_LINES, MAX_BLOCK_LINES = 2, 12
-MAX_SINGLE_CHARS = 120
+KINDS = ("line", "midline", "block")
 
 
-def _named_nodes(node) -> Iterator:
-    """Named nodes in document order, not descending into strings and comments."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n.type in NO_HOLE_INSIDE:
-            continue
-        if n.is_named:
-            yield n
-        stack.extend(reversed(n.children))
+def _spans(text: str, lang: str, rng: random.Random) -> dict[str, list[tuple[int, int]]]:
+    """Character spans of each kind in a seeded order."""
+    src = text.encode("utf-8")
+    root = parser(lang).parse(src).root_node
+    out: dict[str, list[tuple[int, int]]] = {"line": [], "midline": [], "block": []}
+    for _, starts in sorted(single_line_candidates(src, root).items()):
+        line_start, line_end = line_bounds(src, starts[0])
+        first = line_start + len(src[line_start:line_end]) - len(src[line_start:line_end].lstrip())
+        at_start = [s for s in starts if s == first]
+        inside = [s for s in starts if s != first]
+        if at_start:
+            out["line"].append((at_start[0], line_end))
+        if inside:
+            out["midline"].append((rng.choice(inside), line_end))
+    out["block"] = multi_line_candidates(src, root, lang)
+    for spans in out.values():
+        rng.shuffle(spans)
+
+    def chars(b: int) -> int:
+        return len(src[:b].decode("utf-8", "replace"))
+
+    return {k: [(chars(a), chars(b)) for a, b in v] for k, v in out.items()}
 
 
-def _line_bounds(src: bytes, offset: int) -> tuple[int, int]:
-    start = src.rfind(b"\n", 0, offset) + 1
-    end = src.find(b"\n", offset)
-    return start, len(src) if end < 0 else end
-
-
-def single_line_candidates(src: bytes, root) -> dict[int, list[int]]:
-    """Row -> byte offsets where a single-line hole may start."""
-    rows: dict[int, list[int]] = {}
-    for n in _named_nodes(root):
-        if n.type in ("module", "program", "block", "statement_block", "class_body"):
-            continue
-        start = n.start_byte
-        _, end = _line_bounds(src, start)
-        rest = src[start:end].rstrip()
-        if 3 <= len(rest) <= MAX_SINGLE_CHARS and any(chr(c).isalnum() for c in rest if c < 128):
-            rows.setdefault(n.start_point.row, [])
-            if start not in rows[n.start_point.row]:
-                rows[n.start_point.row].append(start)
-    return rows
-
-
-def multi_line_candidates(src: bytes, root, lang: str) -> list[tuple[int, int]]:
-    """Byte ranges [start, end) of block bodies: whole lines, ending after a newline."""
-    out = []
-    for n in _named_nodes(root):
-        if lang == "python":
-            if n.type != "block" or n.parent is None or n.parent.type not in PY_BLOCK_PARENTS:
-                continue
-            if n.start_point.row == n.parent.start_point.row:  # `if x: return` on one line
-                continue
-            first, last = n.start_point.row, n.end_point.row
-            start = _line_bounds(src, n.start_byte)[0]
-            end = _line_bounds(src, n.end_byte)[1] + 1
-        else:
-            if n.type != "statement_block":
-                continue
-            open_end = _line_bounds(src, n.start_byte)[1]
-            close_start = _line_bounds(src, n.end_byte - 1)[0]
-            if src[n.start_byte + 1 : open_end].strip() or src[close_start : n.end_byte - 1].strip():
-                continue
-            first, last = n.start_point.row + 1, n.end_point.row - 1
-            start, end = open_end + 1, close_start
-        if MIN_BLOCK_LINES <= last - first + 1 <= MAX_BLOCK_LINES and end <= len(src) and src[start:end].strip():
-            out.append((start, min(end, len(src))))
-    return out
-
-
-def _task(f: CorpusFile, src: bytes, start: int, end: int, kind: str, n: int, context) -> FimTask:
-    return FimTask(
-        task_id=f"{f.repo}/{f.path}#{kind}{n}", suite="heldout", lang=f.lang, kind=kind,
-        prefix=src[:start].decode("utf-8"), middle=src[start:end].decode("utf-8"),
-        suffix=src[end:].decode("utf-8"), path=f.path, repo=f.repo, context_files=context,
-    )  # fmt: skip
-
-
-def hole_positions(f: CorpusFile, rng: random.Random) -> tuple[bytes, list[tuple[int, int]], list[tuple[int, int]]]:
-    """(UTF-8 text, single-line spans, multi-line spans), each list in a seeded order.
-
-    Single-line spans are on distinct lines (one random node start per line).
-    """
-    src = f.text.encode("utf-8")
-    root = parser(f.lang).parse(src).root_node
-    rows = single_line_candidates(src, root)
-    order = sorted(rows)
-    rng.shuffle(order)
-    singles = [(start, _line_bounds(src, start)[1]) for start in (rng.choice(rows[row]) for row in order)]
-    multis = multi_line_candidates(src, root, f.lang)
-    rng.shuffle(multis)
-    return src, singles, multis
-
-
-def extract_holes(files: list[CorpusFile], lang: str, n_single: int, n_multi: int, seed: int = 0) -> list[FimTask]:
-    """Deterministic single- and multi-line holes of one language from held-out files.
-
-    Files are visited in a seeded order taking at most 2 single-line and 1 multi-line hole
-    each; when that does not reach the counts (few files), later rounds take more per file.
-    """
-    if lang not in HOLE_LANGUAGES:
-        raise ValueError(f"no hole extraction for language {lang!r}; known: {sorted(HOLE_LANGUAGES)}")
-    pool = sorted((f for f in files if f.lang == lang), key=lambda f: (f.repo, f.path))
-    random.Random(f"holes:{seed}:{lang}").shuffle(pool)
-    by_package: dict[tuple[str, str], list[CorpusFile]] = {}
-    for f in files:
-        by_package.setdefault((f.repo, f.package), []).append(f)
-    positions: dict[str, tuple] = {}
-    contexts: dict[str, tuple] = {}
-    taken = {"single": [], "multi": []}
-    want = {"single": n_single, "multi": n_multi}
-    for per_file in (1, 2, 4, 8, 16):
-        caps = {"single": 2 * per_file, "multi": per_file}
-        for f in pool:
-            if all(len(taken[k]) >= want[k] for k in want):
-                return taken["single"] + taken["multi"]
-            key = f"{f.repo}/{f.path}"
-            if key not in positions:
-                positions[key] = hole_positions(f, random.Random(f"holes:{seed}:{key}"))
-                siblings = [(g.path, g.text) for g in by_package[(f.repo, f.package)]] if f.package else []
-                contexts[key] = tuple(rank_context_files(f.path, f.text, siblings))
-            src, singles, multis = positions[key]
-            for kind, spans in (("single", singles), ("multi", multis)):
-                lo = caps[kind] // 2 if per_file > 1 else 0
-                for n in range(lo, min(caps[kind], len(spans))):
-                    if len(taken[kind]) < want[kind]:
-                        taken[kind].append(_task(f, src, *spans[n], kind, n, contexts[key]))
-    return taken["single"] + taken["multi"]
+def repo_holes(
+    files: list[tuple[str, str]], repo: str, suite: str, per_kind: int, seed: int = 0, langs=HOLE_LANGUAGES
+) -> list[FimTask]:
+    """Up to `per_kind` holes of each kind from a repository's (path, text) files."""
+    pool = []
+    for rel, text in sorted(files):
+        spec = language_for(rel.rsplit("/", 1)[-1])
+        if spec is not None and spec.name in langs and spec.name in HOLE_LANGUAGES:
+            pool.append((rel, text, spec.name))
+    random.Random(f"holes:{seed}:{repo}").shuffle(pool)
+    spans = {}
+    taken: dict[str, list[FimTask]] = {k: [] for k in KINDS}
+    for round_ in range(8):
+        for rel, text, lang in pool:
+            if all(len(v) >= per_kind for v in taken.values()):
+                break
+            if rel not in spans:
+                spans[rel] = _spans(text, lang, random.Random(f"holes:{seed}:{repo}/{rel}"))
+            for kind in KINDS:
+                if len(taken[kind]) < per_kind and round_ < len(spans[rel][kind]):
+                    a, b = spans[rel][kind][round_]
+                    task_id = f"{repo}/{rel}#{kind}{round_}"
+                    taken[kind].append(
+                        FimTask(task_id, suite, lang, kind, text[:a], text[a:b], text[b:], rel, repo)
+                    )
+    return [t for kind in KINDS for t in taken[kind]]

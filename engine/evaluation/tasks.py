@@ -1,7 +1,8 @@
 """A FIM evaluation task and the post-processing every model's answer goes through.
 
 Post-processing is the same for every model (and the copy baseline), so scores compare:
-a single-line hole keeps the answer's first line; a multi-line hole keeps lines until the
+a single-line hole ("line" at a statement start, "midline" inside a line, HumanEval's
+"single") keeps the answer's first line; a multi-line hole ("block") keeps lines until the
 first non-blank line indented less than the answer's first line (the block has ended).
 """
 
@@ -9,22 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+SINGLE_LINE_KINDS = ("line", "midline", "single")
+
 
 @dataclass(frozen=True)
 class FimTask:
-    """One hole: the text around it, the expected middle and optional cross-file context."""
+    """One hole: the text around it and the expected middle, in a file of a repository."""
 
     task_id: str
-    suite: str  # "heldout" | "humaneval"
+    suite: str  # "heldout" | "repos" | "humaneval"
     lang: str
-    kind: str  # "single" | "multi"
+    kind: str  # "line" | "midline" | "block" | "single" (HumanEval)
     prefix: str
     middle: str
     suffix: str
-    path: str | None = None
+    path: str | None = None  # workspace-relative
     repo: str | None = None
-    context_files: tuple[tuple[str, str], ...] = ()  # (path, text), most useful first
     extra: dict = field(default_factory=dict, hash=False, compare=False)  # HumanEval: test, entry_point
+
+    @property
+    def single_line(self) -> bool:
+        return self.kind in SINGLE_LINE_KINDS
 
 
 def _indent(line: str) -> int:
@@ -33,7 +39,7 @@ def _indent(line: str) -> int:
 
 def finalize(task: FimTask, completion: str) -> str:
     """The part of a raw completion that is scored."""
-    if task.kind == "single":
+    if task.single_line:
         return completion.split("\n", 1)[0]
     lines = completion.split("\n")
     first = next((line for line in lines if line.strip()), None)

@@ -34,6 +34,7 @@ from deepfim.engine.api import (
     CompletionResult,
     Timings,
 )
+from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.engine.server import frames
 from deepfim.engine.server.connect_errors import explain, refused
 from deepfim.engine.server.frames import ConnectionClosed, ProtocolError
@@ -132,6 +133,11 @@ class RemoteBackend:
         if mode not in modes:
             raise ValueError(f"mode {mode!r} is not served by {self.address} (serving {sorted(modes)})")
         return tuple(modes[mode])
+
+    def serving_profile(self, mode: str) -> dict:
+        """The server's profile of the checkpoint serving `mode` (older servers: the defaults)."""
+        found = self.welcome.get("profiles", {}).get(mode)
+        return found if isinstance(found, dict) else ServingProfile.defaults(self.fim_orders(mode)).as_dict()
 
     def submit(self, request: CompletionRequest, on_text=None) -> CompletionHandle:
         handle = RemoteHandle(request, self)

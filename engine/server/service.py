@@ -92,6 +92,7 @@ class CompletionService:
                 continue  # this backend does not serve `mode`
         if not self.fim_orders:
             raise ValueError("the backend serves none of the modes " + ", ".join(Mode))
+        self.profiles = {mode: backend.serving_profile(mode) for mode in self.fim_orders}
         self.admission = Admission(self.limits.max_backend_inflight)
         self.connections = {"msgpack": 0, "http": 0}
         self.metrics = ServerMetrics(self._gauges)
@@ -144,6 +145,7 @@ class CompletionService:
             "user": principal.name,
             "role": principal.role,
             "modes": self.fim_orders,
+            "profiles": self.profiles,
             "tokenizer_sha256": self.tokenizer_sha256,
             "tokenizer_bytes": len(self.tokenizer_bytes),
             "vocab_size": self.tokenizer.vocab_size,

@@ -17,6 +17,7 @@ from deepfim import env
 from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.api import CompletionHandle, CompletionRequest, Mode, StreamCallback
 from deepfim.engine.model.loader import load_model
+from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.serving.allocator import keep_freed_memory
 from deepfim.engine.serving.engine_loop import EngineLoop
@@ -33,6 +34,7 @@ class LocalBackendConfig:
     persist_cache: bool = False  # save prefix caches on close and reload them on start
     speculative: SpeculativeConfig = SpeculativeConfig()
     threads: int | None = None
+    profile_overrides: tuple[tuple[str, object], ...] = ()  # over each checkpoint's serving.json (evaluation)
 
 
 class _LoadedCheckpoint:
@@ -49,6 +51,7 @@ class _LoadedCheckpoint:
             raise
         self.model, self.tokenizer = self.runner.model, self.runner.tokenizer
         self.prefix_cache = self.runner.prefix_cache
+        self.profile = self.runner.profile
 
     def _build(self, config: LocalBackendConfig) -> ModelRunner:
         """Runs in the engine thread (see EngineLoop)."""
@@ -60,10 +63,13 @@ class _LoadedCheckpoint:
             raise ValueError(
                 f"{self.checkpoint}: tokenizer has {tokenizer.vocab_size} ids, model only {model.args.vocab_size}"
             )
+        profile = ServingProfile.for_checkpoint(self.checkpoint, model.args.fim_orders)
+        if config.profile_overrides:
+            profile = ServingProfile.from_dict(dict(config.profile_overrides), profile)
         cache = PrefixCache(budget_bytes=config.cache_budget_bytes)
         if self.cache_dir is not None:
             log.info("%s: %d prefix-cache entries restored", self.checkpoint, cache.load(self.cache_dir))
-        return ModelRunner(model, tokenizer, cache, config.speculative, self.checkpoint.name)
+        return ModelRunner(model, tokenizer, cache, config.speculative, self.checkpoint.name, profile=profile)
 
     def close(self) -> None:
         self.engine.close()
@@ -110,6 +116,9 @@ class LocalBackend:
     def fim_orders(self, mode: str) -> tuple[str, ...]:
         return self._serving(mode).model.args.fim_orders
 
+    def serving_profile(self, mode: str) -> dict:
+        return self._serving(mode).profile.as_dict()
+
     def submit(self, request: CompletionRequest, on_text: StreamCallback | None = None) -> CompletionHandle:
         return self._serving(request.mode).engine.submit(request, on_text)
 
@@ -129,6 +138,7 @@ class LocalBackend:
                 "params": sum(p.numel() for p in loaded.model.parameters()),
                 "layers": args.n_layers,
                 "fim_orders": list(args.fim_orders),
+                "profile": loaded.profile.as_dict(),
                 "cache": loaded.prefix_cache.stats(),
                 "engine": loaded.engine.stats(),
                 "speculative": loaded.runner.draft_stats.as_dict(),

@@ -15,6 +15,7 @@ import time
 import torch
 
 from deepfim.engine.model.decode_step import DecodeStep
+from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
 from deepfim.engine.model.transformer import ForwardOutput, Transformer
 from deepfim.engine.serving.healing import HealingVocab
@@ -35,10 +36,13 @@ class ModelRunner:
         speculative: SpeculativeConfig | None = None,
         name: str = "model",
         decode_step: DecodeStep | None | bool = True,
+        profile: ServingProfile | None = None,
     ) -> None:
         """`decode_step`: True builds the C step where it applies (CPU), False never uses it, or
-        a prebuilt one."""
+        a prebuilt one. `profile`: the checkpoint's decoding aids (copy drafts, index-aware
+        decoding); default: none."""
         self.model = model
+        self.profile = profile or ServingProfile.defaults(model.args.fim_orders)
         self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
         self.tokenizer = tokenizer
         self.prefix_cache = cache

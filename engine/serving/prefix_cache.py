@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepfim.engine.model.state import AppendBuffer, AppendView, CompressorState, LayerCache, ModelState
+from deepfim.private_files import private_dir, private_temp, write_private
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,7 @@ class PrefixCache:
     # persistence -------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         """Writes every entry to `directory`; tensors shared between entries are written once."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(directory)  # snapshots of users' prompts: 0700, files 0600
         store = _TensorStore()
         entries = []
         with self._lock:
@@ -221,11 +221,10 @@ class PrefixCache:
                     "mtp": [_save_layer(c, store) for c in st.mtp],
                     "logits": store.name(entry.logits), "last_hidden": store.name(st.last_hidden),
                 })  # fmt: skip
-        tmp = directory / "prefix_cache.safetensors.tmp"
-        save_file(store.tensors, str(tmp))
-        tmp.replace(directory / "prefix_cache.safetensors")
+        with private_temp(directory / "prefix_cache.safetensors") as tmp:
+            save_file(store.tensors, str(tmp))
         index = {"version": FORMAT_VERSION, "block": self.block, "entries": entries}
-        (directory / "prefix_cache.json").write_text(json.dumps(index), encoding="utf-8")
+        write_private(directory / "prefix_cache.json", json.dumps(index))
 
     def load(self, directory: str | Path) -> int:
         """Adds the entries saved in `directory`; returns how many (0 if none or incompatible)."""

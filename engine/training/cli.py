@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--minutes", type=float, default=d.minutes,
                         help="train for this wall-clock budget instead of --steps (the schedule adapts)")  # fmt: skip
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this checkpoint's weights (fine-tuning; e.g. the embedded model)")  # fmt: skip
+    parser.add_argument("--lr-scale", type=float, default=1.0,
+                        help="multiply both learning rates (fine-tuning from trained weights: 0.25)")  # fmt: skip
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    parser.add_argument("--indexer-warmup-steps", type=int, default=d.indexer_warmup_steps,
+                        help="dense-attention steps while the indexer learns (0 when fine-tuning)")  # fmt: skip
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     parser.add_argument("--install", action="store_true", help=f"copy the final model into {DEFAULT_MODEL_DIR}")
 
@@ -57,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         TrainConfig(str(args.corpus), str(args.out), str(args.tokenizer)),
         steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, threads=args.threads, seed=args.seed,
         device=args.device, workers=args.workers, minutes=args.minutes, checkpoint_every=args.checkpoint_every,
+        init_from=str(args.init) if args.init else None, muon_lr=TrainConfig.muon_lr * args.lr_scale,
+        adam_lr=TrainConfig.adam_lr * args.lr_scale, warmup_steps=args.warmup_steps,
+        indexer_warmup_steps=args.indexer_warmup_steps,
     )  # fmt: skip
     final = train(cfg, resume=not args.no_resume)
     print(f"model written to {final}")

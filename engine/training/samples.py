@@ -1,39 +1,33 @@
-"""Training sequences: packed FIM (PSM and SPM) and left-to-right samples with a loss mask.
+"""Training sequences: repository-level FIM samples and left-to-right samples, with loss masks.
 
 Sample mix (`SampleConfig` defaults; the model card quotes them):
 
-* 90 % FIM, 10 % plain left-to-right. FIM samples are PSM or SPM 50/50, built by
-  `deepfim.engine.model.prompt_format.fim_ids` from the same prefix/middle/suffix, so both orders teach
-  the same middle. Hole kinds (`spans`): char 20 %, line_rest 35 %, lines 20 %, block 25 %;
-  the middle is ≤ 256 tokens and ends with EOS.
-* 50 % of samples (FIM or not) are repository-level: files of the cursor file's package
-  (files it names first, the rest shuffled) as file segments *before* the cursor file,
-  whole or cut to their head, with the cursor file given a random 25–75 % of the budget.
-  The layout is `layout.pack_fim_prompt`, the one evaluation and the engine use.
-* The repository name is shown in 80 % of samples, the cursor file's path in 95 %.
-* Files are drawn in proportion to their tokens, TypeScript weighted ×2.
+* 90 % FIM samples built by the product's prompt builder (`repo_samples.py`: the prompt the
+  language server would send for a hole in a file of a corpus repository, then the middle
+  and EOS), in the checkpoint's layout;
+* 10 % plain left-to-right samples: a file's text (whole or a window of it) after its
+  name markers, so the model keeps its ordinary language modelling.
+* Files are drawn in proportion to their size.
 * Samples are packed into `seq_len + 1` tokens (each starts with BOS); a remainder shorter
-  than 128 tokens is padding. Targets that are structural tokens (BOS, PAD, FIM and file
-  markers) or padding are ignored (-100); with `loss_on_prompt=False` only middle and EOS
-  targets count.
+  than `min_sample_tokens` is padding. Targets that are structural tokens (BOS, PAD, FIM and
+  file markers), padding, or in a part the sample gives no loss (the repository part and the
+  cursor file's copy: they repeat across samples) are ignored (-100).
 
 Determinism: everything is drawn from one `random.Random` seeded by (seed, worker, workers).
 """
 
 from __future__ import annotations
 
-import bisect
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from deepfim.engine.model.prompt_format import FimOrder, file_header_ids, file_segment_ids, repo_header_ids
+from deepfim.engine.model.prompt_format import file_header_ids, repo_header_ids
 from deepfim.engine.model.tokenizer import Tokenizer
-from deepfim.engine.training.layout import pack_fim_prompt, rank_context_files
-from deepfim.engine.training.spans import SPAN_KINDS, choose_span
+from deepfim.engine.training.repo_samples import RepoSample, RepoSampleBuilder, RepoSampleConfig
 from deepfim.engine.training.token_cache import TokenizedCorpus, load_tokenized
 
 IGNORE = -100
@@ -41,134 +35,48 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class SampleConfig:
-    seq_len: int = 2048
+    seq_len: int = 4096
     fim_rate: float = 0.9
-    spm_rate: float = 0.5
-    repo_rate: float = 0.5
-    span_weights: tuple[float, ...] = (0.2, 0.35, 0.2, 0.25)  # in SPAN_KINDS order
-    max_middle_tokens: int = 256
-    file_header_rate: float = 0.95
-    repo_name_rate: float = 0.8
-    language_weights: tuple[tuple[str, float], ...] = (("python", 1.0), ("typescript", 2.0), ("javascript", 1.0))
     min_sample_tokens: int = 128
-    loss_on_prompt: bool = True
     seed: int = 0
+    repo: RepoSampleConfig = field(default_factory=RepoSampleConfig)
 
     def __post_init__(self) -> None:
-        for name in ("fim_rate", "spm_rate", "repo_rate", "file_header_rate", "repo_name_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.fim_rate <= 1.0:
+            raise ValueError(f"fim_rate must be in [0, 1], got {self.fim_rate}")
         if self.seq_len < 2 * self.min_sample_tokens:
             raise ValueError(f"seq_len must be ≥ {2 * self.min_sample_tokens}, got {self.seq_len}")
-        if len(self.span_weights) != len(SPAN_KINDS) or min(self.span_weights) < 0 or sum(self.span_weights) <= 0:
-            raise ValueError(f"span_weights needs {len(SPAN_KINDS)} non-negative weights, got {self.span_weights}")
-        if self.max_middle_tokens < 1 or self.min_sample_tokens < 64:
-            raise ValueError(
-                f"need max_middle_tokens ≥ 1 and min_sample_tokens ≥ 64, got {self.max_middle_tokens}, "
-                f"{self.min_sample_tokens}"
-            )
-
-
-@dataclass
-class Sample:
-    ids: list[int]
-    middle_start: int  # index of the first middle token; len(ids) for left-to-right samples
-    kind: str  # "psm" | "spm" | "l2r", with "+repo" for repository-level samples
+        if self.min_sample_tokens < 64:
+            raise ValueError(f"min_sample_tokens must be ≥ 64, got {self.min_sample_tokens}")
 
 
 class SampleBuilder:
-    """Builds single samples that fit a token budget from a tokenized corpus."""
+    """Samples that fit a token budget, from a tokenized corpus."""
 
     def __init__(self, tok: Tokenizer, corpus: TokenizedCorpus, config: SampleConfig) -> None:
         self.tok, self.corpus, self.cfg = tok, corpus, config
-        lang_weight = dict(config.language_weights)
-        weights = [corpus.num_tokens(i) * lang_weight.get(f.lang, 1.0) for i, f in enumerate(corpus.files)]
-        self._cumulative = np.cumsum(weights, dtype=np.float64)
-        if not len(self._cumulative) or self._cumulative[-1] <= 0:
-            raise ValueError("the corpus has no tokens to sample from")
-        self._packages = corpus.by_package()
-        self._span_cum = np.cumsum(config.span_weights)
+        if not corpus.files:
+            raise ValueError("the corpus has no files to sample from")
+        self.fim = RepoSampleBuilder(tok, corpus.files, config.repo)
+        self._cumulative = np.cumsum([corpus.num_tokens(i) for i in range(len(corpus.files))], dtype=np.float64)
 
-    def pick_file(self, rng: random.Random) -> int:
-        return int(np.searchsorted(self._cumulative, rng.random() * self._cumulative[-1], side="right"))
-
-    def _context(self, index: int, rng: random.Random, budget: int) -> list[tuple[str, list[int]]]:
-        f = self.corpus.files[index]
-        if not f.package:
-            return []
-        siblings = [(self.corpus.files[j].path, j) for j in self._packages[(f.repo, f.package)] if j != index]
-        ranked = rank_context_files(f.path, f.text, siblings, rng)
-        out, used = [], 0
-        for path, j in ranked:
-            if used >= budget:
-                break
-            ids = self.corpus.ids(j)[: budget - used].tolist()
-            out.append((path, ids))
-            used += len(ids)
-        return out
-
-    def fim(self, index: int, rng: random.Random, budget: int, span_kind: str, order: FimOrder, repo_level: bool):
-        """One FIM sample of ≤ budget tokens, or None when the drawn hole does not fit."""
-        f, cfg = self.corpus.files[index], self.cfg
-        a, b = choose_span(f.text, span_kind, rng, max_chars=cfg.max_middle_tokens * 3)
-        cursor_cap = rng.randint(budget // 4, 3 * budget // 4) if repo_level else budget
-        window = cursor_cap * 6  # characters; more than enough text for cursor_cap tokens
-        prefix, middle, suffix = self.tok.encode_batch(
-            [f.text[max(0, a - window) : a], f.text[a:b], f.text[b : b + window]]
-        )
-        if len(middle) > cfg.max_middle_tokens or budget - len(middle) - 1 < cfg.min_sample_tokens // 2:
-            return None
-        max_prompt = budget - len(middle) - 1
-        context = self._context(index, rng, max_prompt - cursor_cap) if repo_level else []
-        prompt = pack_fim_prompt(
-            self.tok, prefix, suffix, order=order, max_tokens=max_prompt,
-            path=f.path if rng.random() < cfg.file_header_rate else None,
-            repo=f.repo if rng.random() < cfg.repo_name_rate else None,
-            context=context, cursor_tokens=cursor_cap,
-        )  # fmt: skip
-        kind = order.value + ("+repo" if context else "")
-        return Sample(prompt.ids + middle + [self.tok.special.eos], len(prompt.ids), kind)
-
-    def left_to_right(self, index: int, rng: random.Random, budget: int, repo_level: bool) -> Sample:
-        f, cfg, sp = self.corpus.files[index], self.cfg, self.tok.special
-        header = repo_header_ids(self.tok, f.repo if rng.random() < cfg.repo_name_rate else None)
-        cursor_header = file_header_ids(self.tok, f.path) if rng.random() < cfg.file_header_rate else []
-        room = budget - len(header) - len(cursor_header) - 1
-        cursor_cap = rng.randint(room // 4, 3 * room // 4) if repo_level else room
-        ids = self.corpus.ids(index)
-        n = min(len(ids), cursor_cap)
+    def left_to_right(self, rng: random.Random, budget: int) -> RepoSample:
+        index = int(np.searchsorted(self._cumulative, rng.random() * self._cumulative[-1], side="right"))
+        f = self.corpus.files[min(index, len(self.corpus.files) - 1)]
+        header = repo_header_ids(self.tok, f.repo) + file_header_ids(self.tok, f.path)
+        ids = self.corpus.ids(min(index, len(self.corpus.files) - 1))
+        n = min(len(ids), budget - len(header))
         start = 0 if rng.random() < 0.5 or len(ids) == n else rng.randint(0, len(ids) - n)
-        body = ids[start : start + n].tolist()
-        tail = [sp.file_end] if cursor_header and start + n == len(ids) and sp.has_file_markers else []
-        out = list(header)
-        remaining = budget - len(header) - len(cursor_header) - len(body) - len(tail)
-        for path, ctx in self._context(index, rng, remaining) if repo_level else []:
-            segment = file_segment_ids(self.tok, path, ctx[: max(0, remaining - 8 - len(path))])
-            if len(segment) > remaining or len(segment) < cfg.min_sample_tokens // 4:
-                break
-            out += segment
-            remaining -= len(segment)
-        out += cursor_header + body + tail
-        assert len(out) <= budget, (len(out), budget)
-        return Sample(
-            out,
-            len(out),
-            "l2r" + ("+repo" if len(out) > len(header) + len(cursor_header) + len(body) + len(tail) else ""),
-        )
+        out = header + ids[start : start + n].tolist()
+        return RepoSample(out, [0.0] * (len(header) - 1) + [1.0] * (len(out) - len(header) + 1), "l2r")
 
-    def sample(self, rng: random.Random, budget: int) -> Sample:
-        cfg = self.cfg
-        for _ in range(8):
-            index = self.pick_file(rng)
-            repo_level = rng.random() < cfg.repo_rate
-            if rng.random() >= cfg.fim_rate:
-                return self.left_to_right(index, rng, budget, repo_level)
-            kind = SPAN_KINDS[bisect.bisect_right(self._span_cum, rng.random() * self._span_cum[-1])]
-            order = FimOrder.SPM if rng.random() < cfg.spm_rate else FimOrder.PSM
-            sample = self.fim(index, rng, budget, kind, order, repo_level)
-            if sample is not None:
-                return sample
-        return self.left_to_right(self.pick_file(rng), rng, budget, False)
+    def sample(self, rng: random.Random, budget: int) -> RepoSample:
+        if rng.random() < self.cfg.fim_rate:
+            for _ in range(8):
+                found = self.fim.sample(rng, budget)
+                if found is not None:
+                    return found
+        return self.left_to_right(rng, budget)
 
 
 def structural_ids(tok: Tokenizer) -> frozenset[int]:
@@ -182,17 +90,17 @@ def pack_sequence(builder: SampleBuilder, rng: random.Random) -> tuple[np.ndarra
     stream: list[int] = []
     train: list[bool] = []
     kinds = []
-    ignore = structural_ids(builder.tok)
     while (room := cfg.seq_len + 1 - len(stream)) >= cfg.min_sample_tokens:
         s = builder.sample(rng, room)
+        # weights[i] is the loss on predicting ids[i + 1]; shift to "is ids[j] a target"
         stream += s.ids
-        train += [cfg.loss_on_prompt or k >= s.middle_start for k in range(len(s.ids))]
+        train += [False] + [w > 0 for w in s.weights[: len(s.ids) - 1]]
         kinds.append(s.kind)
     pad = sp.pad if sp.pad is not None else sp.eos
     stream += [pad] * (cfg.seq_len + 1 - len(stream))
     train += [False] * (cfg.seq_len + 1 - len(train))
     ids = np.asarray(stream, dtype=np.int64)
-    keep = np.asarray(train, dtype=bool) & ~np.isin(ids, list(ignore))
+    keep = np.asarray(train, dtype=bool) & ~np.isin(ids, list(structural_ids(builder.tok)))
     labels = np.where(keep[1:], ids[1:], IGNORE)
     return ids[:-1], labels, kinds
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 
 SPAN_KINDS = ("char", "line_rest", "lines", "block")
+# syntax-node holes (below): a single line from a named node's start, a block body
 _BOUNDARY = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z0-9_]|[(\[{\"'`]")
 
 
@@ -114,3 +116,78 @@ def choose_span(text: str, kind: str, rng: random.Random, max_chars: int = 800) 
     a, b = pick(text, rng, max_chars)
     assert 0 <= a <= b <= len(text), (a, b, len(text))
     return a, b
+
+
+# -- holes at syntax-node boundaries (training samples and the evaluation cut the same ones) --
+
+NO_HOLE_INSIDE = {
+    "comment", "string", "template_string", "regex", "string_content", "string_fragment",
+    "concatenated_string", "line_comment", "block_comment", "ERROR",
+}  # fmt: skip
+PY_BLOCK_PARENTS = {
+    "function_definition", "if_statement", "elif_clause", "else_clause", "for_statement",
+    "while_statement", "with_statement", "try_statement", "except_clause", "finally_clause",
+    "class_definition",
+}  # fmt: skip
+MIN_BLOCK_LINES, MAX_BLOCK_LINES = 2, 12
+MAX_SINGLE_CHARS = 120
+
+
+def _named_nodes(node) -> Iterator:
+    """Named nodes in document order, not descending into strings and comments."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type in NO_HOLE_INSIDE:
+            continue
+        if n.is_named:
+            yield n
+        stack.extend(reversed(n.children))
+
+
+def line_bounds(src: bytes, offset: int) -> tuple[int, int]:
+    start = src.rfind(b"\n", 0, offset) + 1
+    end = src.find(b"\n", offset)
+    return start, len(src) if end < 0 else end
+
+
+def single_line_candidates(src: bytes, root) -> dict[int, list[int]]:
+    """Row -> byte offsets where a single-line hole may start."""
+    rows: dict[int, list[int]] = {}
+    for n in _named_nodes(root):
+        if n.type in ("module", "program", "block", "statement_block", "class_body"):
+            continue
+        start = n.start_byte
+        _, end = line_bounds(src, start)
+        rest = src[start:end].rstrip()
+        if 3 <= len(rest) <= MAX_SINGLE_CHARS and any(chr(c).isalnum() for c in rest if c < 128):
+            rows.setdefault(n.start_point.row, [])
+            if start not in rows[n.start_point.row]:
+                rows[n.start_point.row].append(start)
+    return rows
+
+
+def multi_line_candidates(src: bytes, root, lang: str) -> list[tuple[int, int]]:
+    """Byte ranges [start, end) of block bodies: whole lines, ending after a newline."""
+    out = []
+    for n in _named_nodes(root):
+        if lang == "python":
+            if n.type != "block" or n.parent is None or n.parent.type not in PY_BLOCK_PARENTS:
+                continue
+            if n.start_point.row == n.parent.start_point.row:  # `if x: return` on one line
+                continue
+            first, last = n.start_point.row, n.end_point.row
+            start = line_bounds(src, n.start_byte)[0]
+            end = line_bounds(src, n.end_byte)[1] + 1
+        else:
+            if n.type != "statement_block":
+                continue
+            open_end = line_bounds(src, n.start_byte)[1]
+            close_start = line_bounds(src, n.end_byte - 1)[0]
+            if src[n.start_byte + 1 : open_end].strip() or src[close_start : n.end_byte - 1].strip():
+                continue
+            first, last = n.start_point.row + 1, n.end_point.row - 1
+            start, end = open_end + 1, close_start
+        if MIN_BLOCK_LINES <= last - first + 1 <= MAX_BLOCK_LINES and end <= len(src) and src[start:end].strip():
+            out.append((start, min(end, len(src))))
+    return out

@@ -77,6 +77,7 @@ class TrainConfig:
     device: str = "cpu"  # "cuda": one GPU (TF32 matmuls; batches from `workers` loader processes)
     workers: int = 0  # data loader processes building samples (0: in the training process)
     minutes: float = 0.0  # > 0: train for this wall-clock budget; `steps` is then set from the first steps' speed
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning), not a random init
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -176,7 +177,16 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     if cfg.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = scaled_init(Transformer(args), cfg.seed).to(cfg.device).train()
+    model = scaled_init(Transformer(args), cfg.seed)
+    if cfg.init_from:
+        from deepfim.engine.model.loader import load_model
+
+        start = load_model(cfg.init_from)
+        if dataclasses.replace(start.args, weight_dtype=args.weight_dtype) != args:
+            raise ValueError(f"{cfg.init_from} has another shape than the embedded model: {start.args} vs {args}")
+        model.load_state_dict(start.state_dict())
+        log.info("starting from the weights of %s", cfg.init_from)
+    model = model.to(cfg.device).train()
     optimizers = build_optimizers(model, cfg)
     step, elapsed = 0, 0.0
     if resume and ckpt_path.exists():

@@ -93,6 +93,18 @@ def _scale_value(s, SCALE_KIND: tl.constexpr):
 
 
 @triton.jit
+def _cast_rne(x, DTYPE: tl.constexpr):
+    """fp32 x in DTYPE; bf16 rounds to nearest even from the bits, so the CPU interpreter (whose own
+    fp32 -> bf16 cast truncates) gives what a GPU's cvt.rn gives. NaN stays NaN."""
+    if DTYPE == tl.bfloat16:
+        bits = x.to(tl.int32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536
+        return tl.where(x != x, x, bits.to(tl.float32, bitcast=True)).to(tl.bfloat16)
+    else:
+        return x.to(DTYPE)
+
+
+@triton.jit
 def _quant_round_trip_kernel(
     x_ptr, out_ptr, R, K, block,
     FP4: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_B: tl.constexpr,

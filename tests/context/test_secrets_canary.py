@@ -49,12 +49,17 @@ def _everything_packed(ws, tok, root):
     return tok.decode(ws.pack(tok, root / "app/main.py", text, "", 1_000_000).prompt.ids)
 
 
-def test_no_secret_file_is_indexed(repo, make_workspace):
+def test_secret_files_are_skipped_and_files_with_secrets_are_indexed_redacted(repo, make_workspace):
     ws = make_workspace(repo)
-    assert set(ws.files()) == {"app/main.py", "app/util.py", "web/index.js", "app/__init__.py"}
+    # a file holding a secret keeps its context with the value redacted
+    with_secrets = {"app/settings.py", "app/keys.py", "web/token.js"}
+    assert set(ws.files()) == {"app/main.py", "app/util.py", "web/index.js", "app/__init__.py", *with_secrets}
     skipped = ws.stats().skipped
     # .aws/ and .ssh/ are never entered; the nine others are looked at by name only
-    assert skipped["secret-name"] == 9 and skipped["secret-content"] == 3
+    assert skipped == {"secret-name": 9}
+    for rel in with_secrets:
+        entry = ws.entry(repo / rel)
+        assert CANARY not in entry.summary and not any(CANARY.lower() in c.lower() for c in entry.chunks), rel
 
 
 def test_the_canary_never_appears_in_a_prompt_or_the_cache(repo, make_workspace, tok, cache_dir):
@@ -65,7 +70,7 @@ def test_the_canary_never_appears_in_a_prompt_or_the_cache(repo, make_workspace,
     ws.update_buffer(repo / "app/util.py", f'def helper():\n    return "sk-proj-{CANARY}{CANARY}"\n')
     prompt = _everything_packed(ws, tok, repo)
     assert "def run()" in prompt and CANARY not in prompt
-    assert "app/util.py" not in prompt  # the buffer now holds a secret: the file left the context
+    assert 'return "<redacted>"' in prompt  # the edited buffer stays in the context, its secret redacted
     ws.save()
     for path in cache_dir.rglob("*"):
         if path.is_file():
@@ -159,3 +164,15 @@ def test_redact_split_keeps_the_cursor_between_the_halves():
     )
     p, s = redact_split(prefix, suffix)
     assert p == "a = 1\nkey = '''<redacted>" and s == "'''\nb = 2\n"
+
+
+def test_an_index_cached_under_other_secret_rules_is_rebuilt(repo, make_workspace, cache_dir):
+    import msgpack
+
+    make_workspace(repo)  # scans and saves
+    index = next(cache_dir.rglob("index.msgpack"))
+    data = msgpack.unpackb(index.read_bytes(), raw=False, strict_map_key=False)
+    assert make_workspace(repo).stats().reused > 0  # same rules: the cache serves
+    data["detector"] = "rules-of-an-older-version"
+    index.write_bytes(msgpack.packb(data, use_bin_type=True))
+    assert make_workspace(repo).stats().reused == 0  # every file read again, redacted by today's rules

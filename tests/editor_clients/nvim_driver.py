@@ -159,6 +159,31 @@ end
 """
 
 
+# Records every DeepFIM state the plugin announces (`User DeepFIMStatus`) as "kind: text".
+RECORD_STATUS = """
+_G.test_statuses = {}
+vim.api.nvim_create_autocmd("User", { pattern = "DeepFIMStatus", callback = function(args)
+  table.insert(_G.test_statuses, args.data.kind .. ": " .. args.data.text)
+end })
+"""
+
+
+# Records every message Neovim shows (`msg_show`: kind, text, whether it enters :messages),
+# for tests of the command-line echo. Only on request: with `ext_messages` Neovim stops putting
+# Lua errors into :messages, which the other tests check.
+RECORD_MESSAGES = """
+_G.test_messages = {}
+vim.ui_attach(vim.api.nvim_create_namespace("test_messages"), { ext_messages = true },
+  function(event, kind, content, _, history)
+    if event == "msg_show" then
+      local text = ""
+      for _, chunk in ipairs(content) do text = text .. chunk[2] end
+      table.insert(_G.test_messages, { kind = kind, text = text, history = history })
+    end
+  end)
+"""
+
+
 def lua_literal(value) -> str:
     """A Python value (str, bool, int, None, list, dict) as a Lua literal."""
     if value is None:
@@ -176,7 +201,7 @@ def lua_literal(value) -> str:
     raise TypeError(f"no Lua literal for {value!r}")
 
 
-def start_nvim(workdir: Path, config: dict) -> Nvim:
+def start_nvim(workdir: Path, config: dict, record_messages: bool = False) -> Nvim:
     """A headless Neovim with the plugin on its runtimepath and `vim.g.deepfim = config`."""
     home = workdir / "home"
     env = dict(os.environ)
@@ -184,5 +209,6 @@ def start_nvim(workdir: Path, config: dict) -> Nvim:
         env[name] = str(home / name.lower())
     env["DEEPFIM_CACHE_DIR"] = str(workdir / "deepfim-cache")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    pre = RECORD_NOTIFY + f"vim.g.deepfim = {lua_literal(config)}"
+    recorders = RECORD_NOTIFY + RECORD_STATUS + (RECORD_MESSAGES if record_messages else "")
+    pre = recorders + f"vim.g.deepfim = {lua_literal(config)}"
     return Nvim(workdir, pre, env)

@@ -7,139 +7,24 @@ message rather than a Lua error. Skipped only when `deepfim lsp` itself cannot s
 
 from __future__ import annotations
 
-import subprocess
-import time
-from pathlib import Path
-
 import pytest
-from nvim_driver import deepfim_binary, start_nvim
-
-# First answer includes loading the embedded model and indexing the fixture workspace.
-FIRST_SUGGESTION_S = 240
-SUGGESTION_S = 90
-QUICK_S = 15
-
-SHOP = '''"""A tiny shop: items, prices and totals."""
-
-from dataclasses import dataclass
-
-
-@dataclass
-class Item:
-    name: str
-    price: float
-    quantity: int
-
-
-def total_price(items: list[Item]) -> float:
-    """Sum of price times quantity over all items."""
-    return sum(item.price * item.quantity for item in items)
-
-
-def average_price(items: list[Item]) -> float:
-    """Mean price per unit."""
-    units = sum(item.quantity for item in items)
-    return total_price(items) / units
-
-
-def most_expensive(items: list[Item]) -> Item:
-    """The item with the highest price."""
-    return max(items, key=lambda item:
-'''
-# Cursor goes to the end of the last line (after "lambda item:").
-LAST_LINE = len(SHOP.splitlines())
-
-GHOST = "require('deepfim.completion').current()"
-LINES = "vim.api.nvim_buf_get_lines(0, 0, -1, false)"
-EXTMARKS = "vim.api.nvim_buf_get_extmarks(0, require('deepfim.completion').ns, 0, -1, { details = true })"
-NO_ERRORS = ("stack traceback", "E5108", "E5113", "Error executing")
-
-
-def server_start_problem() -> str | None:
-    """Why `deepfim lsp` cannot start here, or None (argument parsing imports the server module)."""
-    try:
-        result = subprocess.run(
-            [deepfim_binary(), "lsp", "--help"], capture_output=True, text=True, timeout=120, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"`deepfim lsp --help` could not run: {exc}"
-    if result.returncode != 0:
-        return f"`deepfim lsp` cannot start yet: {result.stderr.strip().splitlines()[-1:]}"
-    return None
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("nvim-ws")
-    (root / ".git").mkdir()
-    (root / "shop.py").write_text(SHOP)
-    (root / "orders.py").write_text(
-        "from shop import Item, total_price\n\n\n"
-        "def order_total(items: list[Item], discount: float) -> float:\n"
-        "    return total_price(items) * (1 - discount)\n"
-    )
-    return root
-
-
-@pytest.fixture(scope="module")
-def editor(workspace):
-    """One Neovim with the plugin and the real server, shared by the happy-path tests."""
-    problem = server_start_problem()
-    if problem:
-        pytest.skip(problem)
-    nvim = start_nvim(workspace, {"cmd": [deepfim_binary(), "lsp"]})
-    try:
-        nvim.command("edit shop.py")
-        nvim.wait_for(
-            "(function() local c = vim.lsp.get_clients({ name = 'deepfim', bufnr = 0 })[1];"
-            " return c ~= nil and c.initialized end)()",
-            QUICK_S * 4,
-            "the DeepFIM client to initialize",
-        )
-        yield nvim
-    finally:
-        nvim.close()
-
-
-def fresh_insert_at_end(nvim) -> list[str]:
-    """Reload shop.py, put the cursor at the end of its last line in insert mode; return the lines."""
-    nvim.input("<Esc>")
-    nvim.wait_for("vim.fn.mode() == 'n'", QUICK_S, "normal mode")
-    nvim.command("edit! shop.py")
-    lines = nvim.lua(f"return {LINES}")
-    nvim.lua(f"vim.api.nvim_win_set_cursor(0, {{ {LAST_LINE}, 0 }})")
-    nvim.input("A")
-    nvim.wait_for("vim.fn.mode() == 'i'", QUICK_S, "insert mode")
-    return lines
-
-
-def type_and_wait(nvim, text: str, timeout: float) -> str:
-    """Type `text` and wait for ghost text; fail early if the server reports an error instead."""
-    nvim.input(text)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return nvim.wait_for(GHOST, min(10.0, max(0.1, deadline - time.monotonic())), "ghost text")
-        except AssertionError:
-            if time.monotonic() >= deadline:
-                raise
-        error = server_status(nvim).get("last_error")
-        assert not error, f"the server reports an error instead of completing: {error}"
-
-
-def server_status(nvim) -> dict:
-    nvim.lua(
-        "_G.test_status = nil; require('deepfim.lsp').request('deepfim/status', {}, "
-        "function(err, result) _G.test_status = err and { error = err.message } or result end, 0)"
-    )
-    status = nvim.wait_for("_G.test_status", QUICK_S, "deepfim/status")
-    assert "error" not in status, status
-    return status
-
-
-def assert_no_lua_errors(nvim) -> None:
-    messages = nvim.messages()
-    assert not any(marker in messages for marker in NO_ERRORS), messages
+from nvim_driver import deepfim_binary
+from nvim_helpers import (
+    EXTMARKS,
+    FIRST_SUGGESTION_S,
+    FLOAT_TEXT,
+    GHOST,
+    LAST_LINE,
+    LINES,
+    QUICK_S,
+    SUGGESTION_S,
+    assert_no_lua_errors,
+    fresh_insert_at_end,
+    lua_str,
+    server_start_problem,
+    server_status,
+    type_and_wait,
+)
 
 
 def test_ghost_text_appears_and_accept_inserts_it(editor):
@@ -215,27 +100,15 @@ def test_mode_switch_reaches_the_server(editor):
     assert_no_lua_errors(editor)
 
 
-def test_status_command_shows_the_server_state(editor):
-    editor.input("<Esc>")
-    editor.lua("_G.test_notifications = {}")
-    editor.command("DeepFIM status")
-    text = editor.wait_for("_G.test_notifications[1]", QUICK_S, "the status message")
-    assert text.startswith("[DeepFIM] enabled, mode instant")
-    assert "acceptance:" in text
-
-
 def test_checkhealth_reports_the_server(editor):
     editor.input("<Esc>")
     editor.command("checkhealth deepfim")
     report = "\n".join(editor.lua(f"return {LINES}"))
     editor.command("bwipeout")
-    assert "OK configuration is valid" in report
+    assert "OK configuration is valid: every key is known" in report
     assert "OK it runs: deepfim" in report
     assert "server 1" in report and "does not answer" not in report
-
-
-def lua_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    assert "<Tab> accepts: yes" in report
 
 
 # --- servers that cannot start: a message, never a Lua error --------------------------------
@@ -253,8 +126,8 @@ def test_missing_server_program_gives_a_message(make_nvim, tmp_path):
     nvim.input("ihello<Esc>")
     nvim.wait_for(f"{LINES}[1] == 'hellox = 1'", QUICK_S, "typed text")
     nvim.command("DeepFIM status")
-    nvim.wait_for("#_G.test_notifications >= 2", QUICK_S, "the status explanation")
-    assert "not an executable program" in nvim.notifications()[-1]
+    text = nvim.wait_for(FLOAT_TEXT, QUICK_S, "the status explanation in a float")
+    assert "not an executable program" in text
     assert_no_lua_errors(nvim)
 
 
@@ -269,6 +142,9 @@ def test_server_that_exits_at_start_gives_a_message(make_nvim, tmp_path):
         "a message about the failed start",
     )
     assert "failed to start (exit code" in message and "checkhealth deepfim" in message
+    # The statusline says so too.
+    assert nvim.lua("return require('deepfim').status().kind") == "error"
+    assert nvim.lua("return require('deepfim').statusline()").startswith("DeepFIM error: the language server failed")
     assert_no_lua_errors(nvim)
 
 
@@ -279,7 +155,9 @@ def test_invalid_configuration_is_named_and_defaults_apply(make_nvim, tmp_path):
     nvim = make_nvim({"cmd": "deepfim lsp", "filetypes": ["lua"]})
     nvim.command("edit a.py")
     message = nvim.wait_for("_G.test_notifications[1]", QUICK_S, "a configuration message")
-    assert message.startswith('[DeepFIM] invalid configuration: cmd: expected table, got "deepfim lsp"')
+    assert message.startswith(
+        '[DeepFIM] invalid configuration: cmd: expected a non-empty list of strings, got "deepfim lsp"'
+    )
     assert nvim.lua("return require('deepfim.config').get().cmd") == ["deepfim", "lsp"]
     assert nvim.lua("return #vim.lsp.get_clients({ name = 'deepfim' })") == 0
     assert_no_lua_errors(nvim)

@@ -30,13 +30,17 @@ from triton.compiler import ASTSource
 
 from deepfim.kernels import triton_checks
 from deepfim.kernels.compressor import triton as compressor
+from deepfim.kernels.fp8_gemm import triton as fp8_gemm
 from deepfim.kernels.mhc import triton as mhc
 from deepfim.kernels.moe import triton as moe
+from deepfim.kernels.moe_gemm import permute as moe_permute
+from deepfim.kernels.moe_gemm import triton as moe_gemm
+from deepfim.kernels.moe_gemm.ref import ExpertWeights
 from deepfim.kernels.quant import triton as quant
 from deepfim.kernels.quant.ref import quantize_fp8_blocks
 from deepfim.kernels.sparse_attn import triton as sparse_attn
 
-MODULES = (sparse_attn, mhc, compressor, quant, moe)
+MODULES = (sparse_attn, mhc, compressor, quant, moe, fp8_gemm, moe_gemm, moe_permute)
 TYPES = {
     torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "i64",
     torch.int32: "i32", torch.int8: "i8", torch.uint8: "u8",
@@ -105,6 +109,43 @@ def run_wrappers(dtypes: list[torch.dtype]) -> None:
     quant.dequant_fp8_blocks(w, s)
     quant.dequant_fp8_blocks(w, s.float())
     quant.dequant_fp4_packed(torch.zeros(8, 2048, dtype=torch.int8), torch.zeros(8, 128, dtype=torch.uint8))
+    run_gemm_wrappers(dtypes)
+
+
+def run_gemm_wrappers(dtypes: list[torch.dtype]) -> None:
+    """FP8 projections (wq_b, wkv: decode and prefill) and the FP4 grouped MoE at V4-Flash widths
+    (D = 4096, I = 2048, E = 256, top-6). Weights are torch.empty: never touched, so never resident."""
+    wq_b, s_wq_b = torch.empty(32768, 1024, dtype=torch.float8_e4m3fn), torch.empty(256, 8, dtype=torch.uint8)
+    wkv, s_wkv = torch.empty(512, 4096, dtype=torch.float8_e4m3fn), torch.empty(4, 32, dtype=torch.float8_e8m0fnu)
+    e, inter, d = 256, 2048, 4096
+    shapes = ((inter, d), (d, inter), (inter, d))  # w1, w2, w3
+    fp4 = ExpertWeights(*(torch.empty(e, r, c // 2, dtype=torch.int8) for r, c in shapes),
+                        *(torch.empty(e, r, c // 32, dtype=torch.uint8) for r, c in shapes))  # fmt: skip
+    for dt in [d for d in dtypes if d != torch.float16]:
+        for tokens in (1, 4096):
+            fp8_gemm.fp8_linear(torch.empty(tokens, 1024, dtype=dt), wq_b, s_wq_b)
+            fp8_gemm.fp8_linear(torch.empty(tokens, 4096, dtype=dt), wkv, s_wkv)
+            idx = torch.randint(0, e, (tokens, 6))
+            moe_gemm.experts_forward(torch.empty(tokens, d, dtype=dt), torch.rand(tokens, 6), idx, fp4, 10.0)
+    dense = ExpertWeights(*(torch.empty(8, r // 8, c // 8, dtype=torch.bfloat16) for r, c in shapes))
+    x = torch.empty(5, d // 8, dtype=torch.bfloat16)
+    moe_gemm.experts_forward(x, torch.rand(5, 2), torch.randint(0, 8, (5, 2)), dense, 10.0)
+
+
+def _divisibility(fn: triton.runtime.JITFunction, params: dict, constexprs: dict) -> dict:
+    """The alignment facts a real launch passes the compiler: 16-byte-aligned tensors and integers
+    divisible by 16 (triton's "D" specialisation). Without them every load is scalar and the
+    register counts below would describe a kernel that never runs."""
+    attrs = {}
+    for i, name in enumerate(fn.arg_names):
+        value = params.get(name)
+        if name in constexprs or value is None or isinstance(value, bool):
+            continue
+        aligned = value.data_ptr() % 16 == 0 if isinstance(value, torch.Tensor) else (
+            isinstance(value, int) and value % 16 == 0)  # fmt: skip
+        if aligned:
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return attrs
 
 
 def resources(cubin: bytes) -> str:
@@ -145,7 +186,9 @@ def main() -> int:
             constexprs = {p.name: params[p.name] for p in rec.fn.params if p.is_constexpr}
             signature = {k: ("constexpr" if k in constexprs else _arg_type(params[k])) for k in rec.fn.arg_names}
             options = {k: kwargs[k] for k in LAUNCH_OPTIONS if k in kwargs}
-            key = (rec.fn.__name__, tuple(signature.items()), tuple(constexprs.items()), tuple(options.items()))
+            attrs = _divisibility(rec.fn, params, constexprs)
+            key = (rec.fn.__name__, tuple(signature.items()), tuple(constexprs.items()), tuple(options.items()),
+                   tuple(attrs))  # fmt: skip
             if key in seen:
                 continue
             seen.add(key)
@@ -153,7 +196,8 @@ def main() -> int:
             ptr_types = sorted({t for t in signature.values() if t.startswith("*")})
             start = time.perf_counter()
             try:
-                compiled = triton.compile(ASTSource(rec.fn, signature, constexprs), target=target, options=options)
+                source = ASTSource(rec.fn, signature, constexprs, attrs)
+                compiled = triton.compile(source, target=target, options=options)
             except Exception as exc:  # report every failure, then exit 1
                 failed += 1
                 print(f"FAIL {rec.fn.__name__}({shown}) {ptr_types}: {type(exc).__name__}: {exc}")

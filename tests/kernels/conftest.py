@@ -35,7 +35,8 @@ def _triton_is_interpreted() -> bool:
 
 @pytest.fixture(scope="module")
 def triton_op():
-    """Returns a loader: triton_op("sparse_attn") -> the interpreted deepfim.kernels.sparse_attn.triton."""
+    """Returns a loader: triton_op("sparse_attn") -> the interpreted deepfim.kernels.sparse_attn.triton
+    (triton_op("moe_gemm.permute") -> deepfim.kernels.moe_gemm.permute)."""
     if not _triton_is_interpreted():
         pytest.fail("triton was imported without TRITON_INTERPRET=1 before tests/kernels/conftest.py ran; "
                     "run the kernel tests in their own process: pytest tests/kernels")  # fmt: skip
@@ -43,7 +44,8 @@ def triton_op():
         mp.setenv("TRITON_INTERPRET", "1")
 
         def load(op: str):
-            name = f"deepfim.kernels.{op}.triton"
+            # "sparse_attn" -> its triton.py; "moe_gemm.permute" -> that module (kernels outside triton.py)
+            name = f"deepfim.kernels.{op}" if "." in op else f"deepfim.kernels.{op}.triton"
             module = sys.modules.get(name)
             if module is None:
                 return importlib.import_module(name)

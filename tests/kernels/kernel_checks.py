@@ -31,3 +31,23 @@ def assert_close(name: str, ref: torch.Tensor, tri: torch.Tensor, atol: float | 
     ratio = math.sqrt(err.square().mean().item() / max(r[fin].square().mean().item(), 1e-30)) if err.numel() else 0.0
     ok = bool((err <= atol + rtol * r[fin].abs()).all())
     assert ok, f"{name}: max abs err {max_err:.3e}, rms ratio {ratio:.3e} (atol {atol}, rtol {rtol})"
+
+
+# GEMM outputs against the fp32 reference, by the output dtype: (max |err| / max |ref|, rms err / rms ref).
+# Relative to the output's scale, not per element: a sum of products that cancels to near zero carries
+# the rounding of its terms, not of itself. bf16 rounds the output (and, in the MoE, the intermediates).
+GEMM_TOLERANCES = {
+    torch.float32: (1e-5, 1e-6),
+    torch.bfloat16: (2e-2, 5e-3),
+}
+
+
+def assert_gemm_close(name: str, ref: torch.Tensor, out: torch.Tensor) -> None:
+    """assert_close with tolerances scaled to max |ref|, plus fla's rms-ratio bound."""
+    max_tol, rms_tol = GEMM_TOLERANCES[out.dtype]
+    r, t = ref.double(), out.double()
+    scale = r[r.isfinite()].abs().max().item() if r.isfinite().any() else 1.0
+    assert_close(name, ref, out, atol=max_tol * scale, rtol=0.0)
+    fin = r.isfinite()
+    ratio = math.sqrt((r[fin] - t[fin]).square().mean().item() / max(r[fin].square().mean().item(), 1e-30))
+    assert ratio <= rms_tol, f"{name}: rms error ratio {ratio:.3e} > {rms_tol}"

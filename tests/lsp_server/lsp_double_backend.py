@@ -85,6 +85,10 @@ class CopyBackend:
     def fim_orders(self, mode: str) -> tuple[str, ...]:
         return ("psm", "spm")
 
+    def serving_profile(self, mode: str) -> dict:
+        # the files layout: evidence and the cursor window stay where `_fim_parts` reads them
+        return {"prompt_layout": "files", "fim_order": "spm", "repository_tokens": 4096}
+
     def submit(self, request: CompletionRequest, on_text: StreamCallback | None = None) -> CompletionHandle:
         handle = CompletionHandle(request)
         with self._lock:

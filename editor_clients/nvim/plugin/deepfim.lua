@@ -16,7 +16,7 @@ vim.api.nvim_create_user_command("DeepFIM", function(opts)
   require("deepfim.commands").run(opts.fargs)
 end, {
   nargs = "+",
-  desc = "DeepFIM: status | mode instant|expert | toggle | restart",
+  desc = "DeepFIM: status | mode instant|expert | toggle [buffer] | restart",
   complete = function(arglead, cmdline)
     return require("deepfim.commands").complete(arglead, cmdline)
   end,
@@ -24,11 +24,21 @@ end, {
 
 local function attach(args)
   require("deepfim").attach(args.buf)
+  require("deepfim.status").changed()
 end
 
-vim.api.nvim_create_autocmd({ "BufEnter", "FileType" }, {
-  group = vim.api.nvim_create_augroup("deepfim", { clear = true }),
-  callback = attach,
+local group = vim.api.nvim_create_augroup("deepfim", { clear = true })
+vim.api.nvim_create_autocmd({ "BufEnter", "FileType" }, { group = group, callback = attach })
+
+-- The server's `$/progress` (model loading, indexing), as Neovim's LSP client hands it on.
+vim.api.nvim_create_autocmd("LspProgress", {
+  group = group,
+  callback = function(args)
+    local client = vim.lsp.get_client_by_id(args.data.client_id)
+    if client and client.name == "deepfim" then
+      require("deepfim.status").on_progress(client.id, args.data.params)
+    end
+  end,
 })
 
 -- Lazy-loaded after buffers were opened (e.g. lazy.nvim `event = "InsertEnter"`).

@@ -3,7 +3,7 @@
 # apart from the npm and Debian registries. Not part of scripts/ci.sh: the first run installs
 # about 400 MB and builds native modules (~5 minutes on 2 cores).
 #   editor_clients/vscode/e2e/run.sh [WORKDIR]   (default /tmp/deepfim-code-server)
-# Needs: deepfim.vsix (scripts/ci.sh builds it), apt packages chromium and libkrb5-dev, and the
+# Needs: deepfim.vsix (scripts/package.sh or scripts/ci.sh builds it), apt packages chromium and libkrb5-dev, and the
 # checkout's .venv/bin/deepfim. Prints what the workbench showed; screenshot in WORKDIR/shot.png.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -10,6 +10,7 @@ import {
   type ServerOptions,
 } from "vscode-languageclient/node";
 
+import type { ProgressValue } from "./activity";
 import { isAcceptArgument, Methods } from "./protocol";
 import type { ServerSettings } from "./settings";
 
@@ -17,6 +18,10 @@ import type { ServerSettings } from "./settings";
 export const ACCEPT_COMMAND = "deepfim.accept";
 
 export interface ClientHooks {
+  /** A `$/progress` notification from the server (model loading, indexing). */
+  onProgress(token: string | number, value: ProgressValue): void;
+  /** An inline-completion request went out (`invoked`: explicit); returns what to call when it ends. */
+  onRequestStarted(invoked: boolean): () => void;
   /** An inline-completion request was answered after `ms` milliseconds. */
   onLatency(ms: number): void;
   /** A request failed (cancellations are not failures). */
@@ -74,8 +79,14 @@ export function createClient(
         }
         return next(command, args) as unknown;
       },
+      // VS Code draws the progress in its own status area too; this feeds our item.
+      handleWorkDoneProgress: (token, params, next) => {
+        hooks.onProgress(token, params);
+        next(token, params);
+      },
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         const started = performance.now();
+        const ended = hooks.onRequestStarted(context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke);
         try {
           const result = await next(document, position, context, token);
           if (!token.isCancellationRequested) {
@@ -87,6 +98,8 @@ export function createClient(
             hooks.onRequestError(error instanceof Error ? error.message : String(error));
           }
           return null;
+        } finally {
+          ended();
         }
       },
     },

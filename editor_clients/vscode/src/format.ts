@@ -5,6 +5,24 @@ import type { Mode } from "./settings";
 
 export type Phase = "starting" | "running" | "stopped" | "failed";
 
+/** Server work announced with `$/progress` (model loading, indexing) that has not ended. */
+export interface Work {
+  title: string;
+  /** Set by `report`s only: a `begin`'s 0 % stays 0 when the server never reports. */
+  percentage?: number | undefined;
+}
+
+/** The inline-completion request in flight. */
+export interface Busy {
+  /** Explicit (Trigger Inline Suggestion) or in expert mode: seconds, not milliseconds. */
+  expert: boolean;
+  /** It has been waiting longer than `SLOW_MS` (a cold start's first prefill, say). */
+  slow: boolean;
+}
+
+/** An automatic request unanswered after this long shows as "waiting". */
+export const SLOW_MS = 400;
+
 export interface ClientState {
   phase: Phase;
   mode: Mode;
@@ -13,6 +31,11 @@ export interface ClientState {
   lastLatencyMs?: number | undefined;
   /** Last failure to show (start failure, request error); cleared by a good answer. */
   error?: string | undefined;
+  /** The server's own `last_error` (`deepfim/status`), e.g. a model that failed to load. */
+  serverError?: string | undefined;
+  /** Work in progress, oldest first. */
+  work?: readonly Work[] | undefined;
+  busy?: Busy | undefined;
 }
 
 export interface StatusBarText {
@@ -35,16 +58,35 @@ export function statusBarText(state: ClientState): StatusBarText {
   if (!state.enabled) {
     return { text: "$(circle-slash) DeepFIM off", tooltip: "DeepFIM: completions are off (DeepFIM: Toggle completions)" };
   }
-  const warn = state.error === undefined ? "" : " $(warning)";
   const tooltip = [`DeepFIM: ${state.mode} mode`];
+  const work = state.work?.[0];
+  const progress = work && `${work.title}${work.percentage === undefined ? "" : ` ${Math.round(work.percentage)}%`}`;
+  if (progress !== undefined) {
+    tooltip.push(progress);
+  }
+  if (state.busy !== undefined) {
+    tooltip.push(state.busy.expert ? "an expert request is running (this takes seconds)" : "waiting for a suggestion");
+  }
   if (state.lastLatencyMs !== undefined) {
     tooltip.push(`last completion: ${Math.round(state.lastLatencyMs)} ms`);
   }
-  if (state.error !== undefined) {
-    tooltip.push(`last error: ${state.error}`);
+  const errors = [state.error, state.serverError].filter((e): e is string => e !== undefined);
+  for (const error of new Set(errors)) {
+    tooltip.push(`last error: ${error}`);
   }
   tooltip.push("Click for status");
-  return { text: `$(sparkle) DeepFIM ${state.mode}${latency}${warn}`, tooltip: tooltip.join("\n") };
+  const text = (label: string) => ({ text: label, tooltip: tooltip.join("\n") });
+  if (progress !== undefined) {
+    return text(`$(loading~spin) DeepFIM ${progress}`);
+  }
+  if (state.busy?.expert === true) {
+    return text("$(loading~spin) DeepFIM expert request");
+  }
+  if (state.busy?.slow === true) {
+    return text(`$(loading~spin) DeepFIM ${state.mode} waiting`);
+  }
+  const warn = errors.length === 0 ? "" : " $(warning)";
+  return text(`$(sparkle) DeepFIM ${state.mode}${latency}${warn}`);
 }
 
 /** `deepfim/status` as short lines for a message or the output channel. */

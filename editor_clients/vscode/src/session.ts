@@ -3,6 +3,7 @@
 import * as vscode from "vscode";
 import { DidChangeConfigurationNotification, type LanguageClient } from "vscode-languageclient/node";
 
+import { Activity } from "./activity";
 import { ACCEPT_COMMAND, createClient } from "./client";
 import { statusReport } from "./format";
 import { checkLaunch } from "./launch";
@@ -16,11 +17,16 @@ export class Session {
   private command = "";
   /** Our own `deepfim.accept`, only when the server does not offer it as a workspace command. */
   private acceptCommand: vscode.Disposable | undefined;
+  private readonly activity: Activity;
 
   constructor(
     private readonly output: vscode.LogOutputChannel,
     private readonly bar: StatusBar,
-  ) {}
+  ) {
+    this.activity = new Activity(({ work, busy }) => {
+      this.bar.update({ work, busy });
+    });
+  }
 
   async start(): Promise<void> {
     const { command, server, problems } = readSettings(vscode.workspace.getConfiguration("deepfim"));
@@ -31,13 +37,19 @@ export class Session {
       void vscode.window.showWarningMessage(`DeepFIM: ${warning}`);
     }
     this.command = JSON.stringify(command);
-    this.bar.update({ phase: "starting", mode: server.mode, enabled: server.enabled, error: undefined });
+    this.bar.update({ phase: "starting", mode: server.mode, enabled: server.enabled, error: undefined, serverError: undefined });
     if (check.fatal !== undefined) {
       this.fail(check.fatal);
       return;
     }
     this.output.info(`starting ${command.join(" ")}`);
     const client = createClient(command, server, this.output, {
+      onProgress: (token, value) => {
+        if (this.activity.progress(token, value)) {
+          void this.refreshServerError();
+        }
+      },
+      onRequestStarted: (invoked) => this.activity.requestStarted(invoked || this.bar.state.mode === "expert"),
       onLatency: (ms) => {
         this.bar.update({ lastLatencyMs: ms, error: undefined });
       },
@@ -46,6 +58,7 @@ export class Session {
         this.bar.update({ error: message });
       },
       onClosed: (restarting) => {
+        this.activity.clear();
         this.bar.update(restarting ? { phase: "starting" } : { phase: "stopped" });
       },
     });
@@ -81,7 +94,20 @@ export class Session {
     });
   }
 
+  /** The server's `last_error` after its work ended: a model that failed to load, say. */
+  private async refreshServerError(): Promise<void> {
+    try {
+      const status = await this.api?.status();
+      if (status !== undefined) {
+        this.bar.update({ serverError: status.last_error ?? undefined });
+      }
+    } catch (error) {
+      this.output.warn(`deepfim/status: ${String(error)}`);
+    }
+  }
+
   async stop(): Promise<void> {
+    this.activity.clear();
     this.acceptCommand?.dispose();
     this.acceptCommand = undefined;
     const client = this.client;

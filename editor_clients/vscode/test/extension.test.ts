@@ -5,108 +5,58 @@
  */
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
-import "./support/installShim";
-import * as extension from "../src/extension";
+import {
+  activate,
+  deactivate,
+  DEEPFIM,
+  endOfSource,
+  FIRST_ANSWER_MS,
+  inlineProvider,
+  openWorkspace,
+  startProblem,
+  waitFor,
+  type Context,
+  type Extension,
+} from "./support/session";
 import * as shim from "./support/vscodeShim";
-
-const REPO = resolve(__dirname, "../../../..");
-const DEEPFIM = process.env.DEEPFIM_BIN ?? join(REPO, ".venv", "bin", "deepfim");
-const FIRST_ANSWER_MS = 150_000;
-
-function startProblem(): string | undefined {
-  if (!existsSync(DEEPFIM)) {
-    return `${DEEPFIM} does not exist (run scripts/bootstrap.sh dev)`;
-  }
-  const probe = spawnSync(DEEPFIM, ["lsp", "--help"], { encoding: "utf8", timeout: 120_000 });
-  return probe.status === 0 ? undefined : `\`deepfim lsp\` cannot start: ${probe.stderr.trim().split("\n").at(-1) ?? ""}`;
-}
-
-const SOURCE = `def total_price(items):
-    """Sum of price times quantity over all items."""
-    return sum(item.price * item.quantity for item in items)
-
-
-def average_price(items):
-    units = sum(item.quantity for item in items)
-    return total_price(items) / units
-
-
-def most_expensive(items):
-    return max(items, key=lambda item: item`;
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; output:\n${shim.recorded.output.slice(-30).join("\n")}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50)); // polling interval of the wait, not a sync point
-  }
-}
-
-type Extension = typeof extension;
-interface Context {
-  subscriptions: { dispose(): unknown }[];
-}
-
-async function activate(settings: Record<string, unknown>): Promise<{ extension: Extension; context: Context }> {
-  shim.recorded.messages.length = 0;
-  shim.recorded.output.length = 0;
-  shim.recorded.settings = settings;
-  const context: Context = { subscriptions: [] };
-  await extension.activate(context as never);
-  return { extension, context };
-}
-
-async function deactivate({ extension, context }: { extension: Extension; context: Context }): Promise<void> {
-  await extension.deactivate();
-  for (const item of context.subscriptions) {
-    item.dispose();
-  }
-}
 
 const problem = startProblem();
 
 describe("extension against the real server", { skip: problem ?? false, timeout: 600_000 }, () => {
-  const workspace = mkdtempSync(join(tmpdir(), "deepfim-vscode-"));
-  mkdirSync(join(workspace, ".git"));
-  const file = join(workspace, "shop.py");
-  writeFileSync(file, SOURCE);
-  shim.workspaceFolders.push({ uri: shim.Uri.file(workspace), name: "ws", index: 0 });
-  const document = shim.textDocument(file, "python", SOURCE);
-  shim.textDocuments.push(document);
+  const { workspace, document } = openWorkspace();
   let session: { extension: Extension; context: Context };
 
   before(async () => {
-    process.env.DEEPFIM_CACHE_DIR = join(workspace, ".cache");
+    shim.recorded.statusBarHistory.length = 0;
     session = await activate({ "deepfim.serverCommand": [DEEPFIM, "lsp"] });
   });
   after(async () => {
     await deactivate(session);
   });
 
-  test("starts, shows the mode in the status bar and reports no errors", () => {
-    assert.equal(shim.recorded.statusBar.text, "$(sparkle) DeepFIM instant");
+  test("the status bar shows the server's progress, then the mode; no errors", async () => {
+    await waitFor("the model to load", FIRST_ANSWER_MS, () =>
+      shim.recorded.statusBar.text === "$(sparkle) DeepFIM instant" &&
+      shim.recorded.statusBarHistory.includes("$(loading~spin) DeepFIM loading model")
+        ? true
+        : undefined,
+    );
+    const history = shim.recorded.statusBarHistory;
+    const name = workspace.split("/").at(-1) ?? "";
+    assert.ok(history.includes("$(loading~spin) DeepFIM loading model"), history.join("\n"));
+    assert.ok(history.some((text) => text.startsWith(`$(loading~spin) DeepFIM indexing ${name}`)), history.join("\n"));
+    assert.equal(history.at(-1), "$(sparkle) DeepFIM instant");
     assert.deepEqual(shim.recorded.messages.filter((m) => m.level === "error"), []);
   });
 
   test("inline completions arrive through the client with an accept command", async () => {
-    const provider = shim.inlineCompletionProvider() as {
-      provideInlineCompletionItems(...args: unknown[]): Promise<shim.InlineCompletionList | shim.InlineCompletionItem[] | null>;
-    };
-    assert.ok(provider, "the client registered an inline-completion provider");
-    const lines = SOURCE.split("\n");
-    const position = new shim.Position(lines.length - 1, (lines.at(-1) ?? "").length);
+    const provider = inlineProvider();
+    const position = endOfSource();
     const token = new shim.CancellationTokenSource().token;
     const context = { triggerKind: shim.InlineCompletionTriggerKind.Automatic, selectedCompletionInfo: undefined };
     const deadline = Date.now() + FIRST_ANSWER_MS;
@@ -140,6 +90,16 @@ describe("extension against the real server", { skip: problem ?? false, timeout:
     assert.match(status.text, /acceptance: \d+ shown, 1 accepted/);
   });
 
+  test("an explicit (expert) request shows in the status bar while it runs", async () => {
+    const start = shim.recorded.statusBarHistory.length;
+    const context = { triggerKind: shim.InlineCompletionTriggerKind.Invoke, selectedCompletionInfo: undefined };
+    const token = new shim.CancellationTokenSource().token;
+    await inlineProvider().provideInlineCompletionItems(document, endOfSource(), context, token);
+    const seen = shim.recorded.statusBarHistory.slice(start);
+    assert.equal(seen[0], "$(loading~spin) DeepFIM expert request", seen.join("\n"));
+    assert.match(seen.at(-1) ?? "", /^\$\(sparkle\) DeepFIM instant \d+ ms$/);
+  });
+
   test("switch mode and toggle reach the server", async () => {
     shim.recorded.quickPickAnswer = "expert";
     await shim.commands.executeCommand("deepfim.switchMode");
@@ -160,6 +120,22 @@ describe("extension against the real server", { skip: problem ?? false, timeout:
     assert.match(shim.recorded.statusBar.text, /^\$\(sparkle\) DeepFIM instant/);
     await shim.commands.executeCommand("deepfim.showStatus");
     assert.match(shim.recorded.messages.at(-1)?.text ?? "", /^DeepFIM: enabled/);
+  });
+});
+
+describe("a checkpoint that fails to load", { skip: problem ?? false, timeout: 120_000 }, () => {
+  test("the status bar flags the server's error and names it", async () => {
+    const empty = mkdtempSync(join(tmpdir(), "deepfim-no-checkpoint-"));
+    const session = await activate({ "deepfim.serverCommand": [DEEPFIM, "lsp"], "deepfim.checkpoint": empty });
+    try {
+      await waitFor("the server's error in the status bar", 60_000, () =>
+        shim.recorded.statusBar.text.endsWith("$(warning)") ? true : undefined,
+      );
+      assert.equal(shim.recorded.statusBar.text, "$(sparkle) DeepFIM instant $(warning)");
+      assert.match(String(shim.recorded.statusBar.tooltip), /last error: could not start the engine: .*config\.json/);
+    } finally {
+      await deactivate(session);
+    }
   });
 });
 

@@ -33,3 +33,19 @@ test("the status report summarises deepfim/status", () => {
     "acceptance: 10 shown, 3 accepted, 2 rejected (30%)",
   ]);
 });
+
+test("the status bar shows server progress, expert and slow requests, and the server's error", () => {
+  const base = { phase: "running", mode: "instant", enabled: true } as const;
+  assert.equal(statusBarText({ ...base, work: [{ title: "loading model" }] }).text, "$(loading~spin) DeepFIM loading model");
+  const indexing = statusBarText({ ...base, work: [{ title: "indexing shop", percentage: 39.6 }], busy: { expert: true, slow: true } });
+  assert.equal(indexing.text, "$(loading~spin) DeepFIM indexing shop 40%");
+  assert.match(indexing.tooltip, /indexing shop 40%\nan expert request is running/);
+  assert.equal(statusBarText({ ...base, busy: { expert: true, slow: false } }).text, "$(loading~spin) DeepFIM expert request");
+  assert.equal(statusBarText({ ...base, busy: { expert: false, slow: false } }).text, "$(sparkle) DeepFIM instant");
+  assert.equal(statusBarText({ ...base, busy: { expert: false, slow: true } }).text, "$(loading~spin) DeepFIM instant waiting");
+  const broken = statusBarText({ ...base, serverError: "could not start the engine: no config.json" });
+  assert.equal(broken.text, "$(sparkle) DeepFIM instant $(warning)");
+  assert.match(broken.tooltip, /last error: could not start the engine: no config\.json/);
+  // Off wins over everything the server is doing.
+  assert.equal(statusBarText({ ...base, enabled: false, work: [{ title: "indexing shop" }] }).text, "$(circle-slash) DeepFIM off");
+});

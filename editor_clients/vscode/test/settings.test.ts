@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 
-import { DEFAULT_SETTINGS, readSettings, type ConfigSource } from "../src/settings";
+import { DEFAULT_COMMAND, DEFAULT_SETTINGS, readSettings, type ConfigSource } from "../src/settings";
 
 function config(values: Record<string, unknown>): ConfigSource {
   return { get: (key) => values[key] };
@@ -68,4 +70,26 @@ test("empty path settings mean the default, and a command string is split", () =
   const { command, server } = readSettings(config({ checkpoint: "  ", serverCommand: "python -m deepfim lsp" }));
   assert.equal(server.checkpoint, null);
   assert.deepEqual(command, ["python", "-m", "deepfim", "lsp"]);
+});
+
+test("the defaults and minimums in package.json are the ones the code applies", () => {
+  interface Property {
+    default: unknown;
+    minimum?: number;
+  }
+  const manifest = JSON.parse(readFileSync(join(__dirname, "../../package.json"), "utf8")) as {
+    contributes: { configuration: { properties: Record<string, Property> } };
+  };
+  const properties = manifest.contributes.configuration.properties;
+  const declared = Object.fromEntries(
+    Object.entries(properties).map(([name, property]) => [name.replace(/^deepfim\./, ""), property.default]),
+  );
+  assert.deepEqual(declared, { serverCommand: DEFAULT_COMMAND, ...DEFAULT_SETTINGS });
+  for (const [key, property] of Object.entries(properties)) {
+    if (property.minimum !== undefined) {
+      const name = key.replace(/^deepfim\./, "");
+      assert.deepEqual(readSettings(config({ [name]: property.minimum })).problems, [], key);
+      assert.equal(readSettings(config({ [name]: property.minimum - 1 })).problems.length, 1, key);
+    }
+  }
 });

@@ -73,6 +73,9 @@ class PrefixCacheEchoBackend:
             raise ValueError(f"mode {mode!r} not served")
         return ("psm",)
 
+    def serving_profile(self, mode: str) -> dict:
+        return {"prompt_layout": "files", "fim_order": self.fim_orders(mode)[0]}
+
     def submit(self, request: CompletionRequest, on_text=None) -> CompletionHandle:
         handle = CompletionHandle(request)
         with self._cv:

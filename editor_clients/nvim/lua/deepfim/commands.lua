@@ -1,4 +1,4 @@
---- `:DeepFIM status | mode instant|expert | toggle | restart`.
+--- `:DeepFIM status | mode instant|expert | toggle [buffer] | restart`.
 
 local config = require("deepfim.config")
 local lsp = require("deepfim.lsp")
@@ -79,22 +79,43 @@ local function running_or_report()
   return false
 end
 
+---Show `lines` in a floating window at the cursor: no "Press ENTER" prompt, nothing in
+---:messages; it closes when the cursor moves (or press `q` inside it after focusing it).
+---@param lines string[]
+---@return integer winid
+function M.show_float(lines)
+  local _, winid = vim.lsp.util.open_floating_preview(lines, "", {
+    border = "rounded",
+    title = " DeepFIM ",
+    focus_id = "deepfim_status",
+    close_events = { "CursorMoved", "CursorMovedI", "InsertCharPre", "BufLeave" },
+  })
+  return winid
+end
+
 function M.status()
-  if not running_or_report() then
+  local bufnr = vim.api.nvim_get_current_buf()
+  local here = "this buffer: " .. (require("deepfim.status").get(bufnr).text:gsub("^DeepFIM ?", ""))
+  if #lsp.clients() == 0 then
+    local problem = config.problem() or lsp.cmd_problem(config.get().cmd)
+    M.show_float({ problem or "the language server is not running in this session (open a file to start it)" })
     return
   end
   lsp.request("deepfim/status", {}, function(err, result)
-    if err then
-      notify("status failed: " .. tostring(err.message), vim.log.levels.ERROR)
-      return
-    end
-    local lines = M.format_status(result or {})
-    local completion = require("deepfim.completion")
-    if completion.last_latency_ms then
-      table.insert(lines, ("last request here: %d ms"):format(completion.last_latency_ms))
-    end
-    notify(table.concat(lines, "\n"))
-  end, vim.api.nvim_get_current_buf())
+    vim.schedule(function()
+      if err then
+        M.show_float({ "status failed: " .. tostring(err.message) })
+        return
+      end
+      local lines = M.format_status(result or {})
+      table.insert(lines, 1, here)
+      local completion = require("deepfim.completion")
+      if completion.last_latency_ms then
+        table.insert(lines, ("last request here: %d ms"):format(completion.last_latency_ms))
+      end
+      M.show_float(lines)
+    end)
+  end, bufnr)
 end
 
 ---@param mode string
@@ -104,6 +125,7 @@ function M.mode(mode)
     return
   end
   config.set_setting("mode", mode)
+  require("deepfim.status").changed()
   if not running_or_report() then
     return
   end
@@ -116,6 +138,18 @@ function M.mode(mode)
   end, vim.api.nvim_get_current_buf())
 end
 
+---`:DeepFIM toggle buffer`: completions off or on in this buffer only (`vim.b.deepfim_enabled`).
+function M.toggle_buffer()
+  local completion = require("deepfim.completion")
+  local enabled = not completion.buffer_enabled(0)
+  vim.b.deepfim_enabled = enabled
+  if not enabled then
+    completion.on_leave()
+  end
+  require("deepfim.status").changed()
+  notify(enabled and "completions on in this buffer" or "completions off in this buffer")
+end
+
 function M.toggle()
   local completion = require("deepfim.completion")
   local enabled = completion.enabled == false
@@ -124,6 +158,7 @@ function M.toggle()
   if not enabled then
     completion.on_leave()
   end
+  require("deepfim.status").changed()
   if not running_or_report() then
     return
   end
@@ -158,8 +193,14 @@ local subcommands = {
   mode = function(args)
     M.mode(args[2])
   end,
-  toggle = function()
-    M.toggle()
+  toggle = function(args)
+    if args[2] == "buffer" then
+      M.toggle_buffer()
+    elseif args[2] == nil then
+      M.toggle()
+    else
+      notify(('toggle: expected nothing or "buffer", got %s'):format(vim.inspect(args[2])), vim.log.levels.ERROR)
+    end
   end,
   restart = function()
     M.restart()
@@ -170,7 +211,7 @@ local subcommands = {
 function M.run(fargs)
   local fn = subcommands[fargs[1]]
   if not fn then
-    notify(("unknown subcommand %s; use status, mode instant|expert, toggle or restart"):format(vim.inspect(fargs[1])), vim.log.levels.ERROR)
+    notify(("unknown subcommand %s; use status, mode instant|expert, toggle [buffer] or restart"):format(vim.inspect(fargs[1])), vim.log.levels.ERROR)
     return
   end
   fn(fargs)
@@ -179,7 +220,8 @@ end
 function M.complete(arglead, cmdline)
   local words = vim.split(cmdline, "%s+", { trimempty = true })
   local n = #words + (cmdline:match("%s$") and 1 or 0)
-  local options = n <= 2 and vim.tbl_keys(subcommands) or (words[2] == "mode" and n == 3) and { "instant", "expert" } or {}
+  local values = { mode = { "instant", "expert" }, toggle = { "buffer" } }
+  local options = n <= 2 and vim.tbl_keys(subcommands) or (n == 3 and values[words[2]]) or {}
   table.sort(options)
   return vim.tbl_filter(function(o)
     return vim.startswith(o, arglead)

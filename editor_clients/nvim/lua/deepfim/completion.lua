@@ -7,6 +7,8 @@
 
 local config = require("deepfim.config")
 local lsp = require("deepfim.lsp")
+local status = require("deepfim.status")
+local suggestion = require("deepfim.suggestion")
 
 local M = {}
 
@@ -14,20 +16,13 @@ M.ns = vim.api.nvim_create_namespace("deepfim")
 
 local TRIGGER_INVOKED, TRIGGER_AUTOMATIC = 1, 2
 
----@class deepfim.Suggestion
----@field items table[] InlineCompletionItems of the last reply
----@field index integer the candidate shown
----@field display string text still to insert at the cursor
----@field replaced string buffer text after the cursor that a full accept replaces
----@field accepted integer characters accepted so far (partial accepts)
-
 ---@class deepfim.State
 ---@field bufnr integer|nil
 ---@field row integer 0-based cursor row the suggestion belongs to
 ---@field col integer 0-based byte column
 ---@field tick integer b:changedtick the suggestion belongs to
 ---@field suggestion deepfim.Suggestion|nil
----@field pending {client: vim.lsp.Client, id: integer}|nil request in flight
+---@field pending {client: vim.lsp.Client, id: integer, bufnr: integer, tick: integer}|nil request in flight
 ---@field generation integer increases with every request; late replies of older ones are dropped
 local state = { bufnr = nil, row = 0, col = 0, tick = -1, suggestion = nil, pending = nil, generation = 0 }
 
@@ -39,58 +34,6 @@ local timer = nil
 local function cursor()
   local pos = vim.api.nvim_win_get_cursor(0)
   return pos[1] - 1, pos[2]
-end
-
----Length in code points, the unit of `acceptedChars`.
-local function char_count(text)
-  if vim.fn.has("nvim-0.11") == 1 then
-    return vim.str_utfindex(text, "utf-32")
-  end
-  return (vim.str_utfindex(text))
-end
-
-local function item_id(item)
-  local cmd = item and item.command
-  local arg = cmd and cmd.arguments and cmd.arguments[1]
-  return type(arg) == "table" and arg.id or nil
-end
-
----Byte column of an LSP position on `line` in the client's encoding.
-local function byte_col(line, character, encoding)
-  if encoding == "utf-8" then
-    return math.min(character, #line)
-  end
-  if vim.fn.has("nvim-0.11") == 1 then
-    return vim.str_byteindex(line, encoding, math.min(character, vim.str_utfindex(line, encoding)), false)
-  end
-  local ok, col = pcall(vim.str_byteindex, line, character, encoding == "utf-16")
-  return ok and col or #line
-end
-
----Buffer text from the cursor to the item's range end: what a full accept re-types or replaces.
-local function replaced_text(bufnr, row, col, item, encoding)
-  local range = item.range
-  if not range or not range["end"] then
-    return ""
-  end
-  local end_row = range["end"].line
-  local end_line = vim.api.nvim_buf_get_lines(bufnr, end_row, end_row + 1, false)[1] or ""
-  local end_col = byte_col(end_line, range["end"].character, encoding)
-  if end_row < row or (end_row == row and end_col <= col) then
-    return ""
-  end
-  return table.concat(vim.api.nvim_buf_get_text(bufnr, row, col, end_row, end_col, {}), "\n")
-end
-
-local function make_suggestion(items, index, bufnr, row, col, encoding)
-  local item = items[index]
-  local text = type(item.insertText) == "table" and item.insertText.value or item.insertText or ""
-  local replaced = replaced_text(bufnr, row, col, item, encoding)
-  -- Text after the cursor that the item re-types stays in the buffer; show only what is new.
-  if replaced ~= "" and text:sub(-#replaced) == replaced then
-    text, replaced = text:sub(1, #text - #replaced), ""
-  end
-  return { items = items, index = index, display = text, replaced = replaced, accepted = 0 }
 end
 
 function M.clear()
@@ -108,7 +51,16 @@ local function cancel_pending()
     lsp.cancel(state.pending.client, state.pending.id)
     state.pending = nil
   end
+  status.request_finished(state.generation, "cancelled")
   state.generation = state.generation + 1
+end
+
+---Completions in this buffer, apart from the global switch: `vim.b.deepfim_enabled = false`
+---(or `:DeepFIM toggle buffer`) turns them off here only.
+---@param bufnr? integer
+---@return boolean
+function M.buffer_enabled(bufnr)
+  return vim.b[bufnr or 0].deepfim_enabled ~= false
 end
 
 local function render()
@@ -139,7 +91,7 @@ end
 function M.request(trigger_kind)
   local bufnr = vim.api.nvim_get_current_buf()
   local client = lsp.get_client(bufnr)
-  if not client or vim.fn.mode() ~= "i" then
+  if not client or vim.fn.mode() ~= "i" or not M.buffer_enabled(bufnr) then
     return
   end
   cancel_pending()
@@ -162,6 +114,7 @@ function M.request(trigger_kind)
       if err.code ~= -32800 then -- RequestCancelled
         M.last_error = err.message
       end
+      status.request_finished(generation, err.code == -32800 and "cancelled" or "error")
       return
     end
     M.last_error = nil
@@ -176,15 +129,18 @@ function M.request(trigger_kind)
       and crow == row
       and ccol == col
       and vim.fn.mode() == "i"
+    status.request_finished(generation, #items > 0 and "shown" or "empty")
     if #items == 0 or not still_here then
       return
     end
     state.bufnr, state.row, state.col, state.tick = bufnr, row, col, tick
-    state.suggestion = make_suggestion(items, 1, bufnr, row, col, client.offset_encoding)
+    state.suggestion = suggestion.make(items, 1, bufnr, row, col, client.offset_encoding)
     render()
   end, bufnr)
   if id then
-    state.pending = { client = client, id = id }
+    state.pending = { client = client, id = id, bufnr = bufnr, tick = tick }
+    local expert = trigger_kind == TRIGGER_INVOKED or config.get().settings.mode == "expert"
+    status.request_started(generation, bufnr, expert)
   end
 end
 
@@ -193,7 +149,7 @@ function M.schedule()
   cancel_pending()
   M.clear()
   local cfg = config.get()
-  if not (cfg.enabled and cfg.auto_trigger and M.enabled ~= false) then
+  if not (cfg.enabled and cfg.auto_trigger and M.enabled ~= false and M.buffer_enabled()) then
     return
   end
   timer = timer or vim.uv.new_timer()
@@ -234,7 +190,7 @@ local function insert(text, replaced)
 end
 
 local function report_accept(s, chars)
-  local id = item_id(s.items[s.index])
+  local id = suggestion.item_id(s.items[s.index])
   if id ~= nil then
     lsp.fire("deepfim/accept", { id = id, acceptedChars = chars }, state.bufnr)
   end
@@ -255,7 +211,7 @@ local function accept_with(part)
   end
   local done = chunk == s.display
   insert(chunk, done and s.replaced or "")
-  s.accepted = s.accepted + char_count(chunk)
+  s.accepted = s.accepted + suggestion.char_count(chunk)
   s.display = s.display:sub(#chunk + 1)
   if done then
     report_accept(s, s.accepted)
@@ -296,7 +252,7 @@ function M.cycle(step)
   if #s.items > 1 then
     local index = (s.index - 1 + step) % #s.items + 1
     local client = lsp.get_client(state.bufnr)
-    state.suggestion = make_suggestion(s.items, index, state.bufnr, state.row, state.col, client and client.offset_encoding or "utf-16")
+    state.suggestion = suggestion.make(s.items, index, state.bufnr, state.row, state.col, client and client.offset_encoding or "utf-16")
     render()
   else
     M.request(TRIGGER_INVOKED)
@@ -312,7 +268,7 @@ function M.dismiss()
     return false
   end
   local s = state.suggestion
-  local id = item_id(s.items[s.index])
+  local id = suggestion.item_id(s.items[s.index])
   if s.accepted > 0 then
     report_accept(s, s.accepted)
   elseif id ~= nil then
@@ -322,8 +278,12 @@ function M.dismiss()
   return true
 end
 
----Explicit request: expert mode, regardless of `auto_trigger`.
+---Explicit request: expert mode, regardless of `auto_trigger`; false (the key is typed as
+---usual) where completions are off.
 function M.trigger()
+  if M.enabled == false or not config.get().enabled or not M.buffer_enabled() then
+    return false
+  end
   M.clear()
   M.request(TRIGGER_INVOKED)
   return true
@@ -335,6 +295,10 @@ function M.on_text_changed()
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
   if tick == state.tick and bufnr == state.bufnr then
     return -- our own insertion
+  end
+  local pending = state.pending
+  if pending and pending.bufnr == bufnr and pending.tick == tick then
+    return -- a request for exactly this text is in flight (TextChangedI comes late after fast keys)
   end
   local s = state.suggestion
   if s and bufnr == state.bufnr then

@@ -38,7 +38,9 @@ local M = {}
 ---@field disabled_filetypes string[] never these filetypes
 ---@field auto_trigger boolean request suggestions while typing
 ---@field debounce_ms integer client-side delay after the last keystroke
----@field keymaps deepfim.Keymaps
+---@field tab_accept boolean <Tab> accepts a shown suggestion (and is a normal <Tab> otherwise)
+---@field echo_progress boolean echo server progress and expert requests in the command line
+---@field keymaps deepfim.Keymaps|"alt"|"ctrl" a preset name or keys over the "alt" preset
 ---@field settings deepfim.ServerSettings
 M.defaults = {
   enabled = true,
@@ -48,7 +50,16 @@ M.defaults = {
   disabled_filetypes = { "help", "gitcommit", "gitrebase", "netrw", "TelescopePrompt", "oil" },
   auto_trigger = true,
   debounce_ms = 20,
-  keymaps = {
+  tab_accept = false,
+  echo_progress = true,
+  keymaps = "alt",
+  settings = {},
+}
+
+---Key presets. "ctrl" needs no Meta key (macOS terminals send Alt only with Option-as-Meta);
+---each key acts only while a suggestion is shown and otherwise does what it did before.
+M.keymap_presets = {
+  alt = {
     accept = "<M-l>",
     accept_word = "<M-w>",
     accept_line = "<M-j>",
@@ -57,79 +68,92 @@ M.defaults = {
     dismiss = "<C-]>",
     trigger = "<M-\\>",
   },
-  settings = {},
+  ctrl = {
+    accept = "<C-l>",
+    accept_word = "<C-Right>",
+    accept_line = "<C-Down>",
+    next = "<C-n>",
+    prev = "<C-p>",
+    dismiss = "<C-]>",
+    trigger = "<C-Space>",
+  },
 }
 
 ---@type table
 local overrides = {}
 
----@type [string, string, boolean?][] key, Lua type, optional
-local schema = {
-  { "enabled", "boolean" },
-  { "cmd", "table" },
-  { "root_markers", "table" },
-  { "filetypes", "table", true },
-  { "disabled_filetypes", "table" },
-  { "auto_trigger", "boolean" },
-  { "debounce_ms", "number" },
-  { "keymaps", "table" },
-  { "settings", "table" },
-}
+local schema = require("deepfim.schema")
 
----Check `cfg` in place: an invalid value is replaced by its default.
----@return string[] problems, each naming the bad key and value
-local function validate(cfg)
-  local problems = {}
-  local function reject(key, message)
-    table.insert(problems, message)
-    cfg[key] = vim.deepcopy(M.defaults[key])
+---`over` merged into a copy of `base`: tables with keys recursively, lists replaced whole
+---(Neovim 0.10's tbl_deep_extend would merge `cmd = { "x" }` into the default `cmd` by index).
+local function merge(base, over)
+  local base_is_list = type(base) == "table" and next(base) ~= nil and vim.islist(base)
+  if type(base) ~= "table" or type(over) ~= "table" or base_is_list or (next(over) ~= nil and vim.islist(over)) then
+    return vim.deepcopy(over)
   end
-  for _, entry in ipairs(schema) do
-    local key, want, optional = entry[1], entry[2], entry[3]
-    local value = cfg[key]
-    if not (type(value) == want or (optional and value == nil)) then
-      reject(key, ("%s: expected %s, got %s"):format(key, want, vim.inspect(value)))
+  local out = vim.deepcopy(base)
+  for key, value in pairs(over) do
+    out[key] = merge(out[key], value)
+  end
+  return out
+end
+
+---@param cfg table checked configuration
+local function expand_keymaps(cfg)
+  if type(cfg.keymaps) == "string" then
+    cfg.keymaps = vim.deepcopy(M.keymap_presets[cfg.keymaps])
+  else
+    cfg.keymaps = vim.tbl_extend("force", vim.deepcopy(M.keymap_presets.alt), cfg.keymaps)
+  end
+end
+
+local function announce(problems)
+  local text = table.concat(problems.errors, "; ")
+  local unknown = table.concat(problems.unknown, "; ")
+  local signature = text .. "|" .. unknown
+  if signature == M._announced then
+    return
+  end
+  M._announced = signature
+  vim.schedule(function()
+    if text ~= "" then
+      vim.notify("[DeepFIM] invalid configuration: " .. text .. " (using the default)", vim.log.levels.WARN)
     end
-  end
-  if #cfg.cmd == 0 or type(cfg.cmd[1]) ~= "string" then
-    reject("cmd", "cmd: expected a non-empty list of strings, got " .. vim.inspect(cfg.cmd))
-  end
-  local mode = cfg.settings.mode
-  if mode ~= nil and mode ~= "instant" and mode ~= "expert" then
-    table.insert(problems, ('settings.mode: expected "instant" or "expert", got %s'):format(vim.inspect(mode)))
-    cfg.settings.mode = nil
-  end
-  return problems
+    if unknown ~= "" then
+      vim.notify("[DeepFIM] configuration: " .. unknown, vim.log.levels.WARN)
+    end
+  end)
 end
 
 ---The effective configuration: defaults < `vim.g.deepfim` < `setup()` options.
----An invalid value is reported once (naming it) and replaced by its default.
+---Invalid values and unknown keys are reported once (naming them); an invalid value is
+---replaced by its default.
 ---@return deepfim.Config
 function M.get()
-  local user = vim.tbl_deep_extend("force", {}, type(vim.g.deepfim) == "table" and vim.g.deepfim or {}, overrides)
-  local cfg = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), user)
-  local problems = validate(cfg)
-  local err = #problems > 0 and table.concat(problems, "; ") or nil
-  if err and M._last_error ~= err then
-    vim.schedule(function()
-      vim.notify("[DeepFIM] invalid configuration: " .. err .. " (using the default)", vim.log.levels.WARN)
-    end)
+  local user = type(vim.g.deepfim) == "table" and vim.g.deepfim or {}
+  local cfg = merge(merge(M.defaults, user), overrides)
+  if cfg.filetypes == vim.NIL then
+    cfg.filetypes = nil
   end
-  M._last_error = err
+  local problems = schema.check(cfg, M.defaults)
+  expand_keymaps(cfg)
+  M._problems = problems
+  M._last_error = #problems.errors > 0 and table.concat(problems.errors, "; ") or nil
+  announce(problems)
   return cfg
 end
 
 ---Layer `opts` over `vim.g.deepfim` (optional; the plugin works without it).
 ---@param opts? table
 function M.set(opts)
-  overrides = vim.tbl_deep_extend("force", overrides, opts or {})
+  overrides = merge(overrides, opts or {})
 end
 
 ---Remember a server setting changed at run time (`:DeepFIM mode`) so a restart keeps it.
 ---@param key string
 ---@param value any
 function M.set_setting(key, value)
-  overrides = vim.tbl_deep_extend("force", overrides, { settings = { [key] = value } })
+  overrides = merge(overrides, { settings = { [key] = value } })
 end
 
 ---The validation message for the current configuration, or nil when it is valid.
@@ -137,6 +161,13 @@ end
 function M.problem()
   M.get()
   return M._last_error
+end
+
+---Every problem of the current configuration (for `:checkhealth deepfim`).
+---@return deepfim.Problems
+function M.problems()
+  M.get()
+  return M._problems
 end
 
 return M

@@ -25,13 +25,22 @@ function M.check()
   end
 
   local config = require("deepfim.config")
-  local problem = config.problem()
-  if problem then
-    health.error("invalid configuration: " .. problem, { "Fix vim.g.deepfim or the setup() options" })
-  else
-    health.ok("configuration is valid")
+  local problems = config.problems()
+  for _, problem in ipairs(problems.errors) do
+    health.error("invalid setting " .. problem, { "Fix vim.g.deepfim or the setup() options; the default is used meanwhile" })
+  end
+  for _, problem in ipairs(problems.unknown) do
+    health.warn(problem, { "See :help deepfim-configuration for the keys" })
+  end
+  if #problems.errors == 0 and #problems.unknown == 0 then
+    health.ok("configuration is valid: every key is known and every value in range")
   end
   local cfg = config.get()
+  local keys = {}
+  for _, name in ipairs(require("deepfim.schema").keymap_names) do
+    table.insert(keys, ("%s %s"):format(name, cfg.keymaps[name] or "off"))
+  end
+  health.info(("keys: %s; <Tab> accepts: %s"):format(table.concat(keys, ", "), cfg.tab_accept and "yes" or "no"))
 
   local lsp = require("deepfim.lsp")
   local cmd_problem = lsp.cmd_problem(cfg.cmd)

@@ -32,33 +32,6 @@ local function eligible(bufnr, cfg)
   return cfg.filetypes == nil or vim.tbl_contains(cfg.filetypes, ft)
 end
 
----Insert-mode key that runs `action` when a suggestion is shown, else types the key itself.
-local function map(bufnr, lhs, action, desc)
-  if not lhs then
-    return
-  end
-  vim.keymap.set("i", lhs, function()
-    if not action() then
-      vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(lhs, true, false, true), "n", false)
-    end
-  end, { buffer = bufnr, silent = true, desc = "DeepFIM: " .. desc })
-end
-
-local function set_keymaps(bufnr, keys)
-  local completion = require("deepfim.completion")
-  map(bufnr, keys.accept, completion.accept, "accept suggestion")
-  map(bufnr, keys.accept_word, completion.accept_word, "accept next word")
-  map(bufnr, keys.accept_line, completion.accept_line, "accept next line")
-  map(bufnr, keys.next, function()
-    return completion.cycle(1)
-  end, "next candidate")
-  map(bufnr, keys.prev, function()
-    return completion.cycle(-1)
-  end, "previous candidate")
-  map(bufnr, keys.dismiss, completion.dismiss, "dismiss suggestion")
-  map(bufnr, keys.trigger, completion.trigger, "request an expert suggestion")
-end
-
 ---Start the server for this buffer's workspace (once) and wire typing to suggestions.
 ---@param bufnr integer
 function M.attach(bufnr)
@@ -75,7 +48,7 @@ function M.attach(bufnr)
   end
   vim.b[bufnr].deepfim_attached = true
   local completion = require("deepfim.completion")
-  set_keymaps(bufnr, cfg.keymaps)
+  require("deepfim.keymaps").set(bufnr, cfg)
   vim.api.nvim_clear_autocmds({ group = group, buffer = bufnr })
   vim.api.nvim_create_autocmd("TextChangedI", { group = group, buffer = bufnr, callback = completion.on_text_changed })
   vim.api.nvim_create_autocmd("InsertEnter", { group = group, buffer = bufnr, callback = completion.schedule })
@@ -114,6 +87,22 @@ end
 ---@return boolean
 M.is_visible = function()
   return require("deepfim.completion").visible()
+end
+
+---What DeepFIM is doing in the current buffer, as a short text for a statusline: "DeepFIM
+---loading model ⠋", "DeepFIM indexing myproject 40% ⠋", "DeepFIM expert request 3s ⠋",
+---"DeepFIM ready", "DeepFIM off", "DeepFIM off (buffer)", "DeepFIM error: …"; "" where
+---DeepFIM does not attach. `User DeepFIMStatus` fires whenever it changes.
+---@return string
+M.statusline = function()
+  return require("deepfim.status").statusline()
+end
+
+---The same as a table: `{ kind = "progress"|"expert"|"ready"|…, text = "…", busy = bool }`.
+---@param bufnr? integer
+---@return deepfim.Status
+M.status = function(bufnr)
+  return require("deepfim.status").get(bufnr)
 end
 
 return M

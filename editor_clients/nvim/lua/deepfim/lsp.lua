@@ -12,9 +12,13 @@ M.name = "deepfim"
 
 local has_011 = vim.fn.has("nvim-0.11") == 1
 
----Clients that exited before they finished starting, by client id: for the exit message.
+---Clients that finished starting, by client id: for the exit message.
 ---@type table<integer, boolean>
 local initialized = {}
+
+---Clients started and not yet initialized (Neovim lists a client only once it is), by id.
+---@type table<integer, boolean>
+M.starting = {}
 
 ---Scheduled, so that a message raised inside an autocommand (FileType, BufEnter) never turns
 ---into an error of the command that triggered it.
@@ -75,11 +79,14 @@ end
 
 local function on_exit(code, signal, client_id)
   local started = initialized[client_id]
-  initialized[client_id] = nil
+  initialized[client_id], M.starting[client_id] = nil, nil
+  local status = require("deepfim.status")
   if code == 0 or signal == 15 or M._stopping then
+    status.on_exit(client_id, nil)
     return
   end
   local when = started and "stopped unexpectedly" or "failed to start"
+  status.on_exit(client_id, ("the language server %s (exit code %d)"):format(when, code))
   notify(
     ("the language server %s (exit code %d). Check the Python environment and the settings "
       .. "(checkpoint paths), run :checkhealth deepfim; server output is in %s"):format(when, code, vim.lsp.get_log_path()),
@@ -110,7 +117,8 @@ function M.start(bufnr)
     settings = { deepfim = as_object(cfg.settings) },
     capabilities = capabilities(),
     on_init = function(client)
-      initialized[client.id] = true
+      initialized[client.id], M.starting[client.id] = true, nil
+      require("deepfim.status").on_init(client)
     end,
     on_exit = on_exit,
   }, { bufnr = bufnr, silent = true })
@@ -118,6 +126,7 @@ function M.start(bufnr)
     notify(("cannot start the language server `%s`: %s"):format(table.concat(cfg.cmd, " "), tostring(client_id or "unknown error")), vim.log.levels.ERROR)
     return nil
   end
+  M.starting[client_id] = not initialized[client_id] or nil
   return client_id
 end
 
@@ -157,7 +166,17 @@ end
 ---@param bufnr? integer
 ---@return integer|nil request_id, vim.lsp.Client|nil client
 function M.request(method, params, handler, bufnr)
-  local client = M.get_client(bufnr) or M.clients()[1]
+  return M.request_to(M.get_client(bufnr) or M.clients()[1], method, params, handler, bufnr)
+end
+
+---Send a request to `client` (nil: answered at once with a "not running" error).
+---@param client vim.lsp.Client|nil
+---@param method string
+---@param params table
+---@param handler fun(err: table|nil, result: any)
+---@param bufnr? integer
+---@return integer|nil request_id, vim.lsp.Client|nil client
+function M.request_to(client, method, params, handler, bufnr)
   if not client then
     handler({ message = "the DeepFIM language server is not running" }, nil)
     return nil, nil

@@ -168,6 +168,8 @@ export const recorded = {
   messages: [] as { level: "info" | "warning" | "error"; text: string }[],
   output: [] as string[],
   statusBar: { text: "", tooltip: "" as unknown },
+  /** Every text the status-bar item showed, in order (repeats of the same text once). */
+  statusBarHistory: [] as string[],
   quickPickAnswer: undefined as string | undefined,
   settings: {} as Record<string, unknown>,
 };
@@ -293,7 +295,15 @@ export const window = {
       dispose: () => undefined,
     };
     return Object.defineProperties(item, {
-      text: { get: () => recorded.statusBar.text, set: (v: string) => (recorded.statusBar.text = v) },
+      text: {
+        get: () => recorded.statusBar.text,
+        set: (v: string) => {
+          if (recorded.statusBarHistory.at(-1) !== v) {
+            recorded.statusBarHistory.push(v);
+          }
+          recorded.statusBar.text = v;
+        },
+      },
       tooltip: { get: () => recorded.statusBar.tooltip, set: (v: unknown) => (recorded.statusBar.tooltip = v) },
     });
   },

@@ -1,0 +1,289 @@
+"""Evidence for one cursor: code like the code being written, and what the names there are.
+
+Three kinds, all chosen from the lines before the cursor's line (so typing on a line does not
+change them) plus the receiver being typed (``self.``, ``pricing.``):
+
+* **members** — the class or module the receiver names: ``self``/``cls`` (the enclosing
+  class), an imported module or class, or a local variable annotated or assigned with a
+  class the index knows. Also the names index-aware decoding allows after the dot.
+* **definitions** — signatures of the functions and classes used near the cursor that are
+  defined elsewhere in the workspace (or elsewhere in the cursor file).
+* **similar** — windows of `similar_window_lines` lines whose identifiers overlap most
+  (Jaccard) with the lines before the cursor, from the files the lexical index finds and from
+  distant parts of the cursor file, each with the lines that follow it: what came next there
+  is the likeliest thing to come next here (Copilot, Cody and Continue retrieve the same way).
+
+`gather` returns them most useful first; the prompt builder places the most useful nearest
+the cursor. `NameHints` carries what exists here to index-aware decoding.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from deepfim.context import members
+from deepfim.context.graph import ImportGraph
+from deepfim.context.lexical import IDENTIFIER, LexicalIndex
+from deepfim.context.records import FileEntry, ImportSpec
+from deepfim.context.secrets import redact
+from deepfim.engine.api import NameHints
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RECEIVER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.([A-Za-z_][A-Za-z0-9_]*)?$")
+ANNOTATED = r"\b{name}\s*:\s*([A-Z][A-Za-z0-9_]*)"
+ASSIGNED = r"\b{name}\s*=\s*([A-Z][A-Za-z0-9_]*)\s*\("
+COMMON = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls", "this", "super"}
+MAX_DEFINERS = 3  # a name defined in more files says little about which one is meant
+CONTINUATION_LINES = 4
+QUERY_LINES = 8
+SIMILAR_FILES = 6
+MAX_SIMILAR = 2
+LINE_CACHE_FILES = 128
+
+
+@dataclass(frozen=True)
+class Evidence:
+    kind: str  # "members" | "definitions" | "similar"
+    path: str  # the file it comes from
+    text: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class EvidenceOptions:
+    """Which kinds to gather (the evaluation's ablations switch them off one by one)."""
+
+    members: bool = True
+    definitions: bool = True
+    similar: bool = True
+    workspace: bool = True  # look beyond the cursor file
+
+
+@dataclass
+class RepoView:
+    """What evidence reads of a workspace (taken under the workspace's lock)."""
+
+    entries: Mapping[str, FileEntry]
+    definers: Mapping[str, set[str]]
+    lexical: LexicalIndex | None
+    graph: ImportGraph | None
+    text_of: Callable[[str], str | None]  # rel -> current text (buffer or disk), None if unreadable
+    recent: tuple[str, ...] = ()  # files edited or opened lately, most recent first
+
+
+@dataclass
+class CursorText:
+    """The cursor file as the buffer holds it."""
+
+    rel: str
+    prefix: str
+    suffix: str
+    lines_before: str  # far + near prefix of the window, without the cursor's line
+    cursor_line: str  # the cursor's line up to the cursor
+    window_lines: tuple[int, int] = (0, 0)  # lines of the cursor file the window shows
+
+
+class _LineIdentifiers:
+    """Identifier sets per line of recently searched texts, by content (LRU)."""
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[int, tuple[list[str], list[frozenset[str]]]] = OrderedDict()
+
+    def of(self, text: str) -> tuple[list[str], list[frozenset[str]]]:
+        key = hash(text)
+        found = self._cache.get(key)
+        if found is None:
+            lines = text.split("\n")
+            found = (lines, [frozenset(IDENTIFIER.findall(line)) for line in lines])
+            self._cache[key] = found
+            while len(self._cache) > LINE_CACHE_FILES:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return found
+
+
+_lines = _LineIdentifiers()
+
+
+@dataclass
+class Gathered:
+    evidence: list[Evidence] = field(default_factory=list)
+    hints: NameHints = field(default_factory=NameHints)
+
+
+def gather(repo: RepoView, cursor: CursorText, options: EvidenceOptions = EvidenceOptions()) -> Gathered:
+    """Evidence for the cursor, most useful first, and the names that exist there."""
+    out: list[Evidence] = []
+    receiver, scope = _receiver_scope(repo, cursor, options)
+    defining = False
+    if scope is not None:
+        statement = cursor.cursor_line.strip()
+        defining = receiver in ("self", "cls", "this") and statement.startswith(f"{receiver}.")
+        if options.members:
+            indent = "" if scope.name.startswith("module") else "    "
+            out.append(Evidence("members", scope.path, scope.scope.render(indent), 3.0, f"members of {receiver}"))
+    if options.definitions:
+        out += _definitions(repo, cursor, options, exclude={scope.path} if scope else set())
+    if options.similar:
+        out += _similar(repo, cursor, options)
+    hints = NameHints(receiver, scope.scope.names() if scope else (), defining, _names(repo, cursor))
+    return Gathered(out, hints)
+
+
+@dataclass
+class _FoundScope:
+    scope: members.Scope
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.scope.name
+
+
+def _receiver_scope(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> tuple[str, _FoundScope | None]:
+    match = RECEIVER.search(cursor.cursor_line)
+    if match is None:
+        return "", None
+    receiver = match.group(1)
+    text = cursor.prefix + cursor.suffix
+    if receiver in ("self", "cls", "this"):
+        line = cursor.prefix.count("\n")
+        scope = members.enclosing_class(text, cursor.rel, line)
+        return receiver, _FoundScope(scope, cursor.rel) if scope else None
+    if not options.workspace:
+        head = receiver.split(".")[0]
+        scope = members.named_class(text, cursor.rel, head)
+        return receiver, _FoundScope(scope, cursor.rel) if scope else None
+    return receiver, _resolve(repo, cursor, receiver, text)
+
+
+def _resolve(repo: RepoView, cursor: CursorText, receiver: str, text: str) -> _FoundScope | None:
+    """An imported module or class, a class of the workspace, or a variable's annotated class."""
+    last = receiver.rsplit(".", 1)[-1]
+    entry = repo.entries.get(cursor.rel)
+    if entry is not None and repo.graph is not None:
+        for spec in entry.imports:
+            if spec.spec.rsplit(".", 1)[-1].rsplit("/", 1)[-1] != last:
+                continue
+            for target in repo.graph.resolve(entry, (ImportSpec(spec.spec, spec.relative),)):
+                found = _scope_in(repo, target, last)
+                if found is not None:
+                    return found
+    before = cursor.lines_before[-4000:]
+    for pattern in (ANNOTATED, ASSIGNED):
+        typed = re.findall(pattern.format(name=re.escape(last)), before)
+        if typed:
+            last = typed[-1]
+            break
+    found = members.named_class(text, cursor.rel, last)
+    if found is not None:
+        return _FoundScope(found, cursor.rel)
+    for rel in sorted(repo.definers.get(last, ()))[:MAX_DEFINERS]:
+        found = _scope_in(repo, rel, last)
+        if found is not None:
+            return found
+    return None
+
+
+def _scope_in(repo: RepoView, rel: str, name: str) -> _FoundScope | None:
+    """Class `name` in file `rel`, else the file itself as a module."""
+    text = repo.text_of(rel)
+    if text is None:
+        return None
+    scope = members.named_class(text, rel, name)
+    if scope is None:
+        module = rel.rsplit(".", 1)[0].replace("/", ".")
+        if module.rsplit(".", 1)[-1] != name and not module.endswith(f"{name}.__init__"):
+            return None
+        scope = members.module_scope(text, rel, module)
+    return _FoundScope(scope, rel) if scope is not None and scope.members else None
+
+
+def _names_near(cursor: CursorText) -> list[str]:
+    """Identifiers of the lines before the cursor's line and of the line itself, nearest first."""
+    recent = (cursor.lines_before + cursor.cursor_line).split("\n")[-QUERY_LINES - 1 :]
+    out = dict.fromkeys(n for line in reversed(recent) for n in reversed(IDENTIFIER.findall(line)))
+    return [n for n in out if n not in COMMON]
+
+
+def _definitions(repo: RepoView, cursor: CursorText, options: EvidenceOptions, exclude: set[str]) -> list[Evidence]:
+    """Signatures of names used near the cursor, grouped by the file defining them."""
+    by_file: dict[str, list[str]] = {}
+    enclosing_line = cursor.prefix.count("\n")
+    for name in _names_near(cursor):
+        rels = sorted(repo.definers.get(name, ()))
+        if not options.workspace:
+            rels = [r for r in rels if r == cursor.rel]
+        if not rels or len(rels) > MAX_DEFINERS:
+            continue
+        for rel in rels:
+            entry = repo.entries.get(rel)
+            if entry is None or rel in exclude:
+                continue
+            for d in entry.definitions:
+                if d.name != name or (rel == cursor.rel and d.line <= enclosing_line < d.line + 1):
+                    continue
+                if rel == cursor.rel and cursor.window_lines[0] <= d.line <= cursor.window_lines[1]:
+                    continue  # already in the window, exactly
+                sig = d.signature.rstrip(":{ ")
+                if sig and sig not in by_file.setdefault(rel, []):
+                    by_file[rel].append(sig)
+    return [
+        Evidence("definitions", rel, "\n".join(sigs) + "\n", 2.0 - 0.01 * i, "definitions of names near the cursor")
+        for i, (rel, sigs) in enumerate(by_file.items())
+    ]
+
+
+def _similar(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> list[Evidence]:
+    """The best windows of similar code (and what follows them), at most one per file."""
+    query_lines = cursor.lines_before.split("\n")[-QUERY_LINES - 1 :]
+    query = frozenset(n for line in query_lines for n in IDENTIFIER.findall(line))
+    if len(query) < 2:
+        return []
+    candidates: list[tuple[str, str, tuple[int, int]]] = []  # (rel, text, lines to skip)
+    own = cursor.prefix + cursor.suffix
+    candidates.append((cursor.rel, own, cursor.window_lines))
+    if options.workspace:
+        rels = list(repo.recent[:SIMILAR_FILES])
+        if repo.lexical is not None:
+            rels += [rel for rel, _, _ in repo.lexical.similar(set(query), repo.entries, cursor.rel, SIMILAR_FILES)]
+        for rel in dict.fromkeys(r for r in rels if r != cursor.rel):
+            text = repo.text_of(rel)
+            if text is not None:
+                candidates.append((rel, text, (-1, -1)))
+    width = max(2, len(query_lines) - 1)
+    found = []
+    for rel, text, (skip_a, skip_b) in candidates:
+        lines, idents = _lines.of(text)
+        best, best_at = 0.0, -1
+        window: set[str] = set()
+        for i in range(len(lines)):
+            window = set().union(*idents[i : i + width]) if i + width <= len(lines) else window
+            if i + width > len(lines):
+                break
+            if skip_a - width < i <= skip_b:
+                continue  # overlaps what the window shows already
+            shared = len(query & window)
+            if shared:
+                score = shared / (len(query) + len(window) - shared)
+                if score > best:
+                    best, best_at = score, i
+        if best_at >= 0 and best > 0.2:
+            end = min(len(lines), best_at + width + CONTINUATION_LINES)
+            snippet = "\n".join(lines[best_at:end]) + "\n"
+            reason = f"similar to the lines before the cursor (lines {best_at + 1}-{end}, {best:.2f})"
+            found.append(Evidence("similar", rel, redact(snippet), best, reason))
+    found.sort(key=lambda e: -e.score)
+    return found[:MAX_SIMILAR]
+
+
+def _names(repo: RepoView, cursor: CursorText) -> frozenset[str]:
+    own = NAME.findall(cursor.prefix[-50_000:]) + NAME.findall(cursor.suffix[:20_000])
+    return frozenset(own) | frozenset(repo.definers) | COMMON

@@ -1,0 +1,165 @@
+"""What a class or module offers after a dot: members found with tree-sitter.
+
+For a class: its methods (with signatures), the fields declared in its body (annotated or
+assigned names, TypeScript fields) and, in Python, the attributes its methods assign to
+``self``. For a module: its top-level functions, classes and assigned names. These feed the
+"members" evidence placed next to the cursor and the names index-aware decoding allows
+after ``receiver.``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tree_sitter import Node
+
+from deepfim.context.languages import for_editor, parser_or_none
+
+SELF_ATTRIBUTE = re.compile(r"\bself\.([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)")
+MAX_MEMBERS = 64
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    line: str  # how it reads in the evidence ("def total(self) -> Decimal", "items: list[LineItem]")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A class or module and what it offers."""
+
+    name: str  # "class Cart" / "module shop.pricing"
+    header: str  # the first line shown ("class Cart(Base):")
+    members: tuple[Member, ...]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
+
+    def render(self, indent: str = "    ") -> str:
+        lines = [self.header] + [indent + m.line for m in self.members]
+        return "\n".join(lines) + "\n"
+
+
+def _text(node: Node, data: bytes) -> str:
+    return data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+
+def _signature(node: Node, data: bytes) -> str:
+    body = node.child_by_field_name("body")
+    end = body.start_byte if body is not None else node.end_byte
+    return " ".join(data[node.start_byte : end].decode("utf-8", "replace").split()).rstrip(":{ ")
+
+
+def _python_class_members(cls: Node, data: bytes) -> list[Member]:
+    out: dict[str, Member] = {}
+    body = cls.child_by_field_name("body")
+    for child in body.named_children if body is not None else ():
+        node = child.children[-1] if child.type == "decorated_definition" and child.children else child
+        if node.type == "function_definition":
+            name = node.child_by_field_name("name")
+            if name is not None:
+                out.setdefault(_text(name, data), Member(_text(name, data), _signature(node, data)))
+        elif child.type == "expression_statement" and child.named_children:
+            stmt = child.named_children[0]
+            if stmt.type == "assignment":
+                left = stmt.child_by_field_name("left")
+                if left is not None and left.type == "identifier":
+                    line = " ".join(_text(stmt, data).split("\n", 1)[0].split())
+                    out.setdefault(_text(left, data), Member(_text(left, data), line[:80]))
+    for match in SELF_ATTRIBUTE.finditer(_text(cls, data)):
+        out.setdefault(match.group(1), Member(match.group(1), f"self.{match.group(1)}"))
+    return list(out.values())
+
+
+def _ts_class_members(cls: Node, data: bytes) -> list[Member]:
+    out: dict[str, Member] = {}
+    body = cls.child_by_field_name("body")
+    for child in body.named_children if body is not None else ():
+        name = child.child_by_field_name("name") or child.child_by_field_name("property")
+        if name is not None and child.type in ("method_definition", "public_field_definition", "field_definition"):
+            key = _text(name, data)
+            out.setdefault(key, Member(key, _signature(child, data) if "method" in child.type else key))
+    return list(out.values())
+
+
+_CLASS_TYPES = {"class_definition", "class_declaration", "class"}
+
+
+def _classes(root: Node) -> list[Node]:
+    found, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if node.type in _CLASS_TYPES:
+            found.append(node)
+        stack.extend(node.named_children)
+    return found
+
+
+def _class_scope(cls: Node, data: bytes, language: str) -> Scope:
+    name = cls.child_by_field_name("name")
+    header = _signature(cls, data) + (":" if language == "python" else " {")
+    members = _python_class_members(cls, data) if language == "python" else _ts_class_members(cls, data)
+    return Scope(f"class {_text(name, data) if name else '?'}", header, tuple(members[:MAX_MEMBERS]))
+
+
+def _parse(text: str, path: str):
+    spec = for_editor("", path)
+    parser = parser_or_none(spec)
+    if parser is None or spec.name not in ("python", "javascript", "typescript", "tsx"):
+        return None, None, spec.name
+    data = text.encode("utf-8", "surrogatepass")
+    return parser.parse(data).root_node, data, spec.name
+
+
+def enclosing_class(text: str, path: str, line: int) -> Scope | None:
+    """The innermost class around 0-based `line` of `text` (the receiver of ``self.``)."""
+    root, data, language = _parse(text, path)
+    if root is None:
+        return None
+    around = [c for c in _classes(root) if c.start_point[0] <= line <= max(c.end_point[0], c.start_point[0])]
+    if not around:  # the cursor may sit past the parsed end of a class being written
+        around = [c for c in _classes(root) if c.start_point[0] <= line and c.start_point[1] == 0]
+    if not around:
+        return None
+    return _class_scope(max(around, key=lambda c: c.start_byte), data, language)
+
+
+def named_class(text: str, path: str, name: str) -> Scope | None:
+    root, data, language = _parse(text, path)
+    if root is None:
+        return None
+    for cls in _classes(root):
+        node = cls.child_by_field_name("name")
+        if node is not None and _text(node, data) == name:
+            return _class_scope(cls, data, language)
+    return None
+
+
+def module_scope(text: str, path: str, module: str) -> Scope | None:
+    """Top-level functions, classes and assigned names of a module file."""
+    root, data, language = _parse(text, path)
+    if root is None:
+        return None
+    members: dict[str, Member] = {}
+    for child in root.named_children:
+        node = child.children[-1] if child.type == "decorated_definition" and child.children else child
+        if node.type == "export_statement" and node.named_children:
+            node = node.named_children[0]
+        name = node.child_by_field_name("name")
+        if node.type in ("function_definition", "function_declaration", "class_definition", "class_declaration"):
+            if name is not None:
+                members.setdefault(_text(name, data), Member(_text(name, data), _signature(node, data)))
+        elif node.type == "expression_statement" and node.named_children:
+            stmt = node.named_children[0]
+            left = stmt.child_by_field_name("left") if stmt.type == "assignment" else None
+            if left is not None and left.type == "identifier" and not _text(left, data).startswith("__"):
+                members.setdefault(_text(left, data), Member(_text(left, data), _text(left, data)))
+        elif node.type in ("lexical_declaration", "variable_declaration"):
+            for decl in node.named_children:
+                var = decl.child_by_field_name("name")
+                if var is not None:
+                    members.setdefault(_text(var, data), Member(_text(var, data), _text(var, data)))
+    header = f"# module {module}" if language == "python" else f"// module {module}"
+    return Scope(f"module {module}", header, tuple(list(members.values())[:MAX_MEMBERS]))

@@ -92,19 +92,19 @@ def test_default_excludes_file_under_xdg_config_home(tmp_path, isolated_git, mak
     assert make_workspace(root).files() == ["a.py"]
 
 
+MONOREPO_FILES = {
+    ".gitignore": "/services/api/tmp/\n*.local.py\n",
+    "services/.gitignore": "api/generated/\n",
+    "services/api/main.py": "def main(): pass\n",
+    "services/api/settings.local.py": "x = 1\n",
+    "services/api/tmp/t.py": "x = 1\n",
+    "services/api/generated/g.py": "x = 1\n",
+    "services/api/handlers/h.py": "def h(): pass\n",
+}
+
+
 def test_workspace_below_the_top_level_inherits_the_gitignores_above_it(tmp_path, isolated_git, make_workspace):
-    repo = make_repo(
-        tmp_path / "repo",
-        {
-            ".gitignore": "/services/api/tmp/\n*.local.py\n",
-            "services/.gitignore": "api/generated/\n",
-            "services/api/main.py": "def main(): pass\n",
-            "services/api/settings.local.py": "x = 1\n",
-            "services/api/tmp/t.py": "x = 1\n",
-            "services/api/generated/g.py": "x = 1\n",
-            "services/api/handlers/h.py": "def h(): pass\n",
-        },
-    )
+    repo = make_repo(tmp_path / "repo", MONOREPO_FILES)
     (repo / ".git" / "info" / "exclude").write_text("/services/api/handlers/private.py\n")
     (repo / "services/api/handlers/private.py").write_text("x = 1\n")
     ws = make_workspace(repo / "services" / "api")

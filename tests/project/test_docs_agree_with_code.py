@@ -1,43 +1,16 @@
-"""What the documents state as facts agrees with the code: the editor settings and their
-defaults (docs/protocol.md), the team server's ports (docs/team-server.md, README.md) and the
-README's project structure (every path it names exists)."""
+"""What the documents state as facts agrees with the code: the team server's ports
+(docs/team-server.md, README.md) and the README's project structure (every path it names
+exists). The settings table of docs/protocol.md is checked in tests/editor_clients/test_client_settings.py."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 from pathlib import Path
 
 from deepfim.cli import command_parser
 from deepfim.engine.server.connect_errors import DEFAULT_PORT
-from deepfim.lsp_server.editor_settings import Settings, parse_settings
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _settings_table() -> dict[str, str]:
-    """{key: default column} of the settings table in docs/protocol.md."""
-    text = (REPO / "docs" / "protocol.md").read_text().split("## Settings", 1)[1]
-    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \|", text, re.M)
-    return {key: default.strip() for key, default in rows}
-
-
-def test_every_setting_is_documented_with_its_default():
-    documented = _settings_table()
-    fields = {_camel(f.name): f.name for f in dataclasses.fields(Settings)}
-    assert set(documented) == set(fields), "docs/protocol.md settings table vs editor_settings.Settings"
-    defaults = Settings()
-    for key, column in documented.items():
-        first = column.split(" (")[0].strip()
-        assert json.loads(first) == getattr(defaults, fields[key]), f"{key}: documented default {column!r}"
-        settings, problems = parse_settings({key: json.loads(first)})  # the documented default is valid
-        assert problems == [], problems
 
 
 def test_the_team_server_ports_are_the_documented_ones():

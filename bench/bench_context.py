@@ -22,11 +22,12 @@ import os
 import shutil
 import statistics
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_LIB = Path(f"/root/.pyenv/versions/3.11.7/lib/python{sys.version_info[0]}.{sys.version_info[1]}")
+DEFAULT_LIB = Path(sysconfig.get_paths()["stdlib"])  # the running interpreter's own Lib/ (a venv's base)
 CURSOR_FILES = (
     "json/decoder.py",
     "asyncio/base_events.py",

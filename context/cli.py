@@ -36,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--rebuild", action="store_true", help="ignore the cached index")
     else:
         parser.add_argument("location", help="FILE:LINE:COL, 1-based (COL counts characters)")
-        parser.add_argument("--root", type=Path, help="workspace root (default: the enclosing git repository)")
+        parser.add_argument(
+            "--workspace", "--root", dest="root", type=Path, metavar="DIR",
+            help="workspace root, as for `deepfim complete` (default: the enclosing git repository)",
+        )  # fmt: skip
         parser.add_argument(
             "--mode", choices=["instant", "expert"], default="instant", help="whose prompt (default: %(default)s)"
         )

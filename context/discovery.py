@@ -1,11 +1,12 @@
 """Finds the workspace files worth indexing, and reads them safely.
 
 `discover` walks the tree once with `os.scandir`, pruning ignored directories before
-entering them (rules in `ignore.py`), virtualenvs (any directory holding ``pyvenv.cfg`` or
-``conda-meta``) and secret directories. It follows symlinks that stay inside the
-workspace, remembering every directory's (device, inode) so a symlink loop is entered once.
-It never opens a file: the stat (size, mtime) decides whether the cached entry is still
-good. `read_text` then reads one file and says why it should be left out, if it should.
+entering them (rules in `ignore.py`: ``.gitignore`` files, git's exclude files,
+``.deepfimignore``), virtualenvs (any directory holding ``pyvenv.cfg`` or ``conda-meta``)
+and secret directories. It follows symlinks that stay inside the workspace, remembering
+every directory's (device, inode) so a symlink loop is entered once. It never opens a file:
+the stat (size, mtime) decides whether the cached entry is still good. `read_text` then
+reads one file and says why it should be left out, if it should.
 
 Nothing here raises for a single bad file: unreadable, vanished, non-regular, binary or
 undecodable files become `SkipRecord`s and the scan goes on. Secrets in a file's text are
@@ -65,7 +66,8 @@ def discover(root: Path, max_file_bytes: int, extra_ignore: tuple[str, ...] = ()
     except OSError:
         return found
     seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
-    pending: list[tuple[str, str, list[ignore.RuleSet]]] = [(real_root, "", ignore.root_stack(extra_ignore))]
+    stack = ignore.root_stack(Path(real_root), extra_ignore)
+    pending: list[tuple[str, str, list[ignore.RuleSet]]] = [(real_root, "", stack)]
     while pending:
         directory, rel_dir, stack = pending.pop()
         try:
@@ -79,7 +81,7 @@ def discover(root: Path, max_file_bytes: int, extra_ignore: tuple[str, ...] = ()
         names = {e.name for e in entries}
         if rel_dir and any(marker in names for marker in VENV_MARKERS):
             continue
-        if any(name in names for name in ignore.IGNORE_FILES) or (rel_dir == "" and ".git" in names):
+        if any(name in names for name in ignore.IGNORE_FILES):
             rule_set = ignore.read_rule_set(Path(directory), rel_dir)
             if rule_set is not None:
                 stack = [*stack, rule_set]
@@ -198,7 +200,7 @@ def check_path(root: Path, rel: str, max_file_bytes: int, extra_ignore: tuple[st
     if secret_path_reason(rel) is not None:
         return SkipRecord(0, 0, "secret-name")
     parts = rel.split("/")
-    stack = ignore.root_stack(extra_ignore)
+    stack = ignore.root_stack(root, extra_ignore)
     for depth in range(len(parts)):
         dir_rel = "/".join(parts[:depth])
         directory = root / dir_rel if dir_rel else root

@@ -1,12 +1,13 @@
-"""Gitignore-style rules: nested ``.gitignore`` files, ``.deepfimignore`` and built-in defaults.
+"""Gitignore-style rules: nested ``.gitignore`` files, ``.deepfimignore``, git's own exclude
+files and built-in defaults.
 
-Semantics follow git's documentation (gitignore(5)): blank lines and ``#`` comments are
-skipped; ``!`` re-includes; a trailing ``/`` matches directories only; a pattern with a
-``/`` elsewhere is anchored to the directory of its file, otherwise it matches a name at any
-depth; ``*`` and ``?`` do not cross ``/``; ``**`` does; ``[...]`` classes with ``!``/``^``
-negation. Rules in deeper directories take precedence, and within one directory
-``.deepfimignore`` overrides ``.gitignore`` (last match wins). As in git, nothing inside an
-excluded directory can be re-included: the walk never enters it.
+Patterns are matched by `pathspec`'s `GitIgnoreSpec` (gitignore(5) semantics, including
+git's edge cases), one spec per rule file. What this module adds is git's layering: rules in
+deeper directories take precedence over shallower ones, then ``.git/info/exclude``, then
+``core.excludesFile`` (`git_excludes.py` finds both), then settings, then the built-in
+defaults; within one directory ``.deepfimignore`` overrides ``.gitignore`` (last match
+wins). As in git, nothing inside an excluded directory can be re-included: the walk never
+enters it.
 
 The built-in defaults (vendored, generated and build trees; lock files; minified bundles)
 act as a rule file at the root below every other, so ``!build/`` in a ``.deepfimignore``
@@ -18,6 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+from deepfim.context.git_excludes import git_layout
 
 IGNORE_FILES = (".gitignore", ".deepfimignore")
 
@@ -78,95 +83,31 @@ go.sum
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
-    regex: re.Pattern[str]
-    negated: bool
-    dir_only: bool
-    pattern: str  # as written, for messages
-
-
-def _translate(glob: str) -> str:
-    """Regex source for a gitignore glob (without anchoring)."""
-    out, i, n = [], 0, len(glob)
-    while i < n:
-        c = glob[i]
-        if c == "*":
-            if glob.startswith("**", i):
-                before_ok = i == 0 or glob[i - 1] == "/"
-                after = glob[i + 2 : i + 3]
-                if before_ok and after == "/":
-                    out.append("(?:.*/)?")  # "**/" : zero or more directories
-                    i += 3
-                    continue
-                if before_ok and after == "":
-                    out.append(".*")  # trailing "/**": everything inside
-                    i += 2
-                    continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = glob.find("]", i + 2 if glob[i + 1 : i + 2] in ("!", "^") else i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = glob[i + 1 : j]
-                if body[:1] in ("!", "^"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j
-        elif c == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(glob[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def parse_rules(text: str) -> list[Rule]:
-    """Rules of one ignore file, in file order. Malformed lines are skipped, never fatal."""
-    rules = []
-    for raw in text.splitlines():
-        line = raw.rstrip("\n\r")
-        if not line or line.startswith("#"):
-            continue
-        # trailing spaces are ignored unless escaped
-        stripped = line.rstrip(" ")
-        if stripped.endswith("\\") and len(stripped) < len(line):
-            stripped += " "
-        line = stripped
-        negated = line.startswith("!")
-        if negated:
-            line = line[1:]
-        elif line.startswith("\\!") or line.startswith("\\#"):
-            line = line[1:]
-        dir_only = line.endswith("/")
-        line = line.rstrip("/")
-        if not line:
-            continue
-        anchored = "/" in line
-        line = line.lstrip("/")
-        source = _translate(line)
-        if not anchored:
-            source = "(?:.*/)?" + source
-        try:
-            regex = re.compile(source + r"\Z", re.DOTALL)
-        except re.error:
-            continue
-        rules.append(Rule(regex, negated, dir_only, raw.strip()))
-    return rules
-
-
-DEFAULTS = parse_rules(DEFAULT_RULES)
-
-
-@dataclass(frozen=True, slots=True)
 class RuleSet:
-    """The rules of one directory (``base`` relative to the root, "" for the root)."""
+    """The rules of one ignore file (or of several files of one directory, in order).
+
+    Attributes:
+        base: the rule file's directory relative to the workspace root ("" for the root, and
+            for files above it or outside it: git's exclude files, the defaults).
+        prefix: the workspace root relative to the directory the rules are anchored to, for
+            rules that live above the root (the repository's top level when the workspace is
+            a subdirectory of it); "" otherwise.
+        spec: the compiled patterns.
+    """
 
     base: str
-    rules: tuple[Rule, ...]
+    prefix: str
+    spec: GitIgnoreSpec
+
+    @classmethod
+    def parse(cls, text: str, base: str = "", prefix: str = "") -> RuleSet:
+        """Rules from gitignore-format text; lines that are not valid patterns are dropped."""
+        lines = text.splitlines()
+        try:
+            return cls(base, prefix, GitIgnoreSpec.from_lines(lines))
+        except (ValueError, re.error):  # one malformed line must not cost the whole file
+            kept = [line for line in lines if _valid(line)]
+            return cls(base, prefix, GitIgnoreSpec.from_lines(kept))
 
     def match(self, rel: str, is_dir: bool) -> bool | None:
         """True: ignored, False: re-included, None: no rule here matches."""
@@ -174,16 +115,24 @@ class RuleSet:
             if not rel.startswith(self.base + "/"):
                 return None
             rel = rel[len(self.base) + 1 :]
-        for rule in reversed(self.rules):
-            if rule.dir_only and not is_dir:
-                continue
-            if rule.regex.match(rel):
-                return not rule.negated
-        return None
+        if self.prefix:
+            rel = f"{self.prefix}/{rel}" if rel else self.prefix
+        return self.spec.check_file(rel + "/" if is_dir else rel).include
+
+
+def _valid(line: str) -> bool:
+    try:
+        GitIgnoreSpec.from_lines([line])
+    except (ValueError, re.error):  # "!" alone, a trailing backslash, "[z-a]"
+        return False
+    return True
+
+
+DEFAULTS = RuleSet.parse(DEFAULT_RULES)
 
 
 def is_ignored(stack: list[RuleSet], rel: str, is_dir: bool) -> bool:
-    """Whether `rel` is ignored by the rule sets of its ancestors (root first in `stack`)."""
+    """Whether `rel` is ignored by the rule sets of its ancestors (lowest precedence first)."""
     for rule_set in reversed(stack):
         verdict = rule_set.match(rel, is_dir)
         if verdict is not None:
@@ -191,27 +140,37 @@ def is_ignored(stack: list[RuleSet], rel: str, is_dir: bool) -> bool:
     return False
 
 
-def read_rule_set(directory: Path, base: str) -> RuleSet | None:
+def read_text(path: Path) -> str | None:
+    """An ignore file's text, or None when it cannot be read (never fatal)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except (OSError, ValueError):
+        return None
+
+
+def read_rule_set(directory: Path, base: str, prefix: str = "") -> RuleSet | None:
     """The combined ``.gitignore`` + ``.deepfimignore`` rules of one directory, or None."""
-    rules: list[Rule] = []
-    for name in IGNORE_FILES:
-        try:
-            text = (directory / name).read_text(encoding="utf-8", errors="replace")
-        except (OSError, ValueError):
-            continue
-        rules.extend(parse_rules(text))
-    if base == "":
-        try:
-            text = (directory / ".git" / "info" / "exclude").read_text(encoding="utf-8", errors="replace")
-            rules[:0] = parse_rules(text)
-        except (OSError, ValueError):
-            pass
-    return RuleSet(base, tuple(rules)) if rules else None
+    texts = [text for name in IGNORE_FILES if (text := read_text(directory / name)) is not None]
+    return RuleSet.parse("\n".join(texts), base, prefix) if texts else None
 
 
-def root_stack(extra_patterns: tuple[str, ...] = ()) -> list[RuleSet]:
-    """Rule sets that apply above every ignore file: built-in defaults, then user settings."""
-    stack = [RuleSet("", tuple(DEFAULTS))]
+def root_stack(root: Path, extra_patterns: tuple[str, ...] = ()) -> list[RuleSet]:
+    """Rule sets that apply above the root's own ignore files, lowest precedence first:
+    built-in defaults, settings, git's ``core.excludesFile`` and ``.git/info/exclude``, and
+    the ignore files between the repository's top level and a workspace below it.
+
+    A rule file above the root that ignores the root itself (a dotfiles repository's ``*``)
+    is left out: the user opened that directory to work in it."""
+    stack = [DEFAULTS]
     if extra_patterns:
-        stack.append(RuleSet("", tuple(parse_rules("\n".join(extra_patterns)))))
-    return stack
+        stack.append(RuleSet.parse("\n".join(extra_patterns)))
+    layout = git_layout(root)
+    if layout is None:
+        return stack
+    prefix = layout.root_in_repo
+    above = [RuleSet.parse(text, prefix=prefix) for p in layout.exclude_files if (text := read_text(p)) is not None]
+    directory, parts = layout.toplevel, prefix.split("/") if prefix else []
+    for depth, part in enumerate(parts):  # the top level down to the root's parent
+        above.append(read_rule_set(directory, "", "/".join(parts[depth:])))
+        directory = directory / part
+    return stack + [r for r in above if r is not None and not (r.prefix and r.match("", is_dir=True))]

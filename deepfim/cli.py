@@ -30,22 +30,65 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+LOG_LEVELS = env.LOG_LEVELS
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default after its help, unless the help already says it or the
+    default is nothing worth showing (None, False, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default is argparse.SUPPRESS or default is None or default is False or default in ([], ""):
+            return text
+        if "default" in text or not (action.option_strings or action.nargs in ("?", "*")):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `deepfim` parser. Only `command`'s own arguments are added, since that imports the
+    module that defines them."""
     parser = argparse.ArgumentParser(prog="deepfim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"deepfim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        if argv and argv[0] == name:
+        command_parser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        if name == command:
             module = importlib.import_module(module_name)
             module.add_arguments(command_parser, name)
+            command_parser.add_argument(
+                "--log-level",
+                type=str.upper,
+                choices=LOG_LEVELS,
+                default=env.log_level(),
+                metavar="LEVEL",
+                help=f"what is logged to stderr: {', '.join(LOG_LEVELS)} (default: %(default)s; "
+                "$DEEPFIM_LOG_LEVEL sets the default)",
+            )
             command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def command_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand, with its arguments (for `--help` checks)."""
+    sub = next(a for a in build_parser(command)._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(argv[0] if argv else None)
+        threads = env.torch_threads()
+    except ValueError as exc:  # a malformed DEEPFIM_* variable
+        print(f"deepfim: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=env.log_level(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    threads = env.torch_threads()
     if threads is not None:
         import torch
 

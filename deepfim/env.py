@@ -19,9 +19,22 @@ def cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "deepfim"
 
 
+def git_default_excludes_file() -> Path:
+    """git's ignore file when ``core.excludesFile`` is unset: $XDG_CONFIG_HOME/git/ignore,
+    else ~/.config/git/ignore (gitignore(5))."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "git" / "ignore"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def log_level() -> str:
-    """$DEEPFIM_LOG_LEVEL (DEBUG, INFO, WARNING, ...); WARNING by default."""
-    return os.environ.get("DEEPFIM_LOG_LEVEL", "WARNING").upper()
+    """$DEEPFIM_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR, CRITICAL; any case); WARNING by default."""
+    value = (os.environ.get("DEEPFIM_LOG_LEVEL") or "WARNING").upper()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"DEEPFIM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value
 
 
 def torch_threads() -> int | None:

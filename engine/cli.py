@@ -22,15 +22,49 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--top", type=int, default=5, help="top-k tokens shown per position (text output)")
         parser.add_argument("--json", action="store_true", help="full logit vectors as JSON")
     else:
-        parser.add_argument("--prefix", default="", help="text before the cursor")
-        parser.add_argument("--suffix", default="", help="text after the cursor")
+        for part, where in (("prefix", "before"), ("suffix", "after")):
+            given = parser.add_mutually_exclusive_group()
+            given.add_argument(
+                f"--{part}", default="", help=f"text {where} the cursor; \\n, \\t, \\r and \\\\ are escapes"
+            )
+            given.add_argument(
+                f"--{part}-file", type=Path, metavar="FILE", help=f"read the text {where} the cursor from FILE as is"
+            )
         parser.add_argument("--order", choices=("psm", "spm"), default=None, help="FIM order (default: best supported)")
-        parser.add_argument("--max-tokens", type=int, default=64)
-        parser.add_argument("--temperature", type=float, default=0.0)
-        parser.add_argument("--top-p", type=float, default=1.0)
+        parser.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
+        parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
+        parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: probability mass kept")
         parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-        parser.add_argument("--seed", type=int, default=None)
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+        parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+
+
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """`\\n`, `\\t`, `\\r` and `\\\\` as a shell user types them in `--prefix`/`--suffix`
+    ('def f():\\n    '); any other backslash stays as written."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ESCAPES:
+            out.append(ESCAPES[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def fim_text(args: argparse.Namespace, part: str) -> str:
+    """The prefix or suffix: from `--PART-file` verbatim, else `--PART` with escapes."""
+    path = getattr(args, f"{part}_file")
+    if path is None:
+        return unescape(getattr(args, part))
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--{part}-file {path}: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +136,7 @@ def _generate(args: argparse.Namespace) -> int:
     from deepfim.engine.model.prompt_format import FimOrder, build_fim_prompt
     from deepfim.engine.serving.generate import generate
 
+    prefix, suffix = fim_text(args, "prefix"), fim_text(args, "suffix")  # a bad file fails before the load
     runner = _load(args.checkpoint)
     orders = runner.model.args.fim_orders
     order = FimOrder(args.order or ("spm" if "spm" in orders else "psm"))
@@ -109,7 +144,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise ValueError(f"--order {order.value}: this checkpoint was trained on {list(orders)}")
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
                             stop=tuple(args.stop), seed=args.seed)  # fmt: skip
-    prompt = build_fim_prompt(runner.tokenizer, args.prefix, args.suffix, order)
+    prompt = build_fim_prompt(runner.tokenizer, prefix, suffix, order)
     t0 = time.perf_counter()
     stream = None if args.json else (lambda _i, text: print(text, end="", flush=True))
     cand = generate(runner, prompt.ids, params, stream)[0]

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         return
     parser.add_argument("location", metavar="FILE:LINE:COL", help="cursor position, 1-based line and column")
     parser.add_argument("--workspace", metavar="DIR", help="workspace root (default: the current directory)")
-    parser.add_argument("--mode", choices=MODES, default="instant")
+    parser.add_argument("--mode", choices=MODES, default="instant", help="instant, or expert (4x budget)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the embedded model)")
     parser.add_argument("--expert-checkpoint", metavar="DIR", help="checkpoint for expert mode")

@@ -34,6 +34,7 @@ class Settings:
     max_tokens: int = 48  # instant mode; expert uses 4x
     debounce_ms: int = 8
     log_file: str | None = None
+    log_level: str | None = None  # "DEBUG" ... "ERROR"; None: `deepfim lsp --log-level` decides
 
 
 class InvalidSetting(ValueError):
@@ -72,6 +73,17 @@ def _optional_string(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise InvalidSetting(f"expected a non-empty string or null, got {value!r}")
     return value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _optional_log_level(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise InvalidSetting(f"expected one of {', '.join(LOG_LEVELS)} or null, got {value!r}")
+    return value.upper()
 
 
 def _optional_dir(value: Any) -> str | None:
@@ -118,6 +130,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "maxTokens": ("max_tokens", _int_range(1, 2048)),
     "debounceMs": ("debounce_ms", _int_range(0, 2000)),
     "logFile": ("log_file", _optional_string),
+    "logLevel": ("log_level", _optional_log_level),
 }
 _DEFAULTS = Settings()
 

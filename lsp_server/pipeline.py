@@ -73,6 +73,7 @@ class CompletionOutcome:
     context_source: str = "file"
     finish_reason: str = ""
     scores: list[float] = field(default_factory=list)  # mean log-probability per token of each item
+    reason: str = ""  # why there is nothing to show, when `items` is empty
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -134,6 +135,7 @@ class _Prepared:
     context_ms: float
     submitted_at: float = 0.0
     gate: float | None = None  # the checkpoint's confidence gate (mean log-probability per token)
+    reason: str = ""  # why nothing was submitted
 
 
 class CompletionPipeline:
@@ -175,13 +177,14 @@ class CompletionPipeline:
             timings.context_ms = prepared.context_ms
             outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
             if prepared.handle is None:
+                outcome.reason = prepared.reason
                 return self._finish_timing(outcome, started)
             outcome.context_files = prepared.packed.included if prepared.packed else []
             outcome.context_source = prepared.packed.source if prepared.packed else "file"
             result = await self._wait(prepared)
             post_start = time.perf_counter()
             self._engine_timings(timings, prepared, result)
-            outcome.items, outcome.scores, outcome.finish_reason = await loop.run_in_executor(
+            outcome.items, outcome.scores, outcome.finish_reason, outcome.reason = await loop.run_in_executor(
                 self._executor, self._post, prepared, result
             )
             timings.post_ms = (time.perf_counter() - post_start) * 1000
@@ -213,13 +216,14 @@ class CompletionPipeline:
         language = for_editor(inp.language_id, inp.path)
         ctx = analyse(inp.prefix, inp.suffix, language, preset.max_lines)
         if ctx.extent is Extent.NONE or ticket.cancelled.is_set():
-            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
+            reason = "cursor inside a word" if ctx.extent is Extent.NONE else "cancelled"
+            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason=reason)
         try:
             spec = spec or prompt_spec(preset, session.profile(preset.name))
             packed = source.pack(session.tokenizer, inp.path, inp.prefix, inp.suffix, spec)
         except PrivateFile as exc:
             logger.info("no completion: %s", exc)
-            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000)
+            return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason="private file")
         sampling = preset.sampling
         if ctx.extent is Extent.SINGLE_LINE:
             sampling = dataclasses.replace(sampling, stop=("\n",))
@@ -230,7 +234,7 @@ class CompletionPipeline:
         stream = _Stream(ctx, sampling.n, ticket, partial)
         context_ms = (time.perf_counter() - start) * 1000
         if ticket.cancelled.is_set():
-            return _Prepared(ctx, packed, None, None, context_ms)
+            return _Prepared(ctx, packed, None, None, context_ms, reason="cancelled")
         submitted_at = time.perf_counter()
         handle = session.backend.submit(request, stream.on_text)
         ticket.handle = handle
@@ -276,8 +280,9 @@ class CompletionPipeline:
             timings.decode_ms = ((stream.last_at or stream.first_at) - stream.first_at) * 1000
 
     @staticmethod
-    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], list[float], str]:
-        """On the context thread: shape and rank the candidates."""
+    def _post(prepared: _Prepared, result: CompletionResult | None) -> tuple[list[str], list[float], str, str]:
+        """On the context thread: shape and rank the candidates; (texts, scores, finish reason,
+        why there is nothing to show)."""
         assert prepared.stream is not None
         if result is not None and result.candidates:
             raw = [(c.text, c.logprob, max(len(c.token_ids), 1)) for c in result.candidates]
@@ -289,7 +294,9 @@ class CompletionPipeline:
         if prepared.stream.stopped_early:
             finish = "stop"
         ranked = rank([(shape(text, prepared.ctx), logprob, n) for text, logprob, n in raw])
+        scores = [r.score for r in ranked]
         if ranked and prepared.gate is not None and ranked[0].score < prepared.gate:
-            logger.debug("no suggestion: confidence %.2f below the gate %.2f", ranked[0].score, prepared.gate)
-            return [], [r.score for r in ranked], "low_confidence"
-        return [r.text for r in ranked], [r.score for r in ranked], finish
+            return [], scores, "low_confidence", f"confidence {ranked[0].score:.2f} below the gate {prepared.gate:.2f}"
+        wrote = any(text.strip() for text, _, _ in raw)
+        empty = "" if ranked else "empty after shaping" if wrote else "the model wrote nothing"
+        return [r.text for r in ranked], scores, finish, empty

@@ -36,6 +36,7 @@ from deepfim.lsp_server.modes import preset_for
 from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
 from deepfim.lsp_server.positions import ENCODINGS, UTF16
 from deepfim.lsp_server.progress import ProgressReporter
+from deepfim.lsp_server.request_log import RequestRecord
 from deepfim.lsp_server.runs import Anchor, PartialText, Runs
 from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats
 from deepfim.lsp_server.typing_cache import TypingCache, rest_after
@@ -100,6 +101,7 @@ class DeepFimServer(LanguageServer):
             self.mode = settings.mode
         self.settings = settings
         self._configure_log_file(settings.log_file)
+        logging.getLogger("deepfim").setLevel(settings.log_level or logging.NOTSET)  # None: as the command line says
         return spec_for(settings) != old_spec
 
     def flush_messages(self) -> None:
@@ -262,11 +264,25 @@ class DeepFimServer(LanguageServer):
         Raises:
             asyncio.CancelledError: the client cancelled the request.
         """
+        mode = "expert" if invoked else self.mode
+        record = RequestRecord(uri, position.line, position.character, surface, invoked, mode)
+        try:
+            served = await self._complete_at(uri, position, invoked, surface, record)
+        except BaseException as exc:
+            record.log_failure(exc)
+            raise
+        record.log_answer(served.items if served is not None else None)
+        return served
+
+    async def _complete_at(
+        self, uri: str, position: types.Position, invoked: bool, surface: str, record: RequestRecord
+    ) -> Suggestions | None:
         key = (uri, surface)
         started = time.perf_counter()
         self.warmer.touch()
         doc = self.documents.get(uri)
         if doc is None or not self.settings.enabled:
+            record.nothing("document not open" if doc is None else "completions disabled")
             return None
         offset = doc.offset_at(position, self.encoding)
         prefix, suffix = doc.text[:offset], doc.text[offset:]
@@ -275,7 +291,8 @@ class DeepFimServer(LanguageServer):
             if hit is not None:
                 self.runs.supersede(key)  # a call started since is stale now
                 extra = {"cached": True, "model_call": False}
-                return self._served_again(hit.suggestion_id, hit.remaining, extra, started)
+                record.answered_by = "typing-through cache"
+                return self._served_again(hit.suggestion_id, hit.remaining, extra, started, record)
             joinable = self.runs.joinable(key, prefix, suffix)
             if joinable is not None:
                 run, typed = joinable
@@ -283,22 +300,36 @@ class DeepFimServer(LanguageServer):
                 rest = rest_after(served.items[0], typed) if served is not None else None
                 if rest is not None:
                     extra = {**served.timings, "joined": True, "model_call": False}
-                    return self._served_again(served.suggestion_id, rest, extra, started)
+                    record.answered_by = "model call in flight"
+                    return self._served_again(served.suggestion_id, rest, extra, started, record)
         run = self.runs.start(
             key,
             Anchor.at(prefix, suffix),
-            lambda partial: self._complete_with_model(doc, prefix, suffix, invoked, started, partial),
+            lambda partial: self._complete_with_model(doc, prefix, suffix, invoked, started, partial, record),
         )
-        return await self.runs.wait(run)
+        served = await self.runs.wait(run)
+        if served is None and run.superseded:
+            record.nothing("superseded by a newer request")
+        return served
 
-    def _served_again(self, suggestion_id: str, rest: str, timings: dict, started: float) -> Suggestions:
+    def _served_again(
+        self, suggestion_id: str, rest: str, timings: dict, started: float, record: RequestRecord
+    ) -> Suggestions:
         """The rest of an earlier suggestion, with this request's own latency."""
         timings = {**timings, "total_ms": round((time.perf_counter() - started) * 1000, 2)}
+        record.timings = timings
         self.latency.record({"total_ms": timings["total_ms"]})
         return Suggestions(suggestion_id, [rest], timings)
 
     async def _complete_with_model(
-        self, doc: Document, prefix: str, suffix: str, invoked: bool, started: float, partial: PartialText
+        self,
+        doc: Document,
+        prefix: str,
+        suffix: str,
+        invoked: bool,
+        started: float,
+        partial: PartialText,
+        record: RequestRecord,
     ) -> Suggestions | None:
         mode = "expert" if invoked else self.mode
         preset = preset_for(mode, self.settings)
@@ -306,6 +337,7 @@ class DeepFimServer(LanguageServer):
         if not self.backend_ready.is_set():
             await self.backend_ready.wait()
         if self.session is None:
+            record.nothing(f"no engine ({self.last_error or 'not loaded'})")
             return None
         self._flush_context()
         source = self.source_for(doc.path)
@@ -314,7 +346,9 @@ class DeepFimServer(LanguageServer):
         timings = outcome.timings.as_dict()
         timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self.latency.record(timings)
+        record.timings = timings
         if not outcome.items:
+            record.nothing(outcome.reason)
             return None
         suggestion_id = f"s{next(self._ids)}"
         self.typing_cache.store(doc.uri, Anchor.at(prefix, suffix), outcome.items[0], suggestion_id)

@@ -9,9 +9,12 @@ flavour="${1:-base}"
 python="${PYTHON:-python3}"
 stamp=".venv/.setup-stamp-$flavour"
 want="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/deepfim ]; then
-  exit 0
-fi
+# a dev setup holds everything a base one does: `demo.sh` after `test.sh` installs nothing
+for done in "$stamp" .venv/.setup-stamp-dev; do
+  if [ -f "$done" ] && [ "$(cat "$done")" = "$want" ] && [ -x .venv/bin/deepfim ]; then
+    exit 0
+  fi
+done
 echo "[deepfim] setting up .venv ($flavour) ..." >&2
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 log=.venv/setup.log  # pip's and the build backend's chatter; shown only when a step fails

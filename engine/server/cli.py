@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from deepfim import env
+from deepfim.engine.server.connect_errors import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
-DEFAULT_PORT = 7431
 
 
 def _server_dir() -> Path:
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "make-cert":
         parser.add_argument("--out", required=True, help="directory for cert.pem and key.pem")
         parser.add_argument("--host", action="append", default=[], help="host name or IP the cert is for (repeat)")
-        parser.add_argument("--days", type=int, default=825)
+        parser.add_argument("--days", type=int, default=825, help="days the certificate is valid")
         return
     parser.add_argument("--users", default=str(_server_dir() / "users.json"), help="users file (JSON)")
     if command == "add-user":
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--replace", action="store_true", help="issue a new token for an existing user")
         return
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for the whole LAN)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="msgpack protocol port")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="msgpack protocol port (editors connect here)")
     parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default: --port + 1)")
     parser.add_argument("--no-http", action="store_true", help="do not serve /health, /metrics, /v1/completions")
     parser.add_argument("--cert", help="TLS certificate (PEM); default: made once under the cache dir")
@@ -56,15 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         default=[],
         help="a team namespace every user may share cached state in (repeat)",
     )
-    limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-frame-bytes", type=int)
-    limits.add_argument("--max-prompt-tokens", type=int, help="per request, per user")
-    limits.add_argument("--max-new-tokens", type=int)
-    limits.add_argument("--rate", type=float, dest="requests_per_second", help="requests/s per user")
-    limits.add_argument("--burst", type=int)
-    limits.add_argument("--max-inflight", type=int, help="queued + running requests per user")
-    limits.add_argument("--max-backend-inflight", type=int, help="requests handed to the engine at once")
-    limits.add_argument("--max-connections", type=int)
+    from deepfim.engine.server.limits import Limits
+
+    d = Limits()
+    limits = parser.add_argument_group("limits", "per-user ones can be overridden in the users file")
+    for flag, dest, kind, meaning in (
+        ("--max-frame-bytes", None, int, "largest message a client may send, in bytes"),
+        ("--max-prompt-tokens", None, int, "prompt tokens per request, per user"),
+        ("--max-new-tokens", None, int, "generated tokens per request, per user"),
+        ("--rate", "requests_per_second", float, "requests per second per user (token bucket)"),
+        ("--burst", None, int, "requests a user may send at once above --rate"),
+        ("--max-inflight", None, int, "queued + running requests per user"),
+        ("--max-backend-inflight", None, int, "requests handed to the engine at once"),
+        ("--max-connections", None, int, "open connections, all users together"),
+    ):
+        dest = dest or flag[2:].replace("-", "_")
+        limits.add_argument(flag, type=kind, dest=dest, metavar="N", help=f"{meaning} (default: {getattr(d, dest)})")
 
 
 def run(args: argparse.Namespace) -> int:

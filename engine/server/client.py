@@ -36,12 +36,14 @@ from deepfim.engine.api import (
 )
 from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.engine.server import frames
+from deepfim.engine.server.connect_errors import explain, refused
 from deepfim.engine.server.frames import ConnectionClosed, ProtocolError
 from deepfim.engine.server.tls import client_context, is_loopback
 
 log = logging.getLogger(__name__)
 MAX_INCOMING_FRAME = 256 << 20  # the tokenizer frame is the big one (a few MiB)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+HANDSHAKE_TIMEOUT_S = 3.0  # TCP connect + TLS + hello -> welcome; a team server answers in milliseconds
 
 
 class RemoteBackendError(ConnectionError):
@@ -88,9 +90,11 @@ class RemoteBackend:
         tls_ca: str | None = None,
         tls: bool = True,
         timeout_s: float = 10.0,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         cache_dir: str | Path | None = None,
     ) -> None:
-        """`ca_file` (alias `tls_ca`, the editor setting's name) is the certificate to trust."""
+        """`ca_file` (alias `tls_ca`, the editor setting's name) is the certificate to trust;
+        connecting up to the server's welcome may take `handshake_timeout_s`."""
         if not isinstance(token, str) or not token:
             raise ValueError(f"a user token is required to use the team server {address} (got {token!r})")
         if ca_file is not None and tls_ca is not None and ca_file != tls_ca:
@@ -101,7 +105,7 @@ class RemoteBackend:
         if not tls and not is_loopback(self.host):
             raise ValueError(f"plain TCP is only allowed to a loopback address, not {self.host!r}")
         self._ssl = client_context(ca_file) if tls else None
-        self._token, self._timeout = token, timeout_s
+        self._token, self._timeout, self._handshake_timeout = token, timeout_s, handshake_timeout_s
         self._cache = Path(cache_dir) if cache_dir else env.cache_dir() / "remote"
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[RemoteHandle, object]] = {}
@@ -190,28 +194,37 @@ class RemoteBackend:
             raise RemoteBackendError(
                 f"server {self.address} unreachable; retrying in {self._retry_at - time.monotonic():.1f} s"
             )
+        # A team server answers `hello` at once: something that accepts the connection but
+        # stays silent is not one (another service, the HTTP port), so fail fast and say so.
+        step, waited, writer = "connect", min(self._timeout, self._handshake_timeout), None
         try:
-            async with asyncio.timeout(self._timeout):
-                reader, writer = await asyncio.open_connection(
-                    self.host,
-                    self.port,
-                    ssl=self._ssl,
-                    server_hostname=self.host if self._ssl else None,
-                    limit=1 << 20,
-                )
+            async with asyncio.timeout(waited):
+                reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+                if self._ssl is not None:
+                    step = "tls"
+                    await writer.start_tls(self._ssl, server_hostname=self.host)
+                step = "hello"
                 writer.write(frames.encode({"type": "hello", "token": self._token, "client": "deepfim"}))
                 welcome = await self._read(reader)
-                if welcome.get("type") != "welcome":
-                    raise RemoteBackendError(f"server {self.address} refused the connection: {welcome.get('message')}")
+            if welcome.get("type") != "welcome":
+                raise RemoteBackendError(refused(self.address, welcome))
+            step, waited = "tokenizer", self._timeout
+            async with asyncio.timeout(waited):
                 self.tokenizer_path = str(await self._tokenizer(reader, writer, welcome["tokenizer_sha256"]))
         except RemoteBackendError:
-            self._backoff()
+            self._abandon(writer)
             raise
         except (OSError, TimeoutError, ConnectionClosed, ProtocolError, KeyError) as exc:
-            self._backoff()
-            raise RemoteBackendError(f"cannot connect to team server {self.address}: {exc!r}") from exc
+            self._abandon(writer)
+            raise RemoteBackendError(explain(self.address, self.host, self.port, step, exc, waited)) from exc
         self.welcome, self._writer, self._failures = welcome, writer, 0
         self._reader_task = asyncio.ensure_future(self._read_loop(reader, writer))
+
+    def _abandon(self, writer: asyncio.StreamWriter | None) -> None:
+        """A failed connection attempt: close its socket, back off before the next."""
+        if writer is not None:
+            writer.close()
+        self._backoff()
 
     def _backoff(self) -> None:
         self._retry_at = time.monotonic() + RETRY_DELAYS_S[min(self._failures, len(RETRY_DELAYS_S) - 1)]

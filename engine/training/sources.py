@@ -28,8 +28,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-STDLIB_ROOT = Path("/root/.pyenv/versions/3.11.7/lib/python3.11")
-PYENV_SITE = STDLIB_ROOT / "site-packages"
+# The running interpreter's standard library and its base installation's site-packages (a
+# venv's base interpreter: on the development machine a pyenv 3.11); never a fixed path.
+STDLIB_ROOT = Path(sysconfig.get_paths()["stdlib"])
+PYENV_SITE = Path(sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})["purelib"])
 SYSTEM_NPM_MODULES = Path("/usr/lib/node_modules/npm/node_modules")
 
 EXTENSIONS = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from ctx_fixtures import write_tree
 
-from deepfim.context.ignore import RuleSet, is_ignored, parse_rules
+from deepfim.context.ignore import RuleSet, is_ignored
 
 
 def _ignored(patterns: str, rel: str, is_dir: bool = False) -> bool:
-    return is_ignored([RuleSet("", tuple(parse_rules(patterns)))], rel, is_dir)
+    return is_ignored([RuleSet.parse(patterns)], rel, is_dir)
 
 
 @pytest.mark.parametrize(

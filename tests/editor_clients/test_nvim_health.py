@@ -104,6 +104,7 @@ def server_probes(tmp_path) -> dict[str, list]:
         "server": ["gpu-box.lan:7431", "[::1]:80", "h:0", "h:65536", "nohost", ":80", "", 7431, None],
         "token": ["tok", "", 5, None],
         "logFile": [str(tmp_path / "log"), "", [], None],
+        "logLevel": ["debug", "WARNING", "loud", "", 3, None],
         "contextBudget": [256, 4096, 1 << 20, 255, (1 << 20) + 1, 12.5, "4096", True],
         "maxTokens": [1, 2048, 0, 2049, "lots", False],
         "debounceMs": [0, 8, 2000, -1, 2001, "8"],

@@ -49,3 +49,14 @@ def test_merge_keeps_unmentioned_values_and_accepts_both_shapes():
 def test_non_object_is_rejected_without_crashing():
     settings, problems = parse_settings(["x"])
     assert settings == Settings() and "must be an object" in problems[0]
+
+
+def test_log_level_is_one_of_the_logging_levels_or_null():
+    settings, problems = parse_settings({"logLevel": "Debug"})
+    assert problems == [] and settings.log_level == "DEBUG"
+    back, problems = parse_settings({"logLevel": None}, settings)
+    assert problems == [] and back.log_level is None
+    for bad in ("loud", 10, ""):
+        settings, problems = parse_settings({"logLevel": bad})
+        assert settings.log_level is None
+        assert len(problems) == 1 and problems[0].startswith("deepfim.logLevel: expected one of debug, info")

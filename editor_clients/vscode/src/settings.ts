@@ -6,6 +6,10 @@
 
 export type Mode = "instant" | "expert";
 
+/** The server's `logLevel` values; null leaves the level to the server's command line. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error", "critical"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** Settings sent as `initializationOptions` and `workspace/didChangeConfiguration`. */
 export interface ServerSettings {
   enabled: boolean;
@@ -19,6 +23,7 @@ export interface ServerSettings {
   maxTokens: number;
   debounceMs: number;
   logFile: string | null;
+  logLevel: LogLevel | null;
 }
 
 export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
@@ -33,6 +38,7 @@ export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
   maxTokens: 48,
   debounceMs: 8,
   logFile: null,
+  logLevel: null,
 };
 
 export const DEFAULT_COMMAND: readonly string[] = ["deepfim", "lsp"];
@@ -91,6 +97,14 @@ export function readSettings(config: ConfigSource): ClientSettings {
   if (server.server !== null && !/^[^:\s]+:\d+$/.test(server.server)) {
     problems.push(`deepfim.server must be host:port, got ${describe(server.server)}`);
     server.server = null;
+  }
+
+  const logLevel = config.get("logLevel");
+  const level = typeof logLevel === "string" ? logLevel.toLowerCase() : undefined;
+  if (LOG_LEVELS.some((known) => known === level)) {
+    server.logLevel = level as LogLevel;
+  } else if (logLevel !== undefined && logLevel !== null) {
+    problems.push(`deepfim.logLevel must be one of ${LOG_LEVELS.join(", ")}, got ${describe(logLevel)}`);
   }
 
   for (const [key, minimum] of INT_KEYS) {

@@ -31,6 +31,7 @@ test("every protocol setting is passed through", () => {
       maxTokens: 64,
       debounceMs: 0,
       logFile: "/tmp/deepfim.log",
+      logLevel: "DEBUG",
     }),
   );
   assert.deepEqual(problems, []);
@@ -47,20 +48,22 @@ test("every protocol setting is passed through", () => {
     maxTokens: 64,
     debounceMs: 0,
     logFile: "/tmp/deepfim.log",
+    logLevel: "debug",
   });
 });
 
 test("invalid values are named and replaced by defaults", () => {
   const { command, server, problems } = readSettings(
-    config({ mode: "turbo", contextBudget: 12.5, server: "no-port", serverCommand: [], checkpoint: 3 }),
+    config({ mode: "turbo", contextBudget: 12.5, server: "no-port", serverCommand: [], checkpoint: 3, logLevel: "loud" }),
   );
   assert.equal(server.mode, "instant");
   assert.equal(server.contextBudget, 4096);
   assert.equal(server.server, null);
   assert.equal(server.checkpoint, null);
   assert.deepEqual(command, ["deepfim", "lsp"]);
-  assert.equal(problems.length, 5);
-  for (const [index, name] of ["mode", "checkpoint", "server", "contextBudget", "serverCommand"].entries()) {
+  assert.equal(server.logLevel, null);
+  assert.equal(problems.length, 6);
+  for (const [index, name] of ["mode", "checkpoint", "server", "logLevel", "contextBudget", "serverCommand"].entries()) {
     assert.match(problems[index] ?? "", new RegExp(`^deepfim\\.${name} `));
   }
   assert.match(problems[0] ?? "", /"turbo"/);

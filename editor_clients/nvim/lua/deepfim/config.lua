@@ -19,6 +19,7 @@ local M = {}
 ---@field maxTokens? integer instant-mode max generated tokens (default 48)
 ---@field debounceMs? integer server-side per-document debounce (default 8)
 ---@field logFile? string server log file (default: stderr, i.e. the LSP log)
+---@field logLevel? string "debug" logs one line per completion request (default: the server's)
 
 ---Insert-mode keys; `false` disables a key. Keys pass through when no suggestion is shown.
 ---@class deepfim.Keymaps

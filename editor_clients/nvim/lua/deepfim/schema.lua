@@ -73,6 +73,13 @@ local function optional(check)
   end
 end
 
+local function log_level(value)
+  local levels = { debug = true, info = true, warning = true, error = true, critical = true }
+  if type(value) ~= "string" or not levels[value:lower()] then
+    return '"debug", "info", "warning", "error" or "critical"'
+  end
+end
+
 local function keys_or_false(value)
   if value ~= false and (type(value) ~= "string" or value == "") then
     return 'a key such as "<C-l>", or false'
@@ -93,6 +100,7 @@ M.server = {
   maxTokens = integer(1, 2048),
   debounceMs = integer(0, 2000),
   logFile = optional(text),
+  logLevel = optional(log_level),
 }
 
 M.keymap_names = { "accept", "accept_word", "accept_line", "next", "prev", "dismiss", "trigger" }

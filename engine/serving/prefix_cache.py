@@ -69,14 +69,15 @@ def boundaries(length: int, block: int, anchors: tuple[int, ...] = ()) -> list[i
     the change, in one call (on a CPU a forward of 16 tokens costs about what one of 1 does).
     """
     ends = list(range(block, length - length % block + 1, block))
-    pos = ends[-1] if ends else 0
+    inside = [a for a in anchors if 0 < a < length]
+    pos = max([ends[-1] if ends else 0, *inside])  # sub-blocks only after the last block end or anchor
     if length not in anchors:  # an anchored end (a prefill of the shared part) is never typed on
         sub = min(SUB_BLOCK, block)
         ends += list(range(pos + sub, length + 1, sub))
     if not ends or ends[-1] != length:
         ends.append(length)
-    if anchors:
-        ends = sorted(set(ends).union(a for a in anchors if 0 < a < length))
+    if inside:
+        ends = sorted(set(ends).union(inside))
     return ends
 
 

@@ -119,12 +119,10 @@ def test_prefix_cache_snapshots_are_private(tmp_path, open_umask):
     import torch
 
     from deepfim.engine.model.state import ModelState
-    from deepfim.engine.serving.prefix_cache import PrefixCache
+    from deepfim.engine.serving.snapshot_store import SnapshotStore
 
-    cache = PrefixCache()
-    cache.insert_exact("alice", [5, 6, 7], ModelState(pos=3, last_hidden=torch.ones(1, 1, 2, 4)), torch.zeros(8))
-    snapshots = tmp_path / "snapshots"
-    cache.save(snapshots)
-    assert sorted(p.name for p in snapshots.iterdir()) == ["prefix_cache.json", "prefix_cache.safetensors"]
-    assert _modes_under(snapshots) == ({0o700}, {0o600})
-    assert PrefixCache().load(snapshots) == 1
+    store = SnapshotStore(tmp_path / "cache", "model-key")
+    store.save(b"\x01" * 16, ModelState(pos=3, last_hidden=torch.ones(1, 1, 2, 4)))
+    assert [p.name for p in store.directory.iterdir()] == [("01" * 16) + ".safetensors"]
+    assert _modes_under(tmp_path / "cache") == ({0o700}, {0o600})
+    assert store.load(b"\x01" * 16).pos == 3

@@ -42,6 +42,8 @@ REPO = {
     "shop/report.py": "def report(cart):\n    return f'{cart.owner}: {cart.total()}'\n",
 }
 WINDOW = PromptSpec(Layout.WINDOW, FimOrder.SPM, PromptBudget(repository=4096))
+# a window too small for the whole of shop/cart.py: its copy comes into play
+NARROW = PromptSpec(budget=PromptBudget(repository=4096, suffix=16, far_prefix=48, evidence=96, near_prefix=24))
 
 
 @pytest.fixture
@@ -85,7 +87,7 @@ def test_context_levels(ws, tok):
         (ContextLevel.FILE, False, True),
         (ContextLevel.REPOSITORY, True, True),
     ]:
-        built = ws.prompt(tok, PromptSpec(budget=WINDOW.budget, level=level), path, prefix, "\n")
+        built = ws.prompt(tok, PromptSpec(budget=NARROW.budget, level=level), path, prefix, "\n")
         kinds = {k for k, _ in _kinds(built)}
         assert ("file" in kinds) == has_repository and bool(built.evidence) == has_evidence, level
         if level is ContextLevel.FILE:
@@ -120,8 +122,8 @@ def test_an_edited_file_leaves_the_part_and_comes_back_as_a_fixed_copy(ws, tok):
     ws.snapshot_copy(path)
     refreshed = ws.repository_part(tok, 4096, refresh=True)
     assert not refreshed.contains("shop/cart.py") and refreshed.contains("shop/models.py")
-    one = ws.prompt(tok, WINDOW, path, CART, "", repository=refreshed)
-    two = ws.prompt(tok, WINDOW, path, CART + "        return goods", "", repository=refreshed)
+    one = ws.prompt(tok, NARROW, path, CART, "", repository=refreshed)
+    two = ws.prompt(tok, NARROW, path, CART + "        return goods", "", repository=refreshed)
     copy = next(s for s in one.prompt.segments if s.kind == "cursor_copy")
     assert one.prompt.ids[: copy.end] == two.prompt.ids[: copy.end]  # typing leaves the copy alone
     assert "return pricing.round_cents" not in tok.decode(one.prompt.ids[copy.start : copy.end])

@@ -20,6 +20,7 @@ export interface ServerSettings {
   token: string | null;
   tlsCa: string | null;
   contextBudget: number;
+  repositoryBudget: number | null;
   maxTokens: number;
   debounceMs: number;
   logFile: string | null;
@@ -35,6 +36,7 @@ export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
   token: null,
   tlsCa: null,
   contextBudget: 4096,
+  repositoryBudget: null,
   maxTokens: 48,
   debounceMs: 8,
   logFile: null,
@@ -105,6 +107,13 @@ export function readSettings(config: ConfigSource): ClientSettings {
     server.logLevel = level as LogLevel;
   } else if (logLevel !== undefined && logLevel !== null) {
     problems.push(`deepfim.logLevel must be one of ${LOG_LEVELS.join(", ")}, got ${describe(logLevel)}`);
+  }
+
+  const repository = config.get("repositoryBudget");
+  if (typeof repository === "number" && Number.isInteger(repository) && repository >= 0) {
+    server.repositoryBudget = repository;
+  } else if (repository !== undefined && repository !== null) {
+    problems.push(`deepfim.repositoryBudget must be an integer >= 0 or null, got ${describe(repository)}`);
   }
 
   for (const [key, minimum] of INT_KEYS) {

@@ -106,23 +106,74 @@ def test_lru_eviction_respects_the_budget(tiny_model, tok):
     assert cache.match("alice", [4003] + list(range(10, 610))).length > 0  # the newest survives
 
 
-def test_cache_persists_across_restarts(tiny_model, tok, tmp_path):
-    cache = PrefixCache()
-    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
-    ids = list(range(500, 1100))
-    original = prefill(runner, ids)
-    cache.save(tmp_path)
-    restored = PrefixCache()
-    assert restored.load(tmp_path) == cache.stats()["entries"]
-    runner2 = ModelRunner(tiny_model, tok, restored, SpeculativeConfig(enabled=False))
-    longer = ids + [7, 8, 9]
-    hot = prefill(runner2, longer)
-    cold = prefill(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), longer)
-    assert hot.timings.cached_tokens == 592  # 603 -> ... 576, 592, 603: shared up to 592
+def prefill_anchored(runner, ids, anchors, persist=False, namespace="alice", prefill_only=False):
+    params = SamplingParams(max_tokens=1, speculative=False, token_healing=False)
+    request = CompletionRequest(ids, params, namespace=namespace, anchors=anchors, persist=persist,
+                                prefill_only=prefill_only)  # fmt: skip
+    req = ActiveRequest(request, CompletionHandle(request), None, runner.tokenizer)
+    while req.prefilling:
+        runner.advance(req)
+    return req
+
+
+def _store(tmp_path, model="m1"):
+    from deepfim.engine.serving.snapshot_store import SnapshotStore
+
+    return SnapshotStore(tmp_path, model)
+
+
+def test_a_restart_resumes_from_the_persisted_part_bit_identically(tiny_model, tok, tmp_path):
+    part = list(range(500, 1100))  # the shared part: 600 tokens, its end no block boundary
+    warm = ModelRunner(tiny_model, tok, PrefixCache(store=_store(tmp_path)), SpeculativeConfig(enabled=False))
+    assert prefill_anchored(warm, part, (len(part),), persist=True, prefill_only=True).prefill_done
+    files = list((tmp_path / "snapshots-v1" / "m1").glob("*.safetensors"))
+    assert len(files) == 1  # only the anchor asked for is written
+    # a new process: an empty memory cache over the same folder
+    cache = PrefixCache(store=_store(tmp_path))
+    restarted = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    prompt = part + [7, 8, 9, 10]
+    hot = prefill_anchored(restarted, prompt, (len(part),))
+    cold = prefill_anchored(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), prompt, (len(part),))
+    assert hot.timings.cached_tokens == len(part) and cache.stats()["disk_hits"] == 1
     assert torch.equal(hot.last_logits, cold.last_logits)
-    assert original.timings.cached_tokens == 0
 
 
-def test_corrupt_persisted_cache_is_ignored(tmp_path):
-    (tmp_path / "prefix_cache.json").write_text("{broken")
-    assert PrefixCache().load(tmp_path) == 0
+@pytest.mark.parametrize("damage", ["truncate", "flip", "other-model", "format"])
+def test_a_bad_snapshot_is_refused_with_a_log_line_and_recomputed(tiny_model, tok, tmp_path, caplog, damage):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    part = list(range(300, 700))
+    warm = ModelRunner(tiny_model, tok, PrefixCache(store=_store(tmp_path)), SpeculativeConfig(enabled=False))
+    prefill_anchored(warm, part, (len(part),), persist=True, prefill_only=True)
+    (path,) = (tmp_path / "snapshots-v1" / "m1").glob("*.safetensors")
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":
+        data[-100] ^= 0xFF  # inside the tensors: the checksum catches it
+        path.write_bytes(bytes(data))
+    else:
+        with safe_open(str(path), "pt") as f:
+            meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        meta["model" if damage == "other-model" else "format"] = "something-else"
+        save_file(tensors, str(path), metadata=meta)
+    cache = PrefixCache(store=_store(tmp_path))
+    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    prompt = part + [11, 12]
+    with caplog.at_level("WARNING"):
+        req = prefill_anchored(runner, prompt, (len(part),))
+    assert req.timings.cached_tokens == 0 and cache.store.rejected == 1 and not path.exists()
+    assert "prefix snapshot" in caplog.text and "recomputed" in caplog.text
+    cold = prefill_anchored(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), prompt, (len(part),))
+    assert torch.equal(req.last_logits, cold.last_logits)
+
+
+def test_snapshots_stay_under_their_size_cap(tiny_model, tok, tmp_path):
+    store = _store(tmp_path)
+    runner = ModelRunner(tiny_model, tok, PrefixCache(store=store), SpeculativeConfig(enabled=False))
+    prefill_anchored(runner, list(range(100, 400)), (300,), persist=True, prefill_only=True)
+    one = store.nbytes()
+    store.max_bytes = int(one * 1.5)
+    prefill_anchored(runner, list(range(1000, 1300)), (300,), persist=True, prefill_only=True)
+    assert store.nbytes() <= store.max_bytes and len(list(store.directory.glob("*.safetensors"))) == 1

@@ -97,6 +97,7 @@ M.server = {
   token = optional(text),
   tlsCa = optional(text),
   contextBudget = integer(256, 1048576),
+  repositoryBudget = optional(integer(0, 1048576)),
   maxTokens = integer(1, 2048),
   debounceMs = integer(0, 2000),
   logFile = optional(text),

@@ -140,6 +140,23 @@ def register(server: DeepFimServer) -> None:
     def status(ls: DeepFimServer, params: Any) -> dict:
         return ls.status()
 
+    @server.feature("deepfim/prompt")
+    async def prompt(ls: DeepFimServer, params: Any) -> dict:
+        args = params_dict(params)
+        doc, pos = args.get("textDocument") or {}, args.get("position") or {}
+        mode = args.get("mode", ls.mode)
+        line, character = pos.get("line"), pos.get("character")
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(line, int)
+            or not isinstance(character, int)
+            or mode not in MODES
+        ):
+            raise JsonRpcInvalidParams(
+                f"expected {{textDocument: {{uri}}, position: {{line, character}}, mode?}}, got {args!r}"
+            )
+        return await ls.prompt_at(str(doc.get("uri")), types.Position(line=line, character=character), mode)
+
     @server.feature("deepfim/setMode")
     def set_mode(ls: DeepFimServer, params: Any) -> dict:
         mode = params_dict(params).get("mode")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from deepfim import __version__
@@ -32,7 +33,7 @@ from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
 from deepfim.lsp_server.editor_settings import Settings, parse_settings
 from deepfim.lsp_server.jsonrpc_protocol import DeepFimProtocol
-from deepfim.lsp_server.modes import preset_for
+from deepfim.lsp_server.modes import preset_for, prompt_spec
 from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
 from deepfim.lsp_server.positions import ENCODINGS, UTF16
 from deepfim.lsp_server.progress import ProgressReporter
@@ -238,6 +239,31 @@ class DeepFimServer(LanguageServer):
                     logger.exception("context update failed for %s", path)
 
         self.pipeline.executor.submit(apply)
+
+    async def prompt_at(self, uri: str, position: types.Position, mode: str) -> dict:
+        """The prompt a completion at `position` would send, without calling the model
+        (`deepfim/prompt`; what `deepfim context` shows from the command line)."""
+        doc = self.documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"{uri} is not open")
+        if not self.backend_ready.is_set():
+            await self.backend_ready.wait()
+        if self.session is None:
+            return {"ids": [], "segments": [], "error": self.last_error}
+        self._flush_context()
+        offset = doc.offset_at(position, self.encoding)
+        source = self.source_for(doc.path)
+        spec = prompt_spec(preset_for(mode, self.settings), self.session.profile(mode))
+        tok = self.session.tokenizer
+        loop = asyncio.get_running_loop()
+        packed = await loop.run_in_executor(
+            self.pipeline.executor, source.pack, tok, doc.path, doc.text[:offset], doc.text[offset:], spec
+        )
+        segments = [
+            {"kind": s.kind, "start": s.start, "end": s.end, "path": s.path, "reason": s.reason}
+            for s in packed.prompt.segments
+        ]
+        return {"ids": packed.prompt.ids, "segments": segments, "source": packed.source}
 
     async def snapshot_copies(self, source: ContextSource) -> None:
         """Fix the copies of the documents edited since their last copy (the user paused)."""

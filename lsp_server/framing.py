@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 MAX_BODY_BYTES = 64 << 20  # far above any sane message; a 10 MB didOpen still gets through
 MAX_HEADER_BYTES = 8192  # one header block (Content-Length, Content-Type, ...)
-_TAIL = 64  # bytes kept while seeking: the start of a header split between two reads
+_TAIL = 64  # longer than any Content-Length line: where a header may hide at a body's end
 
 _CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*(\d{1,20})[ \t]*\r?\n", re.IGNORECASE)
 _OTHER_HEADER = re.compile(rb"[A-Za-z0-9][A-Za-z0-9_-]*[ \t]*:[^\r\n]*\r?\n")
@@ -65,6 +65,11 @@ class FrameReader:
         self._junk = 0  # bytes skipped since the last message
         self._junk_preview = b""
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held while waiting for the rest of a header or body."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[Frame | FramingProblem]:
         """Frames and problems completed by `data`, in stream order."""
         self._buf += data
@@ -91,8 +96,8 @@ class FrameReader:
         if self._length is not None:
             return self._read_body(out)
         match = _CONTENT_LENGTH.search(self._buf)
-        if match is None:
-            self._skip(max(0, len(self._buf) - _TAIL))
+        if match is None:  # keep what may be the start of a header block (Content-Type first)
+            self._skip(max(0, len(self._buf) - self.max_header))
             return False
         length = int(match.group(1))  # (read before the buffer changes under the match)
         line_end = match.end() - match.start()  # the Content-Length line now starts the buffer

@@ -30,8 +30,9 @@ from typing import Any
 
 from cattrs import ClassValidationError, transform_error
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcInternalError
 from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage
 
 from deepfim.lsp_server import envelope, problems
 from deepfim.lsp_server.framing import Frame, FramingProblem
@@ -51,10 +52,9 @@ class MalformedMessage:
 
 def _detail(exc: BaseException) -> str:
     """What was wrong, e.g. "invalid value for type, expected int @ $.params.position.line"."""
-    cause = exc.__cause__
-    if isinstance(cause, ClassValidationError):
-        return "; ".join(transform_error(cause))
-    return str(cause or exc)
+    if isinstance(exc, ClassValidationError):
+        return "; ".join(transform_error(exc))
+    return str(exc)
 
 
 class DeepFimProtocol(LanguageServerProtocol):
@@ -156,12 +156,22 @@ class DeepFimProtocol(LanguageServerProtocol):
     # pygls hooks --------------------------------------------------------------------------
 
     def structure_message(self, data: dict[str, Any]):
+        """The typed message (pygls' choice of type); a message whose params do not fit its
+        type becomes a `MalformedMessage`. Unlike pygls', logs no traceback per bad message."""
+        if "id" in data and "error" in data:
+            message_type = types.ResponseErrorMessage
+        elif "method" in data:
+            message_type = self.get_message_type(data["method"])
+            if message_type is None:
+                message_type = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
+        else:
+            message_type = self._result_types.pop(data["id"], None) or JsonRPCResponseMessage
         try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if isinstance(data, dict) and isinstance(data.get("method"), str):
+            return self._converter.structure(data, message_type)
+        except Exception as exc:
+            if isinstance(data.get("method"), str):
                 return MalformedMessage(data["method"], data.get("id"), _detail(exc))
-            raise
+            raise JsonRpcInternalError(f"cannot read the message: {_detail(exc)}") from exc
 
     def handle_message(self, message):
         if isinstance(message, MalformedMessage):

@@ -63,7 +63,7 @@ class DeepFimServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.backend_factory = backend_factory
-        self.documents = DocumentStore()
+        self.documents = DocumentStore(on_problem=self.protocol.problems.report)
         self.settings = Settings()
         self.mode = self.settings.mode
         self.session: BackendSession | None = None

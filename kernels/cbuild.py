@@ -3,12 +3,17 @@
 Used for CPU kernels whose torch form is dominated by per-op dispatch cost (dozens of tiny ops
 per token). Needs a C compiler (`cc`); without one, or if the build fails, `load` returns None
 and callers fall back to the torch reference, so nothing depends on it.
+
+Each library's size and sha256 are recorded beside it at build (`<name>.so.check`) and
+verified before every `dlopen`: a truncated library would be mapped and crash the process
+with SIGBUS on first use, so a library that does not match its record is rebuilt instead.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import re
@@ -55,14 +60,42 @@ def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Pa
     out_dir = env.cache_dir() / "kernels"
     target = out_dir / f"{source.stem}-{digest}.so"
     if target.exists():
-        return target
+        problem = integrity_problem(target)
+        if problem is None:
+            return target
+        log.warning("compiled kernel %s is damaged (%s); rebuilding it", target, problem)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp_lib = Path(tmp) / target.name
         subprocess.run([compiler, *flags, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
                        capture_output=True, timeout=120)  # fmt: skip
+        tmp_check = Path(tmp) / _check_path(target).name
+        data = tmp_lib.read_bytes()
+        tmp_check.write_text(json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
         os.replace(tmp_lib, target)  # atomic: concurrent builders race harmlessly
+        os.replace(tmp_check, _check_path(target))
     return target
+
+
+def _check_path(library: Path) -> Path:
+    return library.with_name(library.name + ".check")
+
+
+def integrity_problem(library: Path) -> str | None:
+    """Why `library` does not match the size and sha256 recorded when it was built, or None."""
+    try:
+        record = json.loads(_check_path(library).read_text(encoding="utf-8"))
+        size, sha256 = int(record["size"]), str(record["sha256"])
+    except FileNotFoundError:
+        return "no integrity record"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable integrity record ({exc})"
+    data = library.read_bytes()
+    if len(data) != size:
+        return f"{len(data)} bytes, {size} recorded at build (truncated?)"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return "sha256 differs from the one recorded at build"
+    return None
 
 
 def _with_headers(sources: tuple[Path, ...]) -> list[Path]:

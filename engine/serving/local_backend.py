@@ -7,6 +7,7 @@ Sampling and budgets per mode are set by the caller (the language server's mode 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,19 +63,28 @@ class _LoadedCheckpoint:
             )
         cache = PrefixCache(budget_bytes=config.cache_budget_bytes)
         if self.cache_dir is not None:
-            log.info("%s: %d prefix-cache entries restored", self.checkpoint, cache.load(self.cache_dir))
+            restored = cache.load(self.cache_dir, model_key(self.checkpoint))
+            log.info("%s: %d prefix-cache entries restored", self.checkpoint, restored)
         return ModelRunner(model, tokenizer, cache, config.speculative, self.checkpoint.name)
 
     def close(self) -> None:
         self.engine.close()
         if self.cache_dir is not None:
-            self.prefix_cache.save(self.cache_dir)
+            self.prefix_cache.save(self.cache_dir, model_key(self.checkpoint))
 
 
 def _dir_key(checkpoint: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:16]
+
+
+def model_key(checkpoint: Path) -> str:
+    """Identifies the weights saved prefix states belong to: config.json's content and the
+    name, size and mtime of every weight file (retraining in place changes it)."""
+    digest = hashlib.sha256((checkpoint / "config.json").read_bytes())
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        st = path.stat()
+        digest.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
 
 
 class LocalBackend:

@@ -12,6 +12,11 @@ prompt (`boundaries`), so a resumed computation performs exactly the same operat
 one and is bit-identical to it. Inside the last, partial block the chunks are 16 tokens, so
 typing one more character recomputes at most 15 tokens, in one call.
 
+Persistence (`save`/`load`) is versioned and checksummed: the index names the format, the
+block size and the model the states belong to (`model_key`), and a digest of every tensor. A
+cache of another format or model is ignored; an entry whose tensors do not match their
+digests is dropped and the rest kept, with one log line naming what was wrong.
+
 Namespaces keep users apart: the same text under two namespaces gets unrelated keys, so state
 computed from one user's prompt is never served to another (the LAN server sets the namespace
 from the authenticated user). `exact` entries additionally remember the final state and logits
@@ -38,7 +43,7 @@ from deepfim.engine.model.state import AppendBuffer, AppendView, CompressorState
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -206,8 +211,9 @@ class PrefixCache:
             }
 
     # persistence -------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
-        """Writes every entry to `directory`; tensors shared between entries are written once."""
+    def save(self, directory: str | Path, model_key: str = "") -> None:
+        """Writes every entry to `directory`; tensors shared between entries are written once.
+        `model_key` identifies the weights the states were computed with (see `load`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         store = _TensorStore()
@@ -224,46 +230,67 @@ class PrefixCache:
         tmp = directory / "prefix_cache.safetensors.tmp"
         save_file(store.tensors, str(tmp))
         tmp.replace(directory / "prefix_cache.safetensors")
-        index = {"version": FORMAT_VERSION, "block": self.block, "entries": entries}
-        (directory / "prefix_cache.json").write_text(json.dumps(index), encoding="utf-8")
+        digests = {name: _digest(t) for name, t in store.tensors.items()}
+        index = {"version": FORMAT_VERSION, "block": self.block, "model": model_key, "digests": digests,
+                 "entries": entries}  # fmt: skip
+        tmp_index = directory / "prefix_cache.json.tmp"
+        tmp_index.write_text(json.dumps(index), encoding="utf-8")
+        tmp_index.replace(directory / "prefix_cache.json")
 
-    def load(self, directory: str | Path) -> int:
-        """Adds the entries saved in `directory`; returns how many (0 if none or incompatible)."""
+    def load(self, directory: str | Path, model_key: str = "") -> int:
+        """Adds the entries saved in `directory` for the same model; returns how many.
+
+        A cache of another format, block size or model is ignored; entries whose tensors are
+        missing or do not match their digests are dropped, the others kept (one log line).
+        """
         directory = Path(directory)
         index_path = directory / "prefix_cache.json"
         if not index_path.exists():
             return 0
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
-            if index.get("version") != FORMAT_VERSION or index.get("block") != self.block:
-                log.warning("%s: prefix cache of another format; ignoring it", directory)
+            found = {k: index.get(k) for k in ("version", "block", "model")} if isinstance(index, dict) else {}
+            wanted = {"version": FORMAT_VERSION, "block": self.block, "model": model_key}
+            if found != wanted:
+                log.warning("%s: prefix cache of another format or model (%s, expected %s); ignoring it",
+                            directory, found, wanted)  # fmt: skip
                 return 0
             tensors = load_file(str(directory / "prefix_cache.safetensors"))
-        except (OSError, ValueError, SafetensorError) as exc:
+            digests, metas = dict(index["digests"]), list(index["entries"])
+        except (OSError, ValueError, TypeError, KeyError, SafetensorError) as exc:
             log.warning("%s: unreadable prefix cache (%s); starting empty", directory, exc)
             return 0
+        bad = {name for name, t in tensors.items() if digests.get(name) != _digest(t)}
         buffers: dict[str, AppendBuffer] = {}
+
+        def tensor(name: str) -> torch.Tensor:
+            if name in bad or name not in tensors:
+                raise ValueError(f"tensor {name} {'does not match its digest' if name in bad else 'is missing'}")
+            return tensors[name]
 
         def buffer(name: str) -> AppendBuffer:
             if name not in buffers:
-                buffers[name] = AppendBuffer(tensors[name])
+                buffers[name] = AppendBuffer(tensor(name))
                 buffers[name].length = tensors[name].shape[1]
             return buffers[name]
 
         def get(name: str | None) -> torch.Tensor | None:
-            return None if name is None else tensors[name]
+            return None if name is None else tensor(name)
 
-        try:
-            for meta in index["entries"]:
+        loaded, problems = 0, []
+        for meta in metas:
+            try:
                 state = ModelState(pos=meta["pos"], mtp_pos=meta["mtp_pos"], last_hidden=get(meta["last_hidden"]))
                 state.layers = [_load_layer(m, get, buffer) for m in meta["layers"]]
                 state.mtp = [_load_layer(m, get, buffer) for m in meta["mtp"]]
                 self._put(bytes.fromhex(meta["key"]), state, get(meta["logits"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("%s: inconsistent prefix cache (%s); starting empty", directory, exc)
-            self.clear()
-            return 0
-        return len(index["entries"])
+                loaded += 1
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                problems.append(str(exc))
+        if problems:
+            log.warning("%s: %d of %d prefix-cache entries dropped (%s); they will be recomputed",
+                        directory, len(problems), len(metas), "; ".join(sorted(set(problems))[:3]))  # fmt: skip
+        return loaded
 
 
 class _TensorStore:
@@ -287,6 +314,12 @@ class _TensorStore:
             self._buffers[id(buf)] = f"buffer{len(self._buffers)}"
             self.tensors[self._buffers[id(buf)]] = buf.data[:, : buf.length].contiguous().clone()
         return self._buffers[id(buf)]
+
+
+def _digest(t: torch.Tensor) -> str:
+    """blake2b of a tensor's bytes, whatever its dtype."""
+    raw = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return hashlib.blake2b(memoryview(raw), digest_size=16).hexdigest()
 
 
 def _state_storage(state: ModelState) -> tuple[list[AppendBuffer], int]:

@@ -47,7 +47,7 @@ async def _complete(ls: DeepFimServer, uri: str, position: types.Position, invok
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        logger.exception("completion in %s failed", uri)
+        logger.warning("completion in %s failed: %s", uri, exc)  # the engine logged the traceback
         ls.last_error = f"completion failed: {exc}"
         ls.protocol.problems.report(problems.COMPLETION, ls.last_error, logging.DEBUG)
         return None

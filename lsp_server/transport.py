@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import BinaryIO
@@ -39,10 +40,18 @@ async def read_messages(read: Callable[[], Awaitable[bytes]], protocol, stop: th
 
 class _StdinChunks:
     """Reads stdin on a daemon thread (a read blocked at exit must not keep the process
-    alive) and hands chunks over one at a time (at most a few are buffered)."""
+    alive) and hands chunks over one at a time (at most a few are buffered).
+
+    A real file descriptor is read with `os.read`: a daemon thread blocked inside the
+    BufferedReader holds its lock, and the interpreter aborts when it finalizes stdin.
+    """
 
     def __init__(self, stdin: BinaryIO, loop: asyncio.AbstractEventLoop) -> None:
-        self._read = getattr(stdin, "read1", stdin.read)
+        try:
+            fd = stdin.fileno()
+            self._read = lambda n: os.read(fd, n)
+        except (AttributeError, OSError, ValueError):  # not a file (tests pass BytesIO)
+            self._read = getattr(stdin, "read1", stdin.read)
         self._loop = loop
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
         threading.Thread(target=self._run, name="deepfim-stdin", daemon=True).start()

@@ -114,15 +114,17 @@ class RawClient:
             self._cond.notify_all()
 
     def close(self, timeout: float = 30.0) -> int | None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        """Waits for the process to leave by itself (after `exit` it must, with stdin still
+        open, as editors keep it), then closes stdin; kills it if it does not."""
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return None
+            try:
+                self.proc.stdin.close()
+                return self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                return None
         finally:
             self._log.close()
 
@@ -185,6 +187,7 @@ def run_fuzz(command: list[str], root: Path, n: int, seed: int, env: dict, log_p
     finally:
         report.exit_code = client.close()
         report.seconds = time.monotonic() - started
+        report.crashed |= "Fatal Python error" in log_path.read_text(errors="replace")
     _check(report, client, owed)
     return report
 

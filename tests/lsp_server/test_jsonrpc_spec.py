@@ -26,7 +26,7 @@ def shared(workspace, tmp_path_factory):
     client = start(tmp_path_factory.mktemp("shared"))
     _initialize(client, workspace, 60)
     yield client
-    client.close()
+    client.close(timeout=0.1)
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def fresh(workspace, tmp_path):
     """A server of the test's own (lifecycle, and counting status messages)."""
     client = start(tmp_path)
     yield client
-    client.close()
+    client.close(timeout=0.1)
 
 
 def answer(client: RawClient, msg_id):

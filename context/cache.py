@@ -11,7 +11,8 @@ the content digest decides (a ``touch`` or a checkout of identical content costs
 a parse). Bumping `CACHE_VERSION` (any change to what extraction produces) orphans old
 directories instead of misreading them; a settings change that affects extraction (see
 `ContextSettings.index_fingerprint`) discards the file's contents. Writes go to a temporary
-file and are renamed into place, so a crash never leaves a torn cache.
+file and are renamed into place, so a crash never leaves a torn cache; the file is
+checksummed (`sealed.py`) and its rows type-checked, so a damaged one is rebuilt.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context.records import FileEntry, SkipRecord
+from deepfim.context.sealed import DamagedCache, seal, unseal
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+MAGIC = b"DFIDX2"
 
 
 def workspace_cache_dir(cache_root: Path, root: Path) -> Path:
@@ -47,20 +50,20 @@ class IndexCache:
         """Entries, skip records and lexical postings saved under the same settings, else empty."""
         empty: tuple[dict, dict, None] = ({}, {}, None)
         try:
-            data = msgpack.unpackb(self.path.read_bytes(), raw=False, strict_map_key=False)
+            data = msgpack.unpackb(unseal(MAGIC, self.path.read_bytes()), raw=False, strict_map_key=False)
         except FileNotFoundError:
             return empty
-        except (OSError, ValueError, msgpack.UnpackException) as exc:
-            log.warning("ignoring unreadable index cache %s: %s", self.path, exc)
+        except (OSError, ValueError, msgpack.UnpackException) as exc:  # DamagedCache is a ValueError
+            log.warning("index cache %s is damaged (%s); rebuilding it", self.path, exc)
             return empty
         if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("settings") != fingerprint:
             return empty
         try:
             entries = {rel: FileEntry.from_row(rel, row) for rel, row in data["files"].items()}
-            skipped = {rel: SkipRecord(*row) for rel, row in data["skipped"].items()}
+            skipped = {rel: SkipRecord.from_row(row) for rel, row in data["skipped"].items()}
             lexical = msgpack.unpackb(data["lexical"], raw=False) if data.get("lexical") else None
-        except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
-            log.warning("ignoring malformed index cache %s: %s", self.path, exc)
+        except (KeyError, TypeError, ValueError, AttributeError, msgpack.UnpackException) as exc:
+            log.warning("index cache %s is malformed (%s); rebuilding it", self.path, exc)
             return empty
         return entries, skipped, lexical
 
@@ -81,7 +84,7 @@ class IndexCache:
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"index.{os.getpid()}.tmp")
-        tmp.write_bytes(msgpack.packb(payload, use_bin_type=True))
+        tmp.write_bytes(seal(MAGIC, msgpack.packb(payload, use_bin_type=True)))
         os.replace(tmp, self.path)
 
     def token_store_path(self, fingerprint: str) -> Path:

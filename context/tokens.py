@@ -4,7 +4,9 @@ Packing a 1M-token prompt must not re-tokenize a megabyte of text on every reque
 ids are computed once per (content digest, form) and kept as compact ``array('I')``
 (4 bytes a token instead of a Python int list's 36). The store persists to
 ``tokens-<tokenizer hash>.msgpack`` next to the index when the tokenizer came from a file,
-so `deepfim index` pays for tokenization once and `deepfim context` reuses it.
+so `deepfim index` pays for tokenization once and `deepfim context` reuses it. The file is
+checksummed (`sealed.py`) and every id checked against the tokenizer's vocabulary on load:
+an id the model does not know would fail every completion that packs it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from deepfim.context.cursor import BlockCache
 from deepfim.engine.model.prompt_format import file_header_ids, file_segment_ids
 from deepfim.engine.model.tokenizer import Tokenizer
 
+from deepfim.context.sealed import seal, unseal
+
 log = logging.getLogger(__name__)
-STORE_VERSION = 1
+STORE_VERSION = 2
+MAGIC = b"DFTOK2"
 
 
 def tokenizer_fingerprint(tok: Tokenizer) -> str | None:
@@ -96,18 +101,30 @@ class TokenStore:
     def _load(self, path: Path) -> None:
         try:
             with open(path, "rb") as handle:
-                data = msgpack.unpackb(handle.read(), raw=False)
+                data = msgpack.unpackb(unseal(MAGIC, handle.read()), raw=False)
         except FileNotFoundError:
             return
-        except (OSError, ValueError, msgpack.UnpackException) as exc:
-            log.warning("ignoring unreadable token cache %s: %s", path, exc)
+        except (OSError, ValueError, msgpack.UnpackException) as exc:  # DamagedCache is a ValueError
+            log.warning("token cache %s is damaged (%s); re-tokenizing", path, exc)
             return
-        if not isinstance(data, dict) or data.get("version") != STORE_VERSION:
+        if not isinstance(data, dict) or data.get("version") != STORE_VERSION or not isinstance(data.get("ids"), dict):
+            log.warning("token cache %s has another format; re-tokenizing", path)
             return
-        for key, blob in data.get("ids", {}).items():
+        dropped = 0
+        for key, blob in data["ids"].items():
             ids = array("I")
+            if not isinstance(key, str) or not isinstance(blob, bytes) or len(blob) % ids.itemsize:
+                dropped += 1
+                continue
             ids.frombytes(blob)
+            if ids and max(ids) >= self.tok.vocab_size:
+                dropped += 1
+                continue
             self._ids[key] = ids
+        if dropped:
+            log.warning("token cache %s: %d entries dropped (not ids of this %d-token vocabulary); re-tokenizing them",
+                        path, dropped, self.tok.vocab_size)  # fmt: skip
+            self._dirty = True
 
     def save(self, keep: set[str] | None = None) -> None:
         """Writes the store atomically; `keep` drops ids of contents no longer in the index."""
@@ -116,7 +133,7 @@ class TokenStore:
         with self._lock:
             items = {k: v.tobytes() for k, v in self._ids.items() if keep is None or k in keep}
             self._dirty = False
-        payload = msgpack.packb({"version": STORE_VERSION, "ids": items}, use_bin_type=True)
+        payload = seal(MAGIC, msgpack.packb({"version": STORE_VERSION, "ids": items}, use_bin_type=True))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(payload)

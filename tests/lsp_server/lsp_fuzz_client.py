@@ -147,8 +147,17 @@ def _initialize(client: RawClient, root: Path, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def run_fuzz(command: list[str], root: Path, n: int, seed: int, env: dict, log_path: Path,
-             answer_timeout: float = 120.0, rss_every: int = 250, huge_bytes: int = 2_500_000) -> FuzzReport:  # fmt: skip
+def run_fuzz(
+    command: list[str],
+    root: Path,
+    n: int,
+    seed: int,
+    env: dict,
+    log_path: Path,
+    answer_timeout: float = 120.0,
+    rss_every: int = 250,
+    huge_bytes: int = 2_500_000,
+) -> FuzzReport:
     """Send `n` fuzz messages to a fresh server, then check every owed answer arrived."""
     report = FuzzReport()
     client = RawClient(command, env, log_path)

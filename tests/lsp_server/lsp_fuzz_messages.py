@@ -200,8 +200,9 @@ class FuzzTraffic:
         if choice == 4:
             return [Item(bytes(self.rng.randrange(256) for _ in range(self.rng.randint(1, 300))), "junk")]
         if choice == 5:  # legal variants: Content-Type first, LF-only lines, lower case
-            header = self.rng.choice([b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nContent-Length: %d\r\n\r\n",
-                                      b"Content-Length: %d\n\n", b"content-length: %d\r\n\r\n"])  # fmt: skip
+            content_type = b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n"
+            header = self.rng.choice([content_type + b"Content-Length: %d\r\n\r\n", b"Content-Length: %d\n\n",
+                                      b"content-length: %d\r\n\r\n"])  # fmt: skip
             return [Item(header % len(body) + body, "header-variant", ok.must_answer)]
         if choice == 6:  # a header block that never got its body
             return [Item(b"Content-Length: 10\r\n" + ok.data, "header-without-body", may_answer=set(ok.must_answer))]
@@ -273,8 +274,8 @@ class FuzzTraffic:
         if self.rng.random() < 0.3:  # outside uinteger: not an LSP position
             bad = {"line": self.rng.choice([-1, 2**40, 0]), "character": self.rng.choice([-5, 2**33])}
             return [self.request("textDocument/inlineCompletion", self.completion_params(uri, bad), INVALID_PARAMS)]
-        return [self.request("textDocument/inlineCompletion", self.completion_params(uri, {"line": line,
-                                                                                          "character": character}))]  # fmt: skip
+        position = {"line": line, "character": character}
+        return [self.request("textDocument/inlineCompletion", self.completion_params(uri, position))]
 
     def unknown_method(self) -> list[Item]:
         if self.rng.random() < 0.5:

@@ -28,9 +28,7 @@ def overflowing_checkpoint(tmp_path_factory):
 
 
 async def test_nan_logits_give_empty_results_one_message_and_a_current_last_error(workspace, overflowing_checkpoint):
-    client = await start_client(
-        server_args(engine="embedded"), workspace, {"checkpoint": str(overflowing_checkpoint)}
-    )
+    client = await start_client(server_args(engine="embedded"), workspace, {"checkpoint": str(overflowing_checkpoint)})
     try:
         editor = Editor(client)
         uri = editor.open(workspace / "shop" / "cart.py")

@@ -86,8 +86,12 @@ def test_a_length_too_short_loses_only_that_message(short):
 
 @pytest.mark.parametrize(
     "header",
-    [b"Content-Length: abc\r\n\r\n", b"Content-Length: -5\r\n\r\n", b"Content-Length: 5\r\nno header\r\n\r\n",
-     b"Content-Length: 10\r\n"],  # fmt: skip
+    [
+        b"Content-Length: abc\r\n\r\n",
+        b"Content-Length: -5\r\n\r\n",
+        b"Content-Length: 5\r\nno header\r\n\r\n",
+        b"Content-Length: 10\r\n",
+    ],  # fmt: skip
 )
 def test_a_malformed_header_is_reported_and_the_next_message_read(header):
     items = read(header + BODY_A + message(B))

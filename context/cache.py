@@ -25,7 +25,7 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context.records import FileEntry, SkipRecord
-from deepfim.context.sealed import DamagedCache, seal, unseal
+from deepfim.context.sealed import seal, unseal
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2

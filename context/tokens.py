@@ -22,10 +22,9 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context.cursor import BlockCache
+from deepfim.context.sealed import seal, unseal
 from deepfim.engine.model.prompt_format import file_header_ids, file_segment_ids
 from deepfim.engine.model.tokenizer import Tokenizer
-
-from deepfim.context.sealed import seal, unseal
 
 log = logging.getLogger(__name__)
 STORE_VERSION = 2

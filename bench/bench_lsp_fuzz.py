@@ -90,6 +90,11 @@ def summary(report: FuzzReport, engine: str) -> dict:
         "problems_logged": (status.get("protocol") or {}).get("problems"),
         "in_flight_at_end": (status.get("protocol") or {}).get("in_flight"),
         "memory": memory_summary(report.rss_mb) if report.rss_mb else None,
+        # the real engine's prefix cache grows to its budget by design (1 GiB by default)
+        "prefix_cache_mb": [
+            round(c["cache"]["bytes"] / 2**20, 1)
+            for c in ((status.get("engine") or {}).get("checkpoints") or {}).values()
+        ],  # fmt: skip
         "by_category": dict(sorted(report.by_category.items(), key=lambda kv: -kv[1])),
     }
 

@@ -12,7 +12,8 @@ a parse). Bumping `CACHE_VERSION` (any change to what extraction produces) orpha
 directories instead of misreading them; a settings change that affects extraction (see
 `ContextSettings.index_fingerprint`) or a change of the secret rules
 (`secrets.detector_fingerprint`) discards the file's contents. Writes go to a temporary file
-and are renamed into place, so a crash never leaves a torn cache; the directories are 0700
+and are renamed into place, so a crash never leaves a torn cache; the file is checksummed
+(`sealed.py`) and its rows type-checked, so a damaged one is rebuilt. The directories are 0700
 and the files 0600 (`deepfim.private_files`): they hold the workspace's code. Older version
 directories are deleted on the first save, as they may hold what this version redacts.
 """
@@ -28,12 +29,15 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context.records import FileEntry, SkipRecord
+from deepfim.context.sealed import seal, unseal
 from deepfim.context.secrets import detector_fingerprint
 from deepfim.private_files import write_private
 
 log = logging.getLogger(__name__)
-# 2: secrets are redacted in indexed text (v1 entries and token ids may hold them in clear)
+# 2: secrets are redacted in indexed text (v1 entries and token ids may hold them in clear);
+#    files are sealed with MAGIC and a checksum
 CACHE_VERSION = 2
+MAGIC = b"DFIDX2"
 _pruned: set[Path] = set()
 _DETECTOR = detector_fingerprint()
 
@@ -56,11 +60,11 @@ class IndexCache:
         """Entries, skip records and lexical postings saved under the same settings, else empty."""
         empty: tuple[dict, dict, None] = ({}, {}, None)
         try:
-            data = msgpack.unpackb(self.path.read_bytes(), raw=False, strict_map_key=False)
+            data = msgpack.unpackb(unseal(MAGIC, self.path.read_bytes()), raw=False, strict_map_key=False)
         except FileNotFoundError:
             return empty
-        except (OSError, ValueError, msgpack.UnpackException) as exc:
-            log.warning("ignoring unreadable index cache %s: %s", self.path, exc)
+        except (OSError, ValueError, msgpack.UnpackException) as exc:  # DamagedCache is a ValueError
+            log.warning("index cache %s is damaged (%s); rebuilding it", self.path, exc)
             return empty
         if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or data.get("settings") != fingerprint:
             return empty
@@ -69,10 +73,10 @@ class IndexCache:
             return empty
         try:
             entries = {rel: FileEntry.from_row(rel, row) for rel, row in data["files"].items()}
-            skipped = {rel: SkipRecord(*row) for rel, row in data["skipped"].items()}
+            skipped = {rel: SkipRecord.from_row(row) for rel, row in data["skipped"].items()}
             lexical = msgpack.unpackb(data["lexical"], raw=False) if data.get("lexical") else None
-        except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
-            log.warning("ignoring malformed index cache %s: %s", self.path, exc)
+        except (KeyError, TypeError, ValueError, AttributeError, msgpack.UnpackException) as exc:
+            log.warning("index cache %s is malformed (%s); rebuilding it", self.path, exc)
             return empty
         return entries, skipped, lexical
 
@@ -92,7 +96,7 @@ class IndexCache:
             "skipped": {rel: [s.size, s.mtime_ns, s.reason] for rel, s in skipped.items()},
             "lexical": lexical,
         }
-        write_private(self.path, msgpack.packb(payload, use_bin_type=True))
+        write_private(self.path, seal(MAGIC, msgpack.packb(payload, use_bin_type=True)))
         _prune_older_versions(self.directory.parent.parent)
 
     def token_store_path(self, fingerprint: str) -> Path:

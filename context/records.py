@@ -78,7 +78,19 @@ class FileEntry:
 
     @classmethod
     def from_row(cls, rel: str, row: list) -> FileEntry:
+        """The entry `to_row` wrote. Raises TypeError naming the part of the wrong type (a
+        damaged cache must not become entries that fail later, far from the cause)."""
         language, size, mtime_ns, digest, chars, lines, defs, imports, summary, chunks = row
+        _typed(rel, language=(language, str), size=(size, int), mtime_ns=(mtime_ns, int), digest=(digest, str),
+               chars=(chars, int), lines=(lines, int), summary=(summary, str), chunks=(chunks, list))  # fmt: skip
+        # plain `type() is` checks: a warm start reads tens of thousands of these
+        if not all(len(d) == 4 and type(d[0]) is str and type(d[1]) is str and type(d[2]) is int
+                   and type(d[3]) is str for d in defs):  # fmt: skip
+            raise TypeError(f"{rel}: malformed definitions {str(defs)[:80]}")
+        if not all(len(i) == 2 and type(i[0]) is str and type(i[1]) is bool for i in imports):
+            raise TypeError(f"{rel}: malformed imports {str(imports)[:80]}")
+        if not all(type(c) is str for c in chunks):
+            raise TypeError(f"{rel}: malformed chunks")
         return cls(
             rel, language, size, mtime_ns, digest, chars, lines,
             tuple(Definition(*d) for d in defs), tuple(ImportSpec(*i) for i in imports),
@@ -97,6 +109,12 @@ class SkipRecord:
     size: int
     mtime_ns: int
     reason: str
+
+    @classmethod
+    def from_row(cls, row: list) -> SkipRecord:
+        size, mtime_ns, reason = row
+        _typed("skip record", size=(size, int), mtime_ns=(mtime_ns, int), reason=(reason, str))
+        return cls(size, mtime_ns, reason)
 
 
 @dataclass
@@ -131,3 +149,10 @@ class IndexStats:
     scan_seconds: float = 0.0
     reused: int = 0
     parsed: int = 0
+
+
+def _typed(where: str, **fields: tuple[object, type]) -> None:
+    """Raises TypeError for the first field whose value is not of its type."""
+    for name, (value, kind) in fields.items():
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"{where}: {name} is {type(value).__name__}, expected {kind.__name__}")

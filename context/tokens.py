@@ -5,7 +5,9 @@ ids are computed once per (content digest, form) and kept as compact ``array('I'
 (4 bytes a token instead of a Python int list's 36). The store persists to
 ``tokens-<tokenizer hash>.msgpack`` next to the index when the tokenizer came from a file,
 so `deepfim index` pays for tokenization once and `deepfim context` reuses it. The file is
-written atomically with mode 0600 (`deepfim.private_files`): ids decode back to the code.
+written atomically with mode 0600 (`deepfim.private_files`: ids decode back to the code),
+checksummed (`sealed.py`), and every id is checked against the tokenizer's vocabulary on load:
+an id the model does not know would fail every completion that packs it.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context.cursor import BlockCache
+from deepfim.context.sealed import seal, unseal
 from deepfim.engine.model.prompt_format import file_header_ids, file_segment_ids
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.private_files import write_private
 
 log = logging.getLogger(__name__)
-STORE_VERSION = 1
+STORE_VERSION = 2
+MAGIC = b"DFTOK2"
 
 
 def tokenizer_fingerprint(tok: Tokenizer) -> str | None:
@@ -97,18 +101,30 @@ class TokenStore:
     def _load(self, path: Path) -> None:
         try:
             with open(path, "rb") as handle:
-                data = msgpack.unpackb(handle.read(), raw=False)
+                data = msgpack.unpackb(unseal(MAGIC, handle.read()), raw=False)
         except FileNotFoundError:
             return
-        except (OSError, ValueError, msgpack.UnpackException) as exc:
-            log.warning("ignoring unreadable token cache %s: %s", path, exc)
+        except (OSError, ValueError, msgpack.UnpackException) as exc:  # DamagedCache is a ValueError
+            log.warning("token cache %s is damaged (%s); re-tokenizing", path, exc)
             return
-        if not isinstance(data, dict) or data.get("version") != STORE_VERSION:
+        if not isinstance(data, dict) or data.get("version") != STORE_VERSION or not isinstance(data.get("ids"), dict):
+            log.warning("token cache %s has another format; re-tokenizing", path)
             return
-        for key, blob in data.get("ids", {}).items():
+        dropped = 0
+        for key, blob in data["ids"].items():
             ids = array("I")
+            if not isinstance(key, str) or not isinstance(blob, bytes) or len(blob) % ids.itemsize:
+                dropped += 1
+                continue
             ids.frombytes(blob)
+            if ids and max(ids) >= self.tok.vocab_size:
+                dropped += 1
+                continue
             self._ids[key] = ids
+        if dropped:
+            log.warning("token cache %s: %d entries dropped (not ids of this %d-token vocabulary); re-tokenizing them",
+                        path, dropped, self.tok.vocab_size)  # fmt: skip
+            self._dirty = True
 
     def save(self, keep: set[str] | None = None) -> None:
         """Writes the store atomically; `keep` drops ids of contents no longer in the index."""
@@ -117,4 +133,5 @@ class TokenStore:
         with self._lock:
             items = {k: v.tobytes() for k, v in self._ids.items() if keep is None or k in keep}
             self._dirty = False
-        write_private(self.path, msgpack.packb({"version": STORE_VERSION, "ids": items}, use_bin_type=True))
+        payload = msgpack.packb({"version": STORE_VERSION, "ids": items}, use_bin_type=True)
+        write_private(self.path, seal(MAGIC, payload))

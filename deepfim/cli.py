@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "context": ("deepfim.context.cli", "print the exact prompt the model sees at FILE:LINE:COL"),
     "logits": ("deepfim.engine.cli", "print next-token logits of a checkpoint"),
     "generate": ("deepfim.engine.cli", "FIM-generate from a checkpoint given prefix and suffix text"),
+    "checksum": ("deepfim.engine.cli", "write (or --verify) a checkpoint's SHA256SUMS manifest"),
     "train": ("deepfim.engine.training.cli", "train the embedded default model"),
     "eval": ("deepfim.engine.evaluation.cli", "FIM evaluation: held-out holes and HumanEval infilling"),
     "serve": ("deepfim.engine.server.cli", "run the LAN team server"),

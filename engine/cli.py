@@ -1,7 +1,9 @@
-"""`deepfim logits` and `deepfim generate`: maintainers' views of a checkpoint.
+"""`deepfim logits`, `deepfim generate` and `deepfim checksum`: maintainers' views of a checkpoint.
 
 `logits` prints next-token logits at every position (or the last) so a checkpoint can be
-checked against another implementation; `generate` runs one FIM completion and streams it.
+checked against another implementation; `generate` runs one FIM completion and streams it;
+`checksum` writes (or `--verify`s) the checkpoint's SHA256SUMS manifest (manifest.py), which
+loading then verifies.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    if command == "checksum":
+        parser.add_argument("directory", type=Path, help="checkpoint directory")
+        parser.add_argument("--verify", action="store_true", help="check the manifest instead of writing it")
+        return
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: embedded model)")
     if command == "logits":
         source = parser.add_mutually_exclusive_group(required=True)
@@ -73,10 +79,26 @@ def run(args: argparse.Namespace) -> int:
     from deepfim.engine.model.tokenizer import TokenizerError
 
     try:
+        if args.command == "checksum":
+            return _checksum(args)
         return _logits(args) if args.command == "logits" else _generate(args)
-    except (ConfigError, CheckpointError, TokenizerError, ValueError) as exc:
+    except (ConfigError, CheckpointError, TokenizerError, ValueError, OSError) as exc:
         print(f"deepfim {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+def _checksum(args: argparse.Namespace) -> int:
+    from deepfim.engine.model.manifest import MANIFEST, verify_manifest, write_manifest
+
+    if not args.verify:
+        print(f"wrote {write_manifest(args.directory)}")
+        return 0
+    checked = verify_manifest(args.directory)
+    if not checked:
+        print(f"deepfim checksum: {args.directory}: no {MANIFEST} to verify", file=sys.stderr)
+        return 2
+    print(f"{args.directory}: {checked} files match {MANIFEST}")
+    return 0
 
 
 def _load(checkpoint: Path | None):

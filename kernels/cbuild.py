@@ -5,12 +5,17 @@ per token). Needs a C compiler (`cc`); without one, or if the build fails, `load
 and callers fall back to the torch reference, so nothing depends on it. The cache directory
 is 0700 and each library 0600 (`deepfim.private_files`): the process loads and runs these
 files, so no other user may replace one.
+
+Each library's size and sha256 are recorded beside it at build (`<name>.so.check`) and
+verified before every `dlopen`: a truncated library would be mapped and crash the process
+with SIGBUS on first use, so a library that does not match its record is rebuilt instead.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import re
@@ -19,7 +24,7 @@ import subprocess
 from pathlib import Path
 
 from deepfim import env
-from deepfim.private_files import narrow_file, private_dir, private_temp
+from deepfim.private_files import narrow_file, private_dir, private_temp, write_private
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +63,37 @@ def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Pa
     target = out_dir / f"{source.stem}-{digest}.so"
     if target.exists():
         narrow_file(target)  # built by an older version, before the cache was private
-        return target
+        problem = integrity_problem(target)
+        if problem is None:
+            return target
+        log.warning("compiled kernel %s is damaged (%s); rebuilding it", target, problem)
     with private_temp(target) as tmp_lib:  # atomic: concurrent builders race harmlessly
         subprocess.run([compiler, *flags, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
                        capture_output=True, timeout=120)  # fmt: skip
+        data = tmp_lib.read_bytes()
+        write_private(_check_path(target), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
     return target
+
+
+def _check_path(library: Path) -> Path:
+    return library.with_name(library.name + ".check")
+
+
+def integrity_problem(library: Path) -> str | None:
+    """Why `library` does not match the size and sha256 recorded when it was built, or None."""
+    try:
+        record = json.loads(_check_path(library).read_text(encoding="utf-8"))
+        size, sha256 = int(record["size"]), str(record["sha256"])
+    except FileNotFoundError:
+        return "no integrity record"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable integrity record ({exc})"
+    data = library.read_bytes()
+    if len(data) != size:
+        return f"{len(data)} bytes, {size} recorded at build (truncated?)"
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return "sha256 differs from the one recorded at build"
+    return None
 
 
 def _with_headers(sources: tuple[Path, ...]) -> list[Path]:

@@ -54,13 +54,15 @@ def run_lsp(args: argparse.Namespace) -> int:
 
 def serve(server, tcp_port: int | None = None, host: str = "127.0.0.1") -> None:
     """Run `server` on stdio (or TCP) until the client exits."""
+    from deepfim.lsp_server.transport import serve_stdio, serve_tcp
+
     if tcp_port is not None:
         logger.warning("DeepFIM language server listening on %s:%d", host, tcp_port)
-        server.start_tcp(host, tcp_port)
+        serve_tcp(server, host, tcp_port)
         return
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must not corrupt the JSON-RPC stream
-    server.start_io(stdin, stdout)
+    serve_stdio(server, stdin, stdout)
 
 
 def run_complete(args: argparse.Namespace) -> int:

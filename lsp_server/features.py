@@ -4,6 +4,7 @@ and the `deepfim/*` custom requests."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
+from deepfim.lsp_server import problems
 from deepfim.lsp_server.documents import uri_to_path
 from deepfim.lsp_server.editor_settings import MODES, settings_section
 from deepfim.lsp_server.server import DeepFimServer, Suggestions
@@ -34,6 +36,21 @@ def params_dict(params: Any) -> dict:
 def _command(served: Suggestions, index: int) -> types.Command:
     args = {"id": served.suggestion_id, "index": index, "timings": served.timings}
     return types.Command(title="DeepFIM: accepted", command=ACCEPT_COMMAND, arguments=[args])
+
+
+async def _complete(ls: DeepFimServer, uri: str, position: types.Position, invoked: bool, surface: str):
+    """`complete_at`, except that a failure (an engine error, a model whose logits turn NaN)
+    becomes "nothing to show": `deepfim/status` `last_error` says why, the log has the
+    details and the editor gets one status message a minute, not an error per keystroke."""
+    try:
+        return await ls.complete_at(uri, position, invoked, surface)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.warning("completion in %s failed: %s", uri, exc)  # the engine logged the traceback
+        ls.last_error = f"completion failed: {exc}"
+        ls.protocol.problems.report(problems.COMPLETION, ls.last_error, logging.DEBUG)
+        return None
 
 
 def _folders(params: types.InitializeParams) -> list[Path]:
@@ -100,7 +117,7 @@ def register(server: DeepFimServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: DeepFimServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        served = await ls.complete_at(params.text_document.uri, params.position, invoked)
+        served = await _complete(ls, params.text_document.uri, params.position, invoked, "inline")
         if served is None:
             return types.InlineCompletionList(items=[])
         here = types.Range(start=params.position, end=params.position)
@@ -113,7 +130,7 @@ def register(server: DeepFimServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
     async def completion(ls: DeepFimServer, params: types.CompletionParams) -> types.CompletionList:
-        served = await ls.complete_at(params.text_document.uri, params.position, invoked=False, surface="completion")
+        served = await _complete(ls, params.text_document.uri, params.position, False, "completion")
         if served is None:
             return types.CompletionList(is_incomplete=True, items=[])
         text = served.items[0]
@@ -138,7 +155,7 @@ def register(server: DeepFimServer) -> None:
 
     @server.feature("deepfim/status")
     def status(ls: DeepFimServer, params: Any) -> dict:
-        return ls.status()
+        return {**ls.status(), "protocol": ls.protocol.stats()}
 
     @server.feature("deepfim/prompt")
     async def prompt(ls: DeepFimServer, params: Any) -> dict:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import FeatureRequestError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from deepfim import __version__
 from deepfim.engine.backends import BackendFactory, make_backend
+from deepfim.lsp_server import problems
 from deepfim.lsp_server.backend_session import BackendSession, spec_for
 from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
@@ -64,7 +65,7 @@ class DeepFimServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.backend_factory = backend_factory
-        self.documents = DocumentStore()
+        self.documents = DocumentStore(on_problem=self.protocol.problems.report)
         self.settings = Settings()
         self.mode = self.settings.mode
         self.session: BackendSession | None = None
@@ -84,6 +85,12 @@ class DeepFimServer(LanguageServer):
         self.warmer = RepositoryWarmer(self)
         self._copy_pending: dict[Path, set[Path]] = {}  # source root -> documents edited since their copy
         self._log_handler: logging.Handler | None = None
+
+    def report_server_error(self, error: Exception, source) -> None:
+        """Errors outside a request's own answer: logged, and at most one status message per
+        minute (pygls' default pops up a message for each)."""
+        if source is not FeatureRequestError:  # a request's error is in its response already
+            self.protocol.problems.report(problems.SERVER, f"{type(error).__name__}: {error}")
 
     # settings -------------------------------------------------------------------------
 

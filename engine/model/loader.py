@@ -4,6 +4,11 @@ A checkpoint directory holds `config.json` (either form, see engine/model/config
 `model.safetensors`, or shards listed in `model.safetensors.index.json`, or any `*.safetensors`.
 Tensors are read one at a time with `safe_open` (memory-mapped) and dequantised straight into
 the model's parameters, so peak memory is the model plus one tensor.
+
+Every tensor is checked before it is used: its stored dtype must fit its parameter (floating
+weights, FP8/FP4 only with a scale, integer routing tables within the expert count) and its
+values must be finite. A checkpoint with a `SHA256SUMS` manifest (manifest.py) is verified
+first, which also catches flipped bits that still form valid numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from safetensors.torch import save_file
 
 from deepfim.engine.model.checkpoint_names import Target, checkpoint_target, official_expert_key
 from deepfim.engine.model.config import ModelArgs
+from deepfim.engine.model.manifest import ManifestError, verify_manifest
 from deepfim.engine.model.transformer import Transformer
 from deepfim.kernels.quant.ref import (
     dequant_fp4_packed,
@@ -30,6 +36,9 @@ from deepfim.kernels.quant.ref import (
 log = logging.getLogger(__name__)
 
 _EXPERT_PARAMS = (".ffn.w1", ".ffn.w2", ".ffn.w3")
+_FLOATS = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+_QUANTISED = (torch.float8_e4m3fn, torch.float4_e2m1fn_x2, torch.int8, torch.uint8)
+_SCALES = (*_FLOATS, torch.float8_e8m0fnu, torch.uint8)
 
 
 class CheckpointError(ValueError):
@@ -77,6 +86,11 @@ def load_model(
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         raise CheckpointError(f"{ckpt_dir}: checkpoint directory not found")
+    try:
+        if verify_manifest(ckpt_dir):
+            log.info("%s: every file matches %s", ckpt_dir, "SHA256SUMS")
+    except ManifestError as exc:
+        raise CheckpointError(str(exc)) from exc
     args = ModelArgs.from_file(ckpt_dir)
     keys = checkpoint_keys(ckpt_dir)
     if args.n_mtp_layers and not any(checkpoint_target(k).name.startswith("mtp.") for k in keys):
@@ -121,9 +135,15 @@ def load_weights(model: Transformer, keys: dict[str, Path]) -> None:
         if scale_key:
             used_scales.add(scale_key)
         try:
-            value = _dequantize(k, read(k), read(scale_key) if scale_key else None)
+            raw, scale = read(k), read(scale_key) if scale_key else None
+            problem = _dtype_problem(k, raw, scale, params[t.name], model.args.n_routed_experts)
+            value = None if problem else _dequantize(k, raw, scale)
         except (ValueError, SafetensorError) as exc:
-            problems.append(str(exc))
+            problem = str(exc)
+        if problem is None and value.is_floating_point() and not torch.isfinite(value).all():
+            problem = f"{k}: {int((~torch.isfinite(value)).sum())} non-finite values (NaN/Inf): corrupt weights"
+        if problem:
+            problems.append(problem)
             continue
         _place(params, t, value, k, filled, problems)
     problems += [
@@ -143,6 +163,26 @@ def load_weights(model: Transformer, keys: dict[str, Path]) -> None:
 
 def _short(items: list[int]) -> str:
     return str(items[:8])[:-1] + (", ...]" if len(items) > 8 else "]")
+
+
+def _dtype_problem(
+    key: str, raw: torch.Tensor, scale: torch.Tensor | None, param: torch.Tensor, n_experts: int
+) -> str | None:
+    """Why a stored tensor cannot fill `param`, or None (a quantised weight without a scale is
+    left to `_dequantize`, which says so)."""
+    if not param.is_floating_point():  # the hash-routing table: expert ids
+        if raw.is_floating_point() or raw.dtype == torch.bool:
+            return f"{key}: stored as {raw.dtype}, expected integer expert ids"
+        if raw.numel() and (int(raw.min()) < 0 or int(raw.max()) >= n_experts):
+            return f"{key}: expert ids must be in 0..{n_experts - 1}, found {int(raw.min())}..{int(raw.max())}"
+        return None
+    if scale is not None:
+        if raw.dtype not in _QUANTISED or scale.dtype not in _SCALES:
+            return f"{key}: stored as {raw.dtype} with a {scale.dtype} scale, expected FP8/FP4 with ue8m0 scales"
+        return None
+    if raw.dtype not in _FLOATS and raw.dtype not in (torch.float8_e4m3fn, torch.float4_e2m1fn_x2):
+        return f"{key}: stored as {raw.dtype}, expected a floating-point weight"
+    return None
 
 
 def _dequantize(key: str, raw: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:

@@ -121,7 +121,10 @@ class ModelRunner:
         if last:
             req.last_logits = out.logits[0, -1]
             if not torch.isfinite(req.last_logits).all():
-                raise RuntimeError(f"{self.name}: the model produced non-finite logits (corrupt weights?)")
+                raise RuntimeError(
+                    f"{self.name}: the model produced non-finite logits (NaN/Inf); its weights are probably "
+                    "corrupt (`deepfim checksum --verify DIR` checks a checkpoint that has a manifest)"
+                )
             if self.prefix_cache is not None:
                 self.prefix_cache.insert_exact(req.user, ids, req.state, req.last_logits)
         req.timings.prefill_ms += (time.perf_counter() - t0) * 1e3

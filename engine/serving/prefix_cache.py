@@ -12,6 +12,11 @@ prompt (`boundaries`), so a resumed computation performs exactly the same operat
 one and is bit-identical to it. Inside the last, partial block the chunks are 16 tokens, so
 typing one more character recomputes at most 15 tokens, in one call.
 
+Persistence (`save`/`load`) is versioned and checksummed: the index names the format, the
+block size and the model the states belong to (`model_key`), and a digest of every tensor. A
+cache of another format or model is ignored; an entry whose tensors do not match their
+digests is dropped and the rest kept, with one log line naming what was wrong.
+
 Namespaces keep users apart: the same text under two namespaces gets unrelated keys, so state
 computed from one user's prompt is never served to another (the LAN server sets the namespace
 from the authenticated user). `exact` entries additionally remember the final state and logits
@@ -35,7 +40,7 @@ from deepfim.engine.serving.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass

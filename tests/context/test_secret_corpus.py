@@ -20,6 +20,8 @@ import pytest
 from ctx_fixtures import prompt_of, write_tree
 from secret_corpus import CASES, CURSOR_CASES, build, fill, leaked
 
+from deepfim.context import tokens
+from deepfim.context.sealed import unseal
 from deepfim.context.secrets import REDACTED
 from deepfim.context.settings import ContextSettings
 from deepfim.context.workspace import Workspace
@@ -46,7 +48,7 @@ def _cache_texts(cache_dir: Path, tok) -> list[tuple[Path, str]]:
         data = path.read_bytes()
         found.append((path, data.decode("utf-8", "replace")))
         if path.name.startswith("tokens-"):
-            for key, blob in msgpack.unpackb(data, raw=False)["ids"].items():
+            for key, blob in msgpack.unpackb(unseal(tokens.MAGIC, data), raw=False)["ids"].items():
                 ids = array("I")
                 ids.frombytes(blob)
                 found.append((path / key, tok.decode(list(ids))))

@@ -171,10 +171,13 @@ def test_redact_split_keeps_the_cursor_between_the_halves():
 def test_an_index_cached_under_other_secret_rules_is_rebuilt(repo, make_workspace, cache_dir):
     import msgpack
 
+    from deepfim.context import cache
+    from deepfim.context.sealed import seal, unseal
+
     make_workspace(repo)  # scans and saves
     index = next(cache_dir.rglob("index.msgpack"))
-    data = msgpack.unpackb(index.read_bytes(), raw=False, strict_map_key=False)
+    data = msgpack.unpackb(unseal(cache.MAGIC, index.read_bytes()), raw=False, strict_map_key=False)
     assert make_workspace(repo).stats().reused > 0  # same rules: the cache serves
     data["detector"] = "rules-of-an-older-version"
-    index.write_bytes(msgpack.packb(data, use_bin_type=True))
+    index.write_bytes(seal(cache.MAGIC, msgpack.packb(data, use_bin_type=True)))
     assert make_workspace(repo).stats().reused == 0  # every file read again, redacted by today's rules

@@ -1,8 +1,14 @@
-"""kernels/cbuild.py: a library is rebuilt when a source or a header it includes changes."""
+"""kernels/cbuild.py: a library is rebuilt when a source or a header it includes changes, and
+when it no longer matches the size and checksum recorded at build."""
 
 from __future__ import annotations
 
 import ctypes
+import os
+import subprocess
+import sys
+
+import pytest
 
 from deepfim.kernels import cbuild
 
@@ -18,3 +24,59 @@ def test_an_included_header_is_part_of_the_build_key(tmp_path, monkeypatch):
     (tmp_path / "value.h").write_text("#define VALUE 4\n")
     second = cbuild._build(source, (), cbuild.FLAGS)
     assert second != first and ctypes.CDLL(str(second)).answer() == 4
+
+
+LOAD_AND_CALL = """
+import logging, sys
+from pathlib import Path
+from deepfim.kernels import cbuild
+logging.basicConfig(level=logging.WARNING)
+print(cbuild.load(Path(sys.argv[1])).answer())
+"""
+
+
+def _damage(library, how: str) -> None:
+    data = library.read_bytes()
+    if how == "truncated":
+        library.write_bytes(data[: len(data) // 2])
+    elif how == "flipped":
+        middle = len(data) // 2
+        library.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
+    else:  # a cache from before integrity records
+        cbuild._check_path(library).unlink()
+
+
+def _answer_library(tmp_path):
+    source = tmp_path / "answer.c"
+    source.write_text("int answer(void) { return 42; }\n")
+    return source
+
+
+def test_a_truncated_library_is_rebuilt_before_dlopen_instead_of_crashing(tmp_path):
+    """A truncated .so used to crash every start with SIGBUS; now a fresh process finds it
+    damaged, says so in one log line and rebuilds it."""
+    env = {**os.environ, "DEEPFIM_CACHE_DIR": str(tmp_path / "cache")}
+    source = _answer_library(tmp_path)
+    run = [sys.executable, "-c", LOAD_AND_CALL, str(source)]
+    first = subprocess.run(run, env=env, capture_output=True, text=True, timeout=120)
+    assert first.stdout.strip() == "42" and "damaged" not in first.stderr
+    (library,) = (tmp_path / "cache" / "kernels").glob("answer-*.so")
+    _damage(library, "truncated")
+    second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and second.stdout.strip() == "42"  # no SIGBUS, the kernel works
+    damaged = [line for line in second.stderr.splitlines() if "damaged" in line]
+    assert len(damaged) == 1 and "truncated" in damaged[0] and library.name in damaged[0]
+    assert cbuild.integrity_problem(library) is None  # rebuilt, with a fresh record
+
+
+@pytest.mark.parametrize("how, named", [("flipped", "sha256 differs"), ("unrecorded", "no integrity record")])
+def test_a_library_that_does_not_match_its_record_is_rebuilt(tmp_path, monkeypatch, caplog, how, named):
+    monkeypatch.setenv("DEEPFIM_CACHE_DIR", str(tmp_path / "cache"))
+    source = _answer_library(tmp_path)
+    library = cbuild._build(source, (), cbuild.FLAGS)
+    _damage(library, how)
+    assert named in cbuild.integrity_problem(library)
+    with caplog.at_level("WARNING", logger=cbuild.log.name):
+        assert cbuild._build(source, (), cbuild.FLAGS) == library
+    assert [r.getMessage() for r in caplog.records if named in r.getMessage()] != []
+    assert cbuild.integrity_problem(library) is None and ctypes.CDLL(str(library)).answer() == 42

@@ -49,3 +49,35 @@ def test_store_ignores_changes_to_unknown_documents():
     doc = store.change(params)
     assert doc is not None and doc.text == "x" and doc.version == 2
     assert doc.path is not None and doc.path.name == "a.py"
+
+
+def _store():
+    problems = []
+    return DocumentStore(max_bytes=100, on_problem=lambda kind, message: problems.append((kind, message))), problems
+
+
+def test_lone_surrogates_become_one_replacement_character_each_keeping_positions():
+    store, problems = _store()
+    store.open(types.TextDocumentItem(uri="file:///s.py", language_id="python", version=1, text="a\ud800b😀\udc00\n"))
+    doc = store.get("file:///s.py")
+    assert doc.text == "a\ufffdb😀\ufffd\n"  # the valid pair stays; each lone half is one U+FFFD
+    assert doc.offset_at(types.Position(0, 5)) == 4  # 1 UTF-16 unit each, as the client counted
+    doc_text = doc.text.encode("utf-8")  # encodable now: nothing downstream can fail on it
+    assert doc_text.count("\ufffd".encode()) == 2
+    assert problems == [("text", "s.py: 2 lone UTF-16 surrogate(s) replaced by U+FFFD")]
+
+
+def test_a_buffer_over_the_limit_is_kept_in_sync_but_hidden_until_it_shrinks():
+    store, problems = _store()
+    store.open(types.TextDocumentItem(uri="file:///big.py", language_id="python", version=1, text="x" * 150))
+    assert store.get("file:///big.py") is None and list(store) == [] and len(store) == 1
+    assert problems[0][0] == "large-document" and "big.py" in problems[0][1]
+    params = types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri="file:///big.py", version=2),
+        content_changes=[_edit(0, 0, 0, 100, "")],
+    )
+    store.change(params)
+    assert store.get("file:///big.py").text == "x" * 50 and len(problems) == 1
+    params.content_changes = [_edit(0, 0, 0, 0, "é" * 30)]  # 60 bytes in UTF-8: over again
+    store.change(params)
+    assert store.get("file:///big.py") is None and len(problems) == 2

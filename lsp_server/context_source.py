@@ -82,13 +82,14 @@ class ContextSource:
 
     def scan(self, progress: Callable[..., None] | None = None) -> dict:
         """Index the workspace (blocking; run it on its own thread)."""
-        if self._workspace is None:
+        workspace = self._workspace  # `close` may run meanwhile (the server shutting down)
+        if workspace is None:
             return {}
         try:
-            self._stats = asdict(self._workspace.scan(progress=progress))
+            self._stats = asdict(workspace.scan(progress=progress))
             self._ready.set()
             try:
-                self._workspace.start_watching()
+                workspace.start_watching()
             except Exception:
                 logger.exception("file watching failed for %s", self.root)
         except Exception as exc:

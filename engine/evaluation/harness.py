@@ -23,13 +23,15 @@ from pathlib import Path
 
 from deepfim.context.evidence import EvidenceOptions
 from deepfim.context.languages import for_editor
-from deepfim.context.prompt_builder import ContextLevel
+from deepfim.context.prompt_builder import BuiltPrompt, ContextLevel, PromptSpec
 from deepfim.engine.api import Mode, Priority, SamplingParams
 from deepfim.engine.evaluation.humaneval import program, run_programs
 from deepfim.engine.evaluation.metrics import edit_similarity, exact_match
 from deepfim.engine.evaluation.models import copy_completion
 from deepfim.engine.evaluation.suites import EvalRepo
 from deepfim.engine.evaluation.tasks import FimTask, finalize
+from deepfim.engine.model.serving_profile import ServingProfile
+from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.lsp_server.backend_session import BackendSession
 from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.modes import ModePreset, prompt_spec
@@ -79,6 +81,36 @@ def _preset(task: FimTask, cfg: EvalConfig) -> ModePreset:
                       Priority.INSTANT, debounce=False)  # fmt: skip
 
 
+def task_spec(task: FimTask, cfg: EvalConfig, profile: ServingProfile) -> PromptSpec:
+    """The prompt spec instant mode would use for `task`, at the configuration's level."""
+    return dataclasses.replace(prompt_spec(_preset(task, cfg), profile), level=cfg.level, evidence=cfg.evidence)
+
+
+def repository_source(
+    root: Path, hole_paths: list[str], tok: Tokenizer, spec: PromptSpec, cache_dir: Path
+) -> ContextSource:
+    """The language server's context source on `root`, with the hole files marked edited and,
+    at repository level, the part built (and fixed) before any hole is cut."""
+    source = ContextSource(root, cache_dir=cache_dir)
+    source.scan()
+    for path in hole_paths:
+        source.note_edited(root / path)  # the hole files reach the prompt as copies
+    if spec.level is ContextLevel.REPOSITORY:
+        source.served = source.repository_part(tok, spec.budget.repository)
+    return source
+
+
+def hold_buffer(source: ContextSource, path: Path, task: FimTask) -> None:
+    """The editor holds `path` with the hole removed; its copy is fixed from that buffer."""
+    source.update_buffer(path, task.prefix + task.suffix)
+    source.snapshot_copy(path)
+
+
+def task_prompt(source: ContextSource, tok: Tokenizer, path: Path, task: FimTask, spec: PromptSpec) -> BuiltPrompt:
+    """The prompt a completion at the hole sends (what `CompletionPipeline` packs)."""
+    return source.pack(tok, path, task.prefix, task.suffix, spec).built
+
+
 class Evaluator:
     """Runs tasks of one configuration against one backend session."""
 
@@ -92,14 +124,11 @@ class Evaluator:
         self.pipeline.executor.shutdown(wait=False)
 
     def run_repo(self, repo: EvalRepo, tasks: list[FimTask], cfg: EvalConfig) -> list[TaskResult]:
-        source = ContextSource(repo.root, cache_dir=self._cache_dir)
+        if not tasks:
+            return []
+        spec = task_spec(tasks[0], cfg, self.session.profile(Mode.INSTANT))
+        source = repository_source(repo.root, sorted({t.path for t in tasks}), self.tok, spec, self._cache_dir)
         try:
-            source.scan()
-            for path in sorted({t.path for t in tasks}):
-                source.note_edited(repo.root / path)  # the hole files reach the prompt as copies
-            spec = prompt_spec(_preset(tasks[0], cfg), self.session.profile(Mode.INSTANT)) if tasks else None
-            if spec is not None and cfg.level is ContextLevel.REPOSITORY:
-                source.served = source.repository_part(self.tok, spec.budget.repository)
             return [self._run(source, repo.root, t, cfg) for t in tasks]
         finally:
             source.close()
@@ -118,16 +147,13 @@ class Evaluator:
     def _run(self, source: ContextSource, root: Path | None, task: FimTask, cfg: EvalConfig) -> TaskResult:
         path = (root / task.path) if root is not None and task.path else Path(task.path or "task.py")
         preset = _preset(task, cfg)
-        spec = dataclasses.replace(
-            prompt_spec(preset, self.session.profile(Mode.INSTANT)), level=cfg.level, evidence=cfg.evidence
-        )
+        spec = task_spec(task, cfg, self.session.profile(Mode.INSTANT))
         if root is not None:
-            source.update_buffer(path, task.prefix + task.suffix)
-            source.snapshot_copy(path)
+            hold_buffer(source, path, task)
         start = time.perf_counter()
         try:
             if cfg.model == "copy":
-                built = source.pack(self.tok, path, task.prefix, task.suffix, spec).built
+                built = task_prompt(source, self.tok, path, task, spec)
                 language = for_editor(task.lang, path)
                 raw = copy_completion(self.tok, built, MAX_NEW_TOKENS[task.kind] * 4)
                 ctx = analyse(task.prefix, task.suffix, language, preset.max_lines)

@@ -264,6 +264,7 @@ class ModelRunner:
         else:
             cand.tokens.append(token)
             cand.logprob += logprob
+            cand.token_logprobs.append(logprob)
             for drafter in (cand.drafter, cand.copier):
                 if drafter is not None:
                     drafter.append(token)

@@ -59,6 +59,10 @@ def logits(r: Result) -> None:
     assert re.fullmatch(r"\s*\d+\s+\d+\s+\S+ -> (\S+:-?[\d.]+\s*){5}", r.out.strip())
 
 
+def checksums_match(r: Result) -> None:
+    assert re.fullmatch(r"\S+: \d+ files match SHA256SUMS", r.out.strip()), r.out
+
+
 def user_token(r: Result) -> None:
     assert re.fullmatch(r"dfm_[0-9a-f]+_[\w-]+", r.out.strip()) and "shown only once" in r.err
 
@@ -89,6 +93,7 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
     (r"^deepfim index ", index_statistics),
     (r"^deepfim generate ", generation),
     (r"^deepfim logits .*--last", logits),
+    (r"^deepfim checksum .*--verify", checksums_match),
     (r"^\w+=\$\(deepfim add-user ", token_in_a_variable),
     (r"^deepfim add-user ", user_token),
     (r"^deepfim make-cert ", certificate),

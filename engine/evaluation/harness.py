@@ -124,6 +124,9 @@ class Evaluator:
         if root is not None:
             source.update_buffer(path, task.prefix + task.suffix)
             source.snapshot_copy(path)
+            # re-parse the buffer into the index now: a prompt never re-parses its own cursor file,
+            # and the entry parsed from disk (the copy's summary, definitions) shows the answer
+            source.stats()
         start = time.perf_counter()
         try:
             if cfg.model == "copy":

@@ -36,7 +36,8 @@ def _eval(tmp: Path, *args: str) -> tuple[int, str, str, dict | None]:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     write_corpus(tmp / "corpus", heldout_files(), {})
-    copy = _eval(tmp, "--per-kind", "1", "--configs", "copy/none,copy/repository")
+    copy = _eval(tmp, "--per-kind", "1", "--configs", "copy/none,copy/repository",
+                 "--suites", "heldout,humaneval", "--humaneval-limit", "2")  # fmt: skip
     model = _eval(tmp, "--per-kind", "1", "--max-repos", "1", "--configs", "model/repository")
     return tmp, copy, model
 
@@ -46,14 +47,14 @@ def _table(stdout: str) -> list[dict]:
     assert lines[0].startswith("| suite | hole | config | n | EM |") and lines[1].startswith("|---")
     rows = []
     for line in lines[2:]:
-        suite, hole, config, n, em = [c.strip() for c in line.strip("|").split("|")][:5]
-        rows.append({"suite": suite, "hole": hole, "config": config, "n": int(n), "em": float(em)})
+        suite, hole, config, n, em, _, p1 = [c.strip() for c in line.strip("|").split("|")][:7]
+        rows.append({"suite": suite, "hole": hole, "config": config, "n": int(n), "em": float(em), "p1": p1})
     return rows
 
 
 def test_the_held_out_repositories_are_written_and_cut_into_holes(runs):
     tmp, (code, _, err, report), _ = runs
-    assert code == 0 and "3 repositories, 9 tasks, 2 configurations" in err
+    assert code == 0 and "3 repositories, 11 tasks, 2 configurations" in err
     written = {p.relative_to(tmp / "data" / "heldout").as_posix() for p in (tmp / "data" / "heldout").rglob("*.py")}
     assert written == {f"u-{f.repo}/{f.path}" for f in heldout_files() if f.path.endswith(".py")}
     expected = []
@@ -61,7 +62,8 @@ def test_the_held_out_repositories_are_written_and_cut_into_holes(runs):
         files = EvalRepo(name, "heldout", tmp / "data" / "heldout" / name).files()
         expected += [t.task_id for t in repo_holes(files, name, "heldout", 1, 0)]
     for config in ("copy/none", "copy/repository"):
-        assert sorted(t["task_id"] for t in report["tasks"] if t["config"] == config) == sorted(expected)
+        held = [t["task_id"] for t in report["tasks"] if t["config"] == config and t["suite"] == "heldout"]
+        assert sorted(held) == sorted(expected)
     assert report["settings"] == {"seed": 0, "per_kind": 1, "checkpoint": ""}
     assert report["configs"] == ["copy; context none", "copy; context repository"]
 
@@ -70,21 +72,33 @@ def test_the_table_and_the_json_rows_agree_with_the_tasks(runs):
     _, (_, stdout, _, report), _ = runs
     groups = defaultdict(list)
     for t in report["tasks"]:
-        groups[(t["config"], t["kind"])].append(t)
-        groups[(t["config"], "all")].append(t)
+        groups[(t["config"], t["suite"], t["kind"])].append(t)
+        if t["suite"] == "heldout":  # the only suite here with several kinds
+            groups[(t["config"], t["suite"], "all")].append(t)
         assert t["level"] == t["config"].split("/")[1] and t["model"] == "copy" and t["score"] is None
-        if t["kind"] in ("line", "midline"):
+        if t["kind"] in ("line", "midline", "single"):
             assert "\n" not in t["prediction"]  # single-line holes keep the answer's first line
+        assert (t["passed"] is not None) == (t["suite"] == "humaneval")  # HumanEval programs are run
+    # HumanEval needs a file of context: not at the level "none"
+    assert len(groups[("copy/repository", "humaneval", "single")]) == 2
+    assert ("copy/none", "humaneval", "single") not in groups
     rows = report["rows"]
-    assert {(r["config"], r["hole"]) for r in rows} == set(groups)
+    assert {(r["config"], r["suite"], r["hole"]) for r in rows} == set(groups)
     for r in rows:
-        tasks = groups[(r["config"], r["hole"])]
-        assert r["n"] == len(tasks) and r["pass_at_1"] is None
+        tasks = groups[(r["config"], r["suite"], r["hole"])]
+        assert r["n"] == len(tasks)
         assert r["exact_match"] == pytest.approx(sum(t["exact"] for t in tasks) / len(tasks))
         assert r["edit_similarity"] == pytest.approx(sum(t["edit_sim"] for t in tasks) / len(tasks))
+        if r["suite"] == "humaneval":
+            assert r["pass_at_1"] == pytest.approx(sum(t["passed"] for t in tasks) / len(tasks))
+        else:
+            assert r["pass_at_1"] is None
     table = _table(stdout)
-    assert [(r["config"], r["hole"], r["n"]) for r in table] == [(r["config"], r["hole"], r["n"]) for r in rows]
+    assert [(r["suite"], r["config"], r["hole"], r["n"]) for r in table] == [
+        (r["suite"], r["config"], r["hole"], r["n"]) for r in rows
+    ]
     assert [r["em"] for r in table] == [round(100 * r["exact_match"], 1) for r in rows]
+    assert [r["p1"] for r in table] == ["" if r["pass_at_1"] is None else f"{100 * r['pass_at_1']:.1f}" for r in rows]
 
 
 def _answers(tmp: Path) -> dict[str, tuple[bool, set[str]]]:

@@ -3,14 +3,14 @@ context reaches the prompt, and no prompt shows the answer of its own hole — n
 repository part (the hole files are marked edited before it is built) and not through the index
 (the cursor file's entry is parsed from the buffer, not from the file on disk). The copy
 baseline can only copy text its prompt holds, so a name that occurs nowhere but in a hole's
-answer, copied, proves a leak."""
+answer, copied, proves a leak. And the rows the results aggregate into."""
 
 from __future__ import annotations
 
 import pytest
 
 from deepfim.engine.evaluation.configs import MAIN, make_session
-from deepfim.engine.evaluation.harness import Evaluator
+from deepfim.engine.evaluation.harness import Evaluator, TaskResult, aggregate, markdown_table
 from deepfim.engine.evaluation.suites import EvalRepo
 from deepfim.engine.evaluation.tasks import FimTask
 
@@ -85,3 +85,25 @@ def test_no_prompt_shows_the_answer_of_its_own_hole(results, task):
         r = results[level][task]
         assert answer not in r.prediction, (level, r.prediction)
         assert not r.exact
+
+
+def _result(config: str, suite: str, kind: str, exact: bool, ms: float, passed=None) -> TaskResult:
+    return TaskResult(config, "copy", f"{suite}/{kind}/{ms}", suite, "r", "python", kind, "file", 100 + int(ms),
+                      "x", exact, 1.0 if exact else 0.5, None, ms, passed)  # fmt: skip
+
+
+def test_rows_aggregate_per_config_suite_and_kind():
+    results = [
+        _result("a", "heldout", "line", True, 10), _result("a", "heldout", "line", False, 30),
+        _result("a", "heldout", "block", False, 20),
+        _result("a", "humaneval", "single", True, 5, passed=True), _result("a", "humaneval", "single", False, 7, False),
+        _result("a", "humaneval", "single", False, 9, passed=False),
+    ]  # fmt: skip
+    rows = {(r["suite"], r["hole"]): r for r in aggregate(results)}
+    assert list(rows) == [("heldout", "block"), ("heldout", "line"), ("heldout", "all"), ("humaneval", "single")]
+    line, every, he = rows[("heldout", "line")], rows[("heldout", "all")], rows[("humaneval", "single")]
+    assert (line["n"], line["exact_match"], line["edit_similarity"], line["median_ms"]) == (2, 0.5, 0.75, 30)
+    assert (every["n"], every["exact_match"], every["pass_at_1"]) == (3, pytest.approx(1 / 3), None)
+    assert he["pass_at_1"] == pytest.approx(1 / 3) and he["prompt_tokens"] == 107
+    table = markdown_table(aggregate(results)).splitlines()
+    assert len(table) == 2 + len(rows) and table[-1] == "| humaneval | single | a | 3 | 33.3 | 66.7 | 33.3 | 7 | 107 |"

@@ -107,7 +107,7 @@ def _local_server(args, tmp: Path, max_clients: int):
     cert, key = make_self_signed_cert(tmp / "tls", ["localhost"])
     limits = Limits(requests_per_second=1000.0, burst=1000, max_backend_inflight=args.max_backend_inflight)
     thread = ServerThread(
-        backend, UserStore(tmp / "users.json"), ssl_context=server_context(cert, key), limits=limits, http_port=None
+        backend, UserStore(tmp / "users.json"), ssl_context=server_context(cert, key), limits=limits
     ).start()
     return thread, backend, tokens, str(cert)
 

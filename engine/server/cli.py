@@ -1,18 +1,18 @@
-"""`deepfim serve`, `deepfim make-cert` and `deepfim add-user`.
+"""`deepfim serve`, `deepfim make-cert` and `deepfim users list|add|revoke`.
 
-Defaults keep the three commands in agreement without flags: the users file, admin token
-and certificate live under ``<cache dir>/server/``. `serve` binds to 127.0.0.1 unless told
+Defaults keep the commands in agreement without flags: the users file, admin token and
+certificate live under ``<cache dir>/server/``. `serve` binds to 127.0.0.1 unless told
 ``--host 0.0.0.0``, and creates a self-signed certificate on first start when none is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from deepfim import env
@@ -31,18 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--host", action="append", default=[], help="host name or IP the cert is for (repeat)")
         parser.add_argument("--days", type=int, default=825)
         return
-    parser.add_argument("--users", default=str(_server_dir() / "users.json"), help="users file (JSON)")
-    if command == "add-user":
-        parser.add_argument("name", help="user name (letters, digits, . _ -)")
-        parser.add_argument("--replace", action="store_true", help="issue a new token for an existing user")
+    if command == "users":
+        parser.add_argument("action", choices=("list", "add", "revoke"))
+        parser.add_argument("name", nargs="?", help="user name (letters, digits, . _ -) for add and revoke")
+        parser.add_argument("--replace", action="store_true", help="add: issue a new token for an existing user")
+        parser.add_argument("--json", action="store_true", help="list: as JSON")
+        parser.add_argument("--users", default=str(_server_dir() / "users.json"), help="users file (JSON)")
         return
+    parser.add_argument("--users", default=str(_server_dir() / "users.json"), help="users file (JSON)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for the whole LAN)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="msgpack protocol port")
-    parser.add_argument("--http-port", type=int, default=None, help="HTTP port (default: --port + 1)")
-    parser.add_argument("--no-http", action="store_true", help="do not serve /health, /metrics, /v1/completions")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTPS port (0: any free port)")
     parser.add_argument("--cert", help="TLS certificate (PEM); default: made once under the cache dir")
     parser.add_argument("--key", help="TLS private key (PEM)")
-    parser.add_argument("--insecure-no-tls", action="store_true", help="plain TCP, loopback debugging only")
+    parser.add_argument("--insecure-no-tls", action="store_true", help="plain HTTP, loopback debugging only")
     parser.add_argument(
         "--admin-token-file",
         default=str(_server_dir() / "admin-token"),
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         help="a team namespace every user may share cached state in (repeat)",
     )
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-frame-bytes", type=int)
+    limits.add_argument("--max-body-bytes", type=int)
     limits.add_argument("--max-prompt-tokens", type=int, help="per request, per user")
     limits.add_argument("--max-new-tokens", type=int)
     limits.add_argument("--rate", type=float, dest="requests_per_second", help="requests/s per user")
@@ -65,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     limits.add_argument("--max-inflight", type=int, help="queued + running requests per user")
     limits.add_argument("--max-backend-inflight", type=int, help="requests handed to the engine at once")
     limits.add_argument("--max-connections", type=int)
+    limits.add_argument("--max-connections-per-address", type=int)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "make-cert":
             return _make_cert(args)
-        if args.command == "add-user":
-            return _add_user(args)
+        if args.command == "users":
+            return _users(args)
         return _serve(args)
     except (AuthError, CertError, ValueError) as exc:
         print(f"deepfim {args.command}: {exc}", file=sys.stderr)
@@ -90,15 +92,28 @@ def _make_cert(args) -> int:
     return 0
 
 
-def _add_user(args) -> int:
-    from deepfim.engine.server.auth import add_user
+def _users(args) -> int:
+    import json
 
-    token = add_user(args.users, args.name, replace=args.replace)
-    print(
-        f"user {args.name!r} added to {args.users}; give them this token (it is shown only once):",
-        file=sys.stderr,
-    )
-    print(token)
+    from deepfim.engine.server.auth import add_user, list_users, revoke_user
+
+    if args.action != "list" and not args.name:
+        raise ValueError(f"`deepfim users {args.action}` needs a user name")
+    if args.action == "add":
+        token = add_user(args.users, args.name, replace=args.replace)
+        print(f"user {args.name!r} added to {args.users}; give them this token (it is shown only once):",
+              file=sys.stderr)  # fmt: skip
+        print(token)
+    elif args.action == "revoke":
+        revoke_user(args.users, args.name)
+        print(f"user {args.name!r} revoked: their token stops working at their next request", file=sys.stderr)
+    else:
+        users = list_users(args.users)
+        if args.json:
+            print(json.dumps(users, indent=2))
+        for user in [] if args.json else users:
+            limits = ", ".join(f"{k}={v}" for k, v in user["limits"].items())
+            print(f"{user['name']:<24} key {user['key_id']}  created {user['created'] or '?'}  {limits}".rstrip())
     return 0
 
 
@@ -113,13 +128,7 @@ def _limits(args):
 
 
 def _tls(args):
-    from deepfim.engine.server.tls import (
-        CERT_NAME,
-        KEY_NAME,
-        is_loopback,
-        make_self_signed_cert,
-        server_context,
-    )
+    from deepfim.engine.server.tls import CERT_NAME, KEY_NAME, is_loopback, make_self_signed_cert, server_context
 
     if args.insecure_no_tls:
         if not is_loopback(args.host):
@@ -142,45 +151,31 @@ def _tls(args):
 def _serve(args) -> int:
     from deepfim.engine.backends import BackendSpec, make_backend
     from deepfim.engine.server.auth import UserStore, load_admin_token
-    from deepfim.engine.server.team_server import TeamServer
+    from deepfim.engine.server.team_server import ServerThread
 
     limits = _limits(args)
     ssl_context, cert = _tls(args)
     users = UserStore(args.users, load_admin_token(args.admin_token_file))
     if not users.user_names():
-        raise ValueError(f"no users in {args.users}; add one with `deepfim add-user NAME --users {args.users}`")
+        raise ValueError(f"no users in {args.users}; add one with `deepfim users add NAME --users {args.users}`")
     backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint))
-    default_http = args.port + 1 if args.port else 0
-    http_port = None if args.no_http else (args.http_port if args.http_port is not None else default_http)
-    server = TeamServer(
-        backend,
-        users,
-        host=args.host,
-        port=args.port,
-        http_port=http_port,
-        ssl_context=ssl_context,
-        limits=limits,
-        shared_namespaces=tuple(args.shared_namespace),
-    )
-
-    async def serve() -> None:
-        await server.start()
-        print(
-            f"deepfim team server: msgpack {args.host}:{server.port}, http {server.http_port or 'off'}, "
-            f"{len(users.user_names())} users, TLS {f'on (clients trust {cert})' if cert else 'OFF'}",
-            file=sys.stderr,
-            flush=True,
-        )
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await server.close()
-
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        asyncio.run(serve())
+        server = ServerThread(backend, users, host=args.host, port=args.port, ssl_context=ssl_context, limits=limits,
+                              shared_namespaces=tuple(args.shared_namespace)).start()  # fmt: skip
+        try:
+            print(
+                f"deepfim team server: https {args.host}:{server.port}, {len(users.user_names())} users, "
+                f"TLS {f'on (clients trust {cert})' if cert else 'OFF'}",
+                file=sys.stderr,
+                flush=True,
+            )
+            while not stop.wait(1.0):
+                pass
+        finally:
+            server.stop()
     finally:
         backend.close()
     return 0

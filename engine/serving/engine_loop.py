@@ -177,6 +177,10 @@ class EngineLoop:
         for req in [*self.scheduler.items(), *self._inbox]:
             self._finish(req, cancelled=True)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._closed
+
     def close(self, timeout: float = 5.0) -> None:
         with self._wake:
             self._closed = True

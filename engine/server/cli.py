@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: the embedded model)")
     parser.add_argument("--expert-checkpoint", default=None, help="checkpoint serving expert mode")
+    parser.add_argument("--threads", type=int, default=None, help="engine CPU threads (default: torch's, all cores)")
     parser.add_argument(
         "--shared-namespace",
         action="append",
@@ -158,7 +159,9 @@ def _serve(args) -> int:
     users = UserStore(args.users, load_admin_token(args.admin_token_file))
     if not users.user_names():
         raise ValueError(f"no users in {args.users}; add one with `deepfim users add NAME --users {args.users}`")
-    backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint))
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint, threads=args.threads))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -98,9 +98,11 @@ class RemoteBackend:
         read_timeout_s: float = 5.0,
         timeout_s: float | None = None,
         cache_dir: str | Path | None = None,
+        local_address: str | None = None,
     ) -> None:
         """`ca_file` (alias `tls_ca`, the editor setting's name) is the certificate to trust.
-        `timeout_s`, if given, sets both timeouts."""
+        `timeout_s`, if given, sets both timeouts. `local_address`: the address to connect from
+        (benchmarks give each simulated user its own, as on a real LAN)."""
         if not isinstance(token, str) or not token:
             raise ValueError(f"a user token is required to use the team server {address} (got {token!r})")
         if ca_file is not None and tls_ca is not None and ca_file != tls_ca:
@@ -116,6 +118,7 @@ class RemoteBackend:
         self._base = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self._ssl = client_context(ca_file) if tls else None
         self._token = token
+        self._local_address = local_address
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s)
         self._deadline = connect_timeout_s + read_timeout_s  # the longest a plain call may take
         self._cache = Path(cache_dir) if cache_dir else env.cache_dir() / "remote"
@@ -197,10 +200,12 @@ class RemoteBackend:
     async def _make_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self._base,
-            verify=self._ssl if self._ssl is not None else False,
             headers={"Authorization": f"Bearer {self._token}"},
             timeout=self._timeout,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            transport=httpx.AsyncHTTPTransport(
+                verify=self._ssl if self._ssl is not None else False, local_address=self._local_address
+            ),
         )
 
     async def _get(self, path: str) -> httpx.Response:

@@ -83,16 +83,18 @@ class EventStream:
                 if gone in done:
                     get.cancel()
                     return
+                last = False
                 if get not in done:
                     get.cancel()
                     payload = b": keep-alive\n\n"
-                else:
-                    payload, last = self._event(get.result())
-                    if last:
-                        payload += b"data: [DONE]\n\n"
+                else:  # everything queued goes out in one write (tokens arrive faster than writes)
+                    events = [get.result()]
+                    while not self.sink.events.empty() and events[-1][0] == "text":
+                        events.append(self.sink.events.get_nowait())
+                    payload, last = self._events(events)
                 await asyncio.wait_for(send({"type": "http.response.body", "body": payload, "more_body": True}),
                                        lim.write_timeout_s)  # fmt: skip
-                if get in done and last:
+                if last:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     return
         except (TimeoutError, OSError, ClientDisconnect) as exc:
@@ -103,12 +105,24 @@ class EventStream:
                 get.cancel()
             self.service.cancel(self.job)  # no-op once it finished
 
-    def _event(self, event: tuple) -> tuple[bytes, bool]:
-        if event[0] == "text":
-            return b"data: " + json.dumps(text_chunk(self.job, event[1], event[2])).encode() + b"\n\n", False
-        _, result, error = event
-        body = error_body(error.code, error.message) if error is not None else finish_chunk(self.job, result)
-        return b"data: " + json.dumps(body).encode() + b"\n\n", True
+    def _events(self, events: list[tuple]) -> tuple[bytes, bool]:
+        """SSE bytes of queued events (consecutive text of one candidate merged), and whether the
+        last is the end."""
+        parts, texts = [], []  # texts: [(index, text)] not yet written
+        for event in events:
+            if event[0] == "text":
+                if texts and texts[-1][0] == event[1]:
+                    texts[-1] = (event[1], texts[-1][1] + event[2])
+                else:
+                    texts.append((event[1], event[2]))
+                continue
+            _, result, error = event
+            body = error_body(error.code, error.message) if error is not None else finish_chunk(self.job, result)
+            parts.append(json.dumps(body))
+        chunks = [json.dumps(text_chunk(self.job, index, text)) for index, text in texts]
+        out = b"".join(b"data: " + p.encode() + b"\n\n" for p in chunks + parts)
+        last = events[-1][0] == "done"
+        return out + (b"data: [DONE]\n\n" if last else b""), last
 
 
 class TeamApp:

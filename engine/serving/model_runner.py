@@ -70,6 +70,7 @@ class ModelRunner:
         self.name = name
         self.eos = tokenizer.special.eos
         self._healing_vocab: HealingVocab | None = None  # built at the first healed request
+        self._drafts = self.spec.max_draft  # draft tokens per sequence in the current step
         # MTP state is part of every cached snapshot, so the choice is per runner, not per request.
         # Where the C decode step serves the model (CPU), MTP drafts cost more than they save: the
         # MTP block and its second pass through the vocabulary head take about as long as a whole
@@ -97,6 +98,8 @@ class ModelRunner:
         candidate. Returns the errors of requests that failed (by seq_no); the others went on."""
         failed: dict[int, Exception] = {}
         calls: list[_Call] = []
+        decoding = sum(1 for r in batch if not r.prefilling for c in r.candidates if not c.finished)
+        self._drafts = self.spec.drafts_per_sequence(decoding)
         for req in batch:
             try:
                 calls += self._plan(req)
@@ -247,8 +250,8 @@ class ModelRunner:
         if params.is_greedy and params.speculative and self.spec.enabled and not self._healing(req, cand):
             if cand.drafter is None:
                 cand.drafter = NgramDrafter(req.prompt_ids + cand.tokens, self.spec.ngram)
-            room = params.max_tokens - len(cand.tokens) - 1
-            drafts, source = cand.drafter.propose(min(self.spec.max_draft, room)), "ngram"
+            room = min(params.max_tokens - len(cand.tokens) - 1, self._drafts)
+            drafts, source = cand.drafter.propose(room) if room > 0 else [], "ngram"
             if not drafts and cand.mtp_draft is not None and room > 0:
                 drafts, source = [cand.mtp_draft], "mtp"
         if drafts:

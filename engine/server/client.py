@@ -335,6 +335,7 @@ class RemoteBackend:
         if self._stats_task is not None:
             self._stats_task.cancel()
         await self._client.aclose()
+        await self._loop.shutdown_asyncgens()  # streams cut short leave their line iterators open
 
 
 async def _bounded(response: httpx.Response) -> bytes:

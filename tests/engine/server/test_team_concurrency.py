@@ -135,7 +135,7 @@ def test_rate_limit_per_user(make_team):
 def test_inflight_and_prompt_length_limits_per_user(make_team):
     team = make_team(dataclasses.replace(TEST_LIMITS, max_inflight=2))
     team.backend.token_delay_s = 0.02
-    streams = [_start_stream(team, "bob", [72] * 5, max_tokens=100) for _ in range(2)]
+    streams = [_start_stream(team, "bob", [72] * 5, max_tokens=250) for _ in range(2)]  # 5 s each
     status, body = _complete(team, "bob", [72] * 5)
     assert (status, body["error"]["code"]) == (429, "too_many_inflight")
     for conn in streams:
@@ -148,10 +148,15 @@ def test_inflight_and_prompt_length_limits_per_user(make_team):
 
 def test_one_users_burst_does_not_starve_another(make_team):
     team = make_team(dataclasses.replace(TEST_LIMITS, max_backend_inflight=1))
+    team.backend.token_delay_s = 0.02
     client_a, client_b = team.client("alice"), team.client("bob")
-    alice = [client_a.submit(CompletionRequest([80 + i] * 4, SamplingParams(max_tokens=15))) for i in range(6)]
+    long = client_a.submit(CompletionRequest([79] * 4, SamplingParams(max_tokens=250)))  # holds the only slot
+    _wait_for(lambda: team.server_state()["running"] == 1)
+    alice = [client_a.submit(CompletionRequest([80 + i] * 4, SamplingParams(max_tokens=3))) for i in range(5)]
     _wait_for(lambda: team.server_state()["queued"] == 5)
-    bob = client_b.submit(CompletionRequest([90] * 4, SamplingParams(max_tokens=15)))
+    bob = client_b.submit(CompletionRequest([90] * 4, SamplingParams(max_tokens=3)))
+    _wait_for(lambda: team.server_state()["queued"] == 6)
+    long.cancel()  # the slot frees: who goes next is the admission's choice alone
     assert bob.result(30).text
     assert all(h.result(30).text for h in alice)
     order = [r.namespace for r in team.backend.submitted]

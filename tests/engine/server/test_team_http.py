@@ -106,7 +106,7 @@ def test_a_waiting_stream_sends_heartbeats(make_team):
     team = make_team(dataclasses.replace(TEST_LIMITS, max_backend_inflight=1, heartbeat_s=0.05))
     team.backend.token_delay_s = 0.02
     first = team.raw()
-    first.request("POST", "/v1/completions", team.tokens["alice"], json.dumps({**BODY, "max_tokens": 100,
+    first.request("POST", "/v1/completions", team.tokens["alice"], json.dumps({**BODY, "max_tokens": 250,
                                                                                 "stream": True}).encode())  # fmt: skip
     first.read_until(b"data: ")
     waiting = team.raw()  # queued behind alice: no text for a while, but never silent

@@ -77,7 +77,7 @@ def certificate(r: Result) -> None:
 
 
 def health(r: Result) -> None:
-    assert json.loads(r.out) == {"status": "ok"}
+    assert json.loads(r.out)["status"] == "ok"
 
 
 def openai_completion(r: Result) -> None:
@@ -94,8 +94,8 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
     (r"^deepfim generate ", generation),
     (r"^deepfim logits .*--last", logits),
     (r"^deepfim checksum .*--verify", checksums_match),
-    (r"^\w+=\$\(deepfim add-user ", token_in_a_variable),
-    (r"^deepfim add-user ", user_token),
+    (r"^\w+=\$\(deepfim users add ", token_in_a_variable),
+    (r"^deepfim users add ", user_token),
     (r"^deepfim make-cert ", certificate),
     (r"^curl .*/health\b", health),
     (r"^curl .*/v1/completions\b", openai_completion),
@@ -103,7 +103,7 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
 
 
 def team_server(service: Service) -> None:
-    ready = service.wait_for_stderr(r"^deepfim team server: msgpack ")
+    ready = service.wait_for_stderr(r"^deepfim team server: https ")
     assert "TLS on" in ready, ready
 
 

@@ -22,14 +22,15 @@ def _is_the_serve_port(port: int) -> str:
 
 
 def _cause(exc: BaseException) -> BaseException:
-    """The innermost cause httpx wrapped (an OSError, an SSL error), else `exc` itself."""
-    seen: list[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        if isinstance(exc, OSError | ssl.SSLError) and not isinstance(exc, httpx.HTTPError):
-            return exc
+    """The most specific cause httpx wrapped (anyio adds a generic OSError("All connection
+    attempts failed") above the ConnectionRefusedError), else `exc` itself."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
         exc = exc.__cause__ or exc.__context__
-    return seen[0]
+    causes = [e for e in chain if isinstance(e, OSError | ssl.SSLError) and not isinstance(e, httpx.HTTPError)]
+    specific = [e for e in causes if type(e) is not OSError]
+    return (specific or causes or chain)[0]
 
 
 def explain(address: str, host: str, port: int, exc: BaseException, timeout: httpx.Timeout) -> str:
@@ -62,8 +63,9 @@ def explain(address: str, host: str, port: int, exc: BaseException, timeout: htt
     if isinstance(cause, socket.gaierror):
         return f"{prefix}: cannot resolve the host name {host!r} ({cause.strerror}); check the address"
     if isinstance(exc, httpx.ConnectTimeout):
-        return (
-            f"{prefix}: no answer within {timeout.connect:g} s; is the host up, and port {port} open in its firewall?"
+        return (  # httpx counts the TLS handshake as connecting: a silent service there looks the same
+            f"{prefix}: no answer within {timeout.connect:g} s; is the host up and port {port} open in its "
+            f"firewall, and {_is_the_serve_port(port)}"
         )
     if isinstance(exc, httpx.TimeoutException):
         return (

@@ -41,7 +41,7 @@ def test_a_port_that_accepts_but_stays_silent_fails_at_the_read_timeout(tmp_path
         listener.listen()
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         message = _connect(address, str(tls_files[0]), tmp_path, connect_timeout_s=0.5, read_timeout_s=0.5)
-    assert f"{address}: " in message and "is `deepfim serve` running there" in message
+    assert f"{address}: no answer within 0.5 s" in message and "is `deepfim serve` running there" in message
 
 
 def test_another_http_service_is_not_taken_for_a_team_server(tmp_path):
@@ -94,5 +94,5 @@ def test_deepfim_complete_prints_the_explanation(tmp_path, capsys, monkeypatch):
 
 def test_a_refused_token_says_where_tokens_come_from(team, tmp_path):
     message = _connect(team.address, str(team.cert), tmp_path)
-    assert "refused the connection: unknown or missing token" in message
+    assert "refused the connection: send 'Authorization: Bearer <token>'" in message
     assert "--token" in message and "deepfim users add NAME" in message

@@ -1,12 +1,15 @@
 """Index-aware decoding: where the model writes an identifier, prefer names that exist.
 
 The context package tells the engine what exists at the cursor (`api.NameHints`): the
-members of the receiver being typed when its class or module is known, and the names of the
-file, the workspace and the language. While the completion writes an identifier:
+members of the receiver being typed, the receivers the completion may write itself (``self``
+in a class whose bases add nothing unknown, the modules the file imports) with everything
+each offers, and the names of the file, the workspace and the language. While the completion
+writes an identifier:
 
-* after ``receiver.`` with known members (``self.`` in a class, ``pricing.`` for a module):
-  every step keeps the identifier a prefix of a member, and it may only end on a member.
-  Not where a new member is legitimate: ``self.x = ...`` at the start of a statement;
+* after ``receiver.`` with known members, wherever in the completion it comes
+  (``return self.``, ``pricing.``): every step keeps the identifier a prefix of a member, and
+  it may only end on a member. Not where a new member is legitimate: a statement that starts
+  ``self.`` (``self.x = ...``);
 * a bare name in a *use* position (after ``(``, ``,``, an operator, ``return``...): it may
   only end on a name that exists, unless ``=`` follows (a keyword argument or a new
   variable). Assignment targets, parameters and definitions are never in a use position.
@@ -35,6 +38,7 @@ TOP_K = 16
 _IDENT = re.compile(r"[^\W\d]\w*$")  # identifiers as Python reads them (Unicode letters too)
 _WORD = re.compile(r"(?<!\w)[^\W\d]\w*")
 _NAME_START = re.compile(r"[^\W\d]")
+_RECEIVER_AT_END = re.compile(r"(?<![\w.])([^\W\d]\w*)\.$")  # `self.`, `pricing.`, not `a.b.`
 USE_AFTER_CHARS = set("([{,=+-*/%<>!&|^~")
 _DEFINING = re.compile(r"\s*(async\s+)?(def|class|lambda|import|from|for|except|with|global|nonlocal)\b|.*\bas\s*$")
 USE_AFTER_WORDS = {"return", "yield", "await", "if", "elif", "while", "and", "or", "not", "in", "is", "assert", "del"}
@@ -70,6 +74,7 @@ class IdentifierGuide:
         self.shapes = shapes
         self.hints = hints
         self.members = _Names(sorted(hints.members), frozenset(hints.members))
+        self.known = {name: _Names(sorted(found), frozenset(found)) for name, found in hints.known}
         self.names = frozenset(hints.names)
         self.rejected = 0  # candidates turned down (statistics)
 
@@ -88,12 +93,13 @@ class IdentifierGuide:
         """After ``receiver.partial`` with known members: the first token of each member's rest."""
         match = _IDENT.search(text)
         partial = match.group(0) if match else ""
-        if not self._after_receiver(text[: len(text) - len(partial)]):
+        members = self._after_receiver(text[: len(text) - len(partial)])
+        if members is None:
             return []
         out = set()
-        if partial in self.members.members:  # it may end here: the best token that ends it
+        if partial in members.members:  # it may end here: the best token that ends it
             out.add(int(torch.where(self.shapes.breaks, logits, float("-inf")).argmax()))
-        for member in self.members.sorted_names:
+        for member in members.sorted_names:
             if member.startswith(partial) and member != partial:
                 ids = self.shapes.encode(member[len(partial) :])
                 if ids and self.allows(text, ids[0]):
@@ -107,7 +113,7 @@ class IdentifierGuide:
             return True
         match = _IDENT.search(text)
         start = match.start() if match else len(text)
-        if not match and not _NAME_START.match(piece) and self._after_receiver(text):
+        if not match and not _NAME_START.match(piece) and self._after_receiver(text) is not None:
             return False  # `self.` must be followed by a member, not by `(` or a space
         joined = text + piece
         for word in _WORD.finditer(joined, start):
@@ -119,16 +125,26 @@ class IdentifierGuide:
                 return False
         return True
 
-    def _after_receiver(self, before: str) -> bool:
-        """Whether a name starting after `before` is a member of the known receiver."""
+    def _after_receiver(self, before: str) -> _Names | None:
+        """What a name starting after `before` must be one of: the members of the receiver
+        before the dot, when that receiver is known in full; None when any name may come."""
         h = self.hints
-        return bool(h.receiver and h.members and not h.defining and before.endswith(h.receiver + "."))
+        if h.receiver and before.endswith(h.receiver + "."):  # the one being typed at the cursor
+            return self.members if h.members and not h.defining else None
+        found = _RECEIVER_AT_END.search(before)
+        if found is None or found.group(1) not in self.known:
+            return None
+        name = found.group(1)
+        if name in ("self", "cls", "this") and before.rsplit("\n", 1)[-1].strip() == name + ".":
+            return None  # a statement starting `self.` may give the object a new attribute
+        return self.known[name]
 
     def _allowed(self, before: str, word: str, ends: bool, following: str) -> bool:
-        if self._after_receiver(before):
+        members = self._after_receiver(before)
+        if members is not None:
             if ends:
-                return word in self.members.members
-            return self.members.has_prefix(word)
+                return word in members.members
+            return members.has_prefix(word)
         if not ends or not self.names or following == "=":
             return True
         if not _use_position(before):

@@ -60,6 +60,12 @@ def member_hints(tmp_path_factory, tok):
     return _hints_at(tmp_path_factory, tok, "        return self.")
 
 
+@pytest.fixture(scope="module")
+def line_start_hints(tmp_path_factory, tok):
+    """A cursor at the start of a statement: no receiver typed yet."""
+    return _hints_at(tmp_path_factory, tok, "        ")
+
+
 def _write_identifier(guide: IdentifierGuide, shapes: TokenShapes, line: str, logits_for, steps: int = 16) -> str:
     """Greedy steps under the guide until the identifier after the line's last dot ends."""
     text = line
@@ -135,6 +141,49 @@ def test_a_new_attribute_is_not_forced_onto_a_member(tmp_path_factory, tok, shap
         return out
 
     assert _write_identifier(guide, shapes, line, logits) == "cache_key"
+
+
+def test_receivers_the_completion_writes_itself_are_known_too(line_start_hints):
+    hints, _ = line_start_hints
+    assert hints.receiver == ""  # nothing typed after a dot yet
+    known = dict(hints.known)
+    assert {"items", "subtotal", "discounted_subtotal", "add"} <= set(known["self"])
+    assert {"apply_discount", "tax_for", "round_cents"} <= set(known["pricing"])  # `from shop import pricing`
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("written", ["return self.", "return pricing.apply_discount(self."])
+def test_a_known_receiver_anywhere_in_the_completion_gets_a_member(line_start_hints, shapes, seed, written):
+    hints, line = line_start_hints
+    guide = IdentifierGuide(shapes, hints)
+    gen = torch.Generator().manual_seed(seed)
+    vocab = len(shapes.text)
+    name = _write_identifier(guide, shapes, line + written, lambda _: torch.randn(vocab, generator=gen) * 4)
+    assert name in dict(hints.known)["self"], f"wrote {written}{name}"
+
+
+def test_a_statement_starting_with_self_may_add_an_attribute(line_start_hints, shapes, tok):
+    hints, line = line_start_hints
+    guide = IdentifierGuide(shapes, hints)
+    pieces = tok.encode("cache_key =")
+    vocab = len(shapes.text)
+
+    def logits(step: int) -> torch.Tensor:
+        out = torch.zeros(vocab)
+        out[pieces[min(step, len(pieces) - 1)]] = 10.0
+        return out
+
+    assert _write_identifier(guide, shapes, line + "self.", logits) == "cache_key"
+
+
+def test_a_class_with_unknown_bases_constrains_nothing(tmp_path, tok):
+    from deepfim.context.members import enclosing_class
+
+    text = "from lib import Base\n\n\nclass Child(Base):\n    def f(self):\n        return self.\n"
+    scope = enclosing_class(text, "child.py", 5)
+    assert scope is not None and not scope.complete  # Base's members are not listed here
+    plain = enclosing_class(text.replace("(Base)", "(object)"), "child.py", 5)
+    assert plain is not None and plain.complete
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,78 @@
+"""Random checkpoints in the official V4 layout at any shape, written shard by shard.
+
+For tests and benchmarks that need real V4 widths (a V4-Flash-shaped checkpoint is tens of GB
+of FP4 experts and FP8 projections per few layers) without a real release: every tensor of
+`checkpoint_formats.official_layout` is filled with random bytes of its stored format and
+written as real safetensors files, one shard in memory at a time. FP8 bytes avoid e4m3's NaN
+codes; scales are ue8m0 exponents near 2^-9 (FP8) and 2^-6 (FP4) so that activations stay in
+range; norms are ones, mixing biases zero; hash layers get K distinct experts per token.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from deepfim.engine.model.checkpoint_formats import DTYPES, StoredTensor, official_layout
+from deepfim.engine.model.config import ModelArgs
+
+
+def random_tensor(name: str, info: StoredTensor, args: ModelArgs, g: torch.Generator) -> torch.Tensor:
+    """Random contents for one stored tensor (see the module docstring)."""
+    shape, dtype = info.shape, DTYPES[info.dtype]
+    if info.dtype == "F8_E4M3":
+        b = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        b[(b & 0x7F) == 0x7F] ^= 1  # 0x7F / 0xFF are NaN
+        return b.view(dtype)
+    if info.dtype == "F8_E8M0":
+        fp4 = ".experts." in name
+        low = 120 if fp4 else 117  # exponents 2^-7..2^-5 (FP4) and 2^-10..2^-8 (FP8), biased by 127
+        return torch.randint(low, low + 3, shape, dtype=torch.uint8, generator=g).view(dtype)
+    if info.dtype in ("I8", "U8"):
+        return torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).view(dtype)
+    if name.endswith("tid2eid"):
+        ranks = torch.rand(shape[0], args.n_routed_experts, generator=g).argsort(-1)
+        return ranks[:, : shape[1]].to(dtype).contiguous()
+    if name.endswith(("norm.weight", "_scale")):
+        return torch.ones(shape, dtype=dtype)
+    if name.endswith(("_base", ".ape", "attn_sink", ".bias")):
+        return torch.zeros(shape, dtype=dtype)
+    return (torch.randn(shape, generator=g) * 0.02).to(dtype)
+
+
+def write_random_checkpoint(
+    args: ModelArgs,
+    out_dir: str | Path,
+    seed: int = 0,
+    weight_format: str = "fp8",
+    expert_format: str = "fp4",
+    max_shard_bytes: int = 1 << 30,
+) -> Path:
+    """Writes config.json, shards and their index for random weights of shape `args`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    layout = official_layout(args, weight_format, expert_format)
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, info in layout.items():
+        if size and size + info.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += info.nbytes
+    g = torch.Generator().manual_seed(seed)
+    weight_map = {}
+    for i, names in enumerate(shards):
+        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file({n: random_tensor(n, layout[n], args, g) for n in names}, str(out / fname), {"format": "pt"})
+        weight_map.update(dict.fromkeys(names, fname))
+    index = {"metadata": {"total_size": sum(i.nbytes for i in layout.values())}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    config = args.to_official_dict()
+    config["weight_dtype"] = weight_format if weight_format != "fp4" else "fp8"
+    config["expert_dtype"] = expert_format
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out

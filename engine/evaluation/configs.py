@@ -49,7 +49,7 @@ ABLATIONS = (
 )
 
 
-def make_session(checkpoint: Path | None, cfg: RunConfig) -> BackendSession:
+def make_session(checkpoint: Path | None, cfg: RunConfig, device: str = "cpu") -> BackendSession:
     """A fresh in-process backend for `cfg` (its own prefix cache) as the language server holds it."""
     from deepfim.engine import DEFAULT_MODEL_DIR
     from deepfim.engine.serving.local_backend import LocalBackend, LocalBackendConfig
@@ -57,8 +57,8 @@ def make_session(checkpoint: Path | None, cfg: RunConfig) -> BackendSession:
     path = checkpoint or DEFAULT_MODEL_DIR
     from deepfim.lsp_server.backend_session import interactive_threads
 
-    config = LocalBackendConfig(threads=interactive_threads(), profile_overrides=cfg.overrides)
+    config = LocalBackendConfig(threads=interactive_threads(), profile_overrides=cfg.overrides, device=device)
     backend = LocalBackend(path, config=config)
     profiles = {m: ServingProfile.from_dict(backend.serving_profile(m)) for m in Mode}
-    spec = BackendSpec(checkpoint=str(checkpoint) if checkpoint else None)
+    spec = BackendSpec(checkpoint=str(checkpoint) if checkpoint else None, device=device)
     return BackendSession(spec, backend, Tokenizer.from_file(backend.tokenizer_path), profiles)

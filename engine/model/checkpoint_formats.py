@@ -10,6 +10,7 @@ stay quantized (`quantized_modules`) and the synthetic checkpoints of tests and 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -81,8 +82,10 @@ def _element_bytes(dtype: str) -> int:
     return torch.empty(0, dtype=DTYPES[dtype]).element_size()
 
 
+@functools.lru_cache(maxsize=4)
 def official_layout(args: ModelArgs, weight_format: str = "fp8", expert_format: str = "fp4") -> dict[str, StoredTensor]:
-    """The tensors an official checkpoint of `args` stores (names, dtypes, shapes, bytes).
+    """The tensors an official checkpoint of `args` stores (names, dtypes, shapes, bytes); cached,
+    so callers must not modify it.
 
     weight_format: "fp8" (the releases: 128 x 128 blocks) or "bf16" for the attention / shared
     expert / MTP projections; expert_format: "fp4" (1 x 32 blocks), "fp8" or "bf16".

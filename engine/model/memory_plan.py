@@ -235,7 +235,7 @@ def check_fits(memory: MemoryPlan, device: torch.device, available: int | None =
     """Raises MemoryPlanError naming the figures when `memory.total` exceeds what the device has free."""
     free = available_bytes(device) if available is None else available
     if memory.total > free:
-        hint = "" if device.type == "cuda" else " (on a GPU: --device cuda keeps FP8/FP4 weights quantized)"
+        hint = "" if device.type == "cuda" else " (--keep-quantized holds FP8/FP4 weights as stored)"
         raise MemoryPlanError(
             f"the model does not fit {device}: it needs {memory.total / GiB:.2f} GiB (weights "
             f"{memory.weight_bytes / GiB:.2f}, state {memory.state_bytes / GiB:.2f}, workspace "

@@ -46,6 +46,7 @@ class ModelRunner:
         a prebuilt one. `profile`: the checkpoint's decoding aids (copy drafts, index-aware
         decoding); default: none."""
         self.model = model
+        self.device = model.embed.weight.device
         self.profile = profile or ServingProfile.defaults(model.args.fim_orders)
         self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
         self.tokenizer = tokenizer
@@ -68,10 +69,14 @@ class ModelRunner:
 
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
         """One inference call: the C decode step for the few tokens it covers, else the model."""
-        tokens = torch.tensor([ids])
+        tokens = torch.tensor([ids], device=self.device)
         if self.decode_step is not None and len(ids) <= self.decode_step.max_tokens:
-            return ForwardOutput(*self.decode_step(tokens, state, logits))
-        return self.model(tokens, state, logits=logits)
+            out = ForwardOutput(*self.decode_step(tokens, state, logits))
+        else:
+            out = self.model(tokens, state, logits=logits)
+        if out.logits is not None and out.logits.device.type != "cpu":  # sampling and stop rules run on the host
+            out = ForwardOutput(out.logits.float().cpu(), out.streams)
+        return out
 
     @torch.inference_mode()
     def advance(self, req: ActiveRequest) -> None:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from deepfim.engine.model import memory_plan
 from deepfim.engine.model.checkpoint_formats import official_layout, read_headers
 from deepfim.engine.model.config import ModelArgs, tiny_args
+from deepfim.engine.model.decode_step import DecodeStep
 from deepfim.engine.model.loader import CheckpointError, load_model, save_checkpoint, shard_files
 from deepfim.engine.model.quantized import QuantLinear, is_quantized, resident_bytes
 from deepfim.engine.model.synthetic import write_random_checkpoint
@@ -55,6 +56,7 @@ def test_kept_quantized_model_gives_the_dequantized_models_logits(fp8_checkpoint
     assert ffn.fp4 and ffn.w1.dtype == torch.int8 and tuple(ffn.w1.shape) == (8, 64, 64)
     assert isinstance(kept.mtp[0].e_proj, QuantLinear) and kept.embed.weight.dtype == torch.float32
     assert resident_bytes(kept) < 0.45 * resident_bytes(dense)
+    assert DecodeStep.for_model(kept) is None  # the C step reads fp32 matrices: kept models take the module path
     ids = torch.randint(0, 512, (1, 45), generator=torch.Generator().manual_seed(0))
     want, got = _run(dense, ids), _run(kept, ids)
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got - want).abs().max()

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from deepfim import env
+from deepfim.devices import add_device_arguments
 from deepfim.engine.server.connect_errors import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: the embedded model)")
     parser.add_argument("--expert-checkpoint", default=None, help="checkpoint serving expert mode")
+    add_device_arguments(parser)
+    parser.add_argument(
+        "--tp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tensor-parallel ranks: attention heads split over N processes (1 or the world size)",
+    )
+    parser.add_argument(
+        "--ep",
+        type=int,
+        default=1,
+        metavar="N",
+        help="expert-parallel ranks: routed experts split over N processes (1 or the world size)",
+    )
     parser.add_argument(
         "--shared-namespace",
         action="append",
@@ -147,16 +163,51 @@ def _tls(args):
 
 
 def _serve(args) -> int:
+    limits = _limits(args)
+    if env.torchrun_ranks() is not None:  # every process runs this command: only rank 0 touches files
+        rank0 = _start_ranks(args)
+        if rank0 is None:
+            return 0  # a follower rank: rank 0 has stopped
+        return _serve_rank0(args, limits, rank0)
+    return _serve_rank0(args, limits, None)
+
+
+def _serve_rank0(args, limits, rank0) -> int:
     from deepfim.engine.backends import BackendSpec, make_backend
     from deepfim.engine.server.auth import UserStore, load_admin_token
+
+    backend = None
+    try:
+        ssl_context, cert = _tls(args)
+        users = UserStore(args.users, load_admin_token(args.admin_token_file))
+        if not users.user_names():
+            raise ValueError(f"no users in {args.users}; add one with `deepfim add-user NAME --users {args.users}`")
+        if rank0 is None and max(args.tp, args.ep) > 1:
+            rank0 = _start_ranks(args)  # spawns ranks 1 .. N-1
+        spec = BackendSpec(args.checkpoint, args.expert_checkpoint, device=args.device,
+                           keep_quantized=args.keep_quantized, model_loader=rank0.load if rank0 else None)  # fmt: skip
+        backend = make_backend(spec)
+        return _serve_backend(args, backend, users, ssl_context, cert, limits)
+    finally:
+        if backend is not None:
+            backend.close()
+        if rank0 is not None:
+            rank0.close()
+
+
+def _start_ranks(args):
+    """`--tp/--ep` (or torchrun): rank 0's handle here, None on the other ranks once they are done."""
+    from deepfim.engine import DEFAULT_MODEL_DIR
+    from deepfim.engine.serving.distributed_launch import start
+
+    if args.expert_checkpoint and args.expert_checkpoint != args.checkpoint:
+        raise ValueError("--tp/--ep serve one checkpoint in both modes (drop --expert-checkpoint)")
+    return start(args.tp, args.ep, args.device, args.keep_quantized, args.checkpoint or DEFAULT_MODEL_DIR)
+
+
+def _serve_backend(args, backend, users, ssl_context, cert, limits) -> int:
     from deepfim.engine.server.team_server import TeamServer
 
-    limits = _limits(args)
-    ssl_context, cert = _tls(args)
-    users = UserStore(args.users, load_admin_token(args.admin_token_file))
-    if not users.user_names():
-        raise ValueError(f"no users in {args.users}; add one with `deepfim add-user NAME --users {args.users}`")
-    backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint))
     default_http = args.port + 1 if args.port else 0
     http_port = None if args.no_http else (args.http_port if args.http_port is not None else default_http)
     server = TeamServer(
@@ -174,7 +225,8 @@ def _serve(args) -> int:
         await server.start()
         print(
             f"deepfim team server: msgpack {args.host}:{server.port}, http {server.http_port or 'off'}, "
-            f"{len(users.user_names())} users, TLS {f'on (clients trust {cert})' if cert else 'OFF'}",
+            f"{len(users.user_names())} users, TLS {f'on (clients trust {cert})' if cert else 'OFF'}"
+            + (f", {max(args.tp, args.ep)} ranks (tp {args.tp}, ep {args.ep})" if max(args.tp, args.ep) > 1 else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -186,8 +238,5 @@ def _serve(args) -> int:
         finally:
             await server.close()
 
-    try:
-        asyncio.run(serve())
-    finally:
-        backend.close()
+    asyncio.run(serve())
     return 0

@@ -500,10 +500,19 @@ class Block(nn.Module):
         cache: LayerCache | None,
         ctx: ForwardContext | None,
     ) -> torch.Tensor:
+        return self.ffn_half(self.attn_half(x, start_pos, cache, ctx), ids, ctx)
+
+    def attn_half(self, x: torch.Tensor, start_pos: int, cache: LayerCache | None, ctx) -> torch.Tensor:
+        """The mHC-wrapped attention sublayer (reads and advances the state)."""
         a = self.args
         u, post, comb = hc_pre(x, self.hc_attn_fn, self.hc_attn_base, self.hc_attn_scale,
                                a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
-        x = hc_post(self.attn(self.attn_norm(u), start_pos, cache, ctx), x, post, comb)
+        return hc_post(self.attn(self.attn_norm(u), start_pos, cache, ctx), x, post, comb)
+
+    def ffn_half(self, x: torch.Tensor, ids: torch.Tensor, ctx) -> torch.Tensor:
+        """The mHC-wrapped MoE sublayer: no state and no position, so shapes are fixed for a given
+        number of tokens (cuda_graph.py captures it for decode)."""
+        a = self.args
         u, post, comb = hc_pre(x, self.hc_ffn_fn, self.hc_ffn_base, self.hc_ffn_scale,
                                a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
         return hc_post(self.ffn(self.ffn_norm(u), ids, ctx), x, post, comb)

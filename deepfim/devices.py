@@ -1,4 +1,4 @@
-"""`--device cpu|cuda[:N]` and `--keep-quantized`: one definition for every command that loads a model
+"""`--device cpu|cuda[:N]`, `--keep-quantized` and `--hot-experts`: one definition for every command that loads a model
 (`complete`, `generate`, `logits`, `eval`, `lsp`, `serve`, `plan`), and the check that a CUDA device
 asked for exists, with an error that says why not ("no CUDA device: ...").
 
@@ -50,6 +50,14 @@ def add_device_arguments(parser: argparse.ArgumentParser, quantized: bool = True
             default=None,
             help="keep FP8 linears and FP4 experts in checkpoint form, dequantized inside the kernels "
             "(default: on CUDA, or on the CPU when only that fits its memory)",
+        )
+        parser.add_argument(
+            "--hot-experts",
+            type=int,
+            default=None,
+            metavar="N",
+            help="keep the routed experts in (pinned) host memory and N per MoE layer on the device, the most "
+            "recently used (single-GPU V4-Flash: about 200 of 256 fit an H200; `deepfim plan` says)",
         )
 
 

@@ -46,6 +46,7 @@ class BackendSpec:
     device: str = "cpu"
     keep_quantized: bool | None = None
     model_loader: Callable[[Path], object] | None = None  # rank 0 of a parallel engine (`serve --tp/--ep`)
+    hot_experts: int | None = None  # routed experts in host memory, this many per layer on the device
 
     def checkpoint_for(self, mode: Mode) -> str | None:
         if mode is Mode.EXPERT and self.expert_checkpoint:
@@ -82,7 +83,8 @@ def make_backend(spec: BackendSpec) -> CompletionBackend:
     checkpoint = spec.checkpoint or DEFAULT_MODEL_DIR
     try:
         config = LocalBackendConfig(threads=spec.threads, snapshots=spec.snapshots, device=spec.device,
-                                    keep_quantized=spec.keep_quantized, model_loader=spec.model_loader)  # fmt: skip
+                                    keep_quantized=spec.keep_quantized, model_loader=spec.model_loader,
+                                    hot_experts=spec.hot_experts)  # fmt: skip
         return LocalBackend(checkpoint, spec.expert_checkpoint, config)
     except (OSError, ValueError) as exc:  # missing or unreadable checkpoint, bad config
         raise BackendUnavailable(f"cannot load the checkpoint {checkpoint}: {exc}") from exc

@@ -107,7 +107,7 @@ def _checksum(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     from deepfim.engine.serving.generate import load_runner
 
-    return load_runner(args.checkpoint, args.device, args.keep_quantized)
+    return load_runner(args.checkpoint, args.device, args.keep_quantized, args.hot_experts)
 
 
 def _logits(args: argparse.Namespace) -> int:
@@ -119,7 +119,7 @@ def _logits(args: argparse.Namespace) -> int:
     from deepfim.engine.model.tokenizer import Tokenizer
 
     checkpoint = args.checkpoint or DEFAULT_MODEL_DIR
-    model = load_for_device(checkpoint, args.device, args.keep_quantized)
+    model = load_for_device(checkpoint, args.device, args.keep_quantized, hot_experts=args.hot_experts)
     has_tokenizer = (Path(checkpoint) / "tokenizer.json").is_file()
     if args.text is not None and not has_tokenizer:
         raise ValueError(f"--text needs {checkpoint}/tokenizer.json; pass token ids with --ids instead")

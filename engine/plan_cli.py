@@ -3,6 +3,7 @@
     deepfim plan --checkpoint DIR --context 65536 --batch 4 --device cuda
     deepfim plan --model v4-flash --device cuda --memory-gib 139      # a shape, without its weights
     deepfim plan --model v4-pro --device cuda --tp 8 --ep 8           # per device of 8
+    deepfim plan --model v4-flash --device cuda --hot-experts 192     # experts offloaded to host memory
 
 Prints weights by format, the V4 state for the context and batch, the workspace estimate and the
 total (engine/model/memory_plan.py), and exits 3 with the figures when they do not fit the
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks (1 or the number of ranks)")
     parser.add_argument("--ep", type=int, default=1, help="expert-parallel ranks (1 or the number of ranks)")
     parser.add_argument("--memory-gib", type=float, default=None, help="check against this much memory instead")
+    parser.add_argument("--host-memory-gib", type=float, default=None,
+                        help="with --hot-experts: check the host against this much memory instead")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -71,7 +74,8 @@ def _plan(args: argparse.Namespace) -> int:
     cuda = args.device.startswith("cuda")
     keep = cuda if args.keep_quantized is None else args.keep_quantized
     dtype = torch.bfloat16 if cuda else torch.float32
-    plan = memory_plan.plan(model_args, headers, args.device, dtype, keep, args.context, args.batch, layout)
+    plan = memory_plan.plan(model_args, headers, args.device, dtype, keep, args.context, args.batch, layout,
+                            args.hot_experts)  # fmt: skip
     if layout is not None:
         plan.device += f" (one of {world}: tp {args.tp}, ep {args.ep})"
     print(json.dumps(plan.as_dict()) if args.json else plan.table())
@@ -85,7 +89,8 @@ def _plan(args: argparse.Namespace) -> int:
             return 0
         device = torch.device(args.device)
     try:
-        memory_plan.check_fits(plan, device, available)
+        host = None if args.host_memory_gib is None else int(args.host_memory_gib * memory_plan.GiB)
+        memory_plan.check_fits(plan, device, available, host)
     except memory_plan.MemoryPlanError as exc:
         print(f"deepfim plan: {exc}", file=sys.stderr)
         return NOT_FIT

@@ -39,6 +39,8 @@ class GraphedDecode:
             return None
         if any(getattr(m, "reduce", None) is not None for m in model.modules()):
             return None  # a tensor / expert parallel share: rank 0's steps are mirrored call by call
+        if any(getattr(m, "offload", None) is not None for m in model.modules()):
+            return None  # offloaded experts read the routing back on the host at every layer
         return cls(model)
 
     def __init__(self, model, capture: bool = True) -> None:

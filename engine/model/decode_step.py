@@ -91,8 +91,9 @@ class DecodeStep:
 
         if not isinstance(model, Transformer) or is_quantized(model):
             return False  # step.c reads one local model's fp32 (or bf16-valued) matrices
-        if any(getattr(m, "reduce", None) is not None for m in model.modules()):
-            return False  # a tensor / expert parallel share: its sums need the other ranks
+        if any(getattr(m, "reduce", None) is not None or getattr(m, "offload", None) is not None
+               for m in model.modules()):  # fmt: skip
+            return False  # a tensor / expert parallel share (its sums need the other ranks), offloaded experts
         a = model.args
         lib = cpu.library()
         if lib is None:

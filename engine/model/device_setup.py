@@ -68,10 +68,19 @@ def _only_kept_fits(checkpoint: Path) -> bool:
     return False
 
 
-def load_for_device(checkpoint: str | Path, device: str = "cpu", keep_quantized: bool | None = None, layout=None):
-    """`loader.load_model` with the options for `device`."""
+def load_for_device(
+    checkpoint: str | Path,
+    device: str = "cpu",
+    keep_quantized: bool | None = None,
+    layout=None,
+    hot_experts: int | None = None,
+):
+    """`loader.load_model` with the options for `device` (`hot_experts`: expert_offload.py)."""
     from deepfim.engine.model.loader import load_model
 
+    if hot_experts is not None and hot_experts < 1:
+        raise ValueError(f"--hot-experts must be at least 1, got {hot_experts}")
     options = load_options(checkpoint, device, keep_quantized)
     log.info("loading %s on %s", checkpoint, options.describe())
-    return load_model(checkpoint, options.device, options.dtype, options.keep_quantized, layout)
+    return load_model(checkpoint, options.device, options.dtype, options.keep_quantized, layout,
+                      hot_experts=hot_experts)  # fmt: skip

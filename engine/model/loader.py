@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from deepfim.engine.model import expert_offload
 from deepfim.engine.model.checkpoint_formats import HeaderError, quantized_modules, read_headers
 from deepfim.engine.model.checkpoint_names import checkpoint_target
 from deepfim.engine.model.checkpoint_writer import save_checkpoint
@@ -88,6 +89,7 @@ def load_model(
     keep_quantized: bool = False,
     layout=None,
     check_memory: bool = True,
+    hot_experts: int | None = None,
 ) -> Transformer:
     """Builds the model described by the directory's `config.json` and loads its weights.
 
@@ -98,6 +100,8 @@ def load_model(
             dequantized inside the kernels at every call (else: once, here, to `dtype`).
         layout: a `parallel.ParallelLayout`: this rank's share under tensor / expert parallelism.
         check_memory: refuse (memory_plan.MemoryPlanError) when the weights do not fit the device.
+        hot_experts: keep the routed experts in (pinned) host memory and this many per layer on the
+            device (expert_offload.py).
     """
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
@@ -120,7 +124,7 @@ def load_model(
     if check_memory:
         from deepfim.engine.model import memory_plan
 
-        plan = memory_plan.plan_weights(args, headers, dtype, keep_quantized, layout)
+        plan = memory_plan.plan_weights(args, headers, dtype, keep_quantized, layout, hot_experts=hot_experts)
         memory_plan.check_fits(plan, torch.device(device))
     with torch.device("meta"):
         model = Transformer(args)
@@ -133,7 +137,10 @@ def load_model(
         fp4 = {name: s for name, s in fp4.items() if name in modules and hasattr(modules[name], "w1")}
         quantize_modules(model, fp8, fp4, torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
     cast_dense(model, dtype)  # on the meta device: nothing is allocated twice
+    offloaded = expert_offload.prepare(model, hot_experts) if hot_experts else {}
     model = model.to_empty(device=device)
+    for experts in offloaded.values():
+        experts.allocate(torch.device(device))
     model.reset_buffers()
     load_weights(model, keys, layout)
     return model.eval()
@@ -145,6 +152,7 @@ def load_weights(model: Transformer, keys: dict[str, Path], layout=None) -> None
     params: dict[str, torch.Tensor] = dict(model.named_parameters())
     kept_leaves = ("bias", "tid2eid", "weight", "scale", "w1", "w2", "w3", "w1_scale", "w2_scale", "w3_scale")
     params.update((n, b) for n, b in model.named_buffers() if n.rsplit(".", 1)[-1] in kept_leaves)
+    params.update(expert_offload.host_tensors(model))
     targets = {k: checkpoint_target(k) for k in keys}
     scale_of: dict[tuple[str, int | None], str] = {}
     for k, t in targets.items():

@@ -44,6 +44,7 @@ class MemoryPlan:
     workspace: int = 0
     context: int = 0
     batch: int = 0
+    host: dict[str, int] = field(default_factory=dict)  # offloaded experts in (pinned) host memory
 
     @property
     def weight_bytes(self) -> int:
@@ -60,7 +61,7 @@ class MemoryPlan:
     def as_dict(self) -> dict:
         return {"device": self.device, "weights": dict(self.weights), "state": dict(self.state),
                 "workspace": self.workspace, "context": self.context, "batch": self.batch,
-                "total": self.total}  # fmt: skip
+                "total": self.total, "host": dict(self.host)}  # fmt: skip
 
     def table(self) -> str:
         lines = [f"memory plan for {self.device}:"]
@@ -71,6 +72,9 @@ class MemoryPlan:
             lines += [f"    {name:<28} {_gib(n)}" for name, n in rows.items() if n]
         lines.append(f"  workspace (estimate): {_gib(self.workspace)}")
         lines.append(f"  total: {_gib(self.total)}")
+        if self.host:
+            lines.append(f"  host memory (pinned, not in the total): {_gib(sum(self.host.values()))}")
+            lines += [f"    {name:<28} {_gib(n)}" for name, n in self.host.items()]
         return "\n".join(lines)
 
 
@@ -93,13 +97,18 @@ def plan_weights(
     keep_quantized: bool = False,
     layout=None,
     device: str = "cpu",
+    hot_experts: int | None = None,
 ) -> MemoryPlan:
-    """Bytes of the weights as loaded (this rank's share under `layout`)."""
+    """Bytes of the weights as loaded (this rank's share under `layout`); with `hot_experts` the
+    routed experts are all in `host` and that many per layer on the device (expert_offload.py)."""
     fp8, fp4 = quantized_modules(headers) if keep_quantized else ({}, {})
     dense_bytes = torch.empty(0, dtype=dtype).element_size()
     dense_name = {2: "bf16" if dtype == torch.bfloat16 else "fp16", 4: "fp32", 8: "fp64"}[dense_bytes]
     rows = {"fp8": 0, "fp4": 0, "scales": 0, dense_name: 0, "fp32": 0, "int": 0}
     n_experts = args.n_routed_experts
+    n_local = n_experts // (layout.ep if layout is not None else 1)
+    on_device = min(1.0, hot_experts / n_local) if hot_experts else 1.0
+    host: dict[str, int] = {}
     for key, info in headers.items():
         t = checkpoint_target(key)
         if t.name.startswith("mtp.") and not args.n_mtp_layers:
@@ -107,24 +116,31 @@ def plan_weights(
         share = _share(t, layout, n_experts)
         if not share:
             continue
-        module = t.name.rpartition(".")[0]  # the linear of a weight, the MoE layer of stacked experts
-        kept = module in (fp8 if t.expert is None else fp4)
-        if t.kind == "scale":
-            if kept:
-                rows["scales"] += int(info.nbytes * share)
+        row, nbytes = _held_as(key, t, info, headers, fp8, fp4, dense_name, dense_bytes)
+        if row is None:
             continue
-        if kept:
-            rows["fp8" if t.expert is None else "fp4"] += int(info.nbytes * share)
-        elif info.dtype in ("I32", "I64", "I8", "U8") and not _packed(key, t, headers):
-            rows["int"] += int(info.numel * 8 * share)  # routing tables are held as int64
-        else:
-            numel = info.numel * (2 if _packed(key, t, headers) else 1)
-            if _is_matrix(t.name):
-                rows[dense_name] += int(numel * dense_bytes * share)
-            else:
-                rows["fp32"] += int(numel * 4 * share)
+        nbytes *= share
+        if hot_experts and t.name.endswith((".ffn.w1", ".ffn.w2", ".ffn.w3")):
+            host[f"offloaded experts: {row}"] = host.get(f"offloaded experts: {row}", 0) + int(nbytes)
+            nbytes *= on_device  # the device holds `hot_experts` slots of each layer
+        rows[row] += int(nbytes)
     rows["buffers"] = _buffers(args)
-    return MemoryPlan(device, {k: v for k, v in rows.items() if v})
+    return MemoryPlan(device, {k: v for k, v in rows.items() if v}, host=host)
+
+
+def _held_as(key: str, t, info: StoredTensor, headers, fp8, fp4, dense_name: str, dense_bytes: int):
+    """(row, bytes) of one stored tensor as the loader holds it; (None, 0) for what it absorbs
+    (the scales of dequantized weights)."""
+    module = t.name.rpartition(".")[0]  # the linear of a weight, the MoE layer of stacked experts
+    kept = module in (fp8 if t.expert is None else fp4)
+    if t.kind == "scale":
+        return ("scales", info.nbytes) if kept else (None, 0)
+    if kept:
+        return ("fp8" if t.expert is None else "fp4"), info.nbytes
+    if info.dtype in ("I32", "I64", "I8", "U8") and not _packed(key, t, headers):
+        return "int", info.numel * 8  # routing tables are held as int64
+    numel = info.numel * (2 if _packed(key, t, headers) else 1)
+    return (dense_name, numel * dense_bytes) if _is_matrix(t.name) else ("fp32", numel * 4)
 
 
 def _packed(key: str, t, headers: dict[str, StoredTensor]) -> bool:
@@ -206,9 +222,10 @@ def plan(
     context: int = 16384,
     batch: int = 1,
     layout=None,
+    hot_experts: int | None = None,
 ) -> MemoryPlan:
     """Weights, state and workspace on one device."""
-    out = plan_weights(args, headers, dtype, keep_quantized, layout, device)
+    out = plan_weights(args, headers, dtype, keep_quantized, layout, device, hot_experts)
     out.state = plan_state(args, context, batch)
     out.workspace = _workspace(args, context, batch, keep_quantized, device, headers)
     out.context, out.batch = context, batch
@@ -231,8 +248,18 @@ def available_bytes(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_fits(memory: MemoryPlan, device: torch.device, available: int | None = None) -> None:
-    """Raises MemoryPlanError naming the figures when `memory.total` exceeds what the device has free."""
+def check_fits(
+    memory: MemoryPlan, device: torch.device, available: int | None = None, host_available: int | None = None
+) -> None:
+    """Raises MemoryPlanError naming the figures when `memory.total` exceeds what the device has free,
+    or the offloaded experts what the host has."""
+    if memory.host:
+        needed = sum(memory.host.values())
+        host_free = available_bytes(torch.device("cpu")) if host_available is None else host_available
+        if needed > host_free:
+            raise MemoryPlanError(f"the offloaded experts need {needed / GiB:.2f} GiB of host memory (the host holds "
+                                  f"every expert, the device copies of the hot ones) and {host_free / GiB:.2f} GiB "
+                                  "are free")  # fmt: skip
     free = available_bytes(device) if available is None else available
     if memory.total > free:
         hint = "" if device.type == "cuda" else " (--keep-quantized holds FP8/FP4 weights as stored)"

@@ -408,6 +408,7 @@ class MoE(nn.Module):
     """
 
     fp4 = False
+    offload = None  # expert_offload.OffloadedExperts: the experts live in host memory, hot ones cached
 
     def __init__(self, layer_id: int, args: ModelArgs) -> None:
         super().__init__()
@@ -446,7 +447,7 @@ class MoE(nn.Module):
 
     def _routed(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The routed experts' sum [N, D]; under expert parallelism, of this rank's experts only."""
-        n_local = self.w1.shape[0]
+        n_local = self.offload.n_experts if self.offload is not None else self.w1.shape[0]
         if n_local == self.args.n_routed_experts:
             return self._experts(x, weights, idx)
         local = idx - self.expert_offset
@@ -459,6 +460,8 @@ class MoE(nn.Module):
 
     def _experts(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         limit = self.args.swiglu_limit
+        if self.offload is not None:
+            return self.offload(x, weights, idx, limit)
         if self.fp4:  # dequantized inside the grouped GEMM (the reference: only the experts used)
             experts = moe_gemm.ExpertWeights(self.w1, self.w2, self.w3, self.w1_scale, self.w2_scale, self.w3_scale)
             return moe_gemm.experts_forward(x, weights, idx, experts, limit)

@@ -185,7 +185,8 @@ def _serve_rank0(args, limits, rank0) -> int:
         if rank0 is None and max(args.tp, args.ep) > 1:
             rank0 = _start_ranks(args)  # spawns ranks 1 .. N-1
         spec = BackendSpec(args.checkpoint, args.expert_checkpoint, device=args.device,
-                           keep_quantized=args.keep_quantized, model_loader=rank0.load if rank0 else None)  # fmt: skip
+                           keep_quantized=args.keep_quantized, model_loader=rank0.load if rank0 else None,
+                           hot_experts=args.hot_experts)  # fmt: skip
         backend = make_backend(spec)
         return _serve_backend(args, backend, users, ssl_context, cert, limits)
     finally:

@@ -60,12 +60,15 @@ class EngineFimModel:
 
 
 def load_runner(
-    checkpoint: str | Path | None = None, device: str = "cpu", keep_quantized: bool | None = None
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    keep_quantized: bool | None = None,
+    hot_experts: int | None = None,
 ) -> ModelRunner:
     """A runner (no prefix cache) for `checkpoint` on `device` (device_setup.load_options)."""
     keep_freed_memory()
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
-    model = load_for_device(path, device, keep_quantized)
+    model = load_for_device(path, device, keep_quantized, hot_experts=hot_experts)
     return ModelRunner(model, Tokenizer.from_file(path / "tokenizer.json"), None)
 
 

@@ -40,6 +40,7 @@ class LocalBackendConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:N"
     keep_quantized: bool | None = None  # None: as engine/model/device_setup.py decides for the device
     model_loader: Callable[[Path], object] | None = None  # instead of loading: rank 0 of a parallel engine
+    hot_experts: int | None = None  # routed experts in host memory, this many per layer on the device
 
 
 class _LoadedCheckpoint:
@@ -64,7 +65,8 @@ class _LoadedCheckpoint:
         if config.model_loader is not None:
             model = config.model_loader(self.checkpoint)
         else:
-            model = load_for_device(self.checkpoint, config.device, config.keep_quantized)
+            model = load_for_device(self.checkpoint, config.device, config.keep_quantized,
+                                    hot_experts=config.hot_experts)  # fmt: skip
         tokenizer = Tokenizer.from_file(self.checkpoint / "tokenizer.json")
         if tokenizer.vocab_size > model.args.vocab_size:
             raise ValueError(

@@ -59,6 +59,11 @@ def logits(r: Result) -> None:
     assert re.fullmatch(r"\s*\d+\s+\d+\s+\S+ -> (\S+:-?[\d.]+\s*){5}", r.out.strip())
 
 
+def memory_plan(r: Result) -> None:
+    assert r.out.startswith("memory plan for ") and re.search(r"^  total: +[\d.]+ GiB", r.out, re.M), r.out
+    assert "fp4" in r.out and "compressed entries" in r.out
+
+
 def user_token(r: Result) -> None:
     assert re.fullmatch(r"dfm_[0-9a-f]+_[\w-]+", r.out.strip()) and "shown only once" in r.err
 
@@ -89,6 +94,7 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
     (r"^deepfim index ", index_statistics),
     (r"^deepfim generate ", generation),
     (r"^deepfim logits .*--last", logits),
+    (r"^deepfim plan ", memory_plan),
     (r"^\w+=\$\(deepfim add-user ", token_in_a_variable),
     (r"^deepfim add-user ", user_token),
     (r"^deepfim make-cert ", certificate),

@@ -1,67 +1,138 @@
-"""Team-server concurrency sweep: 1/4/16 clients on loopback TLS, latency p50/p99 per level.
+"""Team-server load: a concurrency sweep and a replay of a team typing, against `deepfim serve`.
 
-Starts `deepfim serve`'s server in-process around the real engine (`--checkpoint`), one user
-per client, each client sending `--requests` completions one after another with a prompt
-of `--prompt-tokens` (a distinct file per client, so prefix caches do not help across
-clients) and `--max-tokens` new tokens. Prints, per concurrency level: request latency and
-time to first text (p50/p99, ms), requests/s and generated tokens/s over the level.
+Starts `deepfim serve` (TLS, loopback, `--checkpoint` or the embedded model) as its own process,
+one user per client, and drives it with `RemoteBackend` clients from this process.
 
-    .venv/bin/python bench/bench_server.py --checkpoint engine/default_model
-    .venv/bin/python bench/bench_server.py --address gpu-box.lan:7431 --token-file toks.txt --ca cert.pem
+1. Sweep: for each level of `--clients` (default 1,4,16,32), every client first sends one
+   warm-up request (its file enters its prefix cache; not timed), then `--requests` keystroke
+   requests one after another: its file (real code, a CPython stdlib module of its own) of
+   `--prompt-tokens`, one more of the file's tokens typed each time, `--max-tokens` new tokens.
+   Prints p50/p99 latency and time to first text (ms), requests/s and tokens/s per level, and
+   the throughput of each level relative to one client.
+2. Replay (`--replay-s`, 0 to skip): `--replay-clients` users type for that long (bursts of
+   keystrokes 120 ms apart, pauses of 1-3 s; each keystroke supersedes the user's request in
+   flight, as the language server does). Beside them one slow reader (streams, then stops
+   reading) and one client that vanishes mid-stream (RST) again and again. Prints the healthy
+   clients' completed requests, errors and latency, and the server's resident memory over time.
 
-`--address` measures a server that is already running (one token per line in
-`--token-file`, one per client). `--test-double` wires the test double from
-tests/engine/server instead of an engine: it checks the harness, its numbers mean nothing.
+    .venv/bin/python bench/bench_server.py [--checkpoint DIR] [--clients 1,4,16,32] [--replay-s 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import random
+import re
+import socket
 import statistics
+import struct
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from deepfim.engine.api import CompletionRequest, SamplingParams
+from code_text import stdlib_files
+
+from deepfim.engine.api import CancelledError, CompletionRequest, SamplingParams
 from deepfim.engine.model.tokenizer import Tokenizer
-from deepfim.engine.server.auth import UserStore, add_user
+from deepfim.engine.server.auth import add_user
 from deepfim.engine.server.client import RemoteBackend
-from deepfim.engine.server.limits import Limits
-from deepfim.engine.server.team_server import ServerThread
-from deepfim.engine.server.tls import make_self_signed_cert, server_context
+from deepfim.engine.server.tls import client_context, make_self_signed_cert
 
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def _prompt(tok: Tokenizer, client: int, tokens: int) -> list[int]:
-    unit = tok.encode(f"def handler_{client}(event, context):\n    value = event['key_{client}'] * 2\n")
-    ids = (unit * (tokens // max(1, len(unit)) + 1))[:tokens]
-    return [tok.special.bos, *ids]
+def _address_of(user: int) -> str:
+    """Each simulated user connects from its own loopback address, as each would from its own
+    machine (the server limits connections per address)."""
+    return f"127.0.{1 + user // 250}.{1 + user % 250}"
 
 
-def run_level(address: str, tokens: list[str], ca: str | None, clients: int, args) -> dict:
-    backends = [RemoteBackend(address, tokens[i], ca, cache_dir=args.cache_dir) for i in range(clients)]
+def _code(tok: Tokenizer, clients: int, tokens: int) -> list[list[int]]:
+    """Each client's own real code (a CPython stdlib module): its first `tokens` tokens are the
+    file it works in, the rest is what it types, token by token."""
+    out = []
+    for _, text in stdlib_files(1 << 30):
+        ids = tok.encode(text)
+        if len(ids) >= tokens + 4000:
+            out.append([tok.special.bos, *ids])
+        if len(out) == clients:
+            return out
+    raise SystemExit(f"not enough stdlib files of {tokens + 4000} tokens for {clients} clients")
+
+
+class Server:
+    """`deepfim serve` in a subprocess, with its users."""
+
+    def __init__(self, args, tmp: Path, users: int) -> None:
+        self.cert, key = make_self_signed_cert(tmp / "tls", ["localhost"])
+        self.tokens = [add_user(tmp / "users.json", f"bench{i:02d}") for i in range(users)]
+        cmd = [sys.executable, "-m", "deepfim.cli", "serve", "--port", "0", "--users", str(tmp / "users.json"),
+               "--cert", str(self.cert), "--key", str(key), "--rate", "1000", "--burst", "1000",
+               "--max-inflight", "64", "--admin-token-file", str(tmp / "admin")]  # fmt: skip
+        if args.checkpoint:
+            cmd += ["--checkpoint", args.checkpoint]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        env = {**os.environ, "DEEPFIM_CACHE_DIR": str(tmp / "cache"), "DEEPFIM_LOG_LEVEL": "WARNING"}
+        self.proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        line = ""
+        while "deepfim team server:" not in line:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"deepfim serve did not start: {line}")
+            line = self.proc.stderr.readline()
+        self.port = int(re.search(r"https 127\.0\.0\.1:(\d+),", line).group(1))
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()  # drain its log
+        self.address = f"127.0.0.1:{self.port}"
+        self.admin_file = tmp / "admin"
+
+    def cache_stats(self) -> dict:
+        """The prefix cache's own accounting, from the admin's /v1/stats."""
+        import http.client
+
+        token = self.admin_file.read_text().strip()
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(self.cert), timeout=30)
+        conn.request("GET", "/v1/stats", headers={"Authorization": f"Bearer {token}"})
+        stats = json.loads(conn.getresponse().read())
+        conn.close()
+        return next(iter(stats["backend"]["checkpoints"].values()))["cache"]
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def sweep_level(server: Server, clients: int, args) -> dict:
+    backends = [RemoteBackend(server.address, server.tokens[i], str(server.cert), cache_dir=args.cache_dir,
+                              local_address=_address_of(i)) for i in range(clients)]  # fmt: skip
     tok = Tokenizer.from_file(backends[0].tokenizer_path)
-    latencies: list[float] = []
-    first_text: list[float] = []
-    generated = [0]
-    lock = threading.Lock()
+    code = _code(tok, clients, args.prompt_tokens)
+    params = SamplingParams(max_tokens=args.max_tokens)
+    for i, backend in enumerate(backends):  # warm-up: each user's file enters their prefix cache
+        backend.submit(CompletionRequest(code[i][: args.prompt_tokens], params)).result(600)
+    latencies, first_text, generated, lock = [], [], [0], threading.Lock()
     barrier = threading.Barrier(clients)
 
     def work(i: int) -> None:
-        backend = backends[i]
         barrier.wait()
         for r in range(args.requests):
-            prompt = _prompt(tok, i, args.prompt_tokens) + tok.encode(f"# request {r}\n")
             first: list[float] = []
             start = time.perf_counter()
-            handle = backend.submit(
-                CompletionRequest(prompt, SamplingParams(max_tokens=args.max_tokens)),
+            handle = backends[i].submit(
+                CompletionRequest(code[i][: args.prompt_tokens + 1 + r], params),  # one more token typed
                 lambda _i, _t, first=first: first or first.append(time.perf_counter()),
             )
             result = handle.result(600)
@@ -69,7 +140,7 @@ def run_level(address: str, tokens: list[str], ca: str | None, clients: int, arg
             with lock:
                 latencies.append((end - start) * 1000)
                 first_text.append(((first[0] if first else end) - start) * 1000)
-                generated[0] += result.timings.generated_tokens or len(result.candidates[0].token_ids)
+                generated[0] += result.timings.generated_tokens
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
     started = time.perf_counter()
@@ -92,68 +163,152 @@ def run_level(address: str, tokens: list[str], ca: str | None, clients: int, arg
     }
 
 
-def _local_server(args, tmp: Path, max_clients: int):
-    if args.test_double:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engine" / "server"))
-        from conftest import write_byte_tokenizer
-        from teamserver_double import PrefixCacheEchoBackend
+class Typist:
+    """One user typing: bursts of keystrokes, each superseding the request in flight."""
 
-        backend = PrefixCacheEchoBackend(str(write_byte_tokenizer(tmp / "tokenizer.json")))
-    else:
-        from deepfim.engine.backends import BackendSpec, make_backend
+    def __init__(self, server: Server, index: int, args, stop: threading.Event) -> None:
+        self.backend = RemoteBackend(server.address, server.tokens[index], str(server.cert), cache_dir=args.cache_dir,
+                                     local_address=_address_of(index))  # fmt: skip
+        tok = Tokenizer.from_file(self.backend.tokenizer_path)
+        self.code = _code(tok, index + 1, args.prompt_tokens)[index]
+        self.at = args.prompt_tokens
+        self.params = SamplingParams(max_tokens=args.max_tokens)
+        self.rng = random.Random(index)
+        self.stop = stop
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.superseded = 0
+        self.backend.submit(CompletionRequest(self.code[: self.at], self.params)).result(600)  # warm-up
 
-        backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint))
-    tokens = [add_user(tmp / "users.json", f"bench{i:02d}") for i in range(max_clients)]
-    cert, key = make_self_signed_cert(tmp / "tls", ["localhost"])
-    limits = Limits(requests_per_second=1000.0, burst=1000, max_backend_inflight=args.max_backend_inflight)
-    thread = ServerThread(
-        backend, UserStore(tmp / "users.json"), ssl_context=server_context(cert, key), limits=limits, http_port=None
-    ).start()
-    return thread, backend, tokens, str(cert)
+    def run(self) -> None:
+        handle = None
+        while not self.stop.is_set():
+            for _ in range(self.rng.randint(3, 8)):
+                self.at = min(self.at + 1, len(self.code) - 1)  # the next token of the real file
+                if handle is not None and not handle.done():
+                    handle.cancel()
+                    self.superseded += 1
+                handle = self._keystroke(self.code[: self.at])
+                self.stop.wait(0.12)
+            if handle is not None:
+                self._finish(handle)
+                handle = None
+            self.stop.wait(self.rng.uniform(1.0, 3.0))
+
+    def _keystroke(self, prompt: list[int]):
+        started = time.perf_counter()
+        handle = self.backend.submit(CompletionRequest(prompt, self.params))
+        handle.future.add_done_callback(lambda fut: self._done(fut, started))
+        return handle
+
+    def _done(self, fut, started: float) -> None:
+        try:
+            fut.result()
+            self.latencies.append((time.perf_counter() - started) * 1000)
+        except CancelledError:
+            pass  # superseded by the next keystroke: the editor's own doing
+        except Exception as exc:
+            self.errors.append(repr(exc))
+
+    def _finish(self, handle) -> None:
+        try:
+            handle.result(60)
+        except Exception:
+            pass  # counted by _done
+
+
+def _misbehaving(server: Server, token: str, source: str, stop: threading.Event, vanish: bool) -> int:
+    """A raw TLS client that streams, then stops reading (slow reader) or resets mid-stream (vanish)."""
+    body = json.dumps({"prompt": [0, *range(100, 400)], "max_tokens": 256, "stream": True}).encode()
+    head = (f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    rounds = 0
+    while not stop.is_set():
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10, source_address=(source, 0))
+        sock = client_context(server.cert).wrap_socket(raw, server_hostname="127.0.0.1")
+        sock.sendall(head + body)
+        sock.recv(4096)
+        rounds += 1
+        if vanish:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST, no goodbye
+            stop.wait(0.5)
+        else:
+            stop.wait(20)  # holds the stream without reading a byte
+            sock.close()
+    return rounds
+
+
+def replay(server: Server, args) -> None:
+    stop = threading.Event()
+    typists = [Typist(server, i, args, stop) for i in range(args.replay_clients)]
+    others = {}
+    for name, vanish in (("slow reader", False), ("vanishing", True)):
+        user = args.replay_clients + len(others)
+        token, source = server.tokens[user], _address_of(user)
+        thread = threading.Thread(target=lambda t=token, s=source, v=vanish, n=name: others.__setitem__(
+            n, _misbehaving(server, t, s, stop, v)), daemon=True)  # fmt: skip
+        others[name] = 0
+        thread.start()
+    rss = [server.rss_mb()]
+    threads = [threading.Thread(target=t.run) for t in typists]
+    for t in threads:
+        t.start()
+    started = time.monotonic()
+    while time.monotonic() - started < args.replay_s:
+        time.sleep(1.0)
+        rss.append(server.rss_mb())
+    stop.set()
+    for t in threads:
+        t.join(120)
+    latencies = [ms for t in typists for ms in t.latencies]
+    errors = [e for t in typists for e in t.errors]
+    print(f"\nreplay: {args.replay_clients} typing clients x {args.replay_s:.0f} s, + 1 slow reader, + 1 vanishing")
+    print(f"  healthy clients: {len(latencies)} completed, {sum(t.superseded for t in typists)} superseded, "
+          f"{len(errors)} errors; latency p50 {statistics.median(latencies):.0f} ms, "
+          f"p99 {_percentile(latencies, 0.99):.0f} ms")  # fmt: skip
+    for e in errors[:5]:
+        print(f"    error: {e}")
+    third = max(1, len(rss) // 3)
+    print(
+        f"  server RSS MB: start {rss[0]:.0f}, max {max(rss):.0f}, end {rss[-1]:.0f}; "
+        f"mean of first third {statistics.mean(rss[:third]):.0f}, last third {statistics.mean(rss[-third:]):.0f}"
+    )
+    print(f"  prefix cache (its budget bounds the growth): {json.dumps(server.cache_stats())}")
+    for t in typists:
+        t.backend.close()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="checkpoint dir (default: the embedded model)")
-    parser.add_argument("--expert-checkpoint")
-    parser.add_argument("--address", help="bench a running server instead (host:port)")
-    parser.add_argument("--token-file", help="with --address: one user token per line")
-    parser.add_argument("--ca", help="with --address: the server's certificate")
-    parser.add_argument("--test-double", action="store_true", help="harness check without an engine")
-    parser.add_argument("--clients", default="1,4,16")
-    parser.add_argument("--requests", type=int, default=8, help="per client")
-    parser.add_argument("--prompt-tokens", type=int, default=2048)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--max-backend-inflight", type=int, default=16)
+    parser.add_argument("--clients", default="1,4,16,32")
+    parser.add_argument("--requests", type=int, default=20, help="per client and level")
+    parser.add_argument("--prompt-tokens", type=int, default=512)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--replay-s", type=float, default=60.0)
+    parser.add_argument("--replay-clients", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="the server's engine threads (1 on a busy machine)")
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="deepfim-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         args.cache_dir = tmp / "client-cache"
-        thread = backend = None
-        if args.address:
-            tokens = Path(args.token_file).read_text().split()
-            address, ca = args.address, args.ca
-        else:
-            thread, backend, tokens, ca = _local_server(args, tmp, max(levels))
-            address = f"127.0.0.1:{thread.port}"
-        if len(tokens) < max(levels):
-            parser.error(f"need {max(levels)} tokens, have {len(tokens)}")
-        print(
-            f"{'clients':>7} {'reqs':>5} {'p50 ms':>9} {'p99 ms':>9} "
-            f"{'ttft50':>8} {'ttft99':>8} {'req/s':>7} {'tok/s':>8}"
-        )
+        server = Server(args, tmp, max([*levels, args.replay_clients + 2]))
         try:
+            print(f"{'clients':>7} {'reqs':>5} {'p50 ms':>8} {'p99 ms':>8} {'ttft50':>7} {'ttft99':>7} "
+                  f"{'req/s':>7} {'tok/s':>7} {'x 1 client':>10}")  # fmt: skip
+            base = None
             for n in levels:
-                r = run_level(address, tokens, ca, n, args)
-                print(
-                    f"{r['clients']:>7} {r['requests']:>5} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} "
-                    f"{r['ttft_p50_ms']:>8.1f} {r['ttft_p99_ms']:>8.1f} {r['req_per_s']:>7.1f} {r['tok_per_s']:>8.1f}"
-                )
+                r = sweep_level(server, n, args)
+                base = base or r["req_per_s"]
+                print(f"{r['clients']:>7} {r['requests']:>5} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                      f"{r['ttft_p50_ms']:>7.1f} {r['ttft_p99_ms']:>7.1f} {r['req_per_s']:>7.1f} "
+                      f"{r['tok_per_s']:>7.0f} {r['req_per_s'] / base:>10.2f}", flush=True)  # fmt: skip
+            if args.replay_s > 0:
+                replay(server, args)
         finally:
-            if thread is not None:
-                thread.stop()
-                backend.close()
+            server.stop()
     return 0
 
 

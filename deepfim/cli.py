@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("deepfim.engine.evaluation.cli", "FIM evaluation: held-out holes and HumanEval infilling"),
     "serve": ("deepfim.engine.server.cli", "run the LAN team server"),
     "make-cert": ("deepfim.engine.server.cli", "create a self-signed TLS certificate for `serve`"),
-    "add-user": ("deepfim.engine.server.cli", "create a user token for `serve`"),
+    "users": ("deepfim.engine.server.cli", "list, add or revoke the users of `serve`"),
 }
 
 

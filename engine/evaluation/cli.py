@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     from deepfim.devices import resolve_device
     from deepfim.engine.evaluation.configs import ABLATIONS, MAIN, make_session
     from deepfim.engine.evaluation.harness import Evaluator, aggregate, markdown_table, results_json
-    from deepfim.engine.evaluation.holes import repo_holes
+    from deepfim.engine.evaluation.holes import HOLE_LANGUAGES, repo_holes
     from deepfim.engine.evaluation.humaneval import load_problems, single_line_tasks
     from deepfim.engine.evaluation.suites import fetched_repos, heldout_repos
 
@@ -81,13 +81,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.configs:
         chosen = [configs[n] for n in _parse_list(args.configs, configs, "--configs")]
     suites = _parse_list(args.suites, SUITES, "--suites")
+    langs = tuple(_parse_list(args.langs, HOLE_LANGUAGES, "--langs"))
+    for option, value in (("--per-kind", args.per_kind), ("--max-repos", args.max_repos),
+                          ("--humaneval-limit", args.humaneval_limit)):  # fmt: skip
+        if value is not None and value < 1:  # 0 would evaluate nothing and still print a table
+            raise ValueError(f"{option} must be at least 1, got {value}")
     if args.fetch:
         from deepfim.engine.training.sdists import fetch_eval_repos
 
         fetch_eval_repos(args.data / "repos", progress=lambda msg: print(msg, file=sys.stderr))
     repos = []
     if "heldout" in suites:
-        repos += heldout_repos(args.corpus, args.data / "heldout", tuple(args.langs.split(",")))[: args.max_repos]
+        repos += heldout_repos(args.corpus, args.data / "heldout", langs)[: args.max_repos]
     if "repos" in suites:
         found = fetched_repos(args.data / "repos")
         if not found:

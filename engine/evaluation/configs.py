@@ -53,10 +53,9 @@ def make_session(checkpoint: Path | None, cfg: RunConfig, device: str = "cpu") -
     """A fresh in-process backend for `cfg` (its own prefix cache) as the language server holds it."""
     from deepfim.engine import DEFAULT_MODEL_DIR
     from deepfim.engine.serving.local_backend import LocalBackend, LocalBackendConfig
-
-    path = checkpoint or DEFAULT_MODEL_DIR
     from deepfim.lsp_server.backend_session import interactive_threads
 
+    path = checkpoint or DEFAULT_MODEL_DIR
     config = LocalBackendConfig(threads=interactive_threads(), profile_overrides=cfg.overrides, device=device)
     backend = LocalBackend(path, config=config)
     profiles = {m: ServingProfile.from_dict(backend.serving_profile(m)) for m in Mode}

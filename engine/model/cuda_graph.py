@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class GraphedDecode:
     """The decode step of `ModelRunner.forward` for a model on a CUDA device (see the module docstring)."""
 
-    max_tokens = 1
+    max_tokens = 1  # tokens per sequence of a call
+    max_rows = 1  # sequences of a call: one (each sequence's state has its own shapes)
 
     @classmethod
     def for_model(cls, model) -> GraphedDecode | None:
@@ -96,6 +97,11 @@ class GraphedDecode:
         return self._functions()[index]()
 
     # the step ---------------------------------------------------------------------------
+    def batch(self, calls: list[tuple[list[int], object, str]]) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """The runner's batched interface (decode_step.DecodeStep.batch): one call at a time here."""
+        device = self.ids.device
+        return [self(torch.tensor([ids], device=device), state, logits) for ids, state, logits in calls]
+
     def __call__(self, ids: torch.Tensor, state, logits: str = "last") -> tuple[torch.Tensor | None, torch.Tensor]:
         """ids [1, 1] at `state.pos` -> (logits [1, 1, V] or None, final streams [1, 1, n, D]); advances the state."""
         m = self.model

@@ -30,8 +30,8 @@ from deepfim.engine.model.checkpoint_names import checkpoint_target
 from deepfim.engine.model.checkpoint_writer import save_checkpoint
 from deepfim.engine.model.config import ModelArgs
 from deepfim.engine.model.manifest import ManifestError, verify_manifest
-from deepfim.engine.model.quantized import cast_dense
 from deepfim.engine.model.quantized import keep_quantized as quantize_modules
+from deepfim.engine.model.quantized import materialize
 from deepfim.engine.model.transformer import Transformer
 from deepfim.engine.model.weight_placement import EXPERT_PARAMS, Placement, is_kept, scale_name, stored_form
 from deepfim.kernels.quant.ref import dequant_fp4_packed, dequant_fp8_blocks
@@ -136,9 +136,8 @@ def load_model(
         fp8 = {name: s for name, s in fp8.items() if isinstance(modules.get(name), torch.nn.Linear)}
         fp4 = {name: s for name, s in fp4.items() if name in modules and hasattr(modules[name], "w1")}
         quantize_modules(model, fp8, fp4, torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
-    cast_dense(model, dtype)  # on the meta device: nothing is allocated twice
     offloaded = expert_offload.prepare(model, hot_experts) if hot_experts else {}
-    model = model.to_empty(device=device)
+    materialize(model, torch.device(device), dtype)
     for experts in offloaded.values():
         experts.allocate(torch.device(device))
     model.reset_buffers()

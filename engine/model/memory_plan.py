@@ -83,7 +83,7 @@ def _gib(n: int) -> str:
 
 
 def _is_matrix(name: str) -> bool:
-    """Our parameter names of the tensors loaded in the dense dtype (quantized.cast_dense's rule)."""
+    """Our parameter names of the tensors loaded in the dense dtype (quantized.materialize's rule)."""
     if name.endswith((".ffn.w1", ".ffn.w2", ".ffn.w3")):
         return True
     module, _, leaf = name.rpartition(".")

@@ -13,7 +13,7 @@ the meta device into their quantized form before the loader fills them:
   `kernels.moe_gemm.experts_forward` (the grouped GEMM on CUDA; the reference dequantizes only
   the experts a call uses).
 
-Everything else keeps the loader's dense dtype (`cast_dense`): the matrices in it (bf16 on GPUs),
+Everything else keeps the loader's dense dtype (`materialize`): the matrices in it (bf16 on GPUs),
 the vectors (norms, mHC mixing, sinks, biases, positional biases) in fp32. Matmuls take their
 input in the weight's dtype and give their output back in the activation's (fp32), so the
 residual streams, norms and softmaxes stay fp32 whatever the weights are.
@@ -135,19 +135,28 @@ def pack_experts(moe: nn.Module, scale_dtype: torch.dtype) -> None:
     moe.fp4 = True
 
 
-def cast_dense(model: nn.Module, dtype: torch.dtype) -> None:
-    """Casts the dense tensors: matrices (linears, embedding, gate, dense experts) to `dtype`,
-    vectors to fp32. Quantized weights, their block scales and integer tables stay as stored."""
-    with torch.no_grad():
-        for module in model.modules():
-            for store in (module._parameters, module._buffers):
-                for key, t in list(store.items()):
-                    if t is None or not t.is_floating_point() or t.dtype in _KEPT or _is_block_scale(module, key):
-                        continue
-                    want = dtype if _is_matrix(module, key) else torch.float32
-                    if t.dtype != want:
-                        cast = t.to(want)
-                        store[key] = nn.Parameter(cast, t.requires_grad) if isinstance(t, nn.Parameter) else cast
+def materialize(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Gives every meta parameter and buffer uninitialised storage on `device`: matrices (linears,
+    embedding, gate, dense experts) in `dtype`, vectors in fp32, quantized weights, their block
+    scales and integer tables as they are; shared tensors stay shared. Not `Module.to_empty`: its
+    `empty_like` on meta tensors runs through torch's Python references, which import sympy (0.6 s
+    of a cold start)."""
+    made: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for store in (module._parameters, module._buffers):
+            for key, t in list(store.items()):
+                if t is None:
+                    continue
+                if id(t) not in made:
+                    made[id(t)] = torch.empty(t.shape, dtype=_held_dtype(module, key, t, dtype), device=device)
+                new = made[id(t)]
+                store[key] = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
+
+
+def _held_dtype(module: nn.Module, key: str, t: torch.Tensor, dtype: torch.dtype) -> torch.dtype:
+    if not t.is_floating_point() or t.dtype in _KEPT or _is_block_scale(module, key):
+        return t.dtype
+    return dtype if _is_matrix(module, key) else torch.float32
 
 
 _KEPT = (torch.float8_e4m3fn, torch.float8_e8m0fnu)

@@ -89,15 +89,14 @@ def write_random_checkpoint(
 def random_model(args: ModelArgs, device: str | torch.device, dtype: torch.dtype = torch.bfloat16, seed: int = 0):
     """A model of shape `args` with FP8 linears and FP4 experts kept quantized (as `load_model(...,
     keep_quantized=True)` holds an official checkpoint), random weights generated on `device`."""
-    from deepfim.engine.model.quantized import cast_dense, keep_quantized
+    from deepfim.engine.model.quantized import keep_quantized, materialize
     from deepfim.engine.model.transformer import Transformer
 
     fp8, fp4 = quantized_modules(official_layout(args))
     with torch.device("meta"):
         model = Transformer(args)
     keep_quantized(model, fp8, fp4, torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
-    cast_dense(model, dtype)
-    model = model.to_empty(device=device)
+    materialize(model, torch.device(device), dtype)
     model.reset_buffers()
     g = torch.Generator(device=device).manual_seed(seed)
     persistent = model.state_dict()

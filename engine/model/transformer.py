@@ -109,7 +109,11 @@ class Rotary(nn.Module):
     def __init__(self, rope_dim: int, base: float, args: ModelArgs, yarn: bool) -> None:
         super().__init__()
         self._spec = (rope_dim, base, args, yarn)
-        self.register_buffer("inv_freq", rope_inv_freq(*self._spec), persistent=False)
+        # built on the meta device (loading), the values come from reset_buffers; computing them
+        # there would run arange through torch's Python references, which import dynamo (2 s)
+        meta = torch.get_default_device().type == "meta"
+        inv = torch.empty(rope_dim // 2) if meta else rope_inv_freq(*self._spec)
+        self.register_buffer("inv_freq", inv, persistent=False)
         self._table: torch.Tensor | None = None
 
     def reset_buffers(self) -> None:
@@ -571,7 +575,9 @@ class Transformer(nn.Module):
         compress = Rotary(r, args.compress_rope_theta, args, yarn=True)
         rotaries = {LayerKind.SLIDING: plain, LayerKind.CSA: compress, LayerKind.HCA: compress}
         self.rotaries = nn.ModuleList([plain, compress])
-        self.embed = nn.Embedding(args.vocab_size, args.dim)
+        # given its (uninitialised) weight, Embedding skips its random init: init_weights or the
+        # checkpoint fills it, and on the meta device the init would import dynamo (2 s)
+        self.embed = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
         self.layers = nn.ModuleList([Block(i, args, rotaries) for i in range(args.n_layers)])
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.head = Linear(args.dim, args.vocab_size)

@@ -11,8 +11,11 @@ file, the workspace and the language. While the completion writes an identifier:
   only end on a name that exists, unless ``=`` follows (a keyword argument or a new
   variable). Assignment targets, parameters and definitions are never in a use position.
 
-Checking is a bias, not a cage: the candidates are the model's own top choices, best first,
-and the best allowed one wins; when none of them is allowed the model's choice stands.
+The candidates are the model's own top choices, best first, and the best allowed one wins.
+After a known receiver the check is a guarantee: when none of the top choices is allowed, the
+best-scored first token of a member's remaining text is taken, so the completion never writes
+a member that does not exist. For bare names it is a bias: when none of the top choices is
+allowed the model's choice stands (a name the hints do not know may still be right).
 Decoded token texts are computed once per vocabulary (`TokenShapes`); each check looks only
 at the identifiers the candidate token grows or completes.
 """
@@ -29,8 +32,9 @@ from deepfim.engine.api import NameHints
 from deepfim.engine.model.tokenizer import Tokenizer
 
 TOP_K = 16
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
-_WORD = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]*")
+_IDENT = re.compile(r"[^\W\d]\w*$")  # identifiers as Python reads them (Unicode letters too)
+_WORD = re.compile(r"(?<!\w)[^\W\d]\w*")
+_NAME_START = re.compile(r"[^\W\d]")
 USE_AFTER_CHARS = set("([{,=+-*/%<>!&|^~")
 _DEFINING = re.compile(r"\s*(async\s+)?(def|class|lambda|import|from|for|except|with|global|nonlocal)\b|.*\bas\s*$")
 USE_AFTER_WORDS = {"return", "yield", "await", "if", "elif", "while", "and", "or", "not", "in", "is", "assert", "del"}
@@ -42,6 +46,9 @@ class TokenShapes:
     def __init__(self, tokenizer: Tokenizer, vocab_size: int) -> None:
         special = tokenizer.special_id_set
         self.text = ["" if i in special else tokenizer.decode([i]) for i in range(vocab_size)]
+        self.encode = tokenizer.encode
+        # tokens that end an identifier written before them (their text starts with another character)
+        self.breaks = torch.tensor([bool(t) and not (t[0].isalnum() or t[0] == "_") for t in self.text])
 
 
 @dataclass
@@ -72,7 +79,26 @@ class IdentifierGuide:
         for token in top:
             if self.allows(text, token):
                 return token
+        continuations = self._member_continuations(text, logits)
+        if continuations:
+            return max(continuations, key=lambda t: float(logits[t]))
         return top[0]
+
+    def _member_continuations(self, text: str, logits: torch.Tensor) -> list[int]:
+        """After ``receiver.partial`` with known members: the first token of each member's rest."""
+        match = _IDENT.search(text)
+        partial = match.group(0) if match else ""
+        if not self._after_receiver(text[: len(text) - len(partial)]):
+            return []
+        out = set()
+        if partial in self.members.members:  # it may end here: the best token that ends it
+            out.add(int(torch.where(self.shapes.breaks, logits, float("-inf")).argmax()))
+        for member in self.members.sorted_names:
+            if member.startswith(partial) and member != partial:
+                ids = self.shapes.encode(member[len(partial) :])
+                if ids and self.allows(text, ids[0]):
+                    out.add(ids[0])
+        return sorted(out)
 
     def allows(self, text: str, token: int) -> bool:
         """Whether every identifier that `token` grows or completes after `text` may be there."""
@@ -81,8 +107,8 @@ class IdentifierGuide:
             return True
         match = _IDENT.search(text)
         start = match.start() if match else len(text)
-        if match and start > 0 and (text[start - 1].isdigit() or text[start - 1] == "."):
-            pass  # `1.5e` / attribute names are checked like any identifier, with their context
+        if not match and not _NAME_START.match(piece) and self._after_receiver(text):
+            return False  # `self.` must be followed by a member, not by `(` or a space
         joined = text + piece
         for word in _WORD.finditer(joined, start):
             if word.end() < len(text):
@@ -93,9 +119,13 @@ class IdentifierGuide:
                 return False
         return True
 
-    def _allowed(self, before: str, word: str, ends: bool, following: str) -> bool:
+    def _after_receiver(self, before: str) -> bool:
+        """Whether a name starting after `before` is a member of the known receiver."""
         h = self.hints
-        if h.receiver and h.members and not h.defining and before.endswith(h.receiver + "."):
+        return bool(h.receiver and h.members and not h.defining and before.endswith(h.receiver + "."))
+
+    def _allowed(self, before: str, word: str, ends: bool, following: str) -> bool:
+        if self._after_receiver(before):
             if ends:
                 return word in self.members.members
             return self.members.has_prefix(word)

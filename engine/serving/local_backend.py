@@ -130,6 +130,10 @@ class LocalBackend:
         except ValueError:
             raise ValueError(f"unknown mode {mode!r}; expected one of {[m.value for m in Mode]}") from None
 
+    def healthy(self) -> bool:
+        """Every checkpoint's engine thread is running (a model that failed to load never gets here)."""
+        return bool(self._loaded) and all(loaded.engine.alive for loaded in self._loaded.values())
+
     def stats(self) -> dict:
         out: dict = {"modes": {}, "checkpoints": {}}
         for mode, loaded in self._modes.items():

@@ -59,6 +59,10 @@ def logits(r: Result) -> None:
     assert re.fullmatch(r"\s*\d+\s+\d+\s+\S+ -> (\S+:-?[\d.]+\s*){5}", r.out.strip())
 
 
+def checksums_match(r: Result) -> None:
+    assert re.fullmatch(r"\S+: \d+ files match SHA256SUMS", r.out.strip()), r.out
+
+
 def memory_plan(r: Result) -> None:
     assert r.out.startswith("memory plan for ") and re.search(r"^  total: +[\d.]+ GiB", r.out, re.M), r.out
     assert "fp4" in r.out and "compressed entries" in r.out
@@ -78,7 +82,7 @@ def certificate(r: Result) -> None:
 
 
 def health(r: Result) -> None:
-    assert json.loads(r.out) == {"status": "ok"}
+    assert json.loads(r.out)["status"] == "ok"
 
 
 def openai_completion(r: Result) -> None:
@@ -95,8 +99,9 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
     (r"^deepfim generate ", generation),
     (r"^deepfim logits .*--last", logits),
     (r"^deepfim plan ", memory_plan),
-    (r"^\w+=\$\(deepfim add-user ", token_in_a_variable),
-    (r"^deepfim add-user ", user_token),
+    (r"^deepfim checksum .*--verify", checksums_match),
+    (r"^\w+=\$\(deepfim users add ", token_in_a_variable),
+    (r"^deepfim users add ", user_token),
     (r"^deepfim make-cert ", certificate),
     (r"^curl .*/health\b", health),
     (r"^curl .*/v1/completions\b", openai_completion),
@@ -104,7 +109,7 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
 
 
 def team_server(service: Service) -> None:
-    ready = service.wait_for_stderr(r"^deepfim team server: msgpack ")
+    ready = service.wait_for_stderr(r"^deepfim team server: https ")
     assert "TLS on" in ready, ready
 
 

@@ -22,7 +22,7 @@ def test_serve_with_tensor_and_expert_parallel_ranks(tmp_path, tiny_checkpoint):
            "OMP_NUM_THREADS": "1"}  # fmt: skip
     users = tmp_path / "users.json"
     token = add_user(users, "alice")
-    cmd = [sys.executable, "-m", "deepfim.cli", "serve", "--port", "0", "--no-http", "--users", str(users),
+    cmd = [sys.executable, "-m", "deepfim.cli", "serve", "--port", "0", "--users", str(users),
            "--checkpoint", str(tiny_checkpoint), "--tp", "2", "--ep", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -31,7 +31,7 @@ def test_serve_with_tensor_and_expert_parallel_ranks(tmp_path, tiny_checkpoint):
             assert proc.poll() is None and time.monotonic() < deadline, f"serve did not start: {line}"
             line = proc.stderr.readline()
         assert "2 ranks (tp 2, ep 2)" in line
-        port = re.search(r"msgpack 127\.0\.0\.1:(\d+)", line).group(1)
+        port = re.search(r"https 127\.0\.0\.1:(\d+),", line).group(1)
         cert = tmp_path / "cache" / "server" / "tls" / "cert.pem"
         tok = Tokenizer.from_file(tiny_checkpoint / "tokenizer.json")
         request = CompletionRequest(tok.encode("def total(items):\n    return "), SamplingParams(max_tokens=12))

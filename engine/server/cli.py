@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--days", type=int, default=825, help="days the certificate is valid")
         return
     if command == "users":
-        parser.add_argument("action", choices=("list", "add", "revoke"))
+        parser.add_argument("action", choices=("list", "add", "revoke"),
+                            help="list the users, add one (prints the token once), or revoke one's token")  # fmt: skip
         parser.add_argument("name", nargs="?", help="user name (letters, digits, . _ -) for add and revoke")
         parser.add_argument("--replace", action="store_true", help="add: issue a new token for an existing user")
         parser.add_argument("--json", action="store_true", help="list: as JSON")

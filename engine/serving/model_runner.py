@@ -17,7 +17,6 @@ file decides how it runs. `advance(req)` is one request's step, for scripts and 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,11 +29,11 @@ from deepfim.engine.model.state import ModelState
 from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
 from deepfim.engine.model.transformer import ForwardOutput, Transformer
 from deepfim.engine.serving.healing import HealingVocab
-from deepfim.engine.serving.identifiers import IdentifierGuide, TokenShapes
 from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
 from deepfim.engine.serving.sampler import loop_safe_end, repeated_lines_cut, repeated_tokens_cut, sample
 from deepfim.engine.serving.sequence import ActiveRequest, CandidateState
 from deepfim.engine.serving.speculative import CopyDrafter, DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
+from deepfim.engine.serving.token_choice import TokenChoice
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +94,7 @@ class ModelRunner:
         # context: 2.0-2.3 ms/token with MTP drafts vs 1.3 without, prefill 20% slower).
         use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and self.decode_step is None
         self.mtp = MtpDrafter(model) if use_mtp else None
-        self._copy_threshold = math.log(self.profile.copy_min_prob)
-        self._shapes: TokenShapes | None = None  # index-aware decoding's view of the vocabulary
+        self.choice = TokenChoice(tokenizer, model.args.vocab_size, self.profile)
 
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
         """One inference call: the C decode step for the few tokens it covers, else the model."""
@@ -279,22 +277,7 @@ class ModelRunner:
         params = req.request.sampling
         if self._healing(req, cand) or not params.is_greedy:
             return sample(self._healed(req, cand, logits), params, cand.generator)
-        guide = self._guide(req)
-        if guide is None:
-            return sample(logits, params, cand.generator)
-        token = guide.choose(logits, req.line_context + cand.text)
-        return token, float(torch.log_softmax(logits.float(), -1)[token])
-
-    def _guide(self, req: ActiveRequest) -> IdentifierGuide | None:
-        hints = req.request.hints
-        if not self.profile.index_aware or hints is None or not (hints.members or hints.names):
-            return None
-        if req.guide is None:
-            if self._shapes is None:
-                self._shapes = TokenShapes(self.tokenizer, self.model.args.vocab_size)
-            req.guide = IdentifierGuide(self._shapes, hints)
-            req.line_context = self.tokenizer.decode(req.request.prompt[-64:]).rsplit("\n", 1)[-1]
-        return req.guide
+        return self.choice.greedy(req, cand, logits)
 
     # decode ----------------------------------------------------------------------------------
     def _plan_decode(self, req: ActiveRequest, cand: CandidateState) -> _Call:
@@ -335,27 +318,8 @@ class ModelRunner:
     def _verify(
         self, req: ActiveRequest, cand: CandidateState, drafts: list[int], source: str, start: int, out: ForwardOutput
     ) -> None:
-        """Fed [next_token, *drafts] at once: keeps the drafts the model agrees with: those it
-        would choose itself (n-gram, MTP: greedy output unchanged) or, for copy drafts, those it
-        finds likely enough (`copy_min_prob`)."""
-        logits = out.logits[0]  # [k+1, V]
-        logprobs = torch.log_softmax(logits.float(), -1)
-        guide = self._guide(req)
-        text = req.line_context + cand.text
-        preds: list[int] = []
-        n_ok = 0
-        for j in range(len(drafts) + 1):
-            draft = drafts[j] if j < len(drafts) else None
-            choice = None
-            if source == "copy" and draft is not None and float(logprobs[j, draft]) >= self._copy_threshold:
-                choice = draft if guide is None or guide.allows(text, draft) else None
-            if choice is None:
-                choice = guide.choose(logits[j], text) if guide is not None else int(logits[j].argmax())
-            preds.append(choice)
-            if draft is None or choice != draft:
-                break
-            n_ok += 1
-            text += self.tokenizer.decode([draft])
+        """Fed [next_token, *drafts] at once: keeps the drafts the model agrees with (token_choice.py)."""
+        preds, n_ok, logprobs = self.choice.keep(req, cand, out.logits[0], drafts, source)
         self.draft_stats.record(source, len(drafts), n_ok)
         req.timings.draft_tokens += len(drafts)
         req.timings.accepted_draft_tokens += n_ok

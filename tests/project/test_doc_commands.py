@@ -68,6 +68,14 @@ def memory_plan(r: Result) -> None:
     assert "fp4" in r.out and "compressed entries" in r.out
 
 
+def user_list(r: Result) -> None:
+    assert re.search(r"^alice\s+key [0-9a-f]{12}\s+created \d{4}-\d\d-\d\dT", r.out, re.M), r.out
+
+
+def user_revoked(r: Result) -> None:
+    assert re.search(r"user 'alice' revoked", r.out + r.err), r.out + r.err
+
+
 def user_token(r: Result) -> None:
     assert re.fullmatch(r"dfm_[0-9a-f]+_[\w-]+", r.out.strip()) and "shown only once" in r.err
 
@@ -102,6 +110,8 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
     (r"^deepfim checksum .*--verify", checksums_match),
     (r"^\w+=\$\(deepfim users add ", token_in_a_variable),
     (r"^deepfim users add ", user_token),
+    (r"^deepfim users list", user_list),
+    (r"^deepfim users revoke ", user_revoked),
     (r"^deepfim make-cert ", certificate),
     (r"^curl .*/health\b", health),
     (r"^curl .*/v1/completions\b", openai_completion),

@@ -1,6 +1,7 @@
 """What the documents state as facts agrees with the code: the team server's port
 (docs/team-server.md, README.md), the README's project structure (every path it names
-exists) and the keystroke's path in docs/architecture.md (every stop names a real function). The settings table of docs/protocol.md is checked in tests/editor_clients/test_client_settings.py."""
+exists) and the keystroke's path in docs/architecture.md (every stop names a real function).
+The settings table of docs/protocol.md is checked in tests/editor_clients/test_client_settings.py."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logits": ("deepfim.engine.cli", "print next-token logits of a checkpoint"),
     "generate": ("deepfim.engine.cli", "FIM-generate from a checkpoint given prefix and suffix text"),
     "checksum": ("deepfim.engine.cli", "write (or --verify) a checkpoint's SHA256SUMS manifest"),
+    "plan": ("deepfim.engine.plan_cli", "memory a checkpoint needs on a device (weights, V4 state), before loading"),
     "train": ("deepfim.engine.training.cli", "train the embedded default model"),
     "eval": ("deepfim.engine.evaluation.cli", "FIM evaluation: held-out holes and HumanEval infilling"),
     "serve": ("deepfim.engine.server.cli", "run the LAN team server"),

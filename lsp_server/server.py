@@ -60,7 +60,8 @@ class Suggestions:
 
 
 class DeepFimServer(LanguageServer):
-    def __init__(self, backend_factory: BackendFactory = make_backend) -> None:
+    def __init__(self, backend_factory: BackendFactory = make_backend, defaults: Settings | None = None) -> None:
+        """`defaults`: the settings before the client sends any (`deepfim lsp --device`)."""
         super().__init__(
             "deepfim",
             __version__,
@@ -69,7 +70,8 @@ class DeepFimServer(LanguageServer):
         )
         self.backend_factory = backend_factory
         self.documents = DocumentStore(on_problem=self.protocol.problems.report)
-        self.settings = Settings()
+        self.defaults = defaults or Settings()
+        self.settings = self.defaults
         self.mode = self.settings.mode
         self.session: BackendSession | None = None
         self.backend_ready = asyncio.Event()
@@ -107,7 +109,7 @@ class DeepFimServer(LanguageServer):
 
     def apply_settings(self, raw, *, initial: bool = False) -> bool:
         """Validate and apply settings; returns whether the backend must be rebuilt."""
-        settings, problems = parse_settings(raw, None if initial else self.settings)
+        settings, problems = parse_settings(raw, self.defaults if initial else self.settings)
         self.pending_messages.extend(problems)
         old_spec = spec_for(self.settings)
         if initial or settings.mode != self.settings.mode:

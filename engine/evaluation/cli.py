@@ -21,6 +21,8 @@ import logging
 import sys
 from pathlib import Path
 
+from deepfim.devices import add_device_arguments
+
 log = logging.getLogger(__name__)
 
 SUITES = ("heldout", "repos", "humaneval")
@@ -29,6 +31,7 @@ SUITES = ("heldout", "repos", "humaneval")
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--suites", default="heldout,repos,humaneval", help=f"comma-separated subset of {SUITES}")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: embedded model)")
+    add_device_arguments(parser, quantized=False)
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="built corpus (its held-out split)")
     parser.add_argument("--data", type=Path, default=Path("data/eval"), help="where evaluation repositories live")
     parser.add_argument("--fetch", action="store_true", help="download the real repositories first (PyPI sdists)")
@@ -61,12 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from deepfim.devices import resolve_device
     from deepfim.engine.evaluation.configs import ABLATIONS, MAIN, make_session
     from deepfim.engine.evaluation.harness import Evaluator, aggregate, markdown_table, results_json
     from deepfim.engine.evaluation.holes import HOLE_LANGUAGES, repo_holes
     from deepfim.engine.evaluation.humaneval import load_problems, single_line_tasks
     from deepfim.engine.evaluation.suites import fetched_repos, heldout_repos
 
+    resolve_device(args.device)  # "no CUDA device: ..." before any work
     configs = {c.name: c for c in [*MAIN, *ABLATIONS]}
     if args.list:
         for c in configs.values():
@@ -101,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"deepfim eval: {len(repos)} repositories, {total} tasks, {len(chosen)} configurations", file=sys.stderr)
     results = []
     for cfg in chosen:
-        session = make_session(args.checkpoint, cfg)
+        session = make_session(args.checkpoint, cfg, args.device)
         evaluator = Evaluator(session)
         try:
             for repo in repos:

@@ -35,10 +35,14 @@ class DecodeStep:
     weights must not move or change afterwards — serving models do not)."""
 
     @classmethod
-    def for_model(cls, model) -> DecodeStep | None:
-        """The model's decode step, or None where step.c does not apply to it (no C compiler, a
-        GPU model, shapes or formats step.c does not handle)."""
-        return cls(model) if cls.supports(model) else None
+    def for_model(cls, model):
+        """The model's decode step: this C step where step.c applies; on CUDA the CUDA-graph step
+        (cuda_graph.py); else None (no C compiler, shapes or formats neither handles)."""
+        if cls.supports(model):
+            return cls(model)
+        from deepfim.engine.model.cuda_graph import GraphedDecode
+
+        return GraphedDecode.for_model(model)
 
     def __init__(self, model) -> None:
         self.model = model
@@ -84,6 +88,14 @@ class DecodeStep:
     @staticmethod
     def supports(model) -> bool:
         """Whether this model's shapes and weights are what step.c handles."""
+        from deepfim.engine.model.quantized import is_quantized
+        from deepfim.engine.model.transformer import Transformer
+
+        if not isinstance(model, Transformer) or is_quantized(model):
+            return False  # step.c reads one local model's fp32 (or bf16-valued) matrices
+        if any(getattr(m, "reduce", None) is not None or getattr(m, "offload", None) is not None
+               for m in model.modules()):  # fmt: skip
+            return False  # a tensor / expert parallel share (its sums need the other ranks), offloaded experts
         a = model.args
         lib = cpu.library()
         if lib is None:

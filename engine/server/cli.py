@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from deepfim import env
+from deepfim.devices import add_device_arguments
 from deepfim.engine.server.connect_errors import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: the embedded model)")
     parser.add_argument("--expert-checkpoint", default=None, help="checkpoint serving expert mode")
     parser.add_argument("--threads", type=int, default=None, help="engine CPU threads (default: torch's, all cores)")
+    add_device_arguments(parser)
+    parser.add_argument(
+        "--tp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tensor-parallel ranks: attention heads split over N processes (1 or the world size)",
+    )
+    parser.add_argument(
+        "--ep",
+        type=int,
+        default=1,
+        metavar="N",
+        help="expert-parallel ranks: routed experts split over N processes (1 or the world size)",
+    )
     parser.add_argument(
         "--shared-namespace",
         action="append",
@@ -158,28 +174,44 @@ def _tls(args):
 
 
 def _serve(args) -> int:
+    limits = _limits(args)
+    if env.torchrun_ranks() is not None:  # every process runs this command: only rank 0 touches files
+        rank0 = _start_ranks(args)
+        if rank0 is None:
+            return 0  # a follower rank: rank 0 has stopped
+        return _serve_rank0(args, limits, rank0)
+    return _serve_rank0(args, limits, None)
+
+
+def _serve_rank0(args, limits, rank0) -> int:
     from deepfim.engine.backends import BackendSpec, make_backend
     from deepfim.engine.server.auth import UserStore, load_admin_token
     from deepfim.engine.server.team_server import ServerThread
 
-    limits = _limits(args)
-    ssl_context, cert = _tls(args)
-    users = UserStore(args.users, load_admin_token(args.admin_token_file))
-    if not users.user_names():
-        raise ValueError(f"no users in {args.users}; add one with `deepfim users add NAME --users {args.users}`")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
-    backend = make_backend(BackendSpec(args.checkpoint, args.expert_checkpoint, threads=args.threads))
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    backend = None
     try:
+        ssl_context, cert = _tls(args)
+        users = UserStore(args.users, load_admin_token(args.admin_token_file))
+        if not users.user_names():
+            raise ValueError(f"no users in {args.users}; add one with `deepfim users add NAME --users {args.users}`")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        if rank0 is None and max(args.tp, args.ep) > 1:
+            rank0 = _start_ranks(args)  # spawns ranks 1 .. N-1
+        spec = BackendSpec(args.checkpoint, args.expert_checkpoint, threads=args.threads, device=args.device,
+                           keep_quantized=args.keep_quantized, model_loader=rank0.load if rank0 else None,
+                           hot_experts=args.hot_experts)  # fmt: skip
+        backend = make_backend(spec)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         server = ServerThread(backend, users, host=args.host, port=args.port, ssl_context=ssl_context, limits=limits,
                               shared_namespaces=tuple(args.shared_namespace)).start()  # fmt: skip
         try:
+            ranks = f", {max(args.tp, args.ep)} ranks (tp {args.tp}, ep {args.ep})" if rank0 is not None else ""
             print(
                 f"deepfim team server: https {args.host}:{server.port}, {len(users.user_names())} users, "
-                f"TLS {f'on (clients trust {cert})' if cert else 'OFF'}",
+                f"TLS {f'on (clients trust {cert})' if cert else 'OFF'}{ranks}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -188,5 +220,18 @@ def _serve(args) -> int:
         finally:
             server.stop()
     finally:
-        backend.close()
+        if backend is not None:
+            backend.close()
+        if rank0 is not None:
+            rank0.close()
     return 0
+
+
+def _start_ranks(args):
+    """`--tp/--ep` (or torchrun): rank 0's handle here, None on the other ranks once they are done."""
+    from deepfim.engine import DEFAULT_MODEL_DIR
+    from deepfim.engine.serving.distributed_launch import start
+
+    if args.expert_checkpoint and args.expert_checkpoint != args.checkpoint:
+        raise ValueError("--tp/--ep serve one checkpoint in both modes (drop --expert-checkpoint)")
+    return start(args.tp, args.ep, args.device, args.keep_quantized, args.checkpoint or DEFAULT_MODEL_DIR)

@@ -52,6 +52,13 @@ class _Call:
     prefill: bool
 
 
+def _on_host(out: ForwardOutput) -> ForwardOutput:
+    """Logits of a model on a GPU, moved to the host, where sampling and the stop rules run."""
+    if out.logits is not None and out.logits.device.type != "cpu":
+        return ForwardOutput(out.logits.float().cpu(), out.streams)
+    return out
+
+
 class ModelRunner:
     def __init__(
         self,
@@ -67,6 +74,7 @@ class ModelRunner:
         a prebuilt one. `profile`: the checkpoint's decoding aids (copy drafts, index-aware
         decoding); default: none."""
         self.model = model
+        self.device = model.embed.weight.device
         self.profile = profile or ServingProfile.defaults(model.args.fim_orders)
         self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
         self.tokenizer = tokenizer
@@ -91,8 +99,8 @@ class ModelRunner:
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
         """One inference call: the C decode step for the few tokens it covers, else the model."""
         if self.decode_step is not None and len(ids) <= self.decode_step.max_tokens:
-            return ForwardOutput(*self.decode_step.batch([(ids, state, logits)])[0])
-        return self.model(torch.tensor([ids]), state, logits=logits)
+            return _on_host(ForwardOutput(*self.decode_step.batch([(ids, state, logits)])[0]))
+        return _on_host(self.model(torch.tensor([ids], device=self.device), state, logits=logits))
 
     # a step -----------------------------------------------------------------------------------
     def advance(self, req: ActiveRequest) -> None:
@@ -180,7 +188,7 @@ class ModelRunner:
                 log.exception("%s: a batched step of %d calls failed; running them one by one", self.name, len(group))
                 results = [self._alone(calls[i], failed) for i in group]
             for i, result in zip(group, results, strict=True):
-                outputs[i] = None if result is None else ForwardOutput(*result)
+                outputs[i] = None if result is None else _on_host(ForwardOutput(*result))
         for i, call in enumerate(calls):
             if outputs[i] is None and call.req.seq_no not in failed:
                 try:

@@ -63,6 +63,11 @@ def checksums_match(r: Result) -> None:
     assert re.fullmatch(r"\S+: \d+ files match SHA256SUMS", r.out.strip()), r.out
 
 
+def memory_plan(r: Result) -> None:
+    assert r.out.startswith("memory plan for ") and re.search(r"^  total: +[\d.]+ GiB", r.out, re.M), r.out
+    assert "fp4" in r.out and "compressed entries" in r.out
+
+
 def user_list(r: Result) -> None:
     assert re.search(r"^alice\s+key [0-9a-f]{12}\s+created \d{4}-\d\d-\d\dT", r.out, re.M), r.out
 
@@ -101,6 +106,7 @@ EXPECTED: list[tuple[str, Callable[[Result], None]]] = [
     (r"^deepfim index ", index_statistics),
     (r"^deepfim generate ", generation),
     (r"^deepfim logits .*--last", logits),
+    (r"^deepfim plan ", memory_plan),
     (r"^deepfim checksum .*--verify", checksums_match),
     (r"^\w+=\$\(deepfim users add ", token_in_a_variable),
     (r"^deepfim users add ", user_token),

@@ -80,6 +80,18 @@ def _write_identifier(guide: IdentifierGuide, shapes: TokenShapes, line: str, lo
     return written[:end]
 
 
+def _spelling(tok: Tokenizer, shapes: TokenShapes, text: str):
+    """Logits that favour, step by step, the tokens of `text` (its last token from then on)."""
+    pieces = tok.encode(text)
+
+    def logits(step: int) -> torch.Tensor:
+        out = torch.zeros(len(shapes.text))
+        out[pieces[min(step, len(pieces) - 1)]] = 10.0
+        return out
+
+    return logits
+
+
 def test_the_context_engine_knows_the_members_of_self(member_hints):
     hints, _ = member_hints
     assert hints.receiver == "self" and not hints.defining
@@ -117,14 +129,7 @@ def test_logits_that_favour_an_invented_name_still_write_a_member(member_hints, 
 def test_a_member_the_model_prefers_is_kept(member_hints, shapes, tok):
     hints, line = member_hints
     guide = IdentifierGuide(shapes, hints)
-    pieces = tok.encode("subtotal()")
-    vocab = len(shapes.text)
-
-    def logits(step: int) -> torch.Tensor:
-        out = torch.zeros(vocab)
-        out[pieces[min(step, len(pieces) - 1)]] = 10.0
-        return out
-
+    logits = _spelling(tok, shapes, "subtotal()")
     assert _write_identifier(guide, shapes, line, logits) == "subtotal"
 
 
@@ -132,14 +137,7 @@ def test_a_new_attribute_is_not_forced_onto_a_member(tmp_path_factory, tok, shap
     hints, line = _hints_at(tmp_path_factory, tok, "        self.")
     assert hints.receiver == "self" and hints.defining  # a statement may introduce an attribute
     guide = IdentifierGuide(shapes, hints)
-    pieces = tok.encode("cache_key =")
-    vocab = len(shapes.text)
-
-    def logits(step: int) -> torch.Tensor:
-        out = torch.zeros(vocab)
-        out[pieces[min(step, len(pieces) - 1)]] = 10.0
-        return out
-
+    logits = _spelling(tok, shapes, "cache_key =")
     assert _write_identifier(guide, shapes, line, logits) == "cache_key"
 
 
@@ -165,14 +163,7 @@ def test_a_known_receiver_anywhere_in_the_completion_gets_a_member(line_start_hi
 def test_a_statement_starting_with_self_may_add_an_attribute(line_start_hints, shapes, tok):
     hints, line = line_start_hints
     guide = IdentifierGuide(shapes, hints)
-    pieces = tok.encode("cache_key =")
-    vocab = len(shapes.text)
-
-    def logits(step: int) -> torch.Tensor:
-        out = torch.zeros(vocab)
-        out[pieces[min(step, len(pieces) - 1)]] = 10.0
-        return out
-
+    logits = _spelling(tok, shapes, "cache_key =")
     assert _write_identifier(guide, shapes, line + "self.", logits) == "cache_key"
 
 

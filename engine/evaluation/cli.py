@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from deepfim.devices import resolve_device
     from deepfim.engine.evaluation.configs import ABLATIONS, MAIN, make_session
+    from deepfim.engine.evaluation.gate import gate_rows, gate_table
     from deepfim.engine.evaluation.harness import Evaluator, aggregate, markdown_table, results_json
     from deepfim.engine.evaluation.holes import HOLE_LANGUAGES, repo_holes
     from deepfim.engine.evaluation.humaneval import load_problems, single_line_tasks
@@ -119,12 +120,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"deepfim eval: {cfg.name} done", file=sys.stderr)
     rows = aggregate(results)
     print(markdown_table(rows))
+    gated = [r for r in results if r.config == "model/repository"]
+    if gated:
+        print("\nconfidence gate, model/repository (engine/evaluation/gate.py):")
+        print(gate_table(gate_rows(gated)))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "settings": {"seed": args.seed, "per_kind": args.per_kind, "checkpoint": str(args.checkpoint or "")},
             "configs": [c.describe() for c in chosen],
             "rows": rows,
+            "gate": gate_rows(gated),
             "tasks": results_json(results),
         }
         args.json.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

@@ -43,7 +43,8 @@ def runs(tmp_path_factory):
 
 
 def _table(stdout: str) -> list[dict]:
-    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    """The main table's rows (the gate's table follows it after a blank line)."""
+    lines = [line for line in stdout.split("\n\n", 1)[0].splitlines() if line.startswith("|")]
     assert lines[0].startswith("| suite | hole | config | n | EM |") and lines[1].startswith("|---")
     rows = []
     for line in lines[2:]:

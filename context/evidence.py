@@ -139,20 +139,21 @@ def gather(repo: RepoView, cursor: CursorText, options: EvidenceOptions = Eviden
     defining = hint_receiver in ("self", "cls", "this") and statement.startswith(f"{hint_receiver}.")
     members_at = scope.scope.names() if scope and hint_receiver and scope.scope.complete else ()
     known = _known_receivers(repo, cursor, options)
-    return Gathered(out, NameHints(hint_receiver, members_at, defining, _names(repo, cursor), known))
+    hints_known = tuple((name, found.scope.names()) for name, found in known.items())
+    return Gathered(out, NameHints(hint_receiver, members_at, defining, _names(repo, cursor), hints_known))
 
 
-def _known_receivers(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> tuple:
+def _known_receivers(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> dict[str, _FoundScope]:
     """(receiver, every member) for what the completion may write a dot after: the enclosing
     class as ``self``/``cls``/``this``, and up to MAX_KNOWN_MODULES names the cursor file
     imports (those used near the cursor first, then lower-case ones: modules) that resolve
     to a module or class the index knows in full."""
     text = cursor.prefix + cursor.suffix
-    known: dict[str, tuple[str, ...]] = {}
+    known: dict[str, _FoundScope] = {}
     enclosing = members.enclosing_class(text, cursor.rel, cursor.prefix.count("\n"))
     if enclosing is not None and enclosing.complete:
         for name in ("self", "cls", "this"):
-            known[name] = enclosing.names()
+            known[name] = _FoundScope(enclosing, cursor.rel)
     if options.workspace:
         near = (cursor.lines_before + cursor.cursor_line).split("\n")[-QUERY_LINES - 1 :]
         used = dict.fromkeys(m.group(1) for line in reversed(near) for m in DOTTED_NAME.finditer(line))
@@ -162,8 +163,8 @@ def _known_receivers(repo: RepoView, cursor: CursorText, options: EvidenceOption
         for name in [n for n in candidates if n not in known and n not in COMMON][:MAX_KNOWN_MODULES]:
             found = _resolve(repo, cursor, name, text)
             if found is not None and found.scope.complete:
-                known[name] = found.scope.names()
-    return tuple(known.items())
+                known[name] = found
+    return known
 
 
 @dataclass

@@ -17,11 +17,16 @@ STEP_MS = 30  # per generated token of the double: a long decode takes seconds
 # nothing in the workspace follows 'ΩЖ, so the double decodes until max_tokens; "fast"
 # appeared before, so a completion after it ends within a few tokens
 TEXT = 'label = "fast path"\nx = "ΩЖ'
+# The embedded model closes that string within a token or two, so on it a request lasts
+# only while its prompt is new: FILLER makes an invoked (expert, 16K-token) prompt whose
+# prefill takes seconds, long enough for the cancellation to land between its chunks.
+FILLER = "".join(f"def step_{i}(value_{i}, scale={i}):\n    return value_{i} * scale + {i * 7 % 101}\n" for i in range(900))
+FILLER_LINES = FILLER.count("\n")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def slow_client(workspace):
-    options = {"maxTokens": 256, "contextBudget": -5}  # expert: 1024 tokens, about 30 s
+    options = {"maxTokens": 256, "contextBudget": -5}  # expert: 4x maxTokens; -5 is invalid (reported)
     lsp = await start_client(server_args(step_ms=STEP_MS), workspace, options)
     yield lsp
     await stop_client(lsp)
@@ -59,8 +64,9 @@ async def test_invalid_initialization_options_are_reported(slow_client):
 
 async def test_cancelled_request_ends_without_result_and_stops_decoding(slow_client, workspace):
     editor = Editor(slow_client)
-    uri = editor.open(workspace / "cancel.py", TEXT)
-    params = inline_params(uri, 1, utf16_len('x = "ΩЖ'), invoked=True)
+    uri = editor.open(workspace / "cancel.py", FILLER + TEXT)
+    line = FILLER_LINES + 1
+    params = inline_params(uri, line, utf16_len('x = "ΩЖ'), invoked=True)
     request = asyncio.ensure_future(
         slow_client.protocol.send_request_async("textDocument/inlineCompletion", params, msg_id="slow-1")
     )
@@ -72,9 +78,9 @@ async def test_cancelled_request_ends_without_result_and_stops_decoding(slow_cli
     after = await _wait_for(slow_client, lambda s: _counts(s)[0] == 0)
     assert _counts(after)[1] == _counts(before)[1] + 1
     # the server keeps serving: a short completion right after
-    editor.insert(uri, 1, utf16_len('x = "ΩЖ'), '"\ny = "fast')
+    editor.insert(uri, line, utf16_len('x = "ΩЖ'), '"\ny = "fast')
     result = await asyncio.wait_for(
-        slow_client.text_document_inline_completion_async(inline_params(uri, 2, utf16_len('y = "fast'))), 10
+        slow_client.text_document_inline_completion_async(inline_params(uri, line + 1, utf16_len('y = "fast'))), 30
     )
     assert result.items and result.items[0].insert_text.strip()
     editor.close(uri)

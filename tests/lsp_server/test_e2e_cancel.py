@@ -20,7 +20,9 @@ TEXT = 'label = "fast path"\nx = "ΩЖ'
 # The embedded model closes that string within a token or two, so on it a request lasts
 # only while its prompt is new: FILLER makes an invoked (expert, 16K-token) prompt whose
 # prefill takes seconds, long enough for the cancellation to land between its chunks.
-FILLER = "".join(f"def step_{i}(value_{i}, scale={i}):\n    return value_{i} * scale + {i * 7 % 101}\n" for i in range(900))
+FILLER = "".join(
+    f"def step_{i}(value_{i}, scale={i}):\n    return value_{i} * scale + {i * 7 % 101}\n" for i in range(900)
+)
 FILLER_LINES = FILLER.count("\n")
 
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("deepfim.engine.server.cli", "run the LAN team server"),
     "make-cert": ("deepfim.engine.server.cli", "create a self-signed TLS certificate for `serve`"),
     "add-user": ("deepfim.engine.server.cli", "create a user token for `serve`"),
+    "bench": ("deepfim.bench.cli", "benchmark suites: a report with figures, methods and plots"),
 }
 
 

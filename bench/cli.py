@@ -30,8 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="checkpoint directory (default: the embedded model)"
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where the engine runs; auto: cuda when present (the gpu suite needs it)")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the engine runs; auto: cuda when present (the gpu suite needs it)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every trace, prompt and random weight")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's, or $DEEPFIM_THREADS)"
@@ -90,12 +94,19 @@ def _run_suites(args: argparse.Namespace, names: list[str], device: str) -> int:
             "seed": args.seed,
             "device": device,
             "checkpoint": str(args.checkpoint or "embedded model"),
-        },  # fmt: skip
+        },
     }
     results: list[SuiteResult] = []
     tmp = Path(tempfile.mkdtemp(prefix="deepfim-bench-"))
-    ctx = BenchContext(quick=args.quick, out=out, tmp=tmp, checkpoint=args.checkpoint, device=device,
-                       seed=args.seed, threads=args.threads)  # fmt: skip
+    ctx = BenchContext(
+        quick=args.quick,
+        out=out,
+        tmp=tmp,
+        checkpoint=args.checkpoint,
+        device=device,
+        seed=args.seed,
+        threads=args.threads,
+    )
     try:
         for name in names:
             result = SuiteResult(name)

@@ -23,8 +23,15 @@ def enter_offset(text: str, fraction: float) -> tuple[int, str] | None:
     for i in range(start, len(lines) - 1):
         line, nxt = lines[i], lines[i + 1]
         body = line.strip()
-        if (_indent(line) >= 4 and body and not body.startswith(("#", "@")) and not body.endswith(("\\", ",", "(", "["))
-                and nxt.strip() and _indent(nxt) == _indent(line) and '"""' not in line + nxt):  # fmt: skip
+        if (
+            _indent(line) >= 4
+            and body
+            and not body.startswith(("#", "@"))
+            and not body.endswith(("\\", ",", "(", "["))
+            and nxt.strip()
+            and _indent(nxt) == _indent(line)
+            and '"""' not in line + nxt
+        ):
             offset = sum(len(x) + 1 for x in lines[:i]) + len(line)
             return offset, "\n" + " " * _indent(line)
     return None

@@ -137,8 +137,13 @@ def markdown(header: dict, suites: list[SuiteResult]) -> str:
             for f in s.figures:
                 lines.append(f"| {f.label} | {fmt(f.value, f.unit)} | {f.target or ''} | {_method_text(f.method)} |")
         for t in s.tables:
-            lines += ["", f"**{t.title}** — {t.method}", "", "| " + " | ".join(t.columns) + " |",
-                      "|" + "---|" * len(t.columns)]  # fmt: skip
+            lines += [
+                "",
+                f"**{t.title}** — {t.method}",
+                "",
+                "| " + " | ".join(t.columns) + " |",
+                "|" + "---|" * len(t.columns),
+            ]
             lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in t.rows]
         for p in s.plots:
             lines += ["", f"![{p}]({p})"]

@@ -77,11 +77,26 @@ class Release:
 
 def _v4(dim, n_layers, n_heads, q_lora, o_groups, ratios, experts, inter, topk) -> ModelArgs:
     return ModelArgs(
-        vocab_size=129280, dim=dim, n_layers=n_layers, n_heads=n_heads, q_lora_rank=q_lora, o_groups=o_groups,
-        o_lora_rank=1024, compress_ratios=tuple(ratios), n_routed_experts=experts, n_activated_experts=6,
-        moe_inter_dim=inter, head_dim=512, rope_head_dim=64, window_size=128, n_mtp_layers=1, index_n_heads=64,
-        index_head_dim=128, index_topk=topk, n_hash_layers=3,
-    )  # fmt: skip
+        vocab_size=129280,
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        q_lora_rank=q_lora,
+        o_groups=o_groups,
+        o_lora_rank=1024,
+        compress_ratios=tuple(ratios),
+        n_routed_experts=experts,
+        n_activated_experts=6,
+        moe_inter_dim=inter,
+        head_dim=512,
+        rope_head_dim=64,
+        window_size=128,
+        n_mtp_layers=1,
+        index_n_heads=64,
+        index_head_dim=128,
+        index_topk=topk,
+        n_hash_layers=3,
+    )
 
 
 # /work/shared/design/v4-model.md §1 (the releases' config.json)

@@ -48,10 +48,16 @@ def sample_figures(
     out = []
     for stat in stats:
         goal = (target or {}).get(stat)
-        out.append(Figure(
-            key=f"{key}.{stat}", label=f"{label} {stat}", value=s.get(stat), unit=unit,
-            method=Method(runs=s["n"], statistic=stat, spread=spread, how=how), target=goal,
-        ))  # fmt: skip
+        out.append(
+            Figure(
+                key=f"{key}.{stat}",
+                label=f"{label} {stat}",
+                value=s.get(stat),
+                unit=unit,
+                method=Method(runs=s["n"], statistic=stat, spread=spread, how=how),
+                target=goal,
+            )
+        )
     return out
 
 
@@ -74,5 +80,11 @@ def single(
 def median_figure(key: str, label: str, values: list[float], unit: str, how: str, target: str | None = None) -> Figure:
     s = summary(values)
     spread = {k: s[k] for k in ("min", "max") if k in s}
-    return Figure(key=key, label=label, value=s.get("p50"), unit=unit,
-                  method=Method(runs=s["n"], statistic="median", spread=spread, how=how), target=target)  # fmt: skip
+    return Figure(
+        key=key,
+        label=label,
+        value=s.get("p50"),
+        unit=unit,
+        method=Method(runs=s["n"], statistic="median", spread=spread, how=how),
+        target=target,
+    )

@@ -51,8 +51,11 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     need = 2 + n_open + n_expert + 1
     if len(files) < need:
         raise RuntimeError(f"{root} has {len(files)} usable files, the traces need {need}")
-    result.settings = {"workspace": f"CPython Lib/{package} ({len(files)} Python files used)",
-                       "options": options, "typed characters": chars}  # fmt: skip
+    result.settings = {
+        "workspace": f"CPython Lib/{package} ({len(files)} Python files used)",
+        "options": options,
+        "typed characters": chars,
+    }
     cache = ctx.tmp / "latency-cache"
     typing_file, opened, expert_files = files[0], files[1 : 1 + n_open], files[1 + n_open : 1 + n_open + n_expert]
     first_file, restart_file = files[-1], files[-2]
@@ -74,7 +77,9 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
         samples["same file, second Enter"] = [await enter_again(editor, p, 0.75) for p in opened]
         samples["typing (keystroke -> response)"] = await type_code(editor, typing_file, chars, 140.0, ctx.seed)
         samples["expert, new file"] = [await open_and_enter(editor, p, invoked=True) for p in expert_files]
-        samples["expert, same request again"] = [await enter_again(editor, p, 0.5, invoked=True) for p in expert_files]
+        samples["expert, second request in the file"] = [
+            await enter_again(editor, p, 0.5, invoked=True) for p in expert_files
+        ]
         final = await status(client)
     finally:
         await stop(client)
@@ -89,9 +94,11 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
         samples["restart -> first suggestion"] = [again]
         await wait_for(client, repository_warm, ctx.pick(300, 900), "repository warm after restart")
         restart_warm_s = time.perf_counter() - spawn
-        samples["restart, new file, warm"] = [await open_and_enter(editor, first_file.parent / "__init__.py")
-                                              if (first_file.parent / "__init__.py") != restart_file
-                                              else await open_and_enter(editor, files[-3])]  # fmt: skip
+        samples["restart, new file, warm"] = [
+            await open_and_enter(editor, first_file.parent / "__init__.py")
+            if (first_file.parent / "__init__.py") != restart_file
+            else await open_and_enter(editor, files[-3])
+        ]
     finally:
         await stop(client)
 
@@ -105,15 +112,16 @@ def _latencies(answers: list[Answer]) -> list[float]:
 
 def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: float, repo: dict, final: dict) -> None:
     how = {
-        "editor start -> first suggestion (cold)": "spawn of `deepfim lsp` (empty cache folder) -> initialize, didOpen, "
-        "Enter, automatic inlineCompletion -> its answer",
+        "editor start -> first suggestion (cold)": "spawn of `deepfim lsp` (empty cache folder) -> initialize, "
+        "didOpen, Enter, automatic inlineCompletion -> its answer",
         "new file, warm workspace": "didOpen of a file not opened before (repository part warm) -> Enter at the middle "
         "-> automatic inlineCompletion answered",
         "same file, second Enter": "Enter at 3/4 of a file opened before -> automatic inlineCompletion answered",
         "typing (keystroke -> response)": "didChange of one key -> automatic inlineCompletion answered; keys a later "
         "key cancelled are left out",
         "expert, new file": "didOpen of a new file, Enter, invoked (explicit) inlineCompletion -> answer (expert mode)",
-        "expert, same request again": "Enter at the middle of the same file again, invoked inlineCompletion -> answer",
+        "expert, second request in the file": "Enter at the middle of the same file again, invoked inlineCompletion "
+        "-> answer",
         "restart -> first suggestion": "spawn of `deepfim lsp` on the cache folder of the first run -> first "
         "automatic inlineCompletion answered",
         "restart, new file, warm": "after the restart is warm: didOpen of a file not opened in that run -> answer",
@@ -124,48 +132,100 @@ def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: 
         key = name.split(" (")[0].replace(" -> ", "_to_").replace(", ", ".").replace(" ", "_")
         one = len(lat) == 1
         stats = ("p50",) if one else ("p50", "p95", "p99")
-        target = TARGETS if name == "new file, warm workspace" else (
-            {"p50": "<= 2000 ms (issue 14)"} if name.startswith("editor start") else None)  # fmt: skip
+        target = (
+            TARGETS
+            if name == "new file, warm workspace"
+            else ({"p50": "<= 2000 ms (issue 14)"} if name.startswith("editor start") else None)
+        )
         figs = sample_figures(key, name, lat, "ms", how[name], stats, target)
         if one:
             figs[0].method.statistic, figs[0].label = "single run", name
         result.add(figs)
         shown = sum(a.items > 0 for a in answers if not a.cancelled)
-        result.add(single(f"{key}.shown", f"{name}: answers showing a suggestion", shown, f"of {len(lat)}",
-                          "answers with at least one item (the rest answered an empty list)", runs=len(lat),
-                          statistic="count"))  # fmt: skip
+        result.add(
+            single(
+                f"{key}.shown",
+                f"{name}: answers showing a suggestion",
+                shown,
+                f"of {len(lat)}",
+                "answers with at least one item (the rest answered an empty list)",
+                runs=len(lat),
+                statistic="count",
+            )
+        )
         model = [a.timings for a in answers if a.timings.get("model_call")]
         row = [name, len(model)]
         for stage in STAGES:
             row.append(summary([t.get(f"{stage}_ms", 0.0) for t in model]).get("p50"))
-        row += [summary([t.get("prompt_tokens", 0) for t in model]).get("p50"),
-                summary([t.get("cached_tokens", 0) for t in model]).get("p50")]  # fmt: skip
+        row += [
+            summary([t.get("prompt_tokens", 0) for t in model]).get("p50"),
+            summary([t.get("cached_tokens", 0) for t in model]).get("p50"),
+        ]
         rows.append(row)
-    result.tables.append(Table(
-        "Server-side stage split", ["scenario", "model calls", *[f"{s} ms" for s in STAGES], "prompt tok", "cached tok"],
-        rows, "p50 over the answers that showed an item from a model call, from the timings the server puts in "
-        "the item's command arguments (docs/protocol.md)",
-    ))  # fmt: skip
-    result.add(single("warm_after_start_s", "start -> workspace warm (cold cache)", warm_s, "s",
-                      "spawn -> `deepfim/status` repository state 'warm' (index built, repository part prefilled "
-                      "in the background)"))  # fmt: skip
-    result.add(single("warm_after_restart_s", "restart -> workspace warm (persisted snapshots)", restart_warm_s, "s",
-                      "spawn on the first run's cache folder -> repository state 'warm'"))  # fmt: skip
-    result.add(single("repository_tokens", "repository part", repo.get("tokens"), "tokens",
-                      "tokens of the prefilled repository part, from `deepfim/status`", statistic="exact"))  # fmt: skip
+    result.tables.append(
+        Table(
+            "Server-side stage split",
+            ["scenario", "model calls", *[f"{s} ms" for s in STAGES], "prompt tok", "cached tok"],
+            rows,
+            "p50 over the answers that showed an item from a model call, from the timings the server puts in "
+            "the item's command arguments (docs/protocol.md)",
+        )
+    )
+    result.add(
+        single(
+            "warm_after_start_s",
+            "start -> workspace warm (cold cache)",
+            warm_s,
+            "s",
+            "spawn -> `deepfim/status` repository state 'warm' (index built, repository part prefilled "
+            "in the background)",
+        )
+    )
+    result.add(
+        single(
+            "warm_after_restart_s",
+            "restart -> workspace warm (persisted snapshots)",
+            restart_warm_s,
+            "s",
+            "spawn on the first run's cache folder -> repository state 'warm'",
+        )
+    )
+    result.add(
+        single(
+            "repository_tokens",
+            "repository part",
+            repo.get("tokens"),
+            "tokens",
+            "tokens of the prefilled repository part, from `deepfim/status`",
+            statistic="exact",
+        )
+    )
     typing = [a for a in samples["typing (keystroke -> response)"]]
-    result.add(single("typing.cancelled", "typing: keys cancelled by the next key", sum(a.cancelled for a in typing),
-                      f"of {len(typing)}", "requests cancelled ($/cancelRequest) before their answer",
-                      runs=len(typing), statistic="count"))  # fmt: skip
+    result.add(
+        single(
+            "typing.cancelled",
+            "typing: keys cancelled by the next key",
+            sum(a.cancelled for a in typing),
+            f"of {len(typing)}",
+            "requests cancelled ($/cancelRequest) before their answer",
+            runs=len(typing),
+            statistic="count",
+        )
+    )
     lat = final.get("latency_ms") or {}
     result.notes.append(f"server's own latency summary at the end of the first run: {lat}")
 
 
 def _plots(ctx: BenchContext, result: SuiteResult, samples: dict) -> None:
     series = {k: _latencies(v) for k, v in samples.items() if len(v) > 1}
-    result.plots.append(plots.cdf(ctx.out / "latency_cdf.png", series,
-                                  "deepfim lsp: request -> answer, real LSP client (CPython package workspace)",
-                                  marks={"150 ms": 150, "400 ms": 400}))  # fmt: skip
+    result.plots.append(
+        plots.cdf(
+            ctx.out / "latency_cdf.png",
+            series,
+            "deepfim lsp: request -> answer, real LSP client (CPython package workspace)",
+            marks={"150 ms": 150, "400 ms": 400},
+        )
+    )
     names = [k for k, v in samples.items() if any(a.timings.get("model_call") for a in v)]
     stages = {s: [] for s in ("context", "queue", "prefill", "decode", "post")}
     for name in names:
@@ -173,5 +233,13 @@ def _plots(ctx: BenchContext, result: SuiteResult, samples: dict) -> None:
         for s in stages:
             stages[s].append(summary([t.get(f"{s}_ms", 0.0) for t in model]).get("p50") or 0.0)
     if names:
-        result.plots.append(plots.bars(ctx.out / "latency_stages.png", names, stages,
-                                       "server-side stage split, p50 of answered model calls", "ms", stacked=True))  # fmt: skip
+        result.plots.append(
+            plots.bars(
+                ctx.out / "latency_stages.png",
+                names,
+                stages,
+                "server-side stage split, p50 of answered model calls",
+                "ms",
+                stacked=True,
+            )
+        )

@@ -38,8 +38,11 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     budget_s, n_decode = ctx.pick(60.0, 1800.0), ctx.pick(8, 32)
     result.settings = {"stages": stages, "time budget s": budget_s, "decode tokens": n_decode}
     rss_start = rss_mb()
-    config = LocalBackendConfig(cache_budget_bytes=ctx.pick(256 << 20, 3 << 30), threads=ctx.threads,
-                                speculative=SpeculativeConfig(enabled=False))  # fmt: skip
+    config = LocalBackendConfig(
+        cache_budget_bytes=ctx.pick(256 << 20, 3 << 30),
+        threads=ctx.threads,
+        speculative=SpeculativeConfig(enabled=False),
+    )
     backend = LocalBackend(ctx.checkpoint, config=config)
     try:
         tok = Tokenizer.from_file(backend.tokenizer_path)
@@ -51,11 +54,18 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
         for length in stages:
             elapsed = time.perf_counter() - started
             if rows and elapsed + _estimate(rows, length) > budget_s:
-                result.notes.append(f"stopped before {length:,} tokens: the estimate "
-                                    f"({_estimate(rows, length):.0f} s) exceeds the time budget ({budget_s:.0f} s)")  # fmt: skip
+                result.notes.append(
+                    f"stopped before {length:,} tokens: the estimate "
+                    f"({_estimate(rows, length):.0f} s) exceeds the time budget ({budget_s:.0f} s)"
+                )
                 break
-            request = CompletionRequest(ids[:length], SamplingParams(max_tokens=1, speculative=False),
-                                        priority=Priority.BACKGROUND, prefill_only=True, anchors=(length,))  # fmt: skip
+            request = CompletionRequest(
+                ids[:length],
+                SamplingParams(max_tokens=1, speculative=False),
+                priority=Priority.BACKGROUND,
+                prefill_only=True,
+                anchors=(length,),
+            )
             handle = backend.submit(request)
             while not handle.done():
                 time.sleep(0.5)
@@ -68,13 +78,27 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
             key_ms = (time.perf_counter() - t0) * 1000
             new = length - prefill.cached_tokens
             state = sum(v4_state_bytes(model_args, length).values())
-            rows.append([length, new, new / max(prefill.prefill_ms, 1e-6) * 1000, prefill.prefill_ms / 1000,
-                         decode.timings.decode_ms / max(decode.timings.generated_tokens, 1),
-                         decode.timings.generated_tokens, key_ms, key.timings.prefill_ms, key.timings.cached_tokens,
-                         rss_mb(), state / 2**20, state / length])  # fmt: skip
+            rows.append(
+                [
+                    length,
+                    new,
+                    new / max(prefill.prefill_ms, 1e-6) * 1000,
+                    prefill.prefill_ms / 1000,
+                    decode.timings.decode_ms / max(decode.timings.generated_tokens, 1),
+                    decode.timings.generated_tokens,
+                    key_ms,
+                    key.timings.prefill_ms,
+                    key.timings.cached_tokens,
+                    rss_mb(),
+                    state / 2**20,
+                    state / length,
+                ]
+            )
             done_at = length
-            ctx.log(f"scaling: {length:,} tokens: prefill {rows[-1][2]:.0f} tok/s, decode {rows[-1][4]:.2f} ms/token, "
-                    f"keystroke {key_ms:.0f} ms, RSS {rows[-1][9]:.0f} MB")  # fmt: skip
+            ctx.log(
+                f"scaling: {length:,} tokens: prefill {rows[-1][2]:.0f} tok/s, decode {rows[-1][4]:.2f} ms/token, "
+                f"keystroke {key_ms:.0f} ms, RSS {rows[-1][9]:.0f} MB"
+            )
     finally:
         backend.close()
     _report(ctx, result, rows, progress, rss_start, done_at)
@@ -88,13 +112,31 @@ def _estimate(rows: list, length: int) -> float:
 
 
 def _report(ctx: BenchContext, result: SuiteResult, rows: list, progress: list, rss_start: float, done_at: int) -> None:
-    cols = ["context tokens", "new tokens", "prefill tok/s", "prefill s", "decode ms/token", "decoded", "keystroke ms",
-            "keystroke prefill ms", "keystroke cached tok", "RSS MB", "state MiB", "state B/token"]  # fmt: skip
-    result.tables.append(Table("Prefill and decode against context length", cols, rows,
-                               "one run per stage; prefill: the stage's new tokens / the engine's prefill time "
-                               "(background priority, resumed from the previous stage); decode: the engine's "
-                               "decode time / tokens of a warm greedy completion; keystroke: wall time of "
-                               "submit -> result for 2 new tokens + 8 generated"))  # fmt: skip
+    cols = [
+        "context tokens",
+        "new tokens",
+        "prefill tok/s",
+        "prefill s",
+        "decode ms/token",
+        "decoded",
+        "keystroke ms",
+        "keystroke prefill ms",
+        "keystroke cached tok",
+        "RSS MB",
+        "state MiB",
+        "state B/token",
+    ]
+    result.tables.append(
+        Table(
+            "Prefill and decode against context length",
+            cols,
+            rows,
+            "one run per stage; prefill: the stage's new tokens / the engine's prefill time "
+            "(background priority, resumed from the previous stage); decode: the engine's "
+            "decode time / tokens of a warm greedy completion; keystroke: wall time of "
+            "submit -> result for 2 new tokens + 8 generated",
+        )
+    )
     for r in rows:
         k = f"{r[0] // 1024}k"
         result.add(
@@ -106,9 +148,17 @@ def _report(ctx: BenchContext, result: SuiteResult, rows: list, progress: list, 
                 f"{r[1]:,} new tokens (from {r[0] - r[1]:,} to {r[0]:,}) / engine prefill time, background",
             )
         )
-        result.add(single(f"decode_ms.{k}", f"decode at {r[0]:,} tokens", r[4], "ms/token",
-                          f"engine decode time / {r[5]} greedy tokens after the warm prompt (no prefill)", runs=r[5],
-                          statistic="mean over tokens"))  # fmt: skip
+        result.add(
+            single(
+                f"decode_ms.{k}",
+                f"decode at {r[0]:,} tokens",
+                r[4],
+                "ms/token",
+                f"engine decode time / {r[5]} greedy tokens after the warm prompt (no prefill)",
+                runs=r[5],
+                statistic="mean over tokens",
+            )
+        )
         result.add(
             single(
                 f"keystroke_ms.{k}",
@@ -118,8 +168,15 @@ def _report(ctx: BenchContext, result: SuiteResult, rows: list, progress: list, 
                 "submit -> result: prompt + 2 tokens (cached prefix), 8 tokens generated",
             )
         )
-        result.add(single(f"rss_mb.{k}", f"resident memory at {r[0]:,} tokens", r[9], "MB",
-                          "VmRSS of the benchmark process (engine in-process) after the stage"))  # fmt: skip
+        result.add(
+            single(
+                f"rss_mb.{k}",
+                f"resident memory at {r[0]:,} tokens",
+                r[9],
+                "MB",
+                "VmRSS of the benchmark process (engine in-process) after the stage",
+            )
+        )
         result.add(
             single(
                 f"state_bytes_per_token.{k}",
@@ -131,11 +188,21 @@ def _report(ctx: BenchContext, result: SuiteResult, rows: list, progress: list, 
             )
         )
     if progress and len(progress) > 2:
-        rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in zip(progress, progress[1:], strict=False)
-                 if t1 > t0 and p1 > p0]  # fmt: skip
-        result.add(median_figure("background_prefill_tok_s", "background prefill rate over the whole run", rates,
-                                 "tok/s", "tokens prefilled between 0.5 s progress polls of the background request "
-                                 "(`handle.prefilled`) / the poll interval"))  # fmt: skip
+        rates = [
+            (p1 - p0) / (t1 - t0)
+            for (t0, p0), (t1, p1) in zip(progress, progress[1:], strict=False)
+            if t1 > t0 and p1 > p0
+        ]
+        result.add(
+            median_figure(
+                "background_prefill_tok_s",
+                "background prefill rate over the whole run",
+                rates,
+                "tok/s",
+                "tokens prefilled between 0.5 s progress polls of the background request "
+                "(`handle.prefilled`) / the poll interval",
+            )
+        )
     result.add(
         single(
             "largest_context",
@@ -150,13 +217,26 @@ def _report(ctx: BenchContext, result: SuiteResult, rows: list, progress: list, 
     if not rows:
         return
     xs = [r[0] for r in rows]
-    result.plots.append(plots.lines(ctx.out / "scaling_time.png", xs,
-                                    {"prefill tok/s (marginal)": [r[2] for r in rows]},
-                                    "prefill rate and per-token decode vs context", "context (tokens)",
-                                    "prefill tok/s", right={"decode ms/token": [r[4] for r in rows],
-                                                            "keystroke ms": [r[6] for r in rows]},
-                                    right_label="ms"))  # fmt: skip
-    result.plots.append(plots.lines(ctx.out / "scaling_memory.png", xs,
-                                    {"resident memory (MB)": [r[9] for r in rows],
-                                     "V4 state (MiB)": [r[10] for r in rows]},
-                                    "memory vs context", "context (tokens)", "MB", logy=True))  # fmt: skip
+    result.plots.append(
+        plots.lines(
+            ctx.out / "scaling_time.png",
+            xs,
+            {"prefill tok/s (marginal)": [r[2] for r in rows]},
+            "prefill rate and per-token decode vs context",
+            "context (tokens)",
+            "prefill tok/s",
+            right={"decode ms/token": [r[4] for r in rows], "keystroke ms": [r[6] for r in rows]},
+            right_label="ms",
+        )
+    )
+    result.plots.append(
+        plots.lines(
+            ctx.out / "scaling_memory.png",
+            xs,
+            {"resident memory (MB)": [r[9] for r in rows], "V4 state (MiB)": [r[10] for r in rows]},
+            "memory vs context",
+            "context (tokens)",
+            "MB",
+            logy=True,
+        )
+    )

@@ -36,10 +36,18 @@ def _check_layout(ctx: BenchContext, result: SuiteResult):
         tokens = sum(chunks)
         checks.append((tokens, state.nbytes(), sum(v4_state_bytes(model.args, tokens).values())))
     exact = sum(measured == predicted for _, measured, predicted in checks)
-    result.add(single("layout_check", "layout function == engine's ModelState.nbytes()", exact, f"of {len(checks)}",
-                      "prompts of " + ", ".join(str(t) for t, _, _ in checks) + " tokens through the model in "
-                      "chunks; state bytes measured vs computed from config.json alone", runs=len(checks),
-                      statistic="exact count"))  # fmt: skip
+    result.add(
+        single(
+            "layout_check",
+            "layout function == engine's ModelState.nbytes()",
+            exact,
+            f"of {len(checks)}",
+            "prompts of " + ", ".join(str(t) for t, _, _ in checks) + " tokens through the model in "
+            "chunks; state bytes measured vs computed from config.json alone",
+            runs=len(checks),
+            statistic="exact count",
+        )
+    )
     if exact != len(checks):
         raise AssertionError(f"state layout function disagrees with the engine: {checks}")
     return model.args
@@ -69,24 +77,51 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     v32 = per_token["V3.2 MLA + DSA indexer, 61 layers, FP8"][-1]
     for r in rows:
         r.append(f"{100 * r[3] / v32:.1f} %")
-    result.tables.append(Table(
-        "State bytes per token (the issue-14 table)",
-        ["model, layout", "B/token at 8K", "B/token at 128K", "B/token at 1M", "GiB at 1M", "vs V3.2 FP8 at 1M"],
-        rows, "computed exactly from each configuration (v4-model.md §1; V3.2: FlashMLA's 656 B entry + 132 B "
-        "indexer key); whole state / tokens, so fixed windows count at short lengths",
-    ))  # fmt: skip
+    result.tables.append(
+        Table(
+            "State bytes per token (the issue-14 table)",
+            ["model, layout", "B/token at 8K", "B/token at 128K", "B/token at 1M", "GiB at 1M", "vs V3.2 FP8 at 1M"],
+            rows,
+            "computed exactly from each configuration (v4-model.md §1; V3.2: FlashMLA's 656 B entry + 132 B "
+            "indexer key); whole state / tokens, so fixed windows count at short lengths",
+        )
+    )
     for rel, args in (("flash", FLASH), ("pro", PRO)):
         name = "V4-Flash" if rel == "flash" else "V4-Pro"
-        for layout, fn in (("fp8", lambda t, a=args: v4_fp8_state_bytes(a, t)),
-                           ("fp32", lambda t, a=args: sum(v4_state_bytes(a, t).values()))):  # fmt: skip
-            result.add(single(f"{rel}.{layout}.bytes_per_token_1m", f"{name} {layout} state at 1M tokens",
-                              fn(LENGTHS[-1]) / LENGTHS[-1], "B/token", "whole state after 1,048,576 tokens / "
-                              "tokens, from the release's configuration", statistic="exact"))  # fmt: skip
+        for layout, fn in (
+            ("fp8", lambda t, a=args: v4_fp8_state_bytes(a, t)),
+            ("fp32", lambda t, a=args: sum(v4_state_bytes(a, t).values())),
+        ):
+            result.add(
+                single(
+                    f"{rel}.{layout}.bytes_per_token_1m",
+                    f"{name} {layout} state at 1M tokens",
+                    fn(LENGTHS[-1]) / LENGTHS[-1],
+                    "B/token",
+                    "whole state after 1,048,576 tokens / tokens, from the release's configuration",
+                    statistic="exact",
+                )
+            )
         ratio = 100 * v4_fp8_state_bytes(args, LENGTHS[-1]) / v32_state_bytes(61, LENGTHS[-1])
-        result.add(single(f"{rel}.fp8_vs_v32_1m", f"{name} FP8 state / V3.2 FP8 state at 1M", ratio, "%",
-                          "both FP8 production layouts, same token count (the seed claims about 10 %)",
-                          statistic="exact"))  # fmt: skip
+        result.add(
+            single(
+                f"{rel}.fp8_vs_v32_1m",
+                f"{name} FP8 state / V3.2 FP8 state at 1M",
+                ratio,
+                "%",
+                "both FP8 production layouts, same token count (the seed claims about 10 %)",
+                statistic="exact",
+            )
+        )
     series = {k: v for k, v in per_token.items() if "bf16" not in k or "GQA" in k}
-    result.plots.append(plots.lines(ctx.out / "state_bytes.png", list(LENGTHS), series,
-                                    "attention state per token (whole state / tokens)", "context (tokens)",
-                                    "bytes per token", logy=True))  # fmt: skip
+    result.plots.append(
+        plots.lines(
+            ctx.out / "state_bytes.png",
+            list(LENGTHS),
+            series,
+            "attention state per token (whole state / tokens)",
+            "context (tokens)",
+            "bytes per token",
+            logy=True,
+        )
+    )

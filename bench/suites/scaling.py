@@ -35,7 +35,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     from deepfim.engine.serving.speculative import SpeculativeConfig
 
     stages = ctx.pick([1024, 4096], [1024, 4096, 16384, 65536, 262144, 1048576])
-    budget_s, n_decode = ctx.pick(60.0, 1800.0), ctx.pick(8, 32)
+    budget_s, n_decode = ctx.pick(60.0, 1500.0), ctx.pick(8, 32)
     result.settings = {"stages": stages, "time budget s": budget_s, "decode tokens": n_decode}
     rss_start = rss_mb()
     config = LocalBackendConfig(

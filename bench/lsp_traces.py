@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from deepfim.bench.corpus import copy_package
 from deepfim.bench.lsp_client import Answer, Editor, gaps_ms, keystrokes
 
 
@@ -14,27 +15,38 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
+def _enter_here(lines: list[str], i: int) -> bool:
+    """Line i is code inside a block, followed by more code at the same indentation (pressing
+    Enter at its end opens a new statement)."""
+    line, nxt = lines[i], lines[i + 1]
+    body = line.strip()
+    return (_indent(line) >= 4 and bool(body) and not body.startswith(("#", "@"))
+            and not body.endswith(("\\", ",", "(", "[")) and bool(nxt.strip()) and _indent(nxt) == _indent(line)
+            and '"""' not in line + nxt)  # fmt: skip
+
+
 def enter_offset(text: str, fraction: float) -> tuple[int, str] | None:
-    """(offset at the end of a line, the newline + indentation to type there): the first line
-    at or after `fraction` of the file that is code inside a block, followed by more code at
-    the same indentation (pressing Enter there opens a new statement)."""
+    """(offset at the end of a line, the newline + indentation to type there) for the first
+    line at or after `fraction` of the file where Enter opens a new statement."""
     lines = text.split("\n")
-    start = int(len(lines) * fraction)
-    for i in range(start, len(lines) - 1):
-        line, nxt = lines[i], lines[i + 1]
-        body = line.strip()
-        if (
-            _indent(line) >= 4
-            and body
-            and not body.startswith(("#", "@"))
-            and not body.endswith(("\\", ",", "(", "["))
-            and nxt.strip()
-            and _indent(nxt) == _indent(line)
-            and '"""' not in line + nxt
-        ):
-            offset = sum(len(x) + 1 for x in lines[:i]) + len(line)
-            return offset, "\n" + " " * _indent(line)
+    for i in range(int(len(lines) * fraction), len(lines) - 1):
+        if _enter_here(lines, i):
+            offset = sum(len(x) + 1 for x in lines[:i]) + len(lines[i])
+            return offset, "\n" + " " * _indent(lines[i])
     return None
+
+
+def replay_workspace(ctx, tag: str, **options) -> tuple[str, Path, list[Path], dict]:
+    """(package, root, usable files, server options) of a private copy of a CPython package:
+    `email` in a full run, `importlib` (with small budgets) in a quick one."""
+    package = ctx.pick("importlib", "email")
+    root = copy_package(package, ctx.tmp / f"{tag}-ws")
+    options = {"mode": "instant", **options}
+    if ctx.quick:
+        options.update(repositoryBudget=2048, contextBudget=1024, maxTokens=16)
+    if ctx.checkpoint:
+        options["checkpoint"] = str(ctx.checkpoint)
+    return package, root, python_files(root), options
 
 
 def python_files(root: Path, min_lines: int = 40) -> list[Path]:
@@ -42,7 +54,9 @@ def python_files(root: Path, min_lines: int = 40) -> list[Path]:
     out = []
     for path in sorted(root.rglob("*.py")):
         text = path.read_text(encoding="utf-8", errors="replace")
-        if text.count("\n") >= min_lines and enter_offset(text, 0.5) is not None:
+        lines = text.split("\n")
+        places = sum(_enter_here(lines, i) for i in range(len(lines) // 2, len(lines) - 1))
+        if len(lines) >= min_lines and places >= 4:  # the traces press Enter up to three times past the middle
             out.append(path)
     return out
 
@@ -81,9 +95,10 @@ async def open_and_enter(editor: Editor, path: Path, fraction: float = 0.5, invo
 async def enter_again(editor: Editor, path: Path, fraction: float, invoked: bool = False) -> Answer:
     """In a file already open: Enter at another line, then a completion (latency from the edit)."""
     uri = path.as_uri()
-    found = enter_offset(editor.docs[uri][0], fraction)
+    text = editor.docs[uri][0]
+    found = next((f for f in (enter_offset(text, x) for x in (fraction, 0.5, 0.25, 0.0)) if f is not None), None)
     if found is None:
-        found = enter_offset(editor.docs[uri][0], 0.5)
+        raise ValueError(f"{path}: no line left to press Enter at")
     sent = time.perf_counter()
     offset = editor.insert(uri, *found)
     return await editor.complete(uri, offset, invoked=invoked, sent=sent)

@@ -14,6 +14,14 @@ def _plt():
     return plt
 
 
+def _finish(plt, fig, ax, path: Path, title: str) -> str:
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path.name
+
+
 def cdf(
     path: Path,
     series: dict[str, list[float]],
@@ -38,26 +46,13 @@ def cdf(
     ax.set_ylabel("fraction of requests answered")
     ax.set_ylim(0, 1.02)
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path.name
+    return _finish(plt, fig, ax, path, title)
 
 
-def lines(
-    path: Path,
-    x: list[float],
-    series: dict[str, list[float]],
-    title: str,
-    xlabel: str,
-    ylabel: str,
-    logx: bool = True,
-    logy: bool = False,
-    right: dict[str, list[float]] | None = None,
-    right_label: str = "",
-) -> str:
+def lines(path: Path, x: list[float], series: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
+          logx: bool = True, logy: bool = False, right: dict[str, list[float]] | None = None,
+          right_label: str = "") -> str:  # fmt: skip
     """Line plot of series against x (optionally a second y axis on the right)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
@@ -79,22 +74,11 @@ def lines(
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     ax.legend(handles, labels, fontsize=8, loc="upper left")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path.name
+    return _finish(plt, fig, ax, path, title)
 
 
-def bars(
-    path: Path,
-    groups: list[str],
-    series: dict[str, list[float]],
-    title: str,
-    ylabel: str,
-    stacked: bool = False,
-    logy: bool = False,
-) -> str:
+def bars(path: Path, groups: list[str], series: dict[str, list[float]], title: str, ylabel: str,
+         stacked: bool = False, logy: bool = False) -> str:  # fmt: skip
     """Grouped (or stacked) bars: one group per entry of `groups`, one bar per series."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) + 3), 4.2), dpi=100)
@@ -114,8 +98,4 @@ def bars(
         ax.set_yscale("log")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path.name
+    return _finish(plt, fig, ax, path, title)

@@ -116,7 +116,7 @@ def markdown(header: dict, suites: list[SuiteResult]) -> str:
         "",
         "Every figure names its method: the statistic, how many runs, the spread of the samples",
         "(min/max/percentiles) and what was measured. Timings are wall-clock on the machine above,",
-        "shared with other work (see the load averages).",
+        "shared with other work (see the load averages). `bench/README.md` describes the suites.",
         "",
         "| suite | status | seconds |",
         "|---|---|---|",

@@ -23,9 +23,8 @@ import time
 
 from deepfim.bench import plots
 from deepfim.bench.context import BenchContext
-from deepfim.bench.corpus import copy_package
 from deepfim.bench.lsp_client import Answer, Editor, repository_warm, start, status, stop, wait_for
-from deepfim.bench.lsp_traces import enter_again, open_and_enter, python_files, type_code
+from deepfim.bench.lsp_traces import enter_again, open_and_enter, replay_workspace, type_code
 from deepfim.bench.report import SuiteResult, Table
 from deepfim.bench.stats import sample_figures, single, summary
 
@@ -38,39 +37,25 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
 
 
 async def _run(ctx: BenchContext, result: SuiteResult) -> None:
-    package = ctx.pick("importlib", "email")
-    root = copy_package(package, ctx.tmp / "latency-ws")
-    files = python_files(root)
-    n_open, n_expert = ctx.pick(3, 12), ctx.pick(1, 3)
-    chars = ctx.pick(48, 420)
-    options = {"mode": "instant", "debounceMs": 8}
-    if ctx.quick:
-        options.update(repositoryBudget=2048, contextBudget=1024, maxTokens=16)
-    if ctx.checkpoint:
-        options["checkpoint"] = str(ctx.checkpoint)
-    need = 2 + n_open + n_expert + 1
+    package, root, files, options = replay_workspace(ctx, "latency", debounceMs=8)
+    n_open, n_expert, chars = ctx.pick(3, 12), ctx.pick(1, 3), ctx.pick(48, 420)
+    need = 2 + n_open + n_expert + 2
     if len(files) < need:
         raise RuntimeError(f"{root} has {len(files)} usable files, the traces need {need}")
     result.settings = {
         "workspace": f"CPython Lib/{package} ({len(files)} Python files used)",
         "options": options,
-        "typed characters": chars,
+        "characters typed (up to, one function body)": chars,
     }
     cache = ctx.tmp / "latency-cache"
     typing_file, opened, expert_files = files[0], files[1 : 1 + n_open], files[1 + n_open : 1 + n_open + n_expert]
-    first_file, restart_file = files[-1], files[-2]
     samples: dict[str, list[Answer]] = {}
 
-    # 1 + 2 + 3: a cold start, then the warm workspace
-    spawn = time.perf_counter()
-    client = await start(root, cache, options)
+    # 1 + 2 + 3: a cold start (empty cache folder), then the warm workspace
+    client, editor, warm_s, st = await _start_warm(
+        ctx, root, cache, options, files[-1], samples, "editor start -> first suggestion (cold)"
+    )
     try:
-        editor = Editor(client)
-        first = await open_and_enter(editor, first_file)
-        first.latency_ms = (time.perf_counter() - spawn) * 1000
-        samples["editor start -> first suggestion (cold)"] = [first]
-        st = await wait_for(client, repository_warm, ctx.pick(300, 900), "repository warm")
-        warm_s = time.perf_counter() - spawn
         repo = next(iter(st["repository"].values()))
         ctx.log(f"latency: warm after {warm_s:.1f} s ({repo['tokens']:,} tokens)")
         samples["new file, warm workspace"] = [await open_and_enter(editor, p) for p in opened]
@@ -84,26 +69,34 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     finally:
         await stop(client)
 
-    # 4: restart on the persisted snapshots
+    # 4: a restart on the same cache folder (persisted prefix snapshots)
+    client, editor, restart_warm_s, _ = await _start_warm(
+        ctx, root, cache, options, files[-2], samples, "restart -> first suggestion"
+    )
+    try:
+        samples["restart, new file, warm"] = [await open_and_enter(editor, files[-3])]
+    finally:
+        await stop(client)
+    _figures(result, samples, warm_s, restart_warm_s, repo, final)
+    _plots(ctx, result, samples)
+
+
+async def _start_warm(ctx, root, cache, options, path, samples: dict, name: str):
+    """Spawns the server, opens `path` and asks at once (timed from the spawn: `samples[name]`),
+    then waits until the repository part is warm. Returns (client, editor, spawn -> warm s,
+    that status); the caller stops the client."""
     spawn = time.perf_counter()
     client = await start(root, cache, options)
     try:
         editor = Editor(client)
-        again = await open_and_enter(editor, restart_file)
-        again.latency_ms = (time.perf_counter() - spawn) * 1000
-        samples["restart -> first suggestion"] = [again]
-        await wait_for(client, repository_warm, ctx.pick(300, 900), "repository warm after restart")
-        restart_warm_s = time.perf_counter() - spawn
-        samples["restart, new file, warm"] = [
-            await open_and_enter(editor, first_file.parent / "__init__.py")
-            if (first_file.parent / "__init__.py") != restart_file
-            else await open_and_enter(editor, files[-3])
-        ]
-    finally:
+        first = await open_and_enter(editor, path)
+        first.latency_ms = (time.perf_counter() - spawn) * 1000
+        samples[name] = [first]
+        st = await wait_for(client, repository_warm, ctx.pick(300, 900), "repository warm")
+    except BaseException:
         await stop(client)
-
-    _figures(result, samples, warm_s, restart_warm_s, repo, final)
-    _plots(ctx, result, samples)
+        raise
+    return client, editor, time.perf_counter() - spawn, st
 
 
 def _latencies(answers: list[Answer]) -> list[float]:

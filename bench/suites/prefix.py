@@ -16,9 +16,8 @@ from pathlib import Path
 
 from deepfim.bench import plots
 from deepfim.bench.context import BenchContext
-from deepfim.bench.corpus import copy_package
 from deepfim.bench.lsp_client import Editor, repository_warm, start, stop, wait_for
-from deepfim.bench.lsp_traces import enter_again, open_and_enter, python_files, type_code
+from deepfim.bench.lsp_traces import enter_again, open_and_enter, replay_workspace, type_code
 from deepfim.bench.report import SuiteResult, Table
 from deepfim.bench.stats import sample_figures, single
 
@@ -33,16 +32,9 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
 
 
 async def _run(ctx: BenchContext, result: SuiteResult) -> None:
-    package = ctx.pick("importlib", "email")
-    root = copy_package(package, ctx.tmp / "prefix-ws")
-    files = python_files(root)
-    n_open, chars = ctx.pick(3, 8), ctx.pick(48, 300)
     log = ctx.tmp / "prefix-server.log"
-    options = {"mode": "instant", "logLevel": "debug", "logFile": str(log)}
-    if ctx.quick:
-        options.update(repositoryBudget=2048, contextBudget=1024, maxTokens=16)
-    if ctx.checkpoint:
-        options["checkpoint"] = str(ctx.checkpoint)
+    package, root, files, options = replay_workspace(ctx, "prefix", logLevel="debug", logFile=str(log))
+    n_open, chars = ctx.pick(3, 8), ctx.pick(48, 300)
     result.settings = {
         "workspace": f"CPython Lib/{package}",
         "files opened": n_open,

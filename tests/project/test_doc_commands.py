@@ -23,6 +23,7 @@ DOCS = ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "do
 COVERED_ELSEWHERE = {
     r"^deepfim eval\b": "tests/engine/evaluation/",
     r"^deepfim train\b": "tests/engine/training/",
+    r"^deepfim bench\b": "tests/bench/ (runs --quick: about 3 minutes)",
 }
 
 REPORT_LINE = re.compile(r"^-- \S+:\d+:\d+ · (instant|expert) · (single|multi)-line · [\d.]+ ms \(context ", re.M)

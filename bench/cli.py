@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
-        help="where the engine runs; auto: cuda when present (the gpu suite needs it)",
+        help="cuda: run the gpu suite (auto: when CUDA is present); the other suites measure the engine as it "
+        "serves by default (the embedded model on the CPU)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every trace, prompt and random weight")
     parser.add_argument(
@@ -111,7 +112,7 @@ def _run_suites(args: argparse.Namespace, names: list[str], device: str) -> int:
         for name in names:
             result = SuiteResult(name)
             ctx.log(f"{name}: running ({'quick' if args.quick else 'full'})")
-            s0 = time.perf_counter()
+            s0, load_at_start = time.perf_counter(), load_average()
             try:
                 importlib.import_module(SUITES[name]).run(ctx, result)
             except Exception as exc:  # noqa: BLE001 - one suite failing must not lose the others' figures
@@ -119,6 +120,7 @@ def _run_suites(args: argparse.Namespace, names: list[str], device: str) -> int:
                 result.notes.append("traceback: " + " | ".join(traceback.format_exc().strip().splitlines()[-6:]))
                 ctx.log(f"{name}: FAILED: {exc}")
             result.seconds = time.perf_counter() - s0
+            result.settings["load average at start, at end"] = f"{load_at_start} / {load_average()}"
             results.append(result)
             ctx.log(f"{name}: {result.status} in {result.seconds:.0f} s")
             _write(out, header, results, t0, load_average, markdown, write_json)

@@ -70,7 +70,7 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
         await stop(client)
 
     # 4: a restart on the same cache folder (persisted prefix snapshots)
-    client, editor, restart_warm_s, _ = await _start_warm(
+    client, editor, restart_warm_s, restarted = await _start_warm(
         ctx, root, cache, options, files[-2], samples, "restart -> first suggestion"
     )
     try:
@@ -78,6 +78,7 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     finally:
         await stop(client)
     _figures(result, samples, warm_s, restart_warm_s, repo, final)
+    _restart_figures(result, restarted)
     _plots(ctx, result, samples)
 
 
@@ -97,6 +98,18 @@ async def _start_warm(ctx, root, cache, options, path, samples: dict, name: str)
         await stop(client)
         raise
     return client, editor, time.perf_counter() - spawn, st
+
+
+def _restart_figures(result: SuiteResult, st: dict) -> None:
+    """Whether the restart's repository part came from the persisted snapshots."""
+    repo = next(iter(st["repository"].values()))
+    caches = [c.get("cache", {}) for c in (st.get("engine") or {}).get("checkpoints", {}).values()]
+    result.add(single("restart.repository_prefill_ms", "restart: the repository part's background prefill",
+                      repo.get("last_ms"), "ms", "the warmer's own time for the part in the restarted server "
+                      "(`deepfim/status` repository last_ms): load from the snapshot, or prefill again"))  # fmt: skip
+    result.add(single("restart.disk_hits", "restart: prefix-cache hits on persisted snapshots",
+                      sum(c.get("disk_hits", 0) for c in caches), "", "the engine's prefix-cache statistics "
+                      "(`deepfim/status` engine ... cache disk_hits) once warm", statistic="count"))  # fmt: skip
 
 
 def _latencies(answers: list[Answer]) -> list[float]:

@@ -14,8 +14,11 @@ Stages stop at `--max-context` or when the next one would exceed the time budget
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+
+import torch
 
 from deepfim.bench import plots
 from deepfim.bench.context import BenchContext
@@ -35,9 +38,10 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     from deepfim.engine.serving.speculative import SpeculativeConfig
 
     stages = ctx.pick([1024, 4096], [1024, 4096, 16384, 65536, 262144, 1048576])
-    budget_s, n_decode = ctx.pick(60.0, 1500.0), ctx.pick(8, 32)
+    budget_s, n_decode = ctx.pick(60.0, 1800.0), ctx.pick(8, 32)
     result.settings = {"stages": stages, "time budget s": budget_s, "decode tokens": n_decode}
     rss_start = rss_mb()
+    _threads(ctx, result, ctx.pick(1024, 4096))
     config = LocalBackendConfig(
         cache_budget_bytes=ctx.pick(256 << 20, 3 << 30),
         threads=ctx.threads,
@@ -102,6 +106,40 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     finally:
         backend.close()
     _report(ctx, result, rows, progress, rss_start, done_at)
+
+
+def _threads(ctx: BenchContext, result: SuiteResult, tokens: int) -> None:
+    """Prefill with one thread and with every core: on a shared machine, OpenMP threads that
+    wait for a busy core can make more threads much slower than one."""
+    from deepfim.engine.api import CompletionRequest, Priority, SamplingParams
+    from deepfim.engine.model.tokenizer import Tokenizer
+    from deepfim.engine.serving.local_backend import LocalBackend, LocalBackendConfig
+
+    for threads in sorted({1, os.cpu_count() or 1}):
+        backend = LocalBackend(ctx.checkpoint, config=LocalBackendConfig(threads=threads))
+        try:
+            ids = packed_ids(Tokenizer.from_file(backend.tokenizer_path), tokens)
+            request = CompletionRequest(
+                ids,
+                SamplingParams(max_tokens=1, speculative=False),
+                priority=Priority.BACKGROUND,
+                prefill_only=True,
+                anchors=(tokens,),
+            )
+            ms = backend.submit(request).result(3600).timings.prefill_ms
+        finally:
+            backend.close()
+        result.add(
+            single(
+                f"prefill_tok_s.threads_{threads}",
+                f"prefill of {tokens:,} tokens, {threads} thread(s)",
+                tokens / ms * 1000,
+                "tok/s",
+                "a cold prefill-only request / the engine's prefill time, "
+                "with this many engine threads (the stages below use --threads or torch's default)",
+            )
+        )
+    torch.set_num_threads(ctx.threads or os.cpu_count() or 1)  # the engine thread set it for the whole process
 
 
 def _estimate(rows: list, length: int) -> float:

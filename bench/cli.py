@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         choices=("auto", "cpu", "cuda"),
         default="auto",
         help="cuda: run the gpu suite (auto: when CUDA is present); the other suites measure the engine as it "
-        "serves by default (the embedded model on the CPU)",
+        "normally serves (the embedded model on the CPU)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every trace, prompt and random weight")
     parser.add_argument(
@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     elif device == "cuda" and not torch.cuda.is_available():
         print("deepfim bench: --device cuda, but torch sees no CUDA device", file=sys.stderr)
         return 2
+    from deepfim import env
+
+    args.threads = args.threads or env.torch_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ["DEEPFIM_THREADS"] = str(args.threads)  # the servers the suites start

@@ -59,7 +59,8 @@ def git_rev() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+                               cwd=REPO,
                                capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
         return (rev + (" (modified)" if dirty else "")) if rev else "unknown (not a git checkout)"
     except (OSError, subprocess.SubprocessError):

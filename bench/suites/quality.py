@@ -19,6 +19,8 @@ from deepfim.bench.context import BenchContext
 from deepfim.bench.report import SuiteResult, Table
 from deepfim.bench.stats import single
 
+MAIN_ORDER = ["copy/none", "copy/file", "copy/repository", "model/none", "model/file", "model/repository"]
+
 
 def run(ctx: BenchContext, result: SuiteResult) -> None:
     per_kind, repos, humaneval = ctx.pick(1, 2), ctx.pick(1, 3), ctx.pick(3, 30)
@@ -115,6 +117,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
             "means over tasks; median ms: per completion, through the product's pipeline",
         )
     )
+    configs.sort(key=lambda c: (MAIN_ORDER.index(c) if c in MAIN_ORDER else len(MAIN_ORDER), c))
     series = {}
     for suite in dict.fromkeys(r[0] for r in table):
         by_config = {r[1]: r[4] for r in table if r[0] == suite}

@@ -20,7 +20,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "report"
-    env = {**os.environ, "DEEPFIM_THREADS": "2"}
+    env = {**os.environ, "DEEPFIM_THREADS": "1"}  # one engine thread: no OpenMP waits on a busy core
     done = subprocess.run(
         [sys.executable, "-m", "deepfim.cli", "bench", "--quick", "--out", str(out)],
         capture_output=True,

@@ -15,9 +15,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from deepfim.engine.model.config import LayerKind, ModelArgs
+from deepfim.engine.model.v4_configs import known_args
 
 
 def v4_state_bytes(args: ModelArgs, tokens: int, element_bytes: int = 4) -> dict[str, int]:
@@ -67,38 +66,6 @@ def gqa_state_bytes(n_layers: int, tokens: int, kv_heads: int = 8, head_dim: int
     return n_layers * tokens * 2 * kv_heads * head_dim * element_bytes
 
 
-@dataclass(frozen=True)
-class Release:
-    name: str
-    args: ModelArgs
-    v32_layers: int  # the V3.2 model it is compared with has 61 layers
-    dense_layers: int
-
-
-def _v4(dim, n_layers, n_heads, q_lora, o_groups, ratios, experts, inter, topk) -> ModelArgs:
-    return ModelArgs(
-        vocab_size=129280,
-        dim=dim,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        q_lora_rank=q_lora,
-        o_groups=o_groups,
-        o_lora_rank=1024,
-        compress_ratios=tuple(ratios),
-        n_routed_experts=experts,
-        n_activated_experts=6,
-        moe_inter_dim=inter,
-        head_dim=512,
-        rope_head_dim=64,
-        window_size=128,
-        n_mtp_layers=1,
-        index_n_heads=64,
-        index_head_dim=128,
-        index_topk=topk,
-        n_hash_layers=3,
-    )
-
-
-# /work/shared/design/v4-model.md §1 (the releases' config.json)
-FLASH = _v4(4096, 43, 64, 1024, 8, [0, 0] + [4, 128] * 20 + [4], 256, 2048, 512)
-PRO = _v4(7168, 61, 128, 1536, 16, [128, 128] + [4, 128] * 29 + [4], 384, 3072, 1024)
+# the releases' configurations (engine/model/v4_configs.py, from their config.json)
+FLASH = known_args("v4-flash")
+PRO = known_args("v4-pro")

@@ -37,6 +37,8 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RECEIVER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.([A-Za-z_][A-Za-z0-9_]*)?")
 ANNOTATED = r"\b{name}\s*:\s*([A-Z][A-Za-z0-9_]*)"
 ASSIGNED = r"\b{name}\s*=\s*([A-Z][A-Za-z0-9_]*)\s*\("
+DOTTED_NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.[A-Za-z_]")  # `pricing.tax_for`, not `a.b.c`'s `b`
+MAX_KNOWN_MODULES = 6
 COMMON = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls", "this", "super"}
 MAX_DEFINERS = 3  # a name defined in more files says little about which one is meant
 CONTINUATION_LINES = 4
@@ -135,8 +137,34 @@ def gather(repo: RepoView, cursor: CursorText, options: EvidenceOptions = Eviden
     hint_receiver = at_cursor[-1].group(1) if at_cursor and at_cursor[-1].group(1) == receiver else ""
     statement = cursor.cursor_line.strip()
     defining = hint_receiver in ("self", "cls", "this") and statement.startswith(f"{hint_receiver}.")
-    members_at = scope.scope.names() if scope and hint_receiver else ()
-    return Gathered(out, NameHints(hint_receiver, members_at, defining, _names(repo, cursor)))
+    members_at = scope.scope.names() if scope and hint_receiver and scope.scope.complete else ()
+    known = _known_receivers(repo, cursor, options)
+    hints_known = tuple((name, found.scope.names()) for name, found in known.items())
+    return Gathered(out, NameHints(hint_receiver, members_at, defining, _names(repo, cursor), hints_known))
+
+
+def _known_receivers(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> dict[str, _FoundScope]:
+    """(receiver, every member) for what the completion may write a dot after: the enclosing
+    class as ``self``/``cls``/``this``, and up to MAX_KNOWN_MODULES names the cursor file
+    imports (those used near the cursor first, then lower-case ones: modules) that resolve
+    to a module or class the index knows in full."""
+    text = cursor.prefix + cursor.suffix
+    known: dict[str, _FoundScope] = {}
+    enclosing = members.enclosing_class(text, cursor.rel, cursor.prefix.count("\n"))
+    if enclosing is not None and enclosing.complete:
+        for name in ("self", "cls", "this"):
+            known[name] = _FoundScope(enclosing, cursor.rel)
+    if options.workspace:
+        near = (cursor.lines_before + cursor.cursor_line).split("\n")[-QUERY_LINES - 1 :]
+        used = dict.fromkeys(m.group(1) for line in reversed(near) for m in DOTTED_NAME.finditer(line))
+        imported = members.imported_names(text, cursor.rel)
+        rest = sorted(imported - set(used), key=lambda n: (not n.islower(), n))  # modules are lower case
+        candidates = [*(n for n in used if n in imported), *rest]
+        for name in [n for n in candidates if n not in known and n not in COMMON][:MAX_KNOWN_MODULES]:
+            found = _resolve(repo, cursor, name, text)
+            if found is not None and found.scope.complete:
+                known[name] = found
+    return known
 
 
 @dataclass

@@ -32,10 +32,12 @@ class Scope:
 
     name: str  # "class Cart" / "module shop.pricing"
     header: str  # the first line shown ("class Cart(Base):")
-    members: tuple[Member, ...]
+    members: tuple[Member, ...]  # the first MAX_MEMBERS, for the evidence
+    every_name: tuple[str, ...] = ()  # all of them
+    complete: bool = True  # False: base classes add members this scope does not list
 
     def names(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.members)
+        return self.every_name or tuple(m.name for m in self.members)
 
     def render(self, indent: str = "    ") -> str:
         lines = [self.header] + [indent + m.line for m in self.members]
@@ -106,11 +108,32 @@ def _classes(root: Node) -> list[Node]:
     return found
 
 
+OPEN_BASES = frozenset({"object", "ABC", "Protocol", "Generic", "NamedTuple", "TypedDict", "Exception"})
+
+
+def _inherits(cls: Node, data: bytes, language: str) -> bool:
+    """Whether base classes may add members (`object`, `ABC`, `Protocol`... add none we miss)."""
+    if language != "python":
+        return any(c.type == "class_heritage" for c in cls.children)
+    bases = cls.child_by_field_name("superclasses")
+    if bases is None:
+        return False
+    for arg in bases.named_children:
+        if arg.type == "keyword_argument":
+            continue  # metaclass=...
+        head = _text(arg, data).split("[", 1)[0].rsplit(".", 1)[-1]
+        if head not in OPEN_BASES:
+            return True
+    return False
+
+
 def _class_scope(cls: Node, data: bytes, language: str) -> Scope:
     name = cls.child_by_field_name("name")
     header = _signature(cls, data) + (":" if language == "python" else " {")
     members = _python_class_members(cls, data) if language == "python" else _ts_class_members(cls, data)
-    return Scope(f"class {_text(name, data) if name else '?'}", header, tuple(members[:MAX_MEMBERS]))
+    every = tuple(m.name for m in members)
+    label = f"class {_text(name, data) if name else '?'}"
+    return Scope(label, header, tuple(members[:MAX_MEMBERS]), every, not _inherits(cls, data, language))
 
 
 def _parse(text: str, path: str):
@@ -146,6 +169,33 @@ def named_class(text: str, path: str, name: str) -> Scope | None:
     return None
 
 
+def _imported_names(root: Node, data: bytes) -> set[str]:
+    """The names a Python module's top-level imports bind ("*" for a star import)."""
+    out: set[str] = set()
+    for node in root.named_children:
+        if node.type not in ("import_statement", "import_from_statement"):
+            continue
+        names = node.children_by_field_name("name")
+        for name in names:
+            if name.type == "aliased_import":
+                alias = name.child_by_field_name("alias")
+                if alias is not None:
+                    out.add(_text(alias, data))
+            elif node.type == "import_statement":
+                out.add(_text(name, data).split(".", 1)[0])
+            else:
+                out.add(_text(name, data).rsplit(".", 1)[-1])
+        if any(c.type == "wildcard_import" for c in node.named_children):
+            out.add("*")
+    return out
+
+
+def imported_names(text: str, path: str) -> set[str]:
+    """The names the top-level imports of a Python file bind."""
+    root, data, language = _parse(text, path)
+    return _imported_names(root, data) - {"*"} if root is not None and language == "python" else set()
+
+
 def module_scope(text: str, path: str, module: str) -> Scope | None:
     """Top-level functions, classes and assigned names of a module file."""
     root, data, language = _parse(text, path)
@@ -170,4 +220,9 @@ def module_scope(text: str, path: str, module: str) -> Scope | None:
                 if var is not None:
                     members.setdefault(_text(var, data), Member(_text(var, data), _text(var, data)))
     header = f"# module {module}" if language == "python" else f"// module {module}"
-    return Scope(f"module {module}", header, tuple(list(members.values())[:MAX_MEMBERS]))
+    # what the module imports is an attribute of it too; a star import or a package's
+    # submodules add names this parse cannot list
+    imported = _imported_names(root, data)
+    every = tuple(dict.fromkeys([*members, *sorted(imported - {"*"})]))
+    complete = "*" not in imported and not path.endswith(("__init__.py", "index.ts", "index.js"))
+    return Scope(f"module {module}", header, tuple(list(members.values())[:MAX_MEMBERS]), every, complete)

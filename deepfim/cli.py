@@ -23,11 +23,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logits": ("deepfim.engine.cli", "print next-token logits of a checkpoint"),
     "generate": ("deepfim.engine.cli", "FIM-generate from a checkpoint given prefix and suffix text"),
     "checksum": ("deepfim.engine.cli", "write (or --verify) a checkpoint's SHA256SUMS manifest"),
+    "plan": ("deepfim.engine.plan_cli", "memory a checkpoint needs on a device (weights, V4 state), before loading"),
     "train": ("deepfim.engine.training.cli", "train the embedded default model"),
     "eval": ("deepfim.engine.evaluation.cli", "FIM evaluation: held-out holes and HumanEval infilling"),
     "serve": ("deepfim.engine.server.cli", "run the LAN team server"),
     "make-cert": ("deepfim.engine.server.cli", "create a self-signed TLS certificate for `serve`"),
-    "add-user": ("deepfim.engine.server.cli", "create a user token for `serve`"),
+    "users": ("deepfim.engine.server.cli", "list, add or revoke the users of `serve`"),
     "bench": ("deepfim.bench.cli", "benchmark suites: a report with figures, methods and plots"),
 }
 

@@ -45,3 +45,15 @@ def torch_threads() -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"DEEPFIM_THREADS must be a positive integer, got {value!r}")
     return int(value)
+
+
+def torchrun_ranks() -> tuple[int, int, int] | None:
+    """(RANK, WORLD_SIZE, LOCAL_RANK) when started by torchrun (it sets all three), else None."""
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    values = [os.environ.get(n) for n in names]
+    if not all(values):
+        return None
+    if not all(v.isdigit() for v in values):
+        raise ValueError(f"torchrun's {', '.join(names)} must be integers, got {values}")
+    rank, world, local = (int(v) for v in values)
+    return rank, world, local

@@ -82,12 +82,16 @@ class NameHints:
             start of a statement: a new attribute).
         names: identifiers that exist here: the cursor file's, the workspace's definitions,
             the language's builtins (empty: bare names are not checked).
+        known: receivers the completion may write and everything each offers, when that is
+            known in full: ``self``/``cls`` in a class without unknown bases, imported modules
+            used near the cursor; after ``name.`` only those members are written.
     """
 
     receiver: str = ""
     members: tuple[str, ...] = ()
     defining: bool = False
     names: frozenset[str] = frozenset()
+    known: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 _request_ids = itertools.count(1)

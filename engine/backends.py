@@ -31,6 +31,9 @@ class BackendSpec:
         token: the user token for `server`.
         tls_ca: CA certificate to trust for `server`.
         threads: CPU threads of the in-process engine (None: torch's default).
+        device: where the in-process engine runs ("cpu", "cuda", "cuda:N").
+        keep_quantized: keep FP8/FP4 weights in checkpoint form (None: on CUDA, or when only that
+            fits; engine/model/device_setup.py).
     """
 
     checkpoint: str | None = None
@@ -40,6 +43,10 @@ class BackendSpec:
     tls_ca: str | None = None
     threads: int | None = None
     snapshots: bool = False  # persist the repository part's state on disk (the language server)
+    device: str = "cpu"
+    keep_quantized: bool | None = None
+    model_loader: Callable[[Path], object] | None = None  # rank 0 of a parallel engine (`serve --tp/--ep`)
+    hot_experts: int | None = None  # routed experts in host memory, this many per layer on the device
 
     def checkpoint_for(self, mode: Mode) -> str | None:
         if mode is Mode.EXPERT and self.expert_checkpoint:
@@ -75,7 +82,9 @@ def make_backend(spec: BackendSpec) -> CompletionBackend:
 
     checkpoint = spec.checkpoint or DEFAULT_MODEL_DIR
     try:
-        config = LocalBackendConfig(threads=spec.threads, snapshots=spec.snapshots)
+        config = LocalBackendConfig(threads=spec.threads, snapshots=spec.snapshots, device=spec.device,
+                                    keep_quantized=spec.keep_quantized, model_loader=spec.model_loader,
+                                    hot_experts=spec.hot_experts)  # fmt: skip
         return LocalBackend(checkpoint, spec.expert_checkpoint, config)
     except (OSError, ValueError) as exc:  # missing or unreadable checkpoint, bad config
         raise BackendUnavailable(f"cannot load the checkpoint {checkpoint}: {exc}") from exc

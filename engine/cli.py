@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from deepfim.devices import add_device_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "checksum":
@@ -20,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--verify", action="store_true", help="check the manifest instead of writing it")
         return
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: embedded model)")
+    add_device_arguments(parser)
     if command == "logits":
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--text", help="text to tokenise (special-token strings stay text)")
@@ -101,10 +104,10 @@ def _checksum(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(checkpoint: Path | None):
+def _load(args: argparse.Namespace):
     from deepfim.engine.serving.generate import load_runner
 
-    return load_runner(checkpoint)
+    return load_runner(args.checkpoint, args.device, args.keep_quantized, args.hot_experts)
 
 
 def _logits(args: argparse.Namespace) -> int:
@@ -112,11 +115,11 @@ def _logits(args: argparse.Namespace) -> int:
     import torch
 
     from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.model.loader import load_model
+    from deepfim.engine.model.device_setup import load_for_device
     from deepfim.engine.model.tokenizer import Tokenizer
 
     checkpoint = args.checkpoint or DEFAULT_MODEL_DIR
-    model = load_model(checkpoint)
+    model = load_for_device(checkpoint, args.device, args.keep_quantized, hot_experts=args.hot_experts)
     has_tokenizer = (Path(checkpoint) / "tokenizer.json").is_file()
     if args.text is not None and not has_tokenizer:
         raise ValueError(f"--text needs {checkpoint}/tokenizer.json; pass token ids with --ids instead")
@@ -134,7 +137,8 @@ def _logits(args: argparse.Namespace) -> int:
     if any(not 0 <= i < vocab for i in ids):
         raise ValueError(f"token ids must be in [0, {vocab})")
     with torch.inference_mode():
-        logits = model(torch.tensor([ids]), logits="last" if args.last else "all").logits[0]
+        tokens = torch.tensor([ids], device=model.embed.weight.device)
+        logits = model(tokens, logits="last" if args.last else "all").logits[0].float().cpu()
     positions = range(len(ids) - logits.shape[0], len(ids))
     if args.json:
         json.dump({"ids": ids, "positions": list(positions), "logits": logits.tolist()}, sys.stdout)
@@ -159,7 +163,7 @@ def _generate(args: argparse.Namespace) -> int:
     from deepfim.engine.serving.generate import generate
 
     prefix, suffix = fim_text(args, "prefix"), fim_text(args, "suffix")  # a bad file fails before the load
-    runner = _load(args.checkpoint)
+    runner = _load(args)
     orders = runner.model.args.fim_orders
     order = FimOrder(args.order or ("spm" if "spm" in orders else "psm"))
     if order.value not in orders:

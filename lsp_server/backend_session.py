@@ -41,7 +41,8 @@ def spec_for(settings: Settings) -> BackendSpec:
     """The backend the settings ask for (threads are chosen when it is built, see `load`)."""
     if settings.server:
         return BackendSpec(server=settings.server, token=settings.token, tls_ca=settings.tls_ca)
-    return BackendSpec(checkpoint=settings.checkpoint, expert_checkpoint=settings.expert_checkpoint, snapshots=True)
+    return BackendSpec(checkpoint=settings.checkpoint, expert_checkpoint=settings.expert_checkpoint, snapshots=True,
+                       device=settings.device)  # fmt: skip
 
 
 @dataclass

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from deepfim.devices import add_device_arguments
 from deepfim.lsp_server.editor_settings import MODES
 
 logger = logging.getLogger(__name__)
@@ -17,12 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--tcp", type=int, metavar="PORT", help="listen on TCP instead of stdio (debugging)")
         parser.add_argument("--host", default="127.0.0.1", help="address for --tcp (default: %(default)s)")
         parser.add_argument("--log-file", metavar="PATH", help="also log to this file (stdout is never used)")
+        add_device_arguments(parser, quantized=False)  # the editor's `device` setting overrides it
         return
     parser.add_argument("location", metavar="FILE:LINE:COL", help="cursor position, 1-based line and column")
     parser.add_argument("--workspace", metavar="DIR", help="workspace root (default: the current directory)")
     parser.add_argument("--mode", choices=MODES, default="instant", help="instant, or expert (4x budget)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the embedded model)")
+    add_device_arguments(parser, quantized=False)
     parser.add_argument("--expert-checkpoint", metavar="DIR", help="checkpoint for expert mode")
     parser.add_argument("--server", metavar="HOST:PORT", help="use a LAN team server instead of a local engine")
     parser.add_argument("--token", help="user token for --server")
@@ -37,14 +40,32 @@ def run(args: argparse.Namespace) -> int:
     return run_complete(args)
 
 
+def _import_the_engine_early() -> None:
+    """Imports torch and the engine on a thread while pygls starts and the editor initializes:
+    the import is most of a cold start (about 1.2 s), and whatever the settings say, the engine
+    (or the team-server client, which needs a fraction of it) is loaded next."""
+    import importlib
+    import threading
+
+    def run() -> None:
+        try:
+            importlib.import_module("deepfim.engine.serving.local_backend")
+        except Exception:  # the real import reports it, when the settings need it
+            logger.debug("early engine import failed", exc_info=True)
+
+    threading.Thread(target=run, name="deepfim-import", daemon=True).start()
+
+
 def run_lsp(args: argparse.Namespace) -> int:
+    _import_the_engine_early()
+    from deepfim.lsp_server.editor_settings import Settings
     from deepfim.lsp_server.features import create_server
 
     if args.log_file:
         handler = logging.FileHandler(args.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
-    server = create_server()
+    server = create_server(defaults=Settings(device=args.device))
     try:
         serve(server, tcp_port=args.tcp, host=args.host)
     finally:
@@ -73,6 +94,7 @@ def run_complete(args: argparse.Namespace) -> int:
     raw = {
         "mode": args.mode,
         "checkpoint": args.checkpoint,
+        "device": args.device,
         "expertCheckpoint": args.expert_checkpoint,
         "server": args.server,
         "token": args.token,

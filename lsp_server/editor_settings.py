@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepfim.devices import check_device_spelling
 from deepfim.engine.api import Mode
 
 MODES = tuple(m.value for m in Mode)  # the JSON values; the modes themselves: engine.api.Mode
@@ -25,6 +26,7 @@ class Settings:
     enabled: bool = True
     mode: str = "instant"  # mode for automatic triggers
     checkpoint: str | None = None  # None: the embedded model
+    device: str = "cpu"  # where the in-process engine runs: "cpu", "cuda", "cuda:N"
     expert_checkpoint: str | None = None  # None: same as `checkpoint`
     server: str | None = None  # "host:port" of a LAN team server; None: in-process engine
     token: str | None = None
@@ -86,6 +88,13 @@ def _optional_log_level(value: Any) -> str | None:
     return value.upper()
 
 
+def _device(value: Any) -> str:
+    try:
+        return check_device_spelling(value)
+    except ValueError as exc:
+        raise InvalidSetting(str(exc)) from None
+
+
 def _optional_dir(value: Any) -> str | None:
     path = _optional_string(value)
     if path is not None and not Path(path).expanduser().is_dir():
@@ -121,6 +130,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "enabled": ("enabled", _bool),
     "mode": ("mode", _mode),
     "checkpoint": ("checkpoint", _optional_dir),
+    "device": ("device", _device),
     "expertCheckpoint": ("expert_checkpoint", _optional_dir),
     "server": ("server", _optional_address),
     "token": ("token", _optional_string),

@@ -45,6 +45,9 @@ from deepfim.lsp_server.typing_cache import TypingCache, rest_after
 from deepfim.lsp_server.warmup import RepositoryWarmer
 
 logger = logging.getLogger(__name__)
+# a team server that cannot be reached at start is tried again this often (the last, forever),
+# so completions come back within about a second of the server's return
+RECONNECT_DELAYS_S = (0.25, 0.5, 1.0)
 
 
 @dataclass
@@ -57,7 +60,8 @@ class Suggestions:
 
 
 class DeepFimServer(LanguageServer):
-    def __init__(self, backend_factory: BackendFactory = make_backend) -> None:
+    def __init__(self, backend_factory: BackendFactory = make_backend, defaults: Settings | None = None) -> None:
+        """`defaults`: the settings before the client sends any (`deepfim lsp --device`)."""
         super().__init__(
             "deepfim",
             __version__,
@@ -66,7 +70,8 @@ class DeepFimServer(LanguageServer):
         )
         self.backend_factory = backend_factory
         self.documents = DocumentStore(on_problem=self.protocol.problems.report)
-        self.settings = Settings()
+        self.defaults = defaults or Settings()
+        self.settings = self.defaults
         self.mode = self.settings.mode
         self.session: BackendSession | None = None
         self.backend_ready = asyncio.Event()
@@ -77,6 +82,8 @@ class DeepFimServer(LanguageServer):
         self.latency = LatencyStats()
         self.acceptance = AcceptanceStats()
         self.last_error: str | None = None
+        self.backend_trouble = False  # a failure was reported to the editor; quiet until it recovers
+        self._load_generation = 0
         self.pending_messages: list[str] = []
         self.runs: Runs[Suggestions | None] = Runs()  # model calls in flight per (uri, surface)
         self._dirty: dict[str, str] = {}  # uri -> "opened" | "edited" | "closed", for the context
@@ -102,7 +109,7 @@ class DeepFimServer(LanguageServer):
 
     def apply_settings(self, raw, *, initial: bool = False) -> bool:
         """Validate and apply settings; returns whether the backend must be rebuilt."""
-        settings, problems = parse_settings(raw, None if initial else self.settings)
+        settings, problems = parse_settings(raw, self.defaults if initial else self.settings)
         self.pending_messages.extend(problems)
         old_spec = spec_for(self.settings)
         if initial or settings.mode != self.settings.mode:
@@ -146,27 +153,62 @@ class DeepFimServer(LanguageServer):
         return task
 
     async def load_backend(self) -> None:
-        """(Re)build the backend off the event loop, with `$/progress`."""
+        """(Re)build the backend off the event loop, with `$/progress`. A team server that cannot
+        be reached is tried again with back-off until it answers or the settings change;
+        completions answer empty meanwhile, and the editor hears of it once."""
+        self._load_generation += 1
+        generation = self._load_generation
         self.backend_ready.clear()
         progress = ProgressReporter(self, "DeepFIM: loading model")
         spec = spec_for(self.settings)
         await progress.begin(", ".join(sorted(set(spec.summary().values()))))
         old, self.session = self.session, None
-        try:
-            self.session = await asyncio.to_thread(BackendSession.load, spec, self.backend_factory)
-            progress.end("model ready")
-        except Exception as exc:
-            logger.exception("starting the engine failed")
-            self.last_error = f"could not start the engine: {exc}"
-            progress.end("model failed to load")
-            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=self.last_error))
-        finally:
+        if old is not None:
+            self.spawn(asyncio.to_thread(old.close))
+        attempt = 0
+        while generation == self._load_generation:
+            try:
+                session = await asyncio.to_thread(BackendSession.load, spec, self.backend_factory)
+            except Exception as exc:
+                if attempt == 0:
+                    logger.exception("starting the engine failed")
+                self.backend_failed(f"could not start the engine: {exc}", error=True)
+                self.backend_ready.set()
+                if not spec.server:
+                    progress.end("model failed to load")
+                    return
+                if attempt == 0:
+                    progress.end("team server unreachable; retrying")
+                await asyncio.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
+                attempt += 1
+                continue
+            if generation != self._load_generation:  # the settings changed meanwhile
+                await asyncio.to_thread(session.close)
+                return
+            self.session = session
+            self.backend_recovered()
+            if attempt == 0:
+                progress.end("model ready")
             self.backend_ready.set()
-        if self.session is not None:
             for source in self.sources.values():
                 self.spawn(self.warmer.warm(source))
-        if old is not None:
-            await asyncio.to_thread(old.close)
+            return
+
+    def backend_failed(self, message: str, error: bool = False) -> None:
+        """Records a backend failure; the first of an outage is shown to the user, once."""
+        self.last_error = message
+        if self.backend_trouble:
+            logger.debug("%s", message)
+            return
+        self.backend_trouble = True
+        logger.warning("%s", message)
+        kind = types.MessageType.Error if error else types.MessageType.Warning
+        self.window_show_message(types.ShowMessageParams(type=kind, message=f"DeepFIM: {message}"))
+
+    def backend_recovered(self) -> None:
+        if self.backend_trouble:
+            logger.info("the backend answers again")
+        self.backend_trouble = False
 
     def add_folder(self, root: Path) -> None:
         if root in self.sources:
@@ -375,7 +417,13 @@ class DeepFimServer(LanguageServer):
         self._flush_context()
         source = self.source_for(doc.path)
         inp = CompletionInput(doc.path, doc.language_id, prefix, suffix)
-        outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial)
+        try:
+            outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial)
+        except Exception as exc:  # the backend failed (e.g. the team server is down): nothing to show
+            self.backend_failed(f"completion failed: {exc}")
+            return None
+        if outcome.timings.model_call:
+            self.backend_recovered()
         timings = outcome.timings.as_dict()
         timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
         self.latency.record(timings)

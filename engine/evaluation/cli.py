@@ -21,6 +21,8 @@ import logging
 import sys
 from pathlib import Path
 
+from deepfim.devices import add_device_arguments
+
 log = logging.getLogger(__name__)
 
 SUITES = ("heldout", "repos", "humaneval")
@@ -29,6 +31,7 @@ SUITES = ("heldout", "repos", "humaneval")
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--suites", default="heldout,repos,humaneval", help=f"comma-separated subset of {SUITES}")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (default: embedded model)")
+    add_device_arguments(parser, quantized=False)
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="built corpus (its held-out split)")
     parser.add_argument("--data", type=Path, default=Path("data/eval"), help="where evaluation repositories live")
     parser.add_argument("--fetch", action="store_true", help="download the real repositories first (PyPI sdists)")
@@ -61,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from deepfim.devices import resolve_device
     from deepfim.engine.evaluation.configs import ABLATIONS, MAIN, make_session
+    from deepfim.engine.evaluation.gate import gate_rows, gate_table
     from deepfim.engine.evaluation.harness import Evaluator, aggregate, markdown_table, results_json
-    from deepfim.engine.evaluation.holes import repo_holes
+    from deepfim.engine.evaluation.holes import HOLE_LANGUAGES, repo_holes
     from deepfim.engine.evaluation.humaneval import load_problems, single_line_tasks
     from deepfim.engine.evaluation.suites import fetched_repos, heldout_repos
 
+    resolve_device(args.device)  # "no CUDA device: ..." before any work
     configs = {c.name: c for c in [*MAIN, *ABLATIONS]}
     if args.list:
         for c in configs.values():
@@ -76,13 +82,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.configs:
         chosen = [configs[n] for n in _parse_list(args.configs, configs, "--configs")]
     suites = _parse_list(args.suites, SUITES, "--suites")
+    langs = tuple(_parse_list(args.langs, HOLE_LANGUAGES, "--langs"))
+    for option, value in (("--per-kind", args.per_kind), ("--max-repos", args.max_repos),
+                          ("--humaneval-limit", args.humaneval_limit)):  # fmt: skip
+        if value is not None and value < 1:  # 0 would evaluate nothing and still print a table
+            raise ValueError(f"{option} must be at least 1, got {value}")
     if args.fetch:
         from deepfim.engine.training.sdists import fetch_eval_repos
 
         fetch_eval_repos(args.data / "repos", progress=lambda msg: print(msg, file=sys.stderr))
     repos = []
     if "heldout" in suites:
-        repos += heldout_repos(args.corpus, args.data / "heldout", tuple(args.langs.split(",")))[: args.max_repos]
+        repos += heldout_repos(args.corpus, args.data / "heldout", langs)[: args.max_repos]
     if "repos" in suites:
         found = fetched_repos(args.data / "repos")
         if not found:
@@ -96,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"deepfim eval: {len(repos)} repositories, {total} tasks, {len(chosen)} configurations", file=sys.stderr)
     results = []
     for cfg in chosen:
-        session = make_session(args.checkpoint, cfg)
+        session = make_session(args.checkpoint, cfg, args.device)
         evaluator = Evaluator(session)
         try:
             for repo in repos:
@@ -109,12 +120,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"deepfim eval: {cfg.name} done", file=sys.stderr)
     rows = aggregate(results)
     print(markdown_table(rows))
+    gated = [r for r in results if r.config == "model/repository"]
+    if gated:
+        print("\nconfidence gate, model/repository (engine/evaluation/gate.py):")
+        print(gate_table(gate_rows(gated)))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "settings": {"seed": args.seed, "per_kind": args.per_kind, "checkpoint": str(args.checkpoint or "")},
             "configs": [c.describe() for c in chosen],
             "rows": rows,
+            "gate": gate_rows(gated),
             "tasks": results_json(results),
         }
         args.json.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

@@ -49,16 +49,15 @@ ABLATIONS = (
 )
 
 
-def make_session(checkpoint: Path | None, cfg: RunConfig) -> BackendSession:
+def make_session(checkpoint: Path | None, cfg: RunConfig, device: str = "cpu") -> BackendSession:
     """A fresh in-process backend for `cfg` (its own prefix cache) as the language server holds it."""
     from deepfim.engine import DEFAULT_MODEL_DIR
     from deepfim.engine.serving.local_backend import LocalBackend, LocalBackendConfig
-
-    path = checkpoint or DEFAULT_MODEL_DIR
     from deepfim.lsp_server.backend_session import interactive_threads
 
-    config = LocalBackendConfig(threads=interactive_threads(), profile_overrides=cfg.overrides)
+    path = checkpoint or DEFAULT_MODEL_DIR
+    config = LocalBackendConfig(threads=interactive_threads(), profile_overrides=cfg.overrides, device=device)
     backend = LocalBackend(path, config=config)
     profiles = {m: ServingProfile.from_dict(backend.serving_profile(m)) for m in Mode}
-    spec = BackendSpec(checkpoint=str(checkpoint) if checkpoint else None)
+    spec = BackendSpec(checkpoint=str(checkpoint) if checkpoint else None, device=device)
     return BackendSession(spec, backend, Tokenizer.from_file(backend.tokenizer_path), profiles)

@@ -104,6 +104,9 @@ def hold_buffer(source: ContextSource, path: Path, task: FimTask) -> None:
     """The editor holds `path` with the hole removed; its copy is fixed from that buffer."""
     source.update_buffer(path, task.prefix + task.suffix)
     source.snapshot_copy(path)
+    # re-parse the buffer into the index now (`stats` does): a prompt never re-parses its own
+    # cursor file, and the entry parsed from disk (the copy's summary, definitions) shows the answer
+    source.stats()
 
 
 def task_prompt(source: ContextSource, tok: Tokenizer, path: Path, task: FimTask, spec: PromptSpec) -> BuiltPrompt:

@@ -1,8 +1,10 @@
 """CPU inference calls of a few tokens (decode steps, speculative verification, the short tail
-of a prefill; batch 1, float32, no autograd) as one C call through the whole model.
+of a prefill; float32, no autograd) as one C call through the whole model, for one sequence or
+for a batch of sequences at once (continuous batching: each weight slice is read once per step).
 
 The serving runner (`engine/serving/model_runner.py`) builds one `DecodeStep` for its model
-(`DecodeStep.for_model`) and hands it the calls of up to `max_tokens` tokens; everything else
+(`DecodeStep.for_model`) and hands it the calls of up to `max_tokens` tokens per sequence (`batch`
+for all the sequences of a scheduler step); everything else
 (longer prefill chunks, training, CUDA) runs `Transformer.forward`. The C side (kernels/decode_step/step.c)
 computes what the modules compute; this side translates the `ModelState` into pointers and back,
 following the state's rules (engine/model/state.py): window and open-window tensors are replaced, never
@@ -33,10 +35,14 @@ class DecodeStep:
     weights must not move or change afterwards — serving models do not)."""
 
     @classmethod
-    def for_model(cls, model) -> DecodeStep | None:
-        """The model's decode step, or None where step.c does not apply to it (no C compiler, a
-        GPU model, shapes or formats step.c does not handle)."""
-        return cls(model) if cls.supports(model) else None
+    def for_model(cls, model):
+        """The model's decode step: this C step where step.c applies; on CUDA the CUDA-graph step
+        (cuda_graph.py); else None (no C compiler, shapes or formats neither handles)."""
+        if cls.supports(model):
+            return cls(model)
+        from deepfim.engine.model.cuda_graph import GraphedDecode
+
+        return GraphedDecode.for_model(model)
 
     def __init__(self, model) -> None:
         self.model = model
@@ -44,10 +50,10 @@ class DecodeStep:
         self.args = a
         self.lib = cpu.library()
         self.limits = cpu.limits(self.lib)
-        self.max_tokens = self.limits.max_tokens  # longer calls (prefill chunks) stay on the module path
+        self.max_tokens = self.limits.max_tokens  # per sequence: longer calls (prefill chunks) take the modules
+        self.max_rows = self.limits.max_rows  # tokens of all the sequences of one batched call
         self._lock = threading.Lock()
         self._scratch = torch.empty(0)
-        self._scratch_keys = -1
         self._empty: dict[int, torch.Tensor] = {}
         self._tables = []  # RoPE tables whose addresses C holds
         # Checkpoints stored in bf16 (the embedded model) hold only bfloat16 values: then the
@@ -57,7 +63,7 @@ class DecodeStep:
         self.bf16 = sum(m.numel() for m in matrices) * 2 <= BF16_COPY_LIMIT and all(map(_is_bf16, matrices))
         self._copies: dict[int, torch.Tensor] = {}
         self._layers = (cpu.LayerWeights * a.n_layers)()
-        self._steps = (cpu.LayerStep * a.n_layers)()
+        self._steps = (cpu.LayerStep * a.n_layers)()  # [sequences, layers], grown for bigger batches
         for i, block in enumerate(model.layers):
             lw = self._layer_weights(block)
             rotary = block.attn.rotary
@@ -82,6 +88,14 @@ class DecodeStep:
     @staticmethod
     def supports(model) -> bool:
         """Whether this model's shapes and weights are what step.c handles."""
+        from deepfim.engine.model.quantized import is_quantized
+        from deepfim.engine.model.transformer import Transformer
+
+        if not isinstance(model, Transformer) or is_quantized(model):
+            return False  # step.c reads one local model's fp32 (or bf16-valued) matrices
+        if any(getattr(m, "reduce", None) is not None or getattr(m, "offload", None) is not None
+               for m in model.modules()):  # fmt: skip
+            return False  # a tensor / expert parallel share (its sums need the other ranks), offloaded experts
         a = model.args
         lib = cpu.library()
         if lib is None:
@@ -143,19 +157,71 @@ class DecodeStep:
         """Runs ids [1, T] from state.pos; returns (logits as `Transformer.forward` would give them,
         streams [1, T, n, D]). Calls of more than one token leave the undo records
         `ModelState.keep_first` needs (speculative verification)."""
-        with self._lock:  # the per-layer step structs and the scratch buffer are this model's
-            return self._run(ids, state, logits)
+        return self.batch([(ids[0].tolist(), state, logits)])[0]
 
-    def _run(self, ids: torch.Tensor, state: ModelState, logits: str) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def batch(self, calls: list[tuple[list[int], ModelState, str]]) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """Several sequences in one C call: (token ids, state, logits mode) each, at most
+        `max_tokens` ids per sequence and `max_rows` in all (distinct states). Every matrix is read
+        once for all of them; each sequence gets what a call of its own would give, bit for bit."""
+        if not calls:
+            return []
+        rows = sum(len(ids) for ids, _, _ in calls)
+        if rows > self.max_rows or any(not 1 <= len(ids) <= self.max_tokens for ids, _, _ in calls):
+            raise ValueError(f"a C call takes 1-{self.max_tokens} tokens per sequence and {self.max_rows} in all")
+        if len({id(state) for _, state, _ in calls}) != len(calls):
+            raise ValueError("a state may appear only once in a batch")
+        with self._lock:  # the step structs and the scratch buffer are this model's
+            return self._run(calls, rows)
+
+    def _run(self, calls: list[tuple[list[int], ModelState, str]], rows: int) -> list:
+        a, n_layers, b_count = self.args, self.args.n_layers, len(calls)
+        if len(self._steps) < b_count * n_layers:
+            self._steps = (cpu.LayerStep * (b_count * n_layers))()
+        ids = torch.tensor([t for call_ids, _, _ in calls for t in call_ids], dtype=torch.int64)
+        meta = torch.tensor([[s.pos, len(i), cpu.LOGITS_MODES[m]] for i, s, m in calls], dtype=torch.int64)
+        meta = meta.t().contiguous()  # pos, count, logits mode: one row each
+        alive = [ids, meta]  # tensors C reads or writes during this call
+        commits, max_keys = [], 0
+        for b, (call_ids, state, _) in enumerate(calls):
+            max_keys = max(max_keys, self._prepare_sequence(b * n_layers, state, len(call_ids), alive, commits))
+        x = torch.empty(rows, a.hc_mult, a.dim)
+        logit_rows = sum(0 if m == "none" else len(i) if m == "all" else 1 for i, _, m in calls)
+        out = torch.empty(logit_rows, a.vocab_size) if logit_rows else None
+        self.weights.threads = torch.get_num_threads()
+        size = self.lib.v4_step_scratch(ctypes.byref(self.weights), rows, max_keys)
+        if size > self._scratch.numel():
+            self._scratch = torch.empty(max(size, int(self._scratch.numel() * 1.5)))
+        rc = self.lib.v4_decode_batch(
+            ctypes.byref(self.weights), self._steps, b_count, meta[0].data_ptr(), meta[1].data_ptr(), ids.data_ptr(),
+            x.data_ptr(), meta[2].data_ptr(), None if out is None else out.data_ptr(), self._scratch.data_ptr(),
+        )  # fmt: skip
+        if rc:
+            where = ", ".join(str(state.pos) for _, state, _ in calls)
+            raise RuntimeError(f"v4_decode_batch failed ({rc}) at positions {where}: a state does not match it")
+        for target, what, value, undo in commits:
+            if what == "window":
+                target.window = value[0]
+                target.undo_window = value[1] if undo else None
+            else:
+                self._commit(target, *value)
+        results, row, logit_row = [], 0, 0
+        for call_ids, state, mode in calls:
+            t = len(call_ids)
+            state.pos += t
+            n_logits = 0 if mode == "none" else t if mode == "all" else 1
+            logits = None if out is None or not n_logits else out[logit_row : logit_row + n_logits][None]
+            results.append((logits, x[row : row + t][None]))
+            row, logit_row = row + t, logit_row + n_logits
+        return results
+
+    def _prepare_sequence(self, first: int, state: ModelState, t: int, alive: list, commits: list) -> int:
+        """Points the step structs of one sequence (from `first`) at its state and at fresh tensors
+        for its next state; returns the indexer keys it may have (0: no CSA layer)."""
         a = self.args
-        pos, t = state.pos, ids.shape[1]
-        ids = ids.to(torch.int64).contiguous()
         undo = t > 1
-        alive = [ids]  # tensors C reads or writes during this call
-        commits = []
         max_keys = 0
         for i, cache in enumerate(state.layers):
-            st = self._steps[i]
+            st = self._steps[first + i]
             window = cache.window
             n_window = 0 if window is None else window.shape[1]
             next_window = torch.empty(1, min(n_window + t, max(a.window_size - 1, 0)), a.head_dim)
@@ -167,36 +233,14 @@ class DecodeStep:
             st.n_window = n_window
             st.next_window = next_window.data_ptr()
             st.chunk_kv = None if chunk_kv is None else chunk_kv.data_ptr()
-            commits.append((cache, "window", (next_window, (window if n_window else None, chunk_kv))))
+            commits.append((cache, "window", (next_window, (window if n_window else None, chunk_kv)), undo))
             layer = self._layers[i]
             if layer.ratio:
                 self._prepare(st.comp, cache.comp, layer.comp, t, undo, alive, commits)
                 if layer.csa:
                     self._prepare(st.index_comp, cache.index, layer.index_comp, t, undo, alive, commits)
                     max_keys = max(max_keys, cache.index.entries.count + t)
-        x = torch.empty(1, t, a.hc_mult, a.dim)
-        out = None
-        if logits != "none":
-            out = torch.empty(1, t if logits == "all" else 1, a.vocab_size)
-        self.weights.threads = torch.get_num_threads()
-        if max_keys > self._scratch_keys:
-            self._scratch_keys = max(max_keys, 2 * self._scratch_keys, 1024)
-            size = self.lib.v4_step_scratch(ctypes.byref(self.weights), self.max_tokens, self._scratch_keys)
-            self._scratch = torch.empty(size)
-        rc = self.lib.v4_decode_step(
-            ctypes.byref(self.weights), self._steps, pos, ids.data_ptr(), t, x.data_ptr(),
-            cpu.LOGITS_MODES[logits], None if out is None else out.data_ptr(), self._scratch.data_ptr(),
-        )  # fmt: skip
-        if rc:
-            raise RuntimeError(f"v4_decode_step failed ({rc}) at position {pos}: the state does not match it")
-        for target, what, value in commits:
-            if what == "window":
-                target.window = value[0]
-                target.undo_window = value[1] if undo else None
-            else:
-                self._commit(target, *value)
-        state.pos = pos + t
-        return out, x
+        return max_keys
 
     def _prepare(self, cs: cpu.CompressorStep, comp: CompressorState, cw: cpu.CompressorWeights, t: int,
                  undo: bool, alive: list, commits: list) -> None:  # fmt: skip
@@ -240,7 +284,7 @@ class DecodeStep:
         record = None
         if undo:
             record = CompressorUndo(m, overlap, pending, pending_gate, prev, prev_gate, before, rows[0], rows[1])
-        commits.append((comp, "comp", (width, nxt, next_prev, closed, record)))
+        commits.append((comp, "comp", (width, nxt, next_prev, closed, record), undo))
 
     def _commit(self, comp: CompressorState, width: int, nxt, next_prev, closed: int, record) -> None:
         if nxt is None:

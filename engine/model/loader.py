@@ -1,9 +1,12 @@
-"""Loading and saving V4 checkpoints (safetensors, memory-mapped, FP8/FP4 dequantised).
+"""Loading V4 checkpoints (safetensors, memory-mapped; FP8/FP4 dequantised or kept as stored).
 
 A checkpoint directory holds `config.json` (either form, see engine/model/config.py) and
 `model.safetensors`, or shards listed in `model.safetensors.index.json`, or any `*.safetensors`.
 Tensors are read one at a time with `safe_open` (memory-mapped) and dequantised straight into
-the model's parameters, so peak memory is the model plus one tensor.
+the model's parameters, so peak memory is the model plus one tensor. With `keep_quantized` the
+FP8 linears and FP4 experts stay in checkpoint form instead (quantized.py); with a parallel
+`layout` each rank reads only its share (parallel.py, weight_placement.py). Before anything is
+allocated the memory planner checks that the weights fit the device (memory_plan.py).
 
 Every tensor is checked before it is used: its stored dtype must fit its parameter (floating
 weights, FP8/FP4 only with a scale, integer routing tables within the expert count) and its
@@ -20,22 +23,22 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from deepfim.engine.model.checkpoint_names import Target, checkpoint_target, official_expert_key
+from deepfim.engine.model import expert_offload
+from deepfim.engine.model.checkpoint_formats import HeaderError, quantized_modules, read_headers
+from deepfim.engine.model.checkpoint_names import checkpoint_target
+from deepfim.engine.model.checkpoint_writer import save_checkpoint
 from deepfim.engine.model.config import ModelArgs
 from deepfim.engine.model.manifest import ManifestError, verify_manifest
+from deepfim.engine.model.quantized import keep_quantized as quantize_modules
+from deepfim.engine.model.quantized import materialize
 from deepfim.engine.model.transformer import Transformer
-from deepfim.kernels.quant.ref import (
-    dequant_fp4_packed,
-    dequant_fp8_blocks,
-    quantize_fp4_packed,
-    quantize_fp8_blocks,
-)
+from deepfim.engine.model.weight_placement import EXPERT_PARAMS, Placement, is_kept, scale_name, stored_form
+from deepfim.kernels.quant.ref import dequant_fp4_packed, dequant_fp8_blocks
 
 log = logging.getLogger(__name__)
 
-_EXPERT_PARAMS = (".ffn.w1", ".ffn.w2", ".ffn.w3")
+__all__ = ["CheckpointError", "checkpoint_keys", "load_model", "load_weights", "save_checkpoint", "shard_files"]
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _QUANTISED = (torch.float8_e4m3fn, torch.float4_e2m1fn_x2, torch.int8, torch.uint8)
 _SCALES = (*_FLOATS, torch.float8_e8m0fnu, torch.uint8)
@@ -80,9 +83,26 @@ def checkpoint_keys(ckpt_dir: Path) -> dict[str, Path]:
 
 
 def load_model(
-    ckpt_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ckpt_dir: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    keep_quantized: bool = False,
+    layout=None,
+    check_memory: bool = True,
+    hot_experts: int | None = None,
 ) -> Transformer:
-    """Builds the model described by the directory's `config.json` and loads its weights."""
+    """Builds the model described by the directory's `config.json` and loads its weights.
+
+    Args:
+        dtype: of the dense matrices (linears, embedding, gate, dense experts); vectors (norms, mHC,
+            sinks, biases) are fp32 whatever it is.
+        keep_quantized: keep FP8 linears and FP4 experts as the checkpoint stores them; they are
+            dequantized inside the kernels at every call (else: once, here, to `dtype`).
+        layout: a `parallel.ParallelLayout`: this rank's share under tensor / expert parallelism.
+        check_memory: refuse (memory_plan.MemoryPlanError) when the weights do not fit the device.
+        hot_experts: keep the routed experts in (pinned) host memory and this many per layer on the
+            device (expert_offload.py).
+    """
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         raise CheckpointError(f"{ckpt_dir}: checkpoint directory not found")
@@ -93,29 +113,52 @@ def load_model(
         raise CheckpointError(str(exc)) from exc
     args = ModelArgs.from_file(ckpt_dir)
     keys = checkpoint_keys(ckpt_dir)
+    try:
+        headers = read_headers(sorted(set(keys.values())))
+    except HeaderError as exc:
+        raise CheckpointError(str(exc)) from exc
     if args.n_mtp_layers and not any(checkpoint_target(k).name.startswith("mtp.") for k in keys):
         # transformers does not instantiate MTP, so what its save_pretrained writes has none
         log.info("%s: config declares MTP but the checkpoint has no mtp.* tensors; running without MTP", ckpt_dir)
         args = dataclasses.replace(args, n_mtp_layers=0)
+    if check_memory:
+        from deepfim.engine.model import memory_plan
+
+        plan = memory_plan.plan_weights(args, headers, dtype, keep_quantized, layout, hot_experts=hot_experts)
+        memory_plan.check_fits(plan, torch.device(device))
     with torch.device("meta"):
         model = Transformer(args)
-    model = model.to_empty(device=device).to(dtype)
+    if layout is not None:
+        layout.shard_model(model)
+    if keep_quantized:
+        fp8, fp4 = quantized_modules(headers)
+        modules = dict(model.named_modules())
+        fp8 = {name: s for name, s in fp8.items() if isinstance(modules.get(name), torch.nn.Linear)}
+        fp4 = {name: s for name, s in fp4.items() if name in modules and hasattr(modules[name], "w1")}
+        quantize_modules(model, fp8, fp4, torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
+    offloaded = expert_offload.prepare(model, hot_experts) if hot_experts else {}
+    materialize(model, torch.device(device), dtype)
+    for experts in offloaded.values():
+        experts.allocate(torch.device(device))
     model.reset_buffers()
-    load_weights(model, keys)
+    load_weights(model, keys, layout)
     return model.eval()
 
 
-def load_weights(model: Transformer, keys: dict[str, Path]) -> None:
-    """Copies every checkpoint tensor into `model`, checking names and shapes."""
+def load_weights(model: Transformer, keys: dict[str, Path], layout=None) -> None:
+    """Copies every checkpoint tensor into `model` (this rank's share of it under `layout`),
+    checking names, dtypes, shapes and values."""
     params: dict[str, torch.Tensor] = dict(model.named_parameters())
-    params.update((n, b) for n, b in model.named_buffers() if n.rsplit(".", 1)[-1] in ("bias", "tid2eid"))
+    kept_leaves = ("bias", "tid2eid", "weight", "scale", "w1", "w2", "w3", "w1_scale", "w2_scale", "w3_scale")
+    params.update((n, b) for n, b in model.named_buffers() if n.rsplit(".", 1)[-1] in kept_leaves)
+    params.update(expert_offload.host_tensors(model))
     targets = {k: checkpoint_target(k) for k in keys}
     scale_of: dict[tuple[str, int | None], str] = {}
     for k, t in targets.items():
         if t.kind == "scale":
             scale_of[(t.name, t.expert)] = k
-    problems: list[str] = []
-    filled: dict[str, set[int] | bool] = {}
+    place = Placement(params, layout)
+    problems = place.problems
     handles: dict[Path, object] = {}
 
     def read(key: str) -> torch.Tensor:
@@ -134,24 +177,34 @@ def load_weights(model: Transformer, keys: dict[str, Path]) -> None:
         scale_key = scale_of.get((t.name, t.expert))
         if scale_key:
             used_scales.add(scale_key)
+        if not place.wanted(t):
+            continue  # another rank's expert
+        param = params[t.name]
+        kept = is_kept(param)
         try:
             raw, scale = read(k), read(scale_key) if scale_key else None
-            problem = _dtype_problem(k, raw, scale, params[t.name], model.args.n_routed_experts)
-            value = None if problem else _dequantize(k, raw, scale)
+            problem = _dtype_problem(k, raw, scale, param, model.args.n_routed_experts, kept)
+            if problem is None and kept:
+                value = stored_form(k, raw, scale, params[scale_name(t)].dtype)
+            elif problem is None:
+                value, scale = _dequantize(k, raw, scale), None
         except (ValueError, SafetensorError) as exc:
             problem = str(exc)
-        if problem is None and value.is_floating_point() and not torch.isfinite(value).all():
+        if problem is None and not kept and value.is_floating_point() and not torch.isfinite(value).all():
             problem = f"{k}: {int((~torch.isfinite(value)).sum())} non-finite values (NaN/Inf): corrupt weights"
         if problem:
             problems.append(problem)
             continue
-        _place(params, t, value, k, filled, problems)
+        try:
+            place.put(k, t, value, scale)
+        except ValueError as exc:
+            problems.append(str(exc))
     problems += [
         f"unexpected tensor {k} (a scale without its weight)" for k in scale_of.values() if k not in used_scales
     ]
     for name, p in params.items():
-        got = filled.get(name)
-        if name.endswith(_EXPERT_PARAMS):
+        got = place.filled.get(name)
+        if name.endswith(EXPERT_PARAMS):
             missing = sorted(set(range(p.shape[0])) - (got if isinstance(got, set) else set()))
             if missing:
                 problems.append(f"missing experts {_short(missing)} of {name} ({p.shape[0]} experts)")
@@ -166,10 +219,19 @@ def _short(items: list[int]) -> str:
 
 
 def _dtype_problem(
-    key: str, raw: torch.Tensor, scale: torch.Tensor | None, param: torch.Tensor, n_experts: int
+    key: str, raw: torch.Tensor, scale: torch.Tensor | None, param: torch.Tensor, n_experts: int, kept: bool
 ) -> str | None:
     """Why a stored tensor cannot fill `param`, or None (a quantised weight without a scale is
     left to `_dequantize`, which says so)."""
+    if kept:
+        want = (torch.float8_e4m3fn,) if param.dtype == torch.float8_e4m3fn else (torch.int8, torch.uint8,
+                                                                               torch.float4_e2m1fn_x2)  # fmt: skip
+        if raw.dtype not in want or scale is None or scale.dtype not in _SCALES:
+            return (
+                f"{key}: stored as {raw.dtype} (scale: {None if scale is None else scale.dtype}), but its module "
+                f"keeps {'FP8' if param.dtype == torch.float8_e4m3fn else 'packed FP4'} weights with scales"
+            )
+        return None
     if not param.is_floating_point():  # the hash-routing table: expert ids
         if raw.is_floating_point() or raw.dtype == torch.bool:
             return f"{key}: stored as {raw.dtype}, expected integer expert ids"
@@ -195,121 +257,3 @@ def _dequantize(key: str, raw: torch.Tensor, scale: torch.Tensor | None) -> torc
     if raw.dtype in (torch.int8, torch.uint8, torch.float4_e2m1fn_x2):
         return dequant_fp4_packed(raw, scale)
     raise ValueError(f"{key}: scale tensor next to a {raw.dtype} weight (expected FP8 or packed FP4)")
-
-
-def _place(params, t: Target, value: torch.Tensor, key: str, filled: dict, problems: list[str]) -> None:
-    param = params[t.name]
-
-    def check(dst: torch.Tensor, src: torch.Tensor) -> bool:
-        if tuple(src.shape) != tuple(dst.shape):
-            problems.append(f"{key}: checkpoint shape {tuple(src.shape)}, model expects {tuple(dst.shape)}")
-            return False
-        return True
-
-    with torch.no_grad():
-        if t.kind == "gate_up":  # transformers packs w1 and w3 as [E, 2I, D]
-            w3 = params[t.name[:-2] + "w3"]
-            half = value.shape[1] // 2 if value.dim() == 3 else 0
-            if value.dim() != 3 or not (check(param, value[:, :half]) and check(w3, value[:, half:])):
-                return
-            param.copy_(value[:, :half])
-            w3.copy_(value[:, half:])
-            filled[t.name] = filled[t.name[:-2] + "w3"] = set(range(param.shape[0]))
-        elif t.expert is not None:
-            if t.expert >= param.shape[0]:
-                problems.append(f"{key}: expert {t.expert}, but the model has {param.shape[0]} experts")
-            elif check(param[t.expert], value):
-                param[t.expert].copy_(value)
-                filled.setdefault(t.name, set()).add(t.expert)
-        elif check(param, value):
-            param.copy_(value.to(param.dtype))
-            filled[t.name] = set(range(param.shape[0])) if t.name.endswith(_EXPERT_PARAMS) else True
-
-
-def save_checkpoint(
-    model: Transformer,
-    out_dir: str | Path,
-    weight_format: str = "fp32",
-    expert_format: str | None = None,
-    max_shard_bytes: int = 2 << 30,
-) -> None:
-    """Writes `model` in the official layout: config.json + safetensors shards (+ index).
-
-    weight_format: "fp32", "bf16" or "fp8" (128x128 blocks) for 2-D matrices of the attention,
-    shared experts and MTP projections (as DeepSeek quantises them); norms, mHC, compressor,
-    gate, embed and head stay in fp32/bf16. expert_format: "fp4", "fp8" or None (as weights).
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    expert_format = expert_format or weight_format
-    args = model.args
-    config = args.to_official_dict()
-    if weight_format in ("bf16", "fp8"):
-        config["weight_dtype"] = weight_format
-    if expert_format in ("fp4", "fp8"):
-        config["expert_dtype"] = expert_format
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    sizes = [0]
-
-    def put(name: str, tensor: torch.Tensor) -> None:
-        nbytes = tensor.numel() * tensor.element_size()
-        if sizes[-1] and sizes[-1] + nbytes > max_shard_bytes:
-            shards.append({})
-            sizes.append(0)
-        shards[-1][name] = tensor.contiguous()
-        sizes[-1] += nbytes
-
-    state = model.state_dict()
-    for name, tensor in state.items():
-        tensor = tensor.detach().cpu()
-        if name.endswith(_EXPERT_PARAMS):
-            for e in range(tensor.shape[0]):
-                key = official_expert_key(name, e)
-                for k, v in _encode(key, tensor[e].float(), expert_format).items():
-                    put(k, v)
-        else:
-            fmt = weight_format if _is_fp8_matrix(name) else ("bf16" if weight_format != "fp32" else "fp32")
-            if tensor.dtype in (torch.long, torch.int32) or name.endswith(("_fn", "_base", "_scale", "attn_sink",
-                                                                           ".ape", ".bias")):  # fmt: skip
-                fmt = "keep"
-            for k, v in _encode(name, tensor, fmt).items():
-                put(k, v)
-    if len(shards) == 1:
-        save_file(shards[0], str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-        return
-    weight_map = {}
-    for i, shard in enumerate(shards):
-        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(out_dir / fname), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(shard, fname))
-    index = {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}
-    (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-
-
-def _is_fp8_matrix(name: str) -> bool:
-    """Matrices DeepSeek stores in FP8 (everything else in bf16/fp32)."""
-    leaf = name.split(".")
-    return (
-        name.endswith(".weight")
-        and (
-            leaf[-2] in ("wq_a", "wq_b", "wkv", "wo_a", "wo_b", "e_proj", "h_proj")
-            or (len(leaf) >= 3 and leaf[-3] == "shared_experts")
-        )
-        and "compressor" not in name
-    )
-
-
-def _encode(key: str, tensor: torch.Tensor, fmt: str) -> dict[str, torch.Tensor]:
-    if fmt == "keep" or fmt == "fp32":
-        return {key: tensor}
-    if fmt == "bf16":
-        return {key: tensor.to(torch.bfloat16)}
-    base = key[: -len(".weight")]
-    if fmt == "fp8":
-        q, s = quantize_fp8_blocks(tensor)
-        return {key: q, f"{base}.scale": s}
-    if fmt == "fp4":
-        q, s = quantize_fp4_packed(tensor)
-        return {key: q, f"{base}.scale": s}
-    raise ValueError(f"unknown weight format {fmt!r}")

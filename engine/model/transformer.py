@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepfim.engine.model.config import LayerKind, ModelArgs
+from deepfim.engine.model.quantized import grouped_linear, linear
 from deepfim.engine.model.state import CompressorState, CompressorUndo, LayerCache, ModelState
+from deepfim.kernels import moe_gemm, use_triton
 
 # dispatchers: Triton for CUDA tensors under inference, the torch references (C mHC kernels) otherwise
 from deepfim.kernels.compressor import pool_windows
@@ -60,7 +62,7 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act_quant:
             x = fp8_round_trip(x, min(128, x.shape[-1]))
-        return F.linear(x, self.weight)
+        return linear(self, x)
 
 
 class RMSNorm(nn.Module):
@@ -107,7 +109,11 @@ class Rotary(nn.Module):
     def __init__(self, rope_dim: int, base: float, args: ModelArgs, yarn: bool) -> None:
         super().__init__()
         self._spec = (rope_dim, base, args, yarn)
-        self.register_buffer("inv_freq", rope_inv_freq(*self._spec), persistent=False)
+        # built on the meta device (loading), the values come from reset_buffers; computing them
+        # there would run arange through torch's Python references, which import dynamo (2 s)
+        meta = torch.get_default_device().type == "meta"
+        inv = torch.empty(rope_dim // 2) if meta else rope_inv_freq(*self._spec)
+        self.register_buffer("inv_freq", inv, persistent=False)
         self._table: torch.Tensor | None = None
 
     def reset_buffers(self) -> None:
@@ -195,6 +201,8 @@ class Indexer(nn.Module):
     def __init__(self, args: ModelArgs, ratio: int, rotary: Rotary) -> None:
         super().__init__()
         self.n_heads, self.head_dim, self.topk = args.index_n_heads, args.index_head_dim, args.index_topk
+        self.all_heads = args.index_n_heads  # n_heads is this rank's share under tensor parallelism
+        self.reduce = None  # tensor parallel: sums each rank's partial scores in place (parallel.py)
         self.quant_sim = args.quant_sim
         self.wq_b = Linear(args.q_lora_rank, self.n_heads * self.head_dim, act_quant=args.quant_sim)
         self.weights_proj = Linear(args.dim, self.n_heads)
@@ -243,9 +251,12 @@ class Indexer(nn.Module):
         c = keys.shape[1]
         q = self.wq_b(c_q).view(b, t, self.n_heads, self.head_dim)
         q = self._rotate_quant(apply_rope(q, cis.unsqueeze(1)))
-        weights = self.weights_proj(x) * self.n_heads**-0.5  # [B, T, HI]
+        weights = self.weights_proj(x) * self.all_heads**-0.5  # [B, T, HI]
         invisible = torch.arange(c, device=x.device)[None, :] >= visible[:, None]  # [T, C]
-        scores = self._scores(q, keys, weights).masked_fill(invisible, float("-inf"))  # [B, T, C]
+        scores = self._scores(q, keys, weights)
+        if self.reduce is not None:
+            self.reduce(scores)  # the sum over heads, before the top-k
+        scores = scores.masked_fill(invisible, float("-inf"))  # [B, T, C]
         k = min(self.topk, c)
         idx = scores.topk(k, dim=-1).indices if k else scores.new_zeros(b, t, 0, dtype=torch.long)
         idx = torch.where(idx >= visible[None, :, None], -1, idx)
@@ -262,7 +273,9 @@ class Attention(nn.Module):
         super().__init__()
         self.args = args
         self.kind, self.ratio = args.layer_kind(layer_id), args.layer_ratio(layer_id)
-        self.n_heads, self.head_dim = args.n_heads, args.head_dim
+        self.n_heads, self.head_dim = args.n_heads, args.head_dim  # n_heads, o_groups: this rank's under TP
+        self.o_groups = args.o_groups
+        self.reduce = None  # tensor parallel: sums the ranks' partial wo_b outputs in place (parallel.py)
         self.window = args.window_size
         fp8 = args.quant_sim
         self.wq_a = Linear(args.dim, args.q_lora_rank, act_quant=fp8)
@@ -326,11 +339,13 @@ class Attention(nn.Module):
         if want_probs and comp_probs is not None:
             ctx.indexer_losses.append(_indexer_kl(comp_probs.detach(), index_scores, topk_idx, visible))
         out = apply_rope(out, cis.unsqueeze(1), inverse=True)  # [B, T, H, d]
-        g = self.args.o_groups
+        g = self.o_groups
         grouped = out.reshape(b, t, g, -1)  # [B, T, G, H/G*d]
-        wo_a = self.wo_a.weight.view(g, self.args.o_lora_rank, -1)  # [G, R, H/G*d]
-        low = torch.einsum("btgi,gri->btgr", grouped, wo_a)
-        return self.wo_b(low.flatten(2))
+        low = grouped_linear(self.wo_a, grouped, g)  # [B, T, G, R]: one [R, H/G*d] block per group
+        y = self.wo_b(low.flatten(2))
+        if self.reduce is not None:
+            self.reduce(y)
+        return y
 
 
 def _indexer_kl(
@@ -389,12 +404,22 @@ class Gate(nn.Module):
 
 
 class MoE(nn.Module):
-    """Routed experts (stacked [E, ...] weights) plus shared experts."""
+    """Routed experts (stacked [E, ...] weights) plus shared experts.
+
+    The stacked weights are dense parameters, or packed FP4 buffers with `w*_scale` beside them
+    (`fp4`, see quantized.py). Under expert parallelism a rank holds the experts
+    `expert_offset ..` only and `reduce` sums the ranks' routed outputs (parallel.py).
+    """
+
+    fp4 = False
+    offload = None  # expert_offload.OffloadedExperts: the experts live in host memory, hot ones cached
 
     def __init__(self, layer_id: int, args: ModelArgs) -> None:
         super().__init__()
         self.layer_id = layer_id
         self.args = args
+        self.expert_offset = 0
+        self.reduce = None
         e, inter, dim = args.n_routed_experts, args.moe_inter_dim, args.dim
         self.gate = Gate(layer_id, args)
         self.w1 = nn.Parameter(torch.empty(e, inter, dim))
@@ -409,7 +434,7 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor, ids: torch.Tensor, ctx: ForwardContext | None) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1])  # [N, D]
-        scores = scores_from_logits(flat @ self.gate.weight.t(), self.args.score_func)  # [N, E]
+        scores = scores_from_logits(linear(self.gate, flat), self.args.score_func)  # [N, E]
         fixed = self.gate.tid2eid[ids.reshape(-1)] if self.gate.is_hash else None
         weights, idx = route(scores, self.args.n_activated_experts, self.args.route_scale, self.gate.bias, fixed)
         if ctx is not None:
@@ -417,10 +442,39 @@ class MoE(nn.Module):
                 (self.layer_id, torch.bincount(idx.reshape(-1), minlength=self.args.n_routed_experts))
             )
         expert_in = fp8_round_trip(flat, min(128, flat.shape[-1])) if self.args.quant_sim else flat
-        y = experts_forward(expert_in, weights, idx, self.w1, self.w2, self.w3, self.args.swiglu_limit)
+        y = self._routed(expert_in, weights, idx)
+        if self.reduce is not None:
+            self.reduce(y)
         if self.shared_experts is not None:
             y = y + self.shared_experts(flat)
         return y.view(shape)
+
+    def _routed(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The routed experts' sum [N, D]; under expert parallelism, of this rank's experts only."""
+        n_local = self.offload.n_experts if self.offload is not None else self.w1.shape[0]
+        if n_local == self.args.n_routed_experts:
+            return self._experts(x, weights, idx)
+        local = idx - self.expert_offset
+        mine = (local >= 0) & (local < n_local)  # [N, K] pairs routed to this rank's experts
+        token = torch.arange(idx.shape[0], device=idx.device)[:, None].expand_as(idx)[mine]
+        y = torch.zeros_like(x)
+        if token.numel():
+            y.index_add_(0, token, self._experts(x[token], weights[mine][:, None], local[mine][:, None]))
+        return y
+
+    def _experts(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        limit = self.args.swiglu_limit
+        if self.offload is not None:
+            return self.offload(x, weights, idx, limit)
+        if self.fp4:  # dequantized inside the grouped GEMM (the reference: only the experts used)
+            experts = moe_gemm.ExpertWeights(self.w1, self.w2, self.w3, self.w1_scale, self.w2_scale, self.w3_scale)
+            return moe_gemm.experts_forward(x, weights, idx, experts, limit)
+        if use_triton(x, self.w1, self.w2, self.w3):  # dense experts on a GPU: the grouped GEMM too
+            return moe_gemm.experts_forward(x, weights, idx, moe_gemm.ExpertWeights(self.w1, self.w2, self.w3), limit)
+        if self.w1.dtype != x.dtype:  # bf16 experts beside fp32 activations
+            return experts_forward(x.to(self.w1.dtype), weights.to(self.w1.dtype), idx, self.w1, self.w2, self.w3,
+                                   limit).to(x.dtype)  # fmt: skip
+        return experts_forward(x, weights, idx, self.w1, self.w2, self.w3, limit)
 
 
 # block ----------------------------------------------------------------------------------------
@@ -453,10 +507,19 @@ class Block(nn.Module):
         cache: LayerCache | None,
         ctx: ForwardContext | None,
     ) -> torch.Tensor:
+        return self.ffn_half(self.attn_half(x, start_pos, cache, ctx), ids, ctx)
+
+    def attn_half(self, x: torch.Tensor, start_pos: int, cache: LayerCache | None, ctx) -> torch.Tensor:
+        """The mHC-wrapped attention sublayer (reads and advances the state)."""
         a = self.args
         u, post, comb = hc_pre(x, self.hc_attn_fn, self.hc_attn_base, self.hc_attn_scale,
                                a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
-        x = hc_post(self.attn(self.attn_norm(u), start_pos, cache, ctx), x, post, comb)
+        return hc_post(self.attn(self.attn_norm(u), start_pos, cache, ctx), x, post, comb)
+
+    def ffn_half(self, x: torch.Tensor, ids: torch.Tensor, ctx) -> torch.Tensor:
+        """The mHC-wrapped MoE sublayer: no state and no position, so shapes are fixed for a given
+        number of tokens (cuda_graph.py captures it for decode)."""
+        a = self.args
         u, post, comb = hc_pre(x, self.hc_ffn_fn, self.hc_ffn_base, self.hc_ffn_scale,
                                a.hc_sinkhorn_iters, a.hc_eps, a.norm_eps)  # fmt: skip
         return hc_post(self.ffn(self.ffn_norm(u), ids, ctx), x, post, comb)
@@ -512,7 +575,9 @@ class Transformer(nn.Module):
         compress = Rotary(r, args.compress_rope_theta, args, yarn=True)
         rotaries = {LayerKind.SLIDING: plain, LayerKind.CSA: compress, LayerKind.HCA: compress}
         self.rotaries = nn.ModuleList([plain, compress])
-        self.embed = nn.Embedding(args.vocab_size, args.dim)
+        # given its (uninitialised) weight, Embedding skips its random init: init_weights or the
+        # checkpoint fills it, and on the meta device the init would import dynamo (2 s)
+        self.embed = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
         self.layers = nn.ModuleList([Block(i, args, rotaries) for i in range(args.n_layers)])
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.head = Linear(args.dim, args.vocab_size)

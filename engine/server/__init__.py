@@ -1,6 +1,6 @@
 """The LAN team server (`deepfim serve`) and its client (`RemoteBackend`).
 
-Length-prefixed msgpack frames over TLS, per-user tokens, fair admission, streaming and
-cancellation; an HTTP side for health, Prometheus metrics and an OpenAI-compatible
-`/v1/completions`. The protocol is described in docs/team-server.md.
+One HTTPS listener (uvicorn + Starlette, TLS): per-user tokens, limits and fair admission, an
+OpenAI-compatible `/v1/completions` (text or packed token ids, SSE streaming, cancel on
+disconnect), Prometheus `/metrics`, `/health`. The API is described in docs/team-server.md.
 """

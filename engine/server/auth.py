@@ -116,6 +116,25 @@ def add_user(path: str | Path, name: str, *, replace: bool = False, limits: dict
     return token
 
 
+def revoke_user(path: str | Path, name: str) -> None:
+    """Removes user `name` from the users file: their token stops working at once (servers re-read
+    the file when it changes)."""
+    path = Path(path)
+    users = _read_users(path)
+    if not any(u["name"] == name for u in users):
+        raise AuthError(f"no user {name!r} in {path}")
+    kept = [u for u in users if u["name"] != name]
+    _write_private(path, json.dumps({"version": FILE_VERSION, "users": kept}, indent=2) + "\n")
+
+
+def list_users(path: str | Path) -> list[dict]:
+    """The users of a users file: name, key id, creation time and limits (never the hashes)."""
+    return [
+        {"name": u["name"], "key_id": u["key_id"], "created": u.get("created"), "limits": dict(u.get("limits", {}))}
+        for u in _read_users(Path(path))
+    ]
+
+
 def load_admin_token(path: str | Path, *, create: bool = True) -> str:
     """The admin token stored in `path`; a new one is written (mode 0600) when absent."""
     path = Path(path)

@@ -17,36 +17,34 @@ from deepfim.engine.server.auth import LIMIT_KEYS
 class Limits:
     """What one client may send and hold. Validated on construction."""
 
-    # frames
-    max_frame_bytes: int = 16 << 20  # a 1M-token prompt is 4 MiB as packed uint32
-    max_preauth_frame_bytes: int = 64 << 10  # before `hello` succeeds
-    max_protocol_errors: int = 32  # malformed messages tolerated per connection
+    # bodies (checked before a byte of them is parsed, and before any tokenizing)
+    max_body_bytes: int = 16 << 20  # a 1M-token prompt is ~7 MiB as a JSON list of ids
+    max_text_bytes: int = 1 << 20  # prompt + suffix text of one OpenAI-style request (tokenized by the server)
     # per user (overridable in the users file)
     max_prompt_tokens: int = 1 << 20
     max_new_tokens: int = 1024
     requests_per_second: float = 20.0
     burst: int = 40
-    max_inflight: int = 8  # queued + running requests of one user, over all its connections
+    max_inflight: int = 8  # queued + running requests of one user
     # server-wide
-    max_backend_inflight: int = 16  # requests handed to the backend at once
+    max_backend_inflight: int = 32  # requests handed to the engine at once (it decodes them together)
     max_connections: int = 256
-    max_connections_per_user: int = 32
+    max_connections_per_address: int = 32  # counted from TCP accept on, before TLS and before any token
     # timeouts (seconds)
-    hello_timeout_s: float = 10.0
-    idle_timeout_s: float = 600.0
-    frame_timeout_s: float = 15.0  # a started frame must complete in this time
+    tls_handshake_timeout_s: float = 10.0
+    request_head_timeout_s: float = 10.0  # from connect (or the last response) to a complete request head
+    body_timeout_s: float = 15.0  # a started body must complete in this time
+    idle_timeout_s: float = 60.0  # keep-alive: an idle connection between requests
     write_timeout_s: float = 30.0  # a client that stops reading is dropped
+    heartbeat_s: float = 1.0  # an SSE comment when nothing else was sent, so clients can tell busy from hung
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"limit {f.name} must be a positive number, got {value!r}")
-        if self.max_preauth_frame_bytes > self.max_frame_bytes:
-            raise ValueError(
-                f"max_preauth_frame_bytes ({self.max_preauth_frame_bytes}) exceeds max_frame_bytes"
-                f" ({self.max_frame_bytes})"
-            )
+        if self.max_text_bytes > self.max_body_bytes:
+            raise ValueError(f"max_text_bytes ({self.max_text_bytes}) exceeds max_body_bytes ({self.max_body_bytes})")
 
     def for_user(self, overrides: dict) -> Limits:
         """These limits with a user's overrides applied (only the per-user keys)."""
@@ -58,7 +56,8 @@ class Limits:
     def public(self) -> dict:
         """What a client is told in `welcome` (enough to stay within limits)."""
         keys = (
-            "max_frame_bytes",
+            "max_body_bytes",
+            "max_text_bytes",
             "max_prompt_tokens",
             "max_new_tokens",
             "requests_per_second",

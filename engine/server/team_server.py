@@ -1,8 +1,9 @@
-"""The team server: a msgpack listener and an HTTP listener around one `CompletionService`.
+"""The team server: the HTTP API (http_app.py) on uvicorn, behind the connection guard, around one
+`CompletionService`.
 
-`TeamServer` runs on an asyncio loop (`deepfim serve` owns the loop: start, wait for a
-signal, close); `ServerThread` runs
-one in a background thread, for tests, benchmarks and embedding.
+`TeamServer` runs on an asyncio loop; `ServerThread` runs one on a background thread (what
+`deepfim serve`, the tests and the benchmarks use: uvicorn then leaves the process's signals to
+the caller).
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ import socket
 import ssl
 import threading
 
+import uvicorn
+
 from deepfim.engine.api import CompletionBackend
 from deepfim.engine.server.auth import UserStore
-from deepfim.engine.server.connection import Connection
-from deepfim.engine.server.frames import encode
-from deepfim.engine.server.http_server import MAX_HEADER_BYTES, HttpConnection
+from deepfim.engine.server.connection_guard import ConnectionGuard, guarded_protocol
+from deepfim.engine.server.http_app import TeamApp
 from deepfim.engine.server.limits import Limits
 from deepfim.engine.server.service import CompletionService
 from deepfim.engine.server.tls import is_loopback
 
 log = logging.getLogger(__name__)
-TLS_HANDSHAKE_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 16 << 10  # a request head bigger than this is answered 400 by h11
+SHUTDOWN_GRACE_S = 1  # streams still running when the server stops get this long, then are cut
 
 
 class TeamServer:
@@ -34,97 +37,69 @@ class TeamServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        http_port: int | None = 0,
         ssl_context: ssl.SSLContext | None = None,
         limits: Limits | None = None,
         shared_namespaces: tuple[str, ...] = (),
     ) -> None:
-        """`port`/`http_port` 0 picks free ports; `http_port` None disables HTTP.
-
-        `ssl_context` None means plain TCP, refused unless `host` is a loopback address.
-        """
+        """`port` 0 picks a free port. `ssl_context` None means plain TCP, refused unless `host` is
+        a loopback address."""
         if ssl_context is None and not is_loopback(host):
             raise ValueError(f"refusing to serve without TLS on non-loopback host {host!r}")
         self.service = CompletionService(backend, users, limits, shared_namespaces)
-        self.host, self.ssl_context = host, ssl_context
-        self._ports = (port, http_port)
-        self._servers: list[asyncio.base_events.Server] = []
-        self._tasks: set[asyncio.Task] = set()
+        self.app = TeamApp(self.service)
+        self.guard = ConnectionGuard(self.service.limits, ssl_context, self._connections_changed)
+        self.host, self._port, self.ssl_context = host, port, ssl_context
         self.port: int | None = None
-        self.http_port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task | None = None
+
+    def _connections_changed(self, total: int) -> None:
+        self.service.connections = total
 
     async def start(self) -> None:
         self.service.loop = asyncio.get_running_loop()
-        tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT_S} if self.ssl_context else {}
-        msgpack_server = await asyncio.start_server(self._on_msgpack, self.host, self._ports[0], **tls)
-        self._servers.append(msgpack_server)
-        self.port = msgpack_server.sockets[0].getsockname()[1]
-        if self._ports[1] is not None:
-            http = await asyncio.start_server(self._on_http, self.host, self._ports[1], limit=MAX_HEADER_BYTES, **tls)
-            self._servers.append(http)
-            self.http_port = http.sockets[0].getsockname()[1]
-        log.info(
-            "team server on %s:%s (msgpack) and %s (http), TLS %s",
-            self.host,
-            self.port,
-            self.http_port,
-            "on" if self.ssl_context else "OFF",
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.create_server((self.host, self._port), family=family, backlog=1024)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app.app,
+            http=guarded_protocol(self.guard),
+            lifespan="off",
+            log_config=None,
+            access_log=False,  # the service writes one line per request itself
+            server_header=False,
+            timeout_keep_alive=max(1, int(self.service.limits.idle_timeout_s)),
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.ensure_future(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what startup raised
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+        log.info("team server on %s:%s, TLS %s", self.host, self.port, "on" if self.ssl_context else "OFF")
 
     async def close(self) -> None:
-        """Stops listening, ends open connections (which cancels their requests)."""
-        for server in self._servers:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
-
-    def _admit_socket(self, writer: asyncio.StreamWriter) -> bool:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:  # notice peers that vanish without a FIN (cable pulled, laptop asleep)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if sum(self.service.connections.values()) >= self.service.limits.max_connections:
-            log.warning("refusing a connection: %d open", sum(self.service.connections.values()))
-            return False
-        return True
-
-    async def _on_msgpack(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._admit_socket(writer):
-            writer.write(
-                encode(
-                    {
-                        "type": "error",
-                        "id": None,
-                        "code": "too_many_connections",
-                        "message": "server connection limit reached",
-                        "fatal": True,
-                    }
-                )
-            )
-            writer.close()
+        """Stops listening; running streams get a short grace, then their connections are cut
+        (which cancels their requests)."""
+        if self._server is None:
             return
-        await self._track(Connection(self.service, reader, writer).run())
-
-    async def _on_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._admit_socket(writer):
-            writer.close()
-            return
-        await self._track(HttpConnection(self.service, reader, writer).run())
-
-    async def _track(self, coro) -> None:
-        task = asyncio.current_task()
-        self._tasks.add(task)
+        for connection in list(self._server.server_state.connections):  # idle keep-alive: nothing to wait for
+            if connection.transport is not None and (connection.cycle is None or connection.cycle.response_complete):
+                connection.transport.abort()
+        self._server.should_exit = True
+        self.guard.close()
         try:
-            await coro
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("connection handler crashed")  # contained: other clients carry on
-        finally:
-            self._tasks.discard(task)
+            await asyncio.wait_for(asyncio.shield(self._task), SHUTDOWN_GRACE_S + 3)
+        except TimeoutError:
+            self._task.cancel()
+        for connection in list(self._server.server_state.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        self.app.close()
+        self._server = None
 
 
 class ServerThread:
@@ -135,20 +110,27 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="deepfim-team-server", daemon=True)
         self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(self.server.start())
+            self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.server.start()
         except BaseException as exc:
             self._error = exc
             self._started.set()
             return
         self._started.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.server.close())
-        self.loop.close()
+        await self._stop.wait()
+        await self.server.close()
 
     def start(self) -> ServerThread:
         self._thread.start()
@@ -158,8 +140,8 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread.is_alive() and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(30)
 
     def call(self, fn, *args, timeout: float = 10.0):
@@ -177,10 +159,6 @@ class ServerThread:
     @property
     def port(self) -> int:
         return self.server.port
-
-    @property
-    def http_port(self) -> int | None:
-        return self.server.http_port
 
     def __enter__(self) -> ServerThread:
         return self.start()

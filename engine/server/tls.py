@@ -1,17 +1,15 @@
 """TLS for the team server: a self-signed certificate maker and the SSL contexts.
 
-The certificate is made with the `openssl` command line (present wherever Python's `ssl`
-is; the `cryptography` package is not a dependency). Clients trust the certificate file
-itself (`--tls-ca cert.pem`), so no CA infrastructure is needed on a LAN.
+The certificate (ECDSA P-256, SHA-256) is made with the `cryptography` package. Clients trust the
+certificate file itself (`--tls-ca cert.pem`), so no CA infrastructure is needed on a LAN.
 """
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 CERT_NAME = "cert.pem"
@@ -23,15 +21,16 @@ class CertError(RuntimeError):
     """Certificate creation or loading failed; the message says how to fix it."""
 
 
-def _san(hosts: list[str]) -> str:
-    entries = []
+def _alt_names(hosts: list[str]) -> list:
+    from cryptography import x509
+
+    names = []
     for host in dict.fromkeys([*hosts, "localhost", "127.0.0.1", "::1"]):
         try:
-            ipaddress.ip_address(host)
-            entries.append(f"IP:{host}")
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
-            entries.append(f"DNS:{host}")
-    return ",".join(entries)
+            names.append(x509.DNSName(host))
+    return names
 
 
 def make_self_signed_cert(out_dir: str | Path, hosts: list[str], days: int = DEFAULT_DAYS) -> tuple[Path, Path]:
@@ -40,44 +39,43 @@ def make_self_signed_cert(out_dir: str | Path, hosts: list[str], days: int = DEF
     The certificate names every host in `hosts` plus localhost/127.0.0.1/::1, so clients
     verify the host name as usual.
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     if not hosts or any(not h or any(c in h for c in ",/\n ") for h in hosts):
         raise CertError(f"bad host names {hosts!r}: give plain DNS names or IP addresses")
     if not 1 <= days <= 3650:
         raise CertError(f"days must be in [1, 3650], got {days}")
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise CertError("the `openssl` command is not installed; install it or bring your own --cert/--key")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cert, key = out / CERT_NAME, out / KEY_NAME
-    # Create the key file 0600 first so the private key is never world-readable, not even briefly.
-    os.close(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-    cmd = [
-        openssl,
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-sha256",
-        "-days",
-        str(days),
-        "-keyout",
-        str(key),
-        "-out",
-        str(cert),
-        "-subj",
-        f"/CN={hosts[0]}",
-        "-addext",
-        f"subjectAltName={_san(hosts)}",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise CertError(f"openssl failed ({done.returncode}): {done.stderr.strip()}")
-    os.chmod(key, 0o600)
-    return cert, key
+    cert_path, key_path = out / CERT_NAME, out / KEY_NAME
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(_alt_names(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+    # The key file is created 0600 before a byte is written: never world-readable, not even briefly.
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem_key)
+    os.chmod(key_path, 0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
 
 
 def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:

@@ -1,12 +1,15 @@
-"""The engine loop: one thread that repeatedly schedules, runs and finishes requests.
+"""The engine loop: one thread that repeatedly schedules a batch, runs it and finishes requests.
 
 `submit` may be called from any thread; results arrive through each request's
-`CompletionHandle` future. Cancellation is checked before every step, so a cancelled request
-stops within one decode step (or one prefill chunk) and its prefilled state stays cached.
+`CompletionHandle` future. Each step runs what the scheduler picks (every running sequence's
+decode step and prefill chunks up to a budget: continuous batching) through the runner in one
+go. Cancellation is checked before every step, so a cancelled request stops within one decode
+step (or one prefill chunk) and its prefilled state stays cached.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -25,7 +28,13 @@ log = logging.getLogger(__name__)
 class Runner(Protocol):
     tokenizer: Tokenizer
 
-    def advance(self, req: ActiveRequest) -> None: ...
+    def prefill_cost(self, req: ActiveRequest) -> int:
+        """Prompt tokens of the request's next prefill chunk (0: it decodes now)."""
+        ...
+
+    def step(self, batch: list[ActiveRequest]) -> dict[int, Exception]:
+        """One step of work for every request of the batch; the errors of those that failed, by seq_no."""
+        ...
 
 
 class RequestRejected(ValueError):
@@ -51,6 +60,7 @@ class EngineLoop:
         self._closed = False
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
+        self._failed: dict[int, Exception] = {}  # requests whose planning failed, by seq_no
         self.latencies_ms: deque[float] = deque(maxlen=512)
         self.completed = self.cancelled = self.failed = 0
         self._thread = threading.Thread(target=self._run, args=(make_runner,), name=f"deepfim-{name}", daemon=True)
@@ -75,6 +85,10 @@ class EngineLoop:
             self._load_error = exc
             self._ready.set()
             return
+        # The model's objects live as long as the process: keep the garbage collector from
+        # walking them again and again (a step allocates many small objects; collections over the
+        # whole heap cost 10% of the CPU of 16 sequences decoding together).
+        gc.freeze()
         self._ready.set()
         self._loop()
 
@@ -103,22 +117,39 @@ class EngineLoop:
             raise RequestRejected(f"token ids outside the vocabulary (size {self.vocab_size}): {bad[:5]}")
 
     def step(self) -> bool:
-        """Runs one unit of work; False when there was nothing to do."""
-        req = self.scheduler.next()
-        if req is None:
-            return False
-        if req.handle.cancelled:
-            self._finish(req, cancelled=True)
-            return True
+        """Runs one batch; False when there was nothing to do."""
+        live = []
+        for req in self.scheduler.order():
+            if req.handle.cancelled:
+                self._finish(req, cancelled=True)
+        batch = self.scheduler.next_batch(self._prefill_cost)
+        for req in batch:
+            if req.handle.cancelled or req.seq_no in self._failed:
+                self._finish(req, cancelled=req.handle.cancelled, error=self._failed.pop(req.seq_no, None))
+            else:
+                live.append(req)
+        if not live:
+            return bool(batch)
         try:
-            self.runner.advance(req)
-        except Exception as exc:  # one bad request must not take the engine down
-            log.exception("engine %s: request %s failed", self.name, req.request.request_id)
-            self._finish(req, cancelled=False, error=exc)
-            return True
-        if req.done:
-            self._finish(req, cancelled=req.handle.cancelled)
+            failed = self.runner.step(live)
+        except Exception as exc:  # a bug in the step itself: fail its requests, keep the engine
+            log.exception("engine %s: a step of %d requests failed", self.name, len(live))
+            failed = {req.seq_no: exc for req in live}
+        for req in live:
+            error = failed.get(req.seq_no)
+            if error is not None:
+                log.error("engine %s: request %s failed: %r", self.name, req.request.request_id, error)
+                self._finish(req, cancelled=False, error=error)
+            elif req.done:
+                self._finish(req, cancelled=req.handle.cancelled)
         return True
+
+    def _prefill_cost(self, req: ActiveRequest) -> int:
+        try:
+            return self.runner.prefill_cost(req)
+        except Exception as exc:  # e.g. a prefix-cache lookup failed: the request fails at its turn
+            self._failed[req.seq_no] = exc
+            return 0
 
     def _finish(self, req: ActiveRequest, cancelled: bool, error: BaseException | None = None) -> None:
         self.scheduler.remove(req)
@@ -150,6 +181,10 @@ class EngineLoop:
             self.step()
         for req in [*self.scheduler.items(), *self._inbox]:
             self._finish(req, cancelled=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._closed
 
     def close(self, timeout: float = 5.0) -> None:
         with self._wake:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, SamplingParams, StreamCallback
-from deepfim.engine.model.loader import load_model
+from deepfim.engine.model.device_setup import load_for_device
 from deepfim.engine.model.prompt_format import Prompt
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.model.transformer import Transformer
@@ -59,13 +59,21 @@ class EngineFimModel:
         return candidates[0].text if candidates else ""
 
 
-def load_runner(checkpoint: str | Path | None = None) -> ModelRunner:
+def load_runner(
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    keep_quantized: bool | None = None,
+    hot_experts: int | None = None,
+) -> ModelRunner:
+    """A runner (no prefix cache) for `checkpoint` on `device` (device_setup.load_options)."""
     keep_freed_memory()
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
-    return ModelRunner(load_model(path), Tokenizer.from_file(path / "tokenizer.json"), None)
+    model = load_for_device(path, device, keep_quantized, hot_experts=hot_experts)
+    return ModelRunner(model, Tokenizer.from_file(path / "tokenizer.json"), None)
 
 
-def fim_model(checkpoint: Path | None = None) -> EngineFimModel:
+def fim_model(checkpoint: Path | None = None, device: str = "cpu") -> EngineFimModel:
     """Hook used by `deepfim eval` (engine/evaluation/models.py)."""
     path = checkpoint if checkpoint is not None else DEFAULT_MODEL_DIR
-    return EngineFimModel(load_model(path), Tokenizer.from_file(path / "tokenizer.json"), f"model:{path.name}")
+    model = load_for_device(path, device)
+    return EngineFimModel(model, Tokenizer.from_file(path / "tokenizer.json"), f"model:{path.name}")

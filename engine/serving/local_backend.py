@@ -8,6 +8,7 @@ Sampling and budgets per mode are set by the caller (the language server's mode 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from deepfim import env
 from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.api import CompletionHandle, CompletionRequest, Mode, StreamCallback
-from deepfim.engine.model.loader import load_model
+from deepfim.engine.model.device_setup import load_for_device
 from deepfim.engine.model.serving_profile import ServingProfile
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.serving.allocator import keep_freed_memory
@@ -36,6 +37,10 @@ class LocalBackendConfig:
     speculative: SpeculativeConfig = SpeculativeConfig()
     threads: int | None = None
     profile_overrides: tuple[tuple[str, object], ...] = ()  # over each checkpoint's serving.json (evaluation)
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N"
+    keep_quantized: bool | None = None  # None: as engine/model/device_setup.py decides for the device
+    model_loader: Callable[[Path], object] | None = None  # instead of loading: rank 0 of a parallel engine
+    hot_experts: int | None = None  # routed experts in host memory, this many per layer on the device
 
 
 class _LoadedCheckpoint:
@@ -57,7 +62,11 @@ class _LoadedCheckpoint:
         """Runs in the engine thread (see EngineLoop)."""
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        model = load_model(self.checkpoint)
+        if config.model_loader is not None:
+            model = config.model_loader(self.checkpoint)
+        else:
+            model = load_for_device(self.checkpoint, config.device, config.keep_quantized,
+                                    hot_experts=config.hot_experts)  # fmt: skip
         tokenizer = Tokenizer.from_file(self.checkpoint / "tokenizer.json")
         if tokenizer.vocab_size > model.args.vocab_size:
             raise ValueError(
@@ -120,6 +129,10 @@ class LocalBackend:
             return self._modes[Mode(mode)]
         except ValueError:
             raise ValueError(f"unknown mode {mode!r}; expected one of {[m.value for m in Mode]}") from None
+
+    def healthy(self) -> bool:
+        """Every checkpoint's engine thread is running (a model that failed to load never gets here)."""
+        return bool(self._loaded) and all(loaded.engine.alive for loaded in self._loaded.values())
 
     def stats(self) -> dict:
         out: dict = {"modes": {}, "checkpoints": {}}

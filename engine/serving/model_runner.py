@@ -1,34 +1,62 @@
-"""Runs one unit of a request's work on the model: a prefill chunk or a decode step.
+"""Runs a step of work for a batch of requests on the model: prefill chunks and decode steps.
 
 Prefill consults the prefix cache once, then processes the prompt in chunks whose ends depend
 only on positions (`prefix_cache.boundaries`: every 128-token block, then 16-token pieces),
 storing a snapshot at every boundary, so resumed and cold computations are operation-for-
-operation identical. Decode feeds the last
-sampled token; greedy decode may verify several drafted tokens at once (speculative.py).
+operation identical. Decode feeds the last sampled token; greedy decode may verify several
+drafted tokens at once (speculative.py).
+
+A step first plans one model call per sequence (a chunk, a token, or a token and its drafts),
+then runs them: the calls the C decode step covers (CPU, up to `max_tokens` tokens each) as one
+batched C call, which reads every weight once for all of them and gives each sequence exactly
+what a call of its own gives; longer chunks (and every call where there is no C step: GPUs, FP8
+numerics) through the model one at a time. The engine loop decides what is in a batch; this
+file decides how it runs. `advance(req)` is one request's step, for scripts and evaluation.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from deepfim.engine.model.decode_step import DecodeStep
 from deepfim.engine.model.serving_profile import ServingProfile
+from deepfim.engine.model.state import ModelState
 from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
 from deepfim.engine.model.transformer import ForwardOutput, Transformer
 from deepfim.engine.serving.healing import HealingVocab
-from deepfim.engine.serving.identifiers import IdentifierGuide, TokenShapes
 from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
 from deepfim.engine.serving.sampler import loop_safe_end, repeated_lines_cut, repeated_tokens_cut, sample
 from deepfim.engine.serving.sequence import ActiveRequest, CandidateState
 from deepfim.engine.serving.speculative import CopyDrafter, DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
+from deepfim.engine.serving.token_choice import TokenChoice
 
 log = logging.getLogger(__name__)
 
 MAX_COPY_DRAFT = 15  # with the token before them, one call of the C decode step
+
+
+@dataclass
+class _Call:
+    """One planned model call of a step and what to do with its output."""
+
+    req: ActiveRequest
+    ids: list[int]
+    state: ModelState
+    logits: str  # "none" | "last" | "all"
+    done: Callable[[ForwardOutput], None]
+    prefill: bool
+
+
+def _on_host(out: ForwardOutput) -> ForwardOutput:
+    """Logits of a model on a GPU, moved to the host, where sampling and the stop rules run."""
+    if out.logits is not None and out.logits.device.type != "cpu":
+        return ForwardOutput(out.logits.float().cpu(), out.streams)
+    return out
 
 
 class ModelRunner:
@@ -46,6 +74,7 @@ class ModelRunner:
         a prebuilt one. `profile`: the checkpoint's decoding aids (copy drafts, index-aware
         decoding); default: none."""
         self.model = model
+        self.device = model.embed.weight.device
         self.profile = profile or ServingProfile.defaults(model.args.fim_orders)
         self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
         self.tokenizer = tokenizer
@@ -56,81 +85,170 @@ class ModelRunner:
         self.name = name
         self.eos = tokenizer.special.eos
         self._healing_vocab: HealingVocab | None = None  # built at the first healed request
+        self._drafts = self.spec.max_draft  # n-gram/MTP draft tokens per sequence in the current step
+        self._copy_room = MAX_COPY_DRAFT  # copy-draft tokens per sequence in the current step
         # MTP state is part of every cached snapshot, so the choice is per runner, not per request.
         # Where the C decode step serves the model (CPU), MTP drafts cost more than they save: the
         # MTP block and its second pass through the vocabulary head take about as long as a whole
         # decode step, and the block also runs over every prefill chunk (embedded model, 4K
         # context: 2.0-2.3 ms/token with MTP drafts vs 1.3 without, prefill 20% slower).
         use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and self.decode_step is None
-        self._copy_threshold = math.log(self.profile.copy_min_prob)
-        self._shapes: TokenShapes | None = None  # index-aware decoding's view of the vocabulary
         self.mtp = MtpDrafter(model) if use_mtp else None
+        self.choice = TokenChoice(tokenizer, model.args.vocab_size, self.profile)
 
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
         """One inference call: the C decode step for the few tokens it covers, else the model."""
-        tokens = torch.tensor([ids])
         if self.decode_step is not None and len(ids) <= self.decode_step.max_tokens:
-            return ForwardOutput(*self.decode_step(tokens, state, logits))
-        return self.model(tokens, state, logits=logits)
+            return _on_host(ForwardOutput(*self.decode_step.batch([(ids, state, logits)])[0]))
+        return _on_host(self.model(torch.tensor([ids], device=self.device), state, logits=logits))
+
+    # a step -----------------------------------------------------------------------------------
+    def advance(self, req: ActiveRequest) -> None:
+        """One step of work for `req` alone (raises what it raised)."""
+        error = self.step([req]).get(req.seq_no)
+        if error is not None:
+            raise error
 
     @torch.inference_mode()
-    def advance(self, req: ActiveRequest) -> None:
-        """One step of work for `req`: the next prefill chunk, or one token per live candidate."""
+    def step(self, batch: list[ActiveRequest]) -> dict[int, Exception]:
+        """One step of every request of `batch`: the next prefill chunk, or one token per live
+        candidate. Returns the errors of requests that failed (by seq_no); the others went on."""
+        failed: dict[int, Exception] = {}
+        calls: list[_Call] = []
+        decoding = sum(1 for r in batch if not r.prefilling for c in r.candidates if not c.finished)
+        self._drafts = self.spec.drafts_per_sequence(decoding)
+        self._copy_room = min(MAX_COPY_DRAFT, max(0, self.spec.step_rows // max(1, decoding) - 1))
+        for req in batch:
+            try:
+                calls += self._plan(req)
+            except Exception as exc:
+                failed[req.seq_no] = exc
+        t0 = time.perf_counter()
+        outputs = self._run(calls, failed)
+        elapsed_ms = (time.perf_counter() - t0) * 1e3  # the step's wall time is each request's wait
+        for req in {id(c.req): c for c in calls}.values():
+            if req.prefill:
+                req.req.timings.prefill_ms += elapsed_ms
+            else:
+                req.req.timings.decode_ms += elapsed_ms
+        for call, out in zip(calls, outputs, strict=True):
+            if call.req.seq_no in failed:
+                continue
+            try:
+                call.done(out)
+            except Exception as exc:
+                failed[call.req.seq_no] = exc
+        return failed
+
+    def prefill_cost(self, req: ActiveRequest) -> int:
+        """Prompt tokens of the next chunk of a prefilling request (0: its prompt is done). The
+        first call consults the prefix cache, which may serve the whole prompt."""
+        if not req.started:
+            self._start(req)
+        if not req.prefilling:
+            return 0
+        return self._next_end(req) - req.prefilled
+
+    def _plan(self, req: ActiveRequest) -> list[_Call]:
         req.mark_started()
         if req.prefilling:
-            self._prefill_chunk(req)
-        else:
-            for cand in req.candidates:
-                if not cand.finished:
-                    if req.handle.cancelled:
-                        cand.finish_reason = "cancelled"
-                    else:
-                        self._decode(req, cand)
+            if not req.started:
+                self._start(req)
+            if req.prefilling:
+                return [self._plan_prefill(req)]
+            return []
+        calls = []
+        for cand in req.candidates:
+            if cand.finished:
+                continue
+            if req.handle.cancelled:
+                cand.finish_reason = "cancelled"
+            else:
+                calls.append(self._plan_decode(req, cand))
+        return calls
+
+    def _run(self, calls: list[_Call], failed: dict[int, Exception]) -> list[ForwardOutput | None]:
+        """Runs the calls: the C step's share batched (in groups of at most max_rows), the rest alone."""
+        outputs: list[ForwardOutput | None] = [None] * len(calls)
+        step = self.decode_step
+        short = [i for i, c in enumerate(calls) if step is not None and len(c.ids) <= step.max_tokens]
+        groups, rows = [[]], 0
+        for i in short:
+            if rows + len(calls[i].ids) > step.max_rows:
+                groups.append([])
+                rows = 0
+            groups[-1].append(i)
+            rows += len(calls[i].ids)
+        for group in groups:
+            if not group:
+                continue
+            try:
+                results = step.batch([(calls[i].ids, calls[i].state, calls[i].logits) for i in group])
+            except Exception:  # find the call at fault: the others must go on
+                log.exception("%s: a batched step of %d calls failed; running them one by one", self.name, len(group))
+                results = [self._alone(calls[i], failed) for i in group]
+            for i, result in zip(group, results, strict=True):
+                outputs[i] = None if result is None else _on_host(ForwardOutput(*result))
+        for i, call in enumerate(calls):
+            if outputs[i] is None and call.req.seq_no not in failed:
+                try:
+                    outputs[i] = self.forward(call.ids, call.state, call.logits)
+                except Exception as exc:
+                    failed[call.req.seq_no] = exc
+        return outputs
+
+    def _alone(self, call: _Call, failed: dict[int, Exception]):
+        try:
+            return self.decode_step.batch([(call.ids, call.state, call.logits)])[0]
+        except Exception as exc:
+            failed[call.req.seq_no] = exc
+            return None
 
     # prefill ---------------------------------------------------------------------------------
-    def _prefill_chunk(self, req: ActiveRequest) -> None:
-        ids = req.prompt_ids
-        t0 = time.perf_counter()
-        if not req.started:
-            req.started = True
-            anchors = req.request.anchors
-            match = self.prefix_cache.match(req.user, ids, anchors) if self.prefix_cache is not None else None
-            if match is not None and match.state is not None:
-                req.state, req.prefilled = match.state, match.length
-                req.timings.cached_tokens = match.length
-                if match.logits is not None:
-                    req.last_logits = match.logits
-                    self._start_candidates(req)
-                    return
-                if req.request.prefill_only and match.length == len(ids):
-                    req.prefill_done = True
-                    return
-            else:
-                req.state, req.prefilled = self.model.new_state(), 0
-        anchors = req.request.anchors
-        end = next(b for b in boundaries(len(ids), self.chunk, anchors) if b > req.prefilled)
+    def _start(self, req: ActiveRequest) -> None:
+        """Consults the prefix cache: the request resumes from its longest cached prefix."""
+        req.started = True
+        ids, anchors = req.prompt_ids, req.request.anchors
+        match = self.prefix_cache.match(req.user, ids, anchors) if self.prefix_cache is not None else None
+        if match is not None and match.state is not None:
+            req.state, req.prefilled = match.state, match.length
+            req.timings.cached_tokens = match.length
+            if match.logits is not None:
+                req.last_logits = match.logits
+                self._start_candidates(req)
+            elif req.request.prefill_only and match.length == len(ids):
+                req.prefill_done, req.state = True, None
+        else:
+            req.state, req.prefilled = self.model.new_state(), 0
+
+    def _next_end(self, req: ActiveRequest) -> int:
+        ids, anchors = req.prompt_ids, req.request.anchors
+        return next(b for b in boundaries(len(ids), self.chunk, anchors) if b > req.prefilled)
+
+    def _plan_prefill(self, req: ActiveRequest) -> _Call:
+        ids, end = req.prompt_ids, self._next_end(req)
         last = end == len(ids)
-        out = self.forward(ids[req.prefilled : end], req.state, "last" if last else "none")
-        req.prefilled = end
-        if self.mtp is not None:
-            self.mtp.observe(req.state, out.streams)
-            self.mtp.advance(req.state, ids[:end])
-        if self.prefix_cache is not None:
-            persist = req.request.persist and end in anchors
-            self.prefix_cache.insert(req.user, ids[:end], req.state, persist=persist)
-        if last:
-            req.last_logits = out.logits[0, -1]
-            if not torch.isfinite(req.last_logits).all():
-                raise RuntimeError(
-                    f"{self.name}: the model produced non-finite logits (NaN/Inf); its weights are probably "
-                    "corrupt (`deepfim checksum --verify DIR` checks a checkpoint that has a manifest)"
-                )
+
+        def done(out: ForwardOutput) -> None:
+            req.prefilled = req.handle.prefilled = end
+            if self.mtp is not None:
+                self.mtp.observe(req.state, out.streams)
+                self.mtp.advance(req.state, ids[:end])
             if self.prefix_cache is not None:
-                self.prefix_cache.insert_exact(req.user, ids, req.state, req.last_logits)
-        req.timings.prefill_ms += (time.perf_counter() - t0) * 1e3
-        req.handle.prefilled = req.prefilled
-        if last:
-            self._start_candidates(req)
+                persist = req.request.persist and end in req.request.anchors
+                self.prefix_cache.insert(req.user, ids[:end], req.state, persist=persist)
+            if last:
+                req.last_logits = out.logits[0, -1]
+                if not torch.isfinite(req.last_logits).all():
+                    raise RuntimeError(
+                        f"{self.name}: the model produced non-finite logits (NaN/Inf); its weights are probably "
+                        "corrupt (`deepfim checksum --verify DIR` checks a checkpoint that has a manifest)"
+                    )
+                if self.prefix_cache is not None:
+                    self.prefix_cache.insert_exact(req.user, ids, req.state, req.last_logits)
+                self._start_candidates(req)
+
+        return _Call(req, ids[req.prefilled : end], req.state, "last" if last else "none", done, True)
 
     def _start_candidates(self, req: ActiveRequest) -> None:
         if req.request.prefill_only:
@@ -159,78 +277,49 @@ class ModelRunner:
         params = req.request.sampling
         if self._healing(req, cand) or not params.is_greedy:
             return sample(self._healed(req, cand, logits), params, cand.generator)
-        guide = self._guide(req)
-        if guide is None:
-            return sample(logits, params, cand.generator)
-        token = guide.choose(logits, req.line_context + cand.text)
-        return token, float(torch.log_softmax(logits.float(), -1)[token])
-
-    def _guide(self, req: ActiveRequest) -> IdentifierGuide | None:
-        hints = req.request.hints
-        if not self.profile.index_aware or hints is None or not (hints.members or hints.names):
-            return None
-        if req.guide is None:
-            if self._shapes is None:
-                self._shapes = TokenShapes(self.tokenizer, self.model.args.vocab_size)
-            req.guide = IdentifierGuide(self._shapes, hints)
-            req.line_context = self.tokenizer.decode(req.request.prompt[-64:]).rsplit("\n", 1)[-1]
-        return req.guide
+        return self.choice.greedy(req, cand, logits)
 
     # decode ----------------------------------------------------------------------------------
-    def _decode(self, req: ActiveRequest, cand: CandidateState) -> None:
-        t0 = time.perf_counter()
+    def _plan_decode(self, req: ActiveRequest, cand: CandidateState) -> _Call:
         params = req.request.sampling
         drafts, source = [], ""
         if params.is_greedy and params.speculative and self.spec.enabled and not self._healing(req, cand):
-            room = params.max_tokens - len(cand.tokens) - 1
-            if self.profile.copy_drafts:
+            left = params.max_tokens - len(cand.tokens) - 1
+            if self.profile.copy_drafts and min(left, self._copy_room) > 0:
                 if cand.copier is None:
                     excluded = req.request.copy_excluded
                     cand.copier = CopyDrafter(req.prompt_ids + cand.tokens, self.profile.copy_min_match, excluded)
-                drafts, source = cand.copier.propose(min(MAX_COPY_DRAFT, room)), "copy"
-            if not drafts:
+                drafts, source = cand.copier.propose(min(left, self._copy_room)), "copy"
+            room = min(left, self._drafts)
+            if not drafts and room > 0:
                 if cand.drafter is None:
                     cand.drafter = NgramDrafter(req.prompt_ids + cand.tokens, self.spec.ngram)
-                drafts, source = cand.drafter.propose(min(self.spec.max_draft, room)), "ngram"
+                drafts, source = cand.drafter.propose(room), "ngram"
             if not drafts and cand.mtp_draft is not None and room > 0:
                 drafts, source = [cand.mtp_draft], "mtp"
         if drafts:
-            self._verify(req, cand, drafts, source)
-        else:
-            out = self.forward([cand.next_token], cand.state, "last")
+            start = cand.state.pos
+
+            def verified(out: ForwardOutput) -> None:
+                self._verify(req, cand, drafts, source, start, out)
+                self._draft_with_mtp(req, cand)
+
+            return _Call(req, [cand.next_token, *drafts], cand.state, "all", verified, False)
+
+        def decoded(out: ForwardOutput) -> None:
             if self._uses_mtp(req):
                 self.mtp.observe(cand.state, out.streams)
             token, logprob = self._choose(req, cand, out.logits[0, -1])
             self._accept(req, cand, token, logprob)
-        self._draft_with_mtp(req, cand)
-        req.timings.decode_ms += (time.perf_counter() - t0) * 1e3
+            self._draft_with_mtp(req, cand)
 
-    def _verify(self, req: ActiveRequest, cand: CandidateState, drafts: list[int], source: str) -> None:
-        """Feeds [next_token, *drafts] at once; keeps the drafts the model agrees with: those it
-        would choose itself (n-gram, MTP: greedy output unchanged) or, for copy drafts, those it
-        finds likely enough (`copy_min_prob`)."""
-        start = cand.state.pos
-        seq = [cand.next_token, *drafts]
-        out = self.forward(seq, cand.state, "all")
-        logits = out.logits[0]  # [k+1, V]
-        logprobs = torch.log_softmax(logits.float(), -1)
-        guide = self._guide(req)
-        text = req.line_context + cand.text
-        preds: list[int] = []
-        n_ok = 0
-        for j in range(len(seq)):
-            draft = drafts[j] if j < len(drafts) else None
-            if source == "copy" and draft is not None and float(logprobs[j, draft]) >= self._copy_threshold:
-                choice = draft if guide is None or guide.allows(text, draft) else None
-            else:
-                choice = None
-            if choice is None:
-                choice = guide.choose(logits[j], text) if guide is not None else int(logits[j].argmax())
-            preds.append(choice)
-            if draft is None or choice != draft:
-                break
-            n_ok += 1
-            text += self.tokenizer.decode([draft])
+        return _Call(req, [cand.next_token], cand.state, "last", decoded, False)
+
+    def _verify(
+        self, req: ActiveRequest, cand: CandidateState, drafts: list[int], source: str, start: int, out: ForwardOutput
+    ) -> None:
+        """Fed [next_token, *drafts] at once: keeps the drafts the model agrees with (token_choice.py)."""
+        preds, n_ok, logprobs = self.choice.keep(req, cand, out.logits[0], drafts, source)
         self.draft_stats.record(source, len(drafts), n_ok)
         req.timings.draft_tokens += len(drafts)
         req.timings.accepted_draft_tokens += n_ok
@@ -264,6 +353,7 @@ class ModelRunner:
         else:
             cand.tokens.append(token)
             cand.logprob += logprob
+            cand.token_logprobs.append(logprob)
             for drafter in (cand.drafter, cand.copier):
                 if drafter is not None:
                     drafter.append(token)

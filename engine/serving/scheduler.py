@@ -1,8 +1,13 @@
-"""Which request runs next: iteration-level scheduling with priorities and per-user fairness.
+"""Which requests run in the next engine step: continuous batching with priorities, a prefill
+budget per step and per-user fairness.
 
-Every engine step runs one unit of one request (a prefill chunk of at most 128 tokens, or one
-decode step), then asks again. So a keystroke request waits for at most one chunk of anyone
-else's long prefill, never for the whole of it. Order of choice:
+Every engine step runs one batch: a decode step of every running sequence (all of them together,
+so a user's keystroke never waits for another user's generation to end), plus prefill chunks of
+requests still reading their prompts, up to `prefill_budget` prompt tokens per step (a chunk is at
+most 128 tokens; at least one chunk runs whenever a prompt waits). So a keystroke waits for at
+most one chunk of anyone else's long prefill, never for the whole of it, and a long prefill slows
+each decode step by at most one chunk. Order of choice, for the prefill budget and for the
+`max_sequences` cap on a step:
 1. priority: instant < expert < background;
 2. among equals, the user served least recently (round robin across users), so one user's
    burst cannot starve another;
@@ -12,7 +17,11 @@ Finished and cancelled requests leave at once; the engine frees their state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
+
+PREFILL_BUDGET = 128  # prompt tokens per step: one full chunk, or several short pieces
+MAX_SEQUENCES = 64  # requests per step (each may carry several candidates)
 
 
 class Schedulable(Protocol):
@@ -24,9 +33,14 @@ class Schedulable(Protocol):
     @property
     def user(self) -> str: ...
 
+    @property
+    def prefilling(self) -> bool: ...
+
 
 class Scheduler:
-    def __init__(self) -> None:
+    def __init__(self, prefill_budget: int = PREFILL_BUDGET, max_sequences: int = MAX_SEQUENCES) -> None:
+        self.prefill_budget = prefill_budget
+        self.max_sequences = max_sequences
         self._active: dict[int, Schedulable] = {}
         self._last_served: dict[str, int] = {}
         self._tick = 0
@@ -43,13 +57,29 @@ class Scheduler:
     def items(self) -> list[Schedulable]:
         return list(self._active.values())
 
-    def next(self) -> Schedulable | None:
-        if not self._active:
-            return None
-        best = min(
-            self._active.values(),
-            key=lambda it: (it.priority, self._last_served.get(it.user, -1), it.seq_no),
+    def order(self) -> list[Schedulable]:
+        """Every active request, best first (priority, least recently served user, oldest)."""
+        return sorted(
+            self._active.values(), key=lambda it: (it.priority, self._last_served.get(it.user, -1), it.seq_no)
         )
-        self._tick += 1
-        self._last_served[best.user] = self._tick
-        return best
+
+    def next_batch(self, prefill_cost: Callable[[Schedulable], int]) -> list[Schedulable]:
+        """The requests of the next step, best first. `prefill_cost(item)` is the number of prompt
+        tokens the item's next chunk holds (0: its prompt is done, it decodes now)."""
+        batch: list[Schedulable] = []
+        spent = 0
+        for item in self.order():
+            if len(batch) >= self.max_sequences:
+                break
+            if item.prefilling:
+                if spent >= self.prefill_budget:
+                    continue
+                cost = prefill_cost(item)
+                if spent and spent + cost > self.prefill_budget:
+                    continue  # a later, shorter piece may still fit
+                spent += cost
+            batch.append(item)
+        for item in batch:
+            self._tick += 1
+            self._last_served[item.user] = self._tick
+        return batch

@@ -29,6 +29,7 @@ class CandidateState:
     token_ends: list[int] = field(default_factory=list)  # len(text) after each token
     next_token: int | None = None  # sampled, not yet fed to the model
     logprob: float = 0.0
+    token_logprobs: list[float] = field(default_factory=list)
     raw_text: str = ""  # everything decoded, including the healed prompt text
     text: str = ""  # decoded after the prompt (stop strings not yet cut)
     cut: int | None = None  # where a stop string or a loop begins: the text returned ends there
@@ -103,6 +104,11 @@ class ActiveRequest:
     def results(self) -> list[Candidate]:
         out = []
         for c in self.candidates:
-            text = c.text if c.cut is None else c.text[: c.cut]
-            out.append(Candidate(text, list(c.tokens), c.finish_reason or "cancelled", c.logprob))
+            if c.cut is None:
+                out.append(Candidate(c.text, list(c.tokens), c.finish_reason or "cancelled", c.logprob))
+                continue
+            # the tokens the cut text still shows (one cut through may be partly shown)
+            kept = sum(1 for i in range(len(c.tokens)) if (c.token_ends[i - 1] if i else 0) < c.cut)
+            logprob = sum(c.token_logprobs[:kept]) if len(c.token_logprobs) == len(c.tokens) else c.logprob
+            out.append(Candidate(c.text[: c.cut], c.tokens[:kept], c.finish_reason or "cancelled", logprob))
         return out

@@ -24,22 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     d = TrainConfig("", "", "")
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="built corpus directory")
     parser.add_argument("--out", type=Path, default=Path("runs/embedded"), help="run directory (checkpoints, logs)")
-    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_MODEL_DIR / "tokenizer.json")
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--seq-len", type=int, default=d.seq_len)
-    parser.add_argument("--threads", type=int, default=d.threads)
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--tokenizer", type=Path, default=DEFAULT_MODEL_DIR / "tokenizer.json",
+                        help="tokenizer.json the model is trained with")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (the schedule's length)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per step")
+    parser.add_argument("--seq-len", type=int, default=d.seq_len, help="tokens per training sequence")
+    parser.add_argument("--threads", type=int, default=d.threads, help="CPU threads of the training process")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the init and the sample stream")
     parser.add_argument("--device", default=d.device, help="cpu, or cuda for one GPU")
     parser.add_argument("--workers", type=int, default=d.workers, help="data loader processes (0: none)")
     parser.add_argument("--minutes", type=float, default=d.minutes,
                         help="train for this wall-clock budget instead of --steps (the schedule adapts)")  # fmt: skip
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                        help="steps between checkpoints (a run resumes from the last)")  # fmt: skip
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this checkpoint's weights (fine-tuning; e.g. the embedded model)")  # fmt: skip
     parser.add_argument("--lr-scale", type=float, default=1.0,
-                        help="multiply both learning rates (fine-tuning from trained weights: 0.25)")  # fmt: skip
-    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+                        help="multiply both learning rates (fine-tuning the embedded model: 0.05)")  # fmt: skip
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="steps of linear LR warm-up")
     parser.add_argument("--indexer-warmup-steps", type=int, default=d.indexer_warmup_steps,
                         help="dense-attention steps while the indexer learns (0 when fine-tuning)")  # fmt: skip
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from deepfim.engine.model.config import ModelArgs
 from deepfim.engine.model.loader import save_checkpoint
+from deepfim.engine.model.manifest import write_manifest
 from deepfim.engine.model.transformer import ForwardContext, Gate, Transformer, init_weights
 from deepfim.engine.training.muon import Muon
 from deepfim.engine.training.samples import IGNORE, SampleConfig, TrainingSequences
@@ -278,9 +279,11 @@ def _batches(sequences: TrainingSequences, cfg: TrainConfig):
 
 
 def export_model(model: Transformer, out_dir: Path, tokenizer: str | Path) -> None:
-    """Writes the shippable checkpoint: config.json, tokenizer.json, bf16 model.safetensors."""
+    """Writes the shippable checkpoint: config.json, tokenizer.json, bf16 model.safetensors, and
+    the SHA256SUMS manifest loading verifies (manifest.py)."""
     save_checkpoint(model.eval(), out_dir, weight_format="bf16")
     shutil.copyfile(tokenizer, Path(out_dir) / "tokenizer.json")
+    write_manifest(out_dir)
 
 
 class _Progress:

@@ -75,14 +75,15 @@ class LayerStep(ctypes.Structure):
 class Limits:
     """What one call of step.c accepts (its own constants, read from the library)."""
 
-    max_tokens: int
+    max_tokens: int  # of one sequence
     max_active_experts: int
     max_streams: int
     max_head_dim: int
+    max_rows: int  # tokens of all the sequences of one call
 
 
 def limits(lib: ctypes.CDLL) -> Limits:
-    out = (i64 * 4)()
+    out = (i64 * 5)()
     lib.v4_step_limits(out)
     return Limits(*out)
 
@@ -93,9 +94,9 @@ def library() -> ctypes.CDLL | None:
     if lib is not None and not getattr(lib, "_typed", False):
         lib.v4_step_limits.restype = None
         lib.v4_step_limits.argtypes = [ctypes.POINTER(i64)]
-        lib.v4_decode_step.restype = ctypes.c_int
-        lib.v4_decode_step.argtypes = [ctypes.POINTER(ModelWeights), ctypes.POINTER(LayerStep), i64, ptr, i64, ptr,
-                                       i64, ptr, ptr]  # fmt: skip
+        lib.v4_decode_batch.restype = ctypes.c_int
+        lib.v4_decode_batch.argtypes = [ctypes.POINTER(ModelWeights), ctypes.POINTER(LayerStep), i64, ptr, ptr, ptr,
+                                        ptr, ptr, ptr, ptr]  # fmt: skip
         lib.v4_step_scratch.restype = i64
         lib.v4_step_scratch.argtypes = [ctypes.POINTER(ModelWeights), i64, i64]
         lib._typed = True

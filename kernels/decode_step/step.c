@@ -1,16 +1,20 @@
-/* A few tokens (decode, speculative verification) through a whole V4 model on the CPU, float32,
- * in one call.
+/* A few tokens of each of B sequences (decode steps, speculative verification, short prefill
+ * pieces) through a whole V4 model on the CPU, float32, in one call.
  *
- * The same math as engine/model/transformer.py (see ../shared/design/v4-model.md) for T consecutive tokens
- * from position `pos`, batch 1, no autograd: per block mHC pre -> attention (low-rank query,
- * shared K=V row, sliding window, HCA/CSA compressors, lightning indexer top-k, sinks, inverse
- * RoPE, grouped output projection) -> mHC post -> mHC pre -> MoE (hash or scored routing, SwiGLU
- * experts, shared expert) -> mHC post; then the hc head, the final norm and the vocabulary head.
+ * The same math as engine/model/transformer.py (see ../shared/design/v4-model.md) for T_b
+ * consecutive tokens of sequence b from its position pos_b, no autograd: per block mHC pre ->
+ * attention (low-rank query, shared K=V row, sliding window, HCA/CSA compressors, lightning
+ * indexer top-k, sinks, inverse RoPE, grouped output projection) -> mHC post -> mHC pre -> MoE
+ * (hash or scored routing, SwiGLU experts, shared expert) -> mHC post; then the hc head, the
+ * final norm and the vocabulary head.
  *
  * Why: a torch decode step of a small model is ~600 tiny ops whose dispatch costs several times
- * the arithmetic; here the cost is reading the weights once per call, whatever T is (every
- * weight row is applied to the T tokens while it is in L1), which is what makes verifying
- * speculative drafts nearly free. The caller (deepfim.engine.model.decode_step) owns every state
+ * the arithmetic; here the cost is reading the weights once per call, whatever the number of
+ * rows is. Every matrix is applied to the rows of all B sequences together (matmul.h), so a
+ * step that decodes 16 users reads each weight slice once, not 16 times, and verifying
+ * speculative drafts is nearly free; only what depends on a sequence's own state (window,
+ * compressors, indexer, attention) runs sequence by sequence. A row's result does not depend on
+ * the other rows of the call. The caller (deepfim.engine.model.decode_step) owns every state
  * tensor: this file reads the previous state and writes the next one into buffers it is handed,
  * so snapshots that share the old tensors stay valid. The attention itself and the mHC pre-mix
  * are the kernels of sparse_attn/decode.c and mhc/mhc.c, linked into the same library.
@@ -22,6 +26,11 @@
 
 #include "../vec.h"
 
+/* tokens of one sequence per call; rows (tokens of all sequences) per call */
+enum { MAX_TOKENS = 16, MAX_ROWS = 256, MAX_ACTIVE = 64, MAX_STREAMS = 8, MAX_HEAD_DIM = 1024 };
+#define MATMUL_MAX_ROWS MAX_ROWS
+#include "matmul.h"
+
 int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw_start, int64_t q_start,
                     int64_t window, const float *comp, int64_t n_comp, const int64_t *visible, const int64_t *topk,
                     int64_t k, const float *sink, float scale, int64_t batch, int64_t tokens, int64_t heads,
@@ -29,13 +38,8 @@ int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw
 int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *scale, int64_t count, int n,
                int64_t dim, int iters, float eps, float norm_eps, float *u, float *post, float *comb);
 
+
 enum { SCORE_SOFTMAX = 0, SCORE_SIGMOID = 1, SCORE_SQRTSOFTPLUS = 2 };
-enum { MAX_TOKENS = 16, MAX_ACTIVE = 64, MAX_STREAMS = 8, MAX_HEAD_DIM = 1024 };
-/* matrices of at least this many weights are split across the OpenMP threads (torch's own pool:
- * its libgomp is the one already loaded); smaller ones are not worth a fork-join. Threads that
- * spin at a barrier while the machine is busy stall each other (with a busy process beside it on
- * 2 cores, decode went from 0.7 to 16 ms/token on 2 threads): interactive callers ask for fewer. */
-enum { PARALLEL_MIN = 1 << 15 };
 
 /* ---- weights (filled once per model by the caller; row-major, as the torch parameters) ---- */
 
@@ -103,116 +107,14 @@ typedef struct {
 
 /* ---- small dense helpers ---- */
 
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
-
-/* 16 bfloat16 -> float32: the bf16 bits are the high half of the float's */
-static inline v16 load16_bf16(const uint16_t *p) {
-    u16x16 h;
-    memcpy(&h, p, sizeof h);
-    u32x16 bits = __builtin_convertvector(h, u32x16) << 16;
-    v16 f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-/* dot_<name>(w, x, n) and rows4_<name>(w, x, in, y) for weights of element type W (read 16 at a
- * time by LOAD16, one at a time by TO_F32) against float32 x. rows4 multiplies four weight rows
- * (`in` elements apart) by x: each load of x feeds four independent accumulator chains. */
-#define WEIGHT_KERNELS(name, W, LOAD16, TO_F32)                                                  \
-    static inline float dot_##name(const W *w, const float *x, int64_t n) {                     \
-        v16 acc = {0};                                                                          \
-        int64_t n16 = n & ~(int64_t)15;                                                         \
-        for (int64_t i = 0; i < n16; i += 16) acc += LOAD16(w + i) * load16(x + i);             \
-        float s = hsum16(acc);                                                                  \
-        for (int64_t i = n16; i < n; i++) s += TO_F32(w[i]) * x[i];                             \
-        return s;                                                                               \
-    }                                                                                           \
-    static inline void rows4_##name(const W *w, const float *x, int64_t in, float *y) {         \
-        const W *w0 = w, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;                          \
-        int64_t in16 = in & ~(int64_t)15;                                                       \
-        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                             \
-        for (int64_t i = 0; i < in16; i += 16) {                                                \
-            v16 xv = load16(x + i);                                                             \
-            a0 += LOAD16(w0 + i) * xv;                                                          \
-            a1 += LOAD16(w1 + i) * xv;                                                          \
-            a2 += LOAD16(w2 + i) * xv;                                                          \
-            a3 += LOAD16(w3 + i) * xv;                                                          \
-        }                                                                                       \
-        float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);               \
-        for (int64_t i = in16; i < in; i++) {                                                   \
-            s0 += TO_F32(w0[i]) * x[i];                                                         \
-            s1 += TO_F32(w1[i]) * x[i];                                                         \
-            s2 += TO_F32(w2[i]) * x[i];                                                         \
-            s3 += TO_F32(w3[i]) * x[i];                                                         \
-        }                                                                                       \
-        y[0] = s0, y[1] = s1, y[2] = s2, y[3] = s3;                                             \
-    }
-
-#define AS_FLOAT(v) (v)
-WEIGHT_KERNELS(f32, float, load16, AS_FLOAT)
-WEIGHT_KERNELS(bf16, uint16_t, load16_bf16, bf16_to_f32)
 #define dot vec_dot /* activations against activations (norms, attention, indexer) */
-
-/* Y[t, out] = W[out, in] X[t, in] for t < T, rows of X and Y `ldx` / `ldy` floats apart. Four
- * weight rows at a time are read from memory once and applied to every token while in L1. */
-static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out, int64_t in,
-                   int64_t T, int threads) {
-    int64_t blocks = out / 4, o = blocks * 4;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && out * in >= PARALLEL_MIN)
-    for (int64_t b = 0; b < blocks; b++)
-        for (int64_t t = 0; t < T; t++) {
-            float four[4];
-            rows4_f32(w + b * 4 * in, x + t * ldx, in, four);
-            memcpy(y + t * ldy + b * 4, four, sizeof four);
-        }
-    for (; o < out; o++)
-        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot(w + o * in, x + t * ldx, in);
-}
-
-/* `matmul` for bfloat16 weights: half the bytes to read, the same float32 arithmetic. */
-static void matmul_bf16(const uint16_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out,
-                        int64_t in, int64_t T, int threads) {
-    int64_t blocks = out / 4, o = blocks * 4;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && out * in >= PARALLEL_MIN)
-    for (int64_t b = 0; b < blocks; b++) {
-        const uint16_t *wb = w + b * 4 * in;
-        if (T == 1) {
-            float four[4];
-            rows4_bf16(wb, x, in, four);
-            memcpy(y + b * 4, four, sizeof four);
-            continue;
-        }
-        /* several tokens: widen a 4 x 256 slice once, then apply it to every token */
-        float wide[4 * 256], part[4], acc[MAX_TOKENS][4] = {{0}};
-        for (int64_t c0 = 0; c0 < in; c0 += 256) {
-            int64_t len = in - c0 < 256 ? in - c0 : 256;
-            for (int r = 0; r < 4; r++)
-                for (int64_t i = 0; i < len; i++) wide[r * len + i] = bf16_to_f32(wb[r * in + c0 + i]);
-            for (int64_t t = 0; t < T; t++) {
-                rows4_f32(wide, x + t * ldx + c0, len, part);
-                for (int r = 0; r < 4; r++) acc[t][r] += part[r];
-            }
-        }
-        for (int64_t t = 0; t < T; t++) memcpy(y + t * ldy + b * 4, acc[t], sizeof acc[t]);
-    }
-    for (; o < out; o++)
-        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot_bf16(w + o * in, x + t * ldx, in);
-}
 
 /* A model matrix from element `offset` on (an expert, a group): float32 or bfloat16 (M->bf16). */
 static const void *at(const ModelWeights *M, const void *w, int64_t offset) {
     return (const char *)w + offset * (M->bf16 ? 2 : 4);
 }
 
-/* Y = W X (see matmul) for the model's matrices, in whichever precision they are held. */
+/* Y = W X (matmul.h) for the model's matrices, in whichever precision they are held. */
 static void linear(const ModelWeights *M, const void *w, const float *x, int64_t ldx, float *y, int64_t ldy,
                    int64_t out, int64_t in, int64_t T) {
     int threads = M->threads > 1 ? (int)M->threads : 1;
@@ -221,6 +123,9 @@ static void linear(const ModelWeights *M, const void *w, const float *x, int64_t
     else
         matmul(w, x, ldx, y, ldy, out, in, T, threads);
 }
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* F.rms_norm(x, weight, eps) in place; weight NULL = unweighted */
 static void rms_norm(float *x, const float *weight, int64_t n, float eps) {
@@ -267,8 +172,6 @@ static void swiglu(float *gate, const float *up, int64_t n, float limit, float w
     }
 }
 
-/* ---- compressor, indexer, attention ---- */
-
 /* kernels/compressor/ref.py pool_windows for one window: rows kv/gate [m, c]; prev: CSA A-halves
  * of the window before ([m, d], or NULL for none) */
 static void pool_window(const CompressorWeights *cw, const float *kv, const float *gate, const float *prev_kv,
@@ -297,20 +200,90 @@ static void pool_window(const CompressorWeights *cw, const float *kv, const floa
     }
 }
 
-/* model.py Compressor.forward for T tokens x [T, dim]; returns the number of windows closed (new
- * entries written from row n_entries). scratch: 2 * (ratio + T) * width floats. */
-static int64_t compressor_step(const ModelWeights *M, const LayerWeights *L, const CompressorWeights *cw,
-                               CompressorStep *cs, const float *x, int64_t pos, int64_t T, float *scratch) {
-    int64_t dim = M->dim, rope_dim = M->rope_dim;
-    float norm_eps = M->norm_eps;
+/* ---- scratch: one float buffer the caller allocates, cut into the arrays of a call ---- */
+
+/* Offsets (floats, each array 64-byte aligned) of a call's arrays in the scratch buffer. One
+ * function lays them out: it sizes the buffer (v4_step_scratch) and cuts it (v4_decode_batch). */
+typedef struct {
+    int64_t u, f, post, comb, copy;                      /* the whole call: mHC, block input/output */
+    int64_t c_q, q, kv, o, low, cis;                     /* attention, all rows together */
+    int64_t comp_kv, comp_gate, index_kv, index_gate, index_q, index_w;
+    int64_t raw, rest, selected, index_scores, heap;      /* attention, one sequence at a time */
+    int64_t scores, xs, h1, h3, y, idx, weight;           /* MoE (reuses the attention's space) */
+    int64_t total;
+} Layout;
+
+static int64_t take(int64_t *used, int64_t floats) {
+    int64_t at = *used;
+    *used += (floats + 15) & ~(int64_t)15;
+    return at;
+}
+
+static Layout layout(const ModelWeights *M, int64_t N, int64_t max_keys) {
+    Layout s;
+    int64_t used = 0, n = M->n_hc, dim = M->dim, T = MAX_TOKENS, hd = M->head_dim;
+    s.u = take(&used, N * dim);
+    s.f = take(&used, N * dim);
+    s.post = take(&used, N * n);
+    s.comb = take(&used, N * n * n);
+    s.copy = take(&used, n * dim);
+    int64_t shared_start = used, max_ratio = 1;
+    for (int64_t l = 0; l < M->n_layers; l++) max_ratio = max64(max_ratio, M->layers[l].ratio);
+    int64_t comp_width = 2 * max64(hd, M->index_dim), ih = M->index_heads, topk = M->index_topk;
+    s.c_q = take(&used, N * M->q_lora);
+    s.q = take(&used, N * M->n_heads * hd);
+    s.kv = take(&used, N * hd);
+    s.o = take(&used, N * M->n_heads * hd);
+    s.low = take(&used, N * M->o_groups * M->o_lora);
+    s.cis = take(&used, N * M->rope_dim);
+    s.comp_kv = take(&used, N * comp_width);
+    s.comp_gate = take(&used, N * comp_width);
+    s.index_kv = take(&used, N * comp_width);
+    s.index_gate = take(&used, N * comp_width);
+    s.index_q = take(&used, N * ih * M->index_dim);
+    s.index_w = take(&used, N * ih);
+    s.raw = take(&used, (max64(M->window - 1, 0) + T) * hd);
+    /* `rest`: a compressor's open window and new rows, then (after both compressors) the
+     * indexer's selection, scores and heap of (score, index) pairs */
+    s.rest = used;
+    int64_t pool = 2 * (max_ratio + T) * comp_width, index = used;
+    s.selected = take(&index, 2 * T * topk);
+    s.index_scores = take(&index, max_keys);
+    s.heap = take(&index, 4 * min64(topk, max_keys) + 4);
+    used = max64(s.rest + pool, index);
+    int64_t attn_end = used;
+    used = shared_start;
+    int64_t E = M->n_experts, K = M->n_active, wide = max64(M->inter, M->shared_inter);
+    s.scores = take(&used, N * E);
+    s.xs = take(&used, N * dim);
+    s.h1 = take(&used, N * wide);
+    s.h3 = take(&used, N * wide);
+    s.y = take(&used, N * dim);
+    s.idx = take(&used, 2 * N * K);
+    s.weight = take(&used, N * K);
+    s.total = max64(attn_end, used);
+    return s;
+}
+
+/* ---- compressor, indexer, attention ---- */
+
+
+/* model.py Compressor.forward for one sequence's T tokens, given their kv and gate rows [T, width]
+ * (the projections, computed for every row of the call together; the gate without the APE).
+ * Returns the number of windows closed (new entries written from row n_entries). scratch:
+ * 2 * (ratio + T) * width floats. */
+static int64_t compressor_pool(const ModelWeights *M, const LayerWeights *L, const CompressorWeights *cw,
+                               CompressorStep *cs, const float *new_kv, const float *new_gate, int64_t pos, int64_t T,
+                               float *scratch) {
+    int64_t rope_dim = M->rope_dim;
     int64_t m = cw->ratio, c = cw->width, d = cw->out_dim, r = cs->n_pending, rows = r + T;
     float *kv = scratch, *gate = scratch + rows * c; /* the open window's rows, then this call's */
     if (r) {
         memcpy(kv, cs->pending_kv, sizeof(float) * r * c);
         memcpy(gate, cs->pending_gate, sizeof(float) * r * c);
     }
-    linear(M, cw->wkv, x, dim, kv + r * c, c, c, dim, T);
-    linear(M, cw->wgate, x, dim, gate + r * c, c, c, dim, T);
+    memcpy(kv + r * c, new_kv, sizeof(float) * T * c);
+    memcpy(gate + r * c, new_gate, sizeof(float) * T * c);
     for (int64_t t = 0; t < T; t++) {
         const float *ape = cw->ape + ((pos + t) % m) * c;
         for (int64_t i = 0; i < c; i++) gate[(r + t) * c + i] += ape[i];
@@ -333,7 +306,7 @@ static int64_t compressor_step(const ModelWeights *M, const LayerWeights *L, con
             pool_window(cw, wkv, wgate, cs->prev_kv, cs->prev_gate, d, entry);
         else /* the A-halves of the window before are the first d of its rows */
             pool_window(cw, wkv, wgate, wkv - m * c, wgate - m * c, c, entry);
-        rms_norm(entry, cw->norm, d, norm_eps);
+        rms_norm(entry, cw->norm, d, M->norm_eps);
         rope(entry, d, cis_at(L, (first_window + w) * m, rope_dim, cis_buf), rope_dim, 0);
     }
     if (cw->overlap && closed > 0) {
@@ -392,23 +365,18 @@ static void top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, Score
 }
 
 /* model.py Indexer.forward: for each token the top-k of its visible keys, k = min(topk, n_keys). */
-static void indexer_select(const ModelWeights *M, const LayerWeights *L, const float *x, const float *c_q,
-                           const float *const *cis, const float *keys, int64_t n_keys, int64_t pos, int64_t T,
-                           int64_t k, int64_t *selected, float *scratch) {
+
+/* model.py Indexer.forward for one sequence: for each of its T tokens the top-k of its visible
+ * keys, k = min(topk, n_keys). q [T, heads, d] (roped) and w [T, heads] (head-scaled) are the
+ * projections of its rows. */
+static void indexer_select(const ModelWeights *M, const LayerWeights *L, const float *q, const float *w,
+                           const float *keys, int64_t n_keys, int64_t pos, int64_t T, int64_t k, int64_t *selected,
+                           float *scores, Scored *heap) {
     int64_t h = M->index_heads, d = M->index_dim;
-    float *q = scratch, *w = q + T * h * d, *scores = w + T * h;
-    Scored *heap = (Scored *)(((uintptr_t)(scores + n_keys) + 15) & ~(uintptr_t)15);
-    linear(M, L->index_wq_b, c_q, M->q_lora, q, h * d, h * d, M->q_lora, T);
-    linear(M, L->index_weights_proj, x, M->dim, w, h, h, M->dim, T);
-    float head_scale = 1.0f / sqrtf((float)h), dot_scale = 1.0f / sqrtf((float)d);
+    float dot_scale = 1.0f / sqrtf((float)d);
     for (int64_t t = 0; t < T; t++) {
-        float *qt = q + t * h * d, *wt = w + t * h;
-        for (int64_t i = 0; i < h; i++) {
-            rope(qt + i * d, d, cis[t], M->rope_dim, 0);
-            wt[i] *= head_scale;
-        }
-        int64_t visible = (pos + t + 1) / 4;
-        if (visible > n_keys) visible = n_keys;
+        const float *qt = q + t * h * d, *wt = w + t * h;
+        int64_t visible = min64((pos + t + 1) / L->index_comp.ratio, n_keys);
         for (int64_t e = 0; e < visible; e++) {
             float total = 0.f;
             for (int64_t i = 0; i < h; i++) {
@@ -421,70 +389,118 @@ static void indexer_select(const ModelWeights *M, const LayerWeights *L, const f
     }
 }
 
-static void attention(const ModelWeights *M, const LayerWeights *L, LayerStep *st, const float *x, int64_t pos,
-                      int64_t T, float *out, float *scratch) {
-    int64_t dim = M->dim, hd = M->head_dim, heads = M->n_heads, r = M->rope_dim, ql = M->q_lora;
-    int64_t n_raw = st->n_window + T;
-    float *c_q = scratch, *q = c_q + T * ql, *raw = q + T * heads * hd, *o = raw + n_raw * hd;
-    float *low = o + T * heads * hd, *cis_buf = low + T * M->o_groups * M->o_lora;
-    float *rest = cis_buf + T * r;
-    const float *cis[MAX_TOKENS];
-    for (int64_t t = 0; t < T; t++) cis[t] = cis_at(L, pos + t, r, cis_buf + t * r);
+/* The calls' sequences: sequence b has count[b] tokens from position pos[b], rows first[b]... of
+ * the call, and its per-layer state steps[b * n_layers + layer]. */
+typedef struct {
+    int64_t B, N;
+    const int64_t *pos, *count, *first;
+    LayerStep *steps;
+} Batch;
 
-    linear(M, L->wq_a, x, dim, c_q, ql, ql, dim, T);
-    for (int64_t t = 0; t < T; t++) rms_norm(c_q + t * ql, L->q_norm, ql, M->norm_eps);
-    linear(M, L->wq_b, c_q, ql, q, heads * hd, heads * hd, ql, T);
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < heads; h++) {
-            float *qh = q + (t * heads + h) * hd;
-            rms_norm(qh, NULL, hd, M->norm_eps);
-            rope(qh, hd, cis[t], r, 0);
-        }
-    /* raw rows: the window before this call, then the calls' own kv rows */
+/* One sequence's attention against its own state: window, compressors, indexer, sparse attention. */
+static void attend_sequence(const ModelWeights *M, const LayerWeights *L, LayerStep *st, int64_t pos, int64_t T,
+                            int64_t row0, float *scratch, const Layout *s) {
+    int64_t hd = M->head_dim, heads = M->n_heads, ih = M->index_heads, id = M->index_dim;
+    float *raw = scratch + s->raw, *kv = scratch + s->kv + row0 * hd;
+    int64_t n_raw = st->n_window + T;
+    /* raw rows: the window before this call, then the call's own kv rows */
     if (st->n_window) memcpy(raw, st->window, sizeof(float) * st->n_window * hd);
-    float *kv = raw + st->n_window * hd;
-    linear(M, L->wkv, x, dim, kv, hd, hd, dim, T);
-    for (int64_t t = 0; t < T; t++) {
-        rms_norm(kv + t * hd, L->kv_norm, hd, M->norm_eps);
-        rope(kv + t * hd, hd, cis[t], r, 0);
-    }
+    memcpy(raw + st->n_window * hd, kv, sizeof(float) * T * hd);
     if (st->chunk_kv) memcpy(st->chunk_kv, kv, sizeof(float) * T * hd);
-    int64_t keep = M->window - 1 < n_raw ? M->window - 1 : n_raw;
+    int64_t keep = min64(M->window - 1, n_raw);
     if (keep > 0) memcpy(st->next_window, raw + (n_raw - keep) * hd, sizeof(float) * keep * hd);
 
     const float *comp = NULL;
     int64_t n_comp = 0, visible[MAX_TOKENS], k = 0, *selected = NULL;
     if (L->ratio) {
+        int64_t c = L->comp.width;
+        float *rest = scratch + s->rest;
         CompressorStep *cs = &st->comp;
-        n_comp = cs->n_entries + compressor_step(M, L, &L->comp, cs, x, pos, T, rest);
+        n_comp = cs->n_entries + compressor_pool(M, L, &L->comp, cs, scratch + s->comp_kv + row0 * c,
+                                                 scratch + s->comp_gate + row0 * c, pos, T, rest);
         comp = n_comp ? cs->entries : NULL;
         for (int64_t t = 0; t < T; t++) visible[t] = (pos + t + 1) / L->ratio;
         if (L->csa) {
+            int64_t ic = L->index_comp.width;
             CompressorStep *is = &st->index_comp;
-            int64_t n_keys = is->n_entries + compressor_step(M, L, &L->index_comp, is, x, pos, T, rest);
-            k = M->index_topk < n_comp ? M->index_topk : n_comp;
-            selected = (int64_t *)rest;
-            indexer_select(M, L, x, c_q, cis, is->entries, n_keys, pos, T, k, selected,
-                           rest + 2 * T * (M->index_topk + 1));
+            int64_t n_keys = is->n_entries + compressor_pool(M, L, &L->index_comp, is, scratch + s->index_kv + row0 * ic,
+                                                             scratch + s->index_gate + row0 * ic, pos, T, rest);
+            k = min64(M->index_topk, n_comp);
+            selected = (int64_t *)(scratch + s->selected);
+            indexer_select(M, L, scratch + s->index_q + row0 * ih * id, scratch + s->index_w + row0 * ih, is->entries,
+                           n_keys, pos, T, k, selected, scratch + s->index_scores, (Scored *)(scratch + s->heap));
         }
     }
-    sparse_attn_fwd(q, raw, n_raw, pos - st->n_window, pos, M->window, comp, n_comp, visible, selected, k,
-                    L->attn_sink, 1.0f / sqrtf((float)hd), 1, T, heads, hd, o);
-    for (int64_t t = 0; t < T; t++)
+    sparse_attn_fwd(scratch + s->q + row0 * heads * hd, raw, n_raw, pos - st->n_window, pos, M->window, comp, n_comp,
+                    visible, selected, k, L->attn_sink, 1.0f / sqrtf((float)hd), 1, T, heads, hd,
+                    scratch + s->o + row0 * heads * hd);
+}
+
+/* model.py Attention.forward for every row of the call: the projections for all rows at once,
+ * the state-dependent part sequence by sequence. x [N, dim] -> out [N, dim]. */
+static void attention(const ModelWeights *M, const LayerWeights *L, int64_t layer, const Batch *bt, const float *x,
+                      float *out, float *scratch, const Layout *s) {
+    int64_t dim = M->dim, hd = M->head_dim, heads = M->n_heads, r = M->rope_dim, ql = M->q_lora, N = bt->N;
+    float *c_q = scratch + s->c_q, *q = scratch + s->q, *kv = scratch + s->kv, *o = scratch + s->o;
+    float *low = scratch + s->low, *cis_buf = scratch + s->cis;
+    const float *cis[MAX_ROWS];
+    for (int64_t b = 0; b < bt->B; b++)
+        for (int64_t t = 0; t < bt->count[b]; t++) {
+            int64_t row = bt->first[b] + t;
+            cis[row] = cis_at(L, bt->pos[b] + t, r, cis_buf + row * r);
+        }
+
+    linear(M, L->wq_a, x, dim, c_q, ql, ql, dim, N);
+    for (int64_t t = 0; t < N; t++) rms_norm(c_q + t * ql, L->q_norm, ql, M->norm_eps);
+    linear(M, L->wq_b, c_q, ql, q, heads * hd, heads * hd, ql, N);
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t h = 0; h < heads; h++) {
+            float *qh = q + (t * heads + h) * hd;
+            rms_norm(qh, NULL, hd, M->norm_eps);
+            rope(qh, hd, cis[t], r, 0);
+        }
+    linear(M, L->wkv, x, dim, kv, hd, hd, dim, N);
+    for (int64_t t = 0; t < N; t++) {
+        rms_norm(kv + t * hd, L->kv_norm, hd, M->norm_eps);
+        rope(kv + t * hd, hd, cis[t], r, 0);
+    }
+    if (L->ratio) {
+        const CompressorWeights *cw = &L->comp;
+        linear(M, cw->wkv, x, dim, scratch + s->comp_kv, cw->width, cw->width, dim, N);
+        linear(M, cw->wgate, x, dim, scratch + s->comp_gate, cw->width, cw->width, dim, N);
+        if (L->csa) {
+            const CompressorWeights *iw = &L->index_comp;
+            int64_t h = M->index_heads, d = M->index_dim;
+            float *iq = scratch + s->index_q, *w = scratch + s->index_w, head_scale = 1.0f / sqrtf((float)h);
+            linear(M, iw->wkv, x, dim, scratch + s->index_kv, iw->width, iw->width, dim, N);
+            linear(M, iw->wgate, x, dim, scratch + s->index_gate, iw->width, iw->width, dim, N);
+            linear(M, L->index_wq_b, c_q, ql, iq, h * d, h * d, ql, N);
+            linear(M, L->index_weights_proj, x, dim, w, h, h, dim, N);
+            for (int64_t t = 0; t < N; t++)
+                for (int64_t i = 0; i < h; i++) {
+                    rope(iq + (t * h + i) * d, d, cis[t], r, 0);
+                    w[t * h + i] *= head_scale;
+                }
+        }
+    }
+    for (int64_t b = 0; b < bt->B; b++)
+        attend_sequence(M, L, &bt->steps[b * M->n_layers + layer], bt->pos[b], bt->count[b], bt->first[b], scratch,
+                        s);
+    for (int64_t t = 0; t < N; t++)
         for (int64_t h = 0; h < heads; h++) rope(o + (t * heads + h) * hd, hd, cis[t], r, 1);
     int64_t group_in = heads * hd / M->o_groups, lr = M->o_groups * M->o_lora;
     for (int64_t g = 0; g < M->o_groups; g++)
-        linear(M, at(M, L->wo_a, g * M->o_lora * group_in), o + g * group_in, heads * hd, low + g * M->o_lora, lr, M->o_lora,
-               group_in, T);
-    linear(M, L->wo_b, low, lr, out, dim, dim, lr, T);
+        linear(M, at(M, L->wo_a, g * M->o_lora * group_in), o + g * group_in, heads * hd, low + g * M->o_lora, lr,
+               M->o_lora, group_in, N);
+    linear(M, L->wo_b, low, lr, out, dim, dim, lr, N);
 }
 
 /* ---- MoE ---- */
 
-static void route(const ModelWeights *M, const LayerWeights *L, const float *x, int64_t token, int64_t *idx,
-                  float *weight, float *scores) {
+/* Scores of one token (the gate's logits [E], in place) -> its K experts and their weights. */
+static void route(const ModelWeights *M, const LayerWeights *L, int64_t token, float *scores, int64_t *idx,
+                  float *weight) {
     int64_t E = M->n_experts, K = M->n_active;
-    linear(M, L->gate, x, M->dim, scores, E, E, M->dim, 1);
     if (M->score_func == SCORE_SQRTSOFTPLUS) {
         for (int64_t e = 0; e < E; e++) scores[e] = sqrtf(scores[e] > 20.f ? scores[e] : log1pf(expf(scores[e])));
     } else if (M->score_func == SCORE_SIGMOID) {
@@ -515,23 +531,23 @@ static void route(const ModelWeights *M, const LayerWeights *L, const float *x, 
     for (int64_t j = 0; j < K; j++) weight[j] = weight[j] / (total + 1e-20f) * M->route_scale;
 }
 
-/* model.py MoE.forward for T tokens x [T, dim] into out [T, dim]. Tokens routed to the same
- * expert go through it together (one read of its weights). */
-static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, const int64_t *tokens, int64_t T,
-                float *out, float *scratch) {
+/* model.py MoE.forward for N rows x [N, dim] into out [N, dim]. Rows routed to the same expert,
+ * whichever sequence they belong to, go through it together (one read of its weights). */
+static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, const int64_t *tokens, int64_t N,
+                float *out, float *scratch, const Layout *s) {
     int64_t dim = M->dim, E = M->n_experts, K = M->n_active, inter = M->inter;
-    int64_t wide = inter > M->shared_inter ? inter : M->shared_inter;
-    float *scores = scratch, *xs = scores + E, *h1 = xs + T * dim, *h3 = h1 + T * wide, *y = h3 + T * wide;
-    int64_t idx[MAX_TOKENS][MAX_ACTIVE];
-    float weight[MAX_TOKENS][MAX_ACTIVE];
-    for (int64_t t = 0; t < T; t++) route(M, L, x + t * dim, tokens[t], idx[t], weight[t], scores);
-    memset(out, 0, sizeof(float) * T * dim);
+    float *scores = scratch + s->scores, *xs = scratch + s->xs, *h1 = scratch + s->h1, *h3 = scratch + s->h3;
+    float *y = scratch + s->y, *weight = scratch + s->weight;
+    int64_t *idx = (int64_t *)(scratch + s->idx);
+    linear(M, L->gate, x, dim, scores, E, E, dim, N);
+    for (int64_t t = 0; t < N; t++) route(M, L, tokens[t], scores + t * E, idx + t * K, weight + t * K);
+    memset(out, 0, sizeof(float) * N * dim);
     for (int64_t e = 0; e < E; e++) {
-        int64_t users[MAX_TOKENS], n = 0;
-        float uw[MAX_TOKENS];
-        for (int64_t t = 0; t < T; t++)
+        int64_t users[MAX_ROWS], n = 0;
+        float uw[MAX_ROWS];
+        for (int64_t t = 0; t < N; t++)
             for (int64_t j = 0; j < K; j++)
-                if (idx[t][j] == e) users[n] = t, uw[n++] = weight[t][j];
+                if (idx[t * K + j] == e) users[n] = t, uw[n++] = weight[t * K + j];
         if (n == 0) continue;
         for (int64_t i = 0; i < n; i++) memcpy(xs + i * dim, x + users[i] * dim, sizeof(float) * dim);
         linear(M, at(M, L->w1, e * inter * dim), xs, dim, h1, inter, inter, dim, n);
@@ -542,12 +558,12 @@ static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, co
             for (int64_t c = 0; c < dim; c++) out[users[i] * dim + c] += y[i * dim + c];
     }
     if (L->sw1) {
-        int64_t s = M->shared_inter;
-        linear(M, L->sw1, x, dim, h1, s, s, dim, T);
-        linear(M, L->sw3, x, dim, h3, s, s, dim, T);
-        for (int64_t t = 0; t < T; t++) swiglu(h1 + t * s, h3 + t * s, s, M->swiglu_limit, 1.0f);
-        linear(M, L->sw2, h1, s, y, dim, dim, s, T);
-        for (int64_t i = 0; i < T * dim; i++) out[i] += y[i];
+        int64_t sh = M->shared_inter;
+        linear(M, L->sw1, x, dim, h1, sh, sh, dim, N);
+        linear(M, L->sw3, x, dim, h3, sh, sh, dim, N);
+        for (int64_t t = 0; t < N; t++) swiglu(h1 + t * sh, h3 + t * sh, sh, M->swiglu_limit, 1.0f);
+        linear(M, L->sw2, h1, sh, y, dim, dim, sh, N);
+        for (int64_t i = 0; i < N * dim; i++) out[i] += y[i];
     }
 }
 
@@ -565,84 +581,87 @@ static void hc_post(float *x, const float *f, const float *post, const float *co
     }
 }
 
-/* The limits above, for the caller: [max tokens per call, max active experts, max mHC streams,
- * max head dim]. The Python side reads them instead of repeating them. */
+/* The limits above, for the caller: [max tokens per sequence, max active experts, max mHC
+ * streams, max head dim, max rows per call]. The Python side reads them instead of repeating them. */
 void v4_step_limits(int64_t *out) {
     out[0] = MAX_TOKENS;
     out[1] = MAX_ACTIVE;
     out[2] = MAX_STREAMS;
     out[3] = MAX_HEAD_DIM;
+    out[4] = MAX_ROWS;
 }
 
-/* Floats of scratch a call of T tokens needs with up to max_keys indexer keys. */
-int64_t v4_step_scratch(const ModelWeights *M, int64_t T, int64_t max_keys) {
-    int64_t wide = M->inter > M->shared_inter ? M->inter : M->shared_inter, max_ratio = 1;
-    for (int64_t l = 0; l < M->n_layers; l++)
-        if (M->layers[l].ratio > max_ratio) max_ratio = M->layers[l].ratio;
-    int64_t comp_width = 2 * (M->head_dim > M->index_dim ? M->head_dim : M->index_dim);
-    /* selected ids, q, weights, scores, an aligned heap of (score, index) pairs */
-    int64_t index = 2 * T * (M->index_topk + 1) + T * M->index_heads * (M->index_dim + 1) + max_keys + 4 +
-                    4 * (M->index_topk < max_keys ? M->index_topk : max_keys);
-    int64_t comp = 2 * (max_ratio + T) * comp_width;
-    int64_t rest = comp > index ? comp : index; /* a compressor's rows, then the indexer */
-    int64_t max_window = M->window > 1 ? M->window - 1 : 0;
-    int64_t attn = T * (M->q_lora + 2 * M->n_heads * M->head_dim + M->o_groups * M->o_lora + M->rope_dim) +
-                   (max_window + T) * M->head_dim + rest;
-    int64_t ffn = M->n_experts + T * (M->dim * 2 + 2 * wide);
-    int64_t hc = T * (M->dim * 2 + M->n_hc * (M->dim + 1 + M->n_hc)) + M->n_hc * M->dim;
-    return hc + (attn > ffn ? attn : ffn) + 64;
+/* Floats of scratch a call of up to `rows` rows needs when no sequence has more than max_keys
+ * indexer keys (its entries before the call plus its tokens in the call). */
+int64_t v4_step_scratch(const ModelWeights *M, int64_t rows, int64_t max_keys) {
+    return layout(M, rows, max_keys).total + 16;
 }
 
-/* Runs T tokens from `pos` through every block, then the head for the last token (logits_mode 1)
- * or every token (2) or none (0). x: [T, n_hc, dim] receives the final residual streams, logits
- * [T or 1, vocab]. Returns 0; -1 for unsupported sizes, -2 for a compressor state that does not
- * match pos (nothing was written then). */
-int v4_decode_step(const ModelWeights *M, LayerStep *steps, int64_t pos, const int64_t *tokens, int64_t T,
-                   float *x, int64_t logits_mode, float *logits, float *scratch) {
-    int64_t n = M->n_hc, dim = M->dim, nd = n * dim;
-    if (T < 1 || T > MAX_TOKENS || n > MAX_STREAMS || M->head_dim > MAX_HEAD_DIM || M->n_active > MAX_ACTIVE ||
+/* Runs B sequences through every block: sequence b's count[b] tokens from position pos[b] (its
+ * rows of tokens and x follow the rows of the sequences before it), then the head for its last
+ * token (logits_mode[b] 1), every token (2) or none (0), its logits rows following those of the
+ * sequences before it. steps: [B, n_layers] per-layer states. x: [rows, n_hc, dim] receives the
+ * final residual streams. scratch: v4_step_scratch(M, rows, the most indexer keys of any
+ * sequence: entries before the call plus its tokens) floats, 64-byte aligned. Returns 0; -1 for unsupported sizes, -2 for a compressor
+ * state that does not match its position (nothing was written then). */
+int v4_decode_batch(const ModelWeights *M, LayerStep *steps, int64_t B, const int64_t *pos, const int64_t *count,
+                    const int64_t *tokens, float *x, const int64_t *logits_mode, float *logits, float *scratch) {
+    int64_t n = M->n_hc, dim = M->dim, nd = n * dim, N = 0, first[MAX_ROWS], max_keys = 0;
+    if (B < 1 || B > MAX_ROWS || n > MAX_STREAMS || M->head_dim > MAX_HEAD_DIM || M->n_active > MAX_ACTIVE ||
         M->rope_dim > MAX_HEAD_DIM || M->rope_dim > M->head_dim)
         return -1;
-    for (int64_t l = 0; l < M->n_layers; l++) {
-        const LayerWeights *L = &M->layers[l];
-        if ((L->ratio && steps[l].comp.n_pending != pos % L->ratio) ||
-            (L->csa && steps[l].index_comp.n_pending != pos % L->index_comp.ratio))
-            return -2;
+    for (int64_t b = 0; b < B; b++) {
+        if (count[b] < 1 || count[b] > MAX_TOKENS || N + count[b] > MAX_ROWS) return -1;
+        first[b] = N;
+        N += count[b];
+        for (int64_t l = 0; l < M->n_layers; l++) {
+            const LayerWeights *L = &M->layers[l];
+            const LayerStep *st = &steps[b * M->n_layers + l];
+            if ((L->ratio && st->comp.n_pending != pos[b] % L->ratio) ||
+                (L->csa && st->index_comp.n_pending != pos[b] % L->index_comp.ratio))
+                return -2;
+            if (L->csa) max_keys = max64(max_keys, st->index_comp.n_entries + count[b]);
+        }
     }
-    float *u = scratch, *f = u + T * dim, *post = f + T * dim, *comb = post + T * n, *copy = comb + T * n * n;
-    float *work = copy + nd;
-    for (int64_t t = 0; t < T; t++)
+    Layout s = layout(M, N, max_keys);
+    Batch bt = {B, N, pos, count, first, steps};
+    float *u = scratch + s.u, *f = scratch + s.f, *post = scratch + s.post, *comb = scratch + s.comb;
+    float *copy = scratch + s.copy;
+    for (int64_t t = 0; t < N; t++)
         for (int64_t i = 0; i < n; i++) memcpy(x + t * nd + i * dim, M->embed + tokens[t] * dim, sizeof(float) * dim);
     for (int64_t l = 0; l < M->n_layers; l++) {
         const LayerWeights *L = &M->layers[l];
-        hc_pre_fwd(x, L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, T, (int)n, dim, (int)M->sinkhorn_iters,
+        hc_pre_fwd(x, L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, N, (int)n, dim, (int)M->sinkhorn_iters,
                    M->hc_eps, M->norm_eps, u, post, comb);
-        for (int64_t t = 0; t < T; t++) rms_norm(u + t * dim, L->attn_norm, dim, M->norm_eps);
-        attention(M, L, &steps[l], u, pos, T, f, work);
-        for (int64_t t = 0; t < T; t++) hc_post(x + t * nd, f + t * dim, post + t * n, comb + t * n * n, n, dim, copy);
-        hc_pre_fwd(x, L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, T, (int)n, dim, (int)M->sinkhorn_iters,
+        for (int64_t t = 0; t < N; t++) rms_norm(u + t * dim, L->attn_norm, dim, M->norm_eps);
+        attention(M, L, l, &bt, u, f, scratch, &s);
+        for (int64_t t = 0; t < N; t++) hc_post(x + t * nd, f + t * dim, post + t * n, comb + t * n * n, n, dim, copy);
+        hc_pre_fwd(x, L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, N, (int)n, dim, (int)M->sinkhorn_iters,
                    M->hc_eps, M->norm_eps, u, post, comb);
-        for (int64_t t = 0; t < T; t++) rms_norm(u + t * dim, L->ffn_norm, dim, M->norm_eps);
-        moe(M, L, u, tokens, T, f, work);
-        for (int64_t t = 0; t < T; t++) hc_post(x + t * nd, f + t * dim, post + t * n, comb + t * n * n, n, dim, copy);
+        for (int64_t t = 0; t < N; t++) rms_norm(u + t * dim, L->ffn_norm, dim, M->norm_eps);
+        moe(M, L, u, tokens, N, f, scratch, &s);
+        for (int64_t t = 0; t < N; t++) hc_post(x + t * nd, f + t * dim, post + t * n, comb + t * n * n, n, dim, copy);
     }
-    if (logits_mode == 0) return 0;
-    int64_t first = logits_mode == 1 ? T - 1 : 0, rows = T - first;
-    /* mhc/ref.py hc_head: sigmoid(mix * scale + base) + eps weights, no Sinkhorn; then the norm */
-    for (int64_t t = first; t < T; t++) {
-        const float *xt = x + t * nd;
-        float inv_rms = 1.0f / sqrtf(dot(xt, xt, nd) / (float)nd + M->norm_eps), w[MAX_STREAMS];
-        matmul(M->hc_head_fn, xt, nd, w, n, n, nd, 1, 1);
-        for (int64_t i = 0; i < n; i++)
-            w[i] = sigmoidf(w[i] * inv_rms * M->hc_head_scale[0] + M->hc_head_base[i]) + M->hc_eps;
-        float *ut = u + (t - first) * dim;
-        for (int64_t d = 0; d < dim; d++) {
-            float acc = 0.f;
-            for (int64_t i = 0; i < n; i++) acc += w[i] * xt[i * dim + d];
-            ut[d] = acc;
+    /* mhc/ref.py hc_head: sigmoid(mix * scale + base) + eps weights, no Sinkhorn; then the norm,
+     * for the rows whose logits are asked for, gathered into u */
+    int64_t rows = 0;
+    for (int64_t b = 0; b < B; b++) {
+        if (logits_mode[b] == 0) continue;
+        for (int64_t t = logits_mode[b] == 1 ? count[b] - 1 : 0; t < count[b]; t++, rows++) {
+            const float *xt = x + (first[b] + t) * nd;
+            float inv_rms = 1.0f / sqrtf(dot(xt, xt, nd) / (float)nd + M->norm_eps), w[MAX_STREAMS];
+            matmul(M->hc_head_fn, xt, nd, w, n, n, nd, 1, 1);
+            for (int64_t i = 0; i < n; i++)
+                w[i] = sigmoidf(w[i] * inv_rms * M->hc_head_scale[0] + M->hc_head_base[i]) + M->hc_eps;
+            float *ut = u + rows * dim;
+            for (int64_t d = 0; d < dim; d++) {
+                float acc = 0.f;
+                for (int64_t i = 0; i < n; i++) acc += w[i] * xt[i * dim + d];
+                ut[d] = acc;
+            }
+            rms_norm(ut, M->norm, dim, M->norm_eps);
         }
-        rms_norm(ut, M->norm, dim, M->norm_eps);
     }
-    linear(M, M->head, u, dim, logits, M->vocab, M->vocab, dim, rows);
+    if (rows) linear(M, M->head, u, dim, logits, M->vocab, M->vocab, dim, rows);
     return 0;
 }

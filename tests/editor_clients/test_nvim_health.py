@@ -99,6 +99,7 @@ def server_probes(tmp_path) -> dict[str, list]:
         "enabled": [True, False, "yes", 1, None],
         "mode": ["instant", "expert", "turbo", "", 1],
         "checkpoint": paths,
+        "device": ["cpu", "cuda", "cuda:3", "gpu", "cuda:", "CUDA", 0, None],
         "expertCheckpoint": paths,
         "tlsCa": [str(file), "", 3, None],
         "server": ["gpu-box.lan:7431", "[::1]:80", "h:0", "h:65536", "nohost", ":80", "", 7431, None],

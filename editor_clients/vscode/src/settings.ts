@@ -15,6 +15,7 @@ export interface ServerSettings {
   enabled: boolean;
   mode: Mode;
   checkpoint: string | null;
+  device: string;
   expertCheckpoint: string | null;
   server: string | null;
   token: string | null;
@@ -31,6 +32,7 @@ export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
   enabled: true,
   mode: "instant",
   checkpoint: null,
+  device: "cpu",
   expertCheckpoint: null,
   server: null,
   token: null,
@@ -57,6 +59,9 @@ export interface ClientSettings {
   /** One message per invalid value, naming the setting; the default is used instead. */
   problems: string[];
 }
+
+/** The server's device spellings (deepfim/devices.py). */
+const DEVICE = /^(cpu|cuda(:\d+)?)$/;
 
 const PATH_KEYS = ["checkpoint", "expertCheckpoint", "server", "token", "tlsCa", "logFile"] as const;
 const INT_KEYS = [
@@ -99,6 +104,13 @@ export function readSettings(config: ConfigSource): ClientSettings {
   if (server.server !== null && !/^[^:\s]+:\d+$/.test(server.server)) {
     problems.push(`deepfim.server must be host:port, got ${describe(server.server)}`);
     server.server = null;
+  }
+
+  const device = config.get("device");
+  if (typeof device === "string" && DEVICE.test(device.trim())) {
+    server.device = device.trim();
+  } else if (device !== undefined && device !== null) {
+    problems.push(`deepfim.device must be cpu, cuda or cuda:N, got ${describe(device)}`);
   }
 
   const logLevel = config.get("logLevel");

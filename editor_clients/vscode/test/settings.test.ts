@@ -23,11 +23,13 @@ test("every protocol setting is passed through", () => {
       enabled: false,
       mode: "expert",
       checkpoint: "/models/flash",
+      device: "cuda:1",
       expertCheckpoint: "/models/pro",
       server: "gpu-box.lan:7431",
       token: "tok-123",
       tlsCa: "/etc/deepfim/ca.pem",
       contextBudget: 8192,
+      repositoryBudget: 16384,
       maxTokens: 64,
       debounceMs: 0,
       logFile: "/tmp/deepfim.log",
@@ -40,11 +42,13 @@ test("every protocol setting is passed through", () => {
     enabled: false,
     mode: "expert",
     checkpoint: "/models/flash",
+    device: "cuda:1",
     expertCheckpoint: "/models/pro",
     server: "gpu-box.lan:7431",
     token: "tok-123",
     tlsCa: "/etc/deepfim/ca.pem",
     contextBudget: 8192,
+    repositoryBudget: 16384,
     maxTokens: 64,
     debounceMs: 0,
     logFile: "/tmp/deepfim.log",
@@ -54,16 +58,26 @@ test("every protocol setting is passed through", () => {
 
 test("invalid values are named and replaced by defaults", () => {
   const { command, server, problems } = readSettings(
-    config({ mode: "turbo", contextBudget: 12.5, server: "no-port", serverCommand: [], checkpoint: 3, logLevel: "loud" }),
+    config({
+      mode: "turbo",
+      contextBudget: 12.5,
+      server: "no-port",
+      serverCommand: [],
+      checkpoint: 3,
+      logLevel: "loud",
+      device: "gpu",
+    }),
   );
+  assert.equal(server.device, "cpu");
   assert.equal(server.mode, "instant");
   assert.equal(server.contextBudget, 4096);
   assert.equal(server.server, null);
   assert.equal(server.checkpoint, null);
   assert.deepEqual(command, ["deepfim", "lsp"]);
   assert.equal(server.logLevel, null);
-  assert.equal(problems.length, 6);
-  for (const [index, name] of ["mode", "checkpoint", "server", "logLevel", "contextBudget", "serverCommand"].entries()) {
+  assert.equal(problems.length, 7);
+  const names = ["mode", "checkpoint", "server", "device", "logLevel", "contextBudget", "serverCommand"];
+  for (const [index, name] of names.entries()) {
     assert.match(problems[index] ?? "", new RegExp(`^deepfim\\.${name} `));
   }
   assert.match(problems[0] ?? "", /"turbo"/);

@@ -181,8 +181,8 @@ def test_the_runner_hands_the_c_step_only_the_calls_it_covers(monkeypatch, tiny_
     limit = runner.decode_step.max_tokens
     assert limit == 16  # step.c's MAX_TOKENS, read from the library
     calls = []
-    real = DecodeStep.__call__
-    monkeypatch.setattr(DecodeStep, "__call__", lambda self, *a: calls.append(a[0].shape[1]) or real(self, *a))
+    real = DecodeStep.batch
+    monkeypatch.setattr(DecodeStep, "batch", lambda self, c: calls.extend(len(i) for i, _, _ in c) or real(self, c))
     state = model.new_state()
     with torch.no_grad():
         runner.forward(list(range(limit + 1)), state, "none")  # a prefill chunk: the modules

@@ -1,4 +1,4 @@
-"""Fixtures for the team-server tests: a real TLS server on loopback, real clients.
+"""Fixtures for the team-server tests: a real HTTPS server (uvicorn, TLS) on loopback, real clients.
 
 BACKEND picks what the server wraps by default. "double" is the test double in
 teamserver_double.py; "local" is the real in-process engine (`LocalBackend`) on a tiny
@@ -21,7 +21,6 @@ from teamserver_double import PrefixCacheEchoBackend
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from deepfim.engine.model.tokenizer import ALL_SPECIALS
-from deepfim.engine.server import frames
 from deepfim.engine.server.auth import UserStore, add_user
 from deepfim.engine.server.client import RemoteBackend
 from deepfim.engine.server.limits import Limits
@@ -32,17 +31,17 @@ BACKEND = "double"  # "double" | "local"
 BOTH = ["double", "local"]
 
 TEST_LIMITS = Limits(
-    max_frame_bytes=1 << 20,
-    max_preauth_frame_bytes=4096,
+    max_body_bytes=1 << 20,
+    max_text_bytes=256 << 10,
     max_prompt_tokens=20_000,
-    max_new_tokens=256,
+    max_new_tokens=1024,  # a long generation outlasts noticing a client that left, even on a busy machine
     requests_per_second=200.0,
-    burst=200,
+    burst=400,
     max_inflight=8,
     max_backend_inflight=32,
-    max_protocol_errors=8,
-    hello_timeout_s=2.0,
-    frame_timeout_s=0.5,
+    max_connections_per_address=64,
+    request_head_timeout_s=2.0,
+    body_timeout_s=1.0,
     write_timeout_s=5.0,
 )
 
@@ -92,30 +91,74 @@ def make_backend(tokenizer_file: Path, kind: str = BACKEND, checkpoint: Path | N
 
 
 class RawConn:
-    """A hand-driven TLS connection for sending exact bytes (good and bad frames)."""
+    """A hand-driven TLS connection (or plain TCP, `tls=False`) for sending exact bytes."""
 
-    def __init__(self, port: int, ca: Path, timeout: float = 5.0) -> None:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1")
+    def __init__(self, port: int, ca: Path, timeout: float = 5.0, source: str = "127.0.0.1", tls: bool = True) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+        self.sock = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
         self.sock.settimeout(timeout)
+        self._buf = b""
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def send(self, msg: dict) -> None:
-        self.sock.sendall(frames.encode(msg))
+    def request(self, method: str, path: str, token: str | None = None, body: bytes | None = None,
+                headers: dict | None = None) -> None:  # fmt: skip
+        """Sends one HTTP/1.1 request (keep-alive)."""
+        lines = [f"{method} {path} HTTP/1.1", "Host: deepfim-test.lan"]
+        if token:
+            lines.append(f"Authorization: Bearer {token}")
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
 
-    def recv(self) -> dict:
-        return frames.decode(frames.read_frame_sync(self.sock, 1 << 28))
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        self._buf += data
 
-    def hello(self, token: str) -> dict:
-        self.send({"type": "hello", "token": token})
-        return self.recv()
+    def response(self) -> tuple[int, dict, bytes]:
+        """The next complete response (Content-Length or chunked) on this connection."""
+        while b"\r\n\r\n" not in self._buf:
+            self._fill()
+        head, self._buf = self._buf.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+        if "content-length" in headers:
+            n = int(headers["content-length"])
+            while len(self._buf) < n:
+                self._fill()
+            body, self._buf = self._buf[:n], self._buf[n:]
+        else:  # chunked
+            body = b""
+            while True:
+                while b"\r\n" not in self._buf:
+                    self._fill()
+                size_line, self._buf = self._buf.split(b"\r\n", 1)
+                size = int(size_line.split(b";")[0], 16)
+                while len(self._buf) < size + 2:
+                    self._fill()
+                body, self._buf = body + self._buf[:size], self._buf[size + 2 :]
+                if size == 0:
+                    break
+        return int(status_line.split(" ")[1]), headers, body
+
+    def read_until(self, marker: bytes) -> bytes:
+        while marker not in self._buf:
+            self._fill()
+        return self._buf
 
     def is_closed(self) -> bool:
         """True when the server has closed the connection (reads EOF or a reset)."""
         try:
-            return self.sock.recv(1) == b""
+            while True:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    return True
+        except TimeoutError:
+            return False
         except (ConnectionError, ssl.SSLError, OSError):
             return True
 
@@ -168,21 +211,21 @@ class Team:
         self._clients.append(c)
         return c
 
-    def raw(self) -> RawConn:
-        conn = RawConn(self.port, self.cert)
+    def raw(self, **kwargs) -> RawConn:
+        conn = RawConn(self.port, self.cert, **kwargs)
         self._raws.append(conn)
         return conn
 
     def http(self, method: str, path: str, token: str | None = None, body=None, raw_body: bytes | None = None):
-        """(status, headers, body bytes) of one HTTPS request to the HTTP side."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.thread.http_port, context=client_context(self.cert))
+        """(status, headers, body bytes) of one HTTPS request."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(self.cert))
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
         if data is not None:
             headers["Content-Type"] = "application/json"
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
-        out = (resp.status, dict(resp.getheaders()), resp.read())
+        out = (resp.status, resp.headers, resp.read())  # headers: case-insensitive
         conn.close()
         return out
 
@@ -195,10 +238,14 @@ class Team:
                 "running": svc.admission.running,
                 "queued": svc.admission.queued,
                 "inflight": {n: st.inflight for n, st in svc._user_state.items()},
-                "connections": dict(svc.connections),
+                "outcomes": {n: dict(st.outcomes) for n, st in svc._user_state.items()},
+                "connections": svc.connections,
             }
 
         return self.thread.call(read)
+
+    def cancelled(self, user: str) -> int:
+        return self.server_state()["outcomes"].get(user, {}).get("cancelled", 0)
 
     def close(self) -> None:
         for c in self._clients:

@@ -102,6 +102,9 @@ class PrefixCacheEchoBackend:
         with self._cv:
             return {"models": {m: "echo-double" for m in self.modes}, "active": len(self._active)}
 
+    def healthy(self) -> bool:
+        return not self._closed
+
     def close(self) -> None:
         with self._cv:
             self._closed = True

@@ -1,8 +1,9 @@
-"""`deepfim make-cert`, `deepfim add-user` and the checks `deepfim serve` makes before starting."""
+"""`deepfim make-cert`, `deepfim users` and `deepfim serve` (its checks before starting, and a run)."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -24,26 +25,39 @@ def test_make_cert_writes_a_cert_clients_can_verify(tmp_path, capsys):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     assert str(cert) in capsys.readouterr().out
     assert key.stat().st_mode & 0o077 == 0
-    text = subprocess.run(
-        ["openssl", "x509", "-in", str(cert), "-noout", "-text"], capture_output=True, text=True
-    ).stdout
-    assert "DNS:gpu-box.lan" in text and "IP Address:10.0.0.7" in text and "IP Address:127.0.0.1" in text
+    from cryptography import x509
+
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    names = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "gpu-box.lan" in names.get_values_for_type(x509.DNSName)
+    assert {str(ip) for ip in names.get_values_for_type(x509.IPAddress)} >= {"10.0.0.7", "127.0.0.1", "::1"}
     ctx = ssl.create_default_context(cafile=str(cert))
     assert ctx.cert_store_stats()["x509_ca"] == 1
     assert main(["make-cert", "--out", str(tmp_path), "--host", "bad host"]) == 2
 
 
-def test_add_user_prints_a_token_that_authenticates(tmp_path, capsys):
+def test_users_add_list_revoke(tmp_path, capsys):
     users = tmp_path / "users.json"
-    assert main(["add-user", "alice", "--users", str(users)]) == 0
+    assert main(["users", "add", "alice", "--users", str(users)]) == 0
     out = capsys.readouterr()
     token = out.out.strip()
     assert token.startswith("dfm_") and "shown only once" in out.err
     assert UserStore(users).authenticate(token).name == "alice"
-    assert main(["add-user", "alice", "--users", str(users)]) == 2
+    assert main(["users", "add", "alice", "--users", str(users)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["add-user", "alice", "--users", str(users), "--replace"]) == 0
-    assert UserStore(users).authenticate(token) is None
+    assert main(["users", "add", "alice", "--users", str(users), "--replace"]) == 0
+    new = capsys.readouterr().out.strip()
+    assert UserStore(users).authenticate(token) is None and UserStore(users).authenticate(new).name == "alice"
+    assert main(["users", "add", "bob", "--users", str(users)]) == 0
+    capsys.readouterr()
+    assert main(["users", "list", "--users", str(users)]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("alice") and "\nbob" in listing and new not in listing
+    assert main(["users", "revoke", "alice", "--users", str(users)]) == 0
+    assert UserStore(users).authenticate(new) is None and UserStore(users).user_names() == ["bob"]
+    assert main(["users", "revoke", "alice", "--users", str(users)]) == 2
+    assert "no user 'alice'" in capsys.readouterr().err
+    assert main(["users", "add", "--users", str(users)]) == 2
 
 
 def test_serve_refuses_plain_tcp_off_loopback_and_an_empty_users_file(tmp_path, capsys):
@@ -71,7 +85,7 @@ def test_serve_runs_the_real_engine_until_sigterm(tmp_path, engine_checkpoint):
         while "deepfim team server:" not in line:
             assert proc.poll() is None and time.monotonic() < deadline, f"serve did not start: {line}"
             line = proc.stderr.readline()
-        port, http_port = re.search(r"msgpack 127\.0\.0\.1:(\d+), http (\d+)", line).groups()
+        (port,) = re.search(r"https 127\.0\.0\.1:(\d+),", line).groups()
         cert = tmp_path / "cache" / "server" / "tls" / "cert.pem"
         assert f"clients trust {cert}" in line and (tmp_path / "cache" / "server" / "admin-token").exists()
         client = RemoteBackend(f"127.0.0.1:{port}", token, str(cert), cache_dir=tmp_path / "client")
@@ -89,15 +103,14 @@ def test_serve_runs_the_real_engine_until_sigterm(tmp_path, engine_checkpoint):
             cwd=tmp_path / "ws", env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0 and "m.py:2:11" in done.stdout + done.stderr, done.stderr
-        conn = http.client.HTTPSConnection("127.0.0.1", int(http_port), context=client_context(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", int(port), context=client_context(cert))
         conn.request("GET", "/health")
-        assert conn.getresponse().read() == b'{"status": "ok"}'
+        assert json.loads(conn.getresponse().read()) == {"status": "ok", "model_loaded": True}
         admin = (tmp_path / "cache" / "server" / "admin-token").read_text().strip()
         conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {admin}"})
         metrics_text = conn.getresponse().read().decode()
-        served = sum(
-            int(n) for n in re.findall(r'deepfim_user_requests_total\{user="alice",outcome="\w+"\} (\d+)', metrics_text)
-        )
+        found = re.findall(r'deepfim_user_requests_total\{outcome="\w+",user="alice"\} ([\d.]+)', metrics_text)
+        served = sum(float(n) for n in found)
         assert served >= 2, metrics_text  # RemoteBackend's request and `deepfim complete`'s
         conn.close()
         proc.send_signal(signal.SIGTERM)

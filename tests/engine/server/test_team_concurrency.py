@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,8 +13,8 @@ from team_support import BOTH, TEST_LIMITS
 
 from deepfim.engine.api import CancelledError, CompletionRequest, SamplingParams
 from deepfim.engine.model.tokenizer import Tokenizer
-from deepfim.engine.server import frames
 from deepfim.engine.server.auth import add_user
+from deepfim.engine.server.client import RemoteError
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> None:
@@ -23,8 +24,13 @@ def _wait_for(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def _cancelled_count(team) -> float:
-    return team.thread.call(lambda: team.thread.service.metrics.requests.get("msgpack", "instant", "cancelled"))
+def _start_stream(team, user: str, prompt, max_tokens: int = 250):
+    """A raw HTTPS connection with a streaming completion running; returns it after the first event."""
+    conn = team.raw()
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "stream": True}).encode()
+    conn.request("POST", "/v1/completions", team.tokens[user], body)
+    assert conn.read_until(b"data: ").startswith(b"HTTP/1.1 200")
+    return conn
 
 
 def test_sixteen_concurrent_clients_are_all_served(team):
@@ -64,39 +70,38 @@ def test_sixteen_concurrent_clients_are_all_served(team):
 
 @pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_client_vanishing_mid_stream_frees_its_request(team):
-    conn = team.raw()
-    conn.hello(team.tokens["bob"])
-    conn.send({"type": "complete", "id": "doomed", "prompt": list(range(40, 60)), "sampling": {"max_tokens": 250}})
-    first = conn.recv()
-    assert first["type"] == "chunk" and first["id"] == "doomed"
+    if team.uses_double:
+        team.backend.token_delay_s = 0.02  # 250 tokens take 5 s: the client leaves long before the end
+    conn = _start_stream(team, "bob", list(range(40, 60)))
     conn.close()  # bob's editor crashed mid-stream
-    _wait_for(lambda: _cancelled_count(team) == 1)
+    _wait_for(lambda: team.cancelled("bob") == 1)
     state = team.server_state()
     assert state["running"] == 0 and state["inflight"]["bob"] == 0
     if team.uses_double:
-        doomed = [r.request_id for r in team.backend.submitted if r.request_id.endswith("/doomed")]
+        doomed = [r.request_id for r in team.backend.submitted if r.namespace == "user:bob"]
         assert doomed and doomed[0] in team.backend.cancelled_ids
         assert team.backend.active == 0 and doomed[0] not in team.backend.finished_ids
 
 
 def test_client_vanishing_while_queued_withdraws_its_request(make_team):
     team = make_team(dataclasses.replace(TEST_LIMITS, max_backend_inflight=1))
-    alice = team.raw()
-    alice.hello(team.tokens["alice"])
-    alice.send({"type": "complete", "id": "long", "prompt": [65] * 10, "sampling": {"max_tokens": 200}})
-    assert alice.recv()["type"] == "chunk"  # alice holds the only backend slot
+    team.backend.token_delay_s = 0.02
+    alice = _start_stream(team, "alice", [65] * 10, max_tokens=200)  # alice holds the only backend slot
     bob = team.raw()
-    bob.hello(team.tokens["bob"])
-    bob.send({"type": "complete", "id": "waiting", "prompt": [66] * 10})
+    body = json.dumps({"prompt": [66] * 10, "max_tokens": 5, "stream": True}).encode()
+    bob.request("POST", "/v1/completions", team.tokens["bob"], body)
     _wait_for(lambda: team.server_state()["queued"] == 1)
     bob.close()
     _wait_for(lambda: team.server_state()["queued"] == 0)
     assert team.server_state()["inflight"]["bob"] == 0
-    assert all(not r.namespace.endswith("bob") for r in getattr(team.backend, "submitted", []))
+    assert all(not r.namespace.endswith("bob") for r in team.backend.submitted)
+    alice.close()
 
 
 @pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_cancel_through_the_remote_handle_stops_the_engine(team):
+    if team.uses_double:
+        team.backend.token_delay_s = 0.02
     client = team.client("carol")
     tok = Tokenizer.from_file(client.tokenizer_path)
     got_text = threading.Event()
@@ -106,87 +111,75 @@ def test_cancel_through_the_remote_handle_stops_the_engine(team):
     )
     assert got_text.wait(10)
     handle.cancel()
-    try:  # the engine either raises CancelledError or returns a result marked cancelled
-        assert handle.result(30).cancelled
-    except CancelledError:
-        pass
-    _wait_for(lambda: _cancelled_count(team) == 1)
+    with pytest.raises(CancelledError):
+        handle.result(30)
+    _wait_for(lambda: team.cancelled("carol") == 1)
     if team.uses_double:
         assert any(rid.startswith("carol/") for rid in team.backend.cancelled_ids)
 
 
-def _replies(conn, n: int) -> dict[str, dict]:
-    """The final reply (result or error) of `n` requests, by id; chunks are skipped."""
-    out: dict[str, dict] = {}
-    while len(out) < n:
-        msg = conn.recv()
-        if msg["type"] in ("result", "error"):
-            out[msg["id"]] = msg
-    return out
+def _complete(team, user: str, prompt, max_tokens: int = 2):
+    status, _, data = team.http("POST", "/v1/completions", team.tokens[user],
+                                {"prompt": prompt, "max_tokens": max_tokens})  # fmt: skip
+    return status, json.loads(data)
 
 
 def test_rate_limit_per_user(make_team):
     team = make_team(dataclasses.replace(TEST_LIMITS, requests_per_second=0.5, burst=2))
-    bob, alice = team.raw(), team.raw()
-    bob.hello(team.tokens["bob"])
-    alice.hello(team.tokens["alice"])
-    for i in range(3):
-        bob.send({"type": "complete", "id": f"b{i}", "prompt": [70, 71], "sampling": {"max_tokens": 2}})
-    replies = _replies(bob, 3)
-    assert [replies[f"b{i}"]["type"] for i in range(3)] == ["result", "result", "error"]
-    assert replies["b2"]["code"] == "rate_limited" and "retry in" in replies["b2"]["message"]
-    alice.send({"type": "complete", "id": "a0", "prompt": [70, 71], "sampling": {"max_tokens": 2}})
-    assert _replies(alice, 1)["a0"]["type"] == "result"  # bob's bucket is his alone
+    answers = [_complete(team, "bob", [70, 71]) for _ in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 429]
+    assert answers[2][1]["error"]["code"] == "rate_limited" and "retry in" in answers[2][1]["error"]["message"]
+    assert _complete(team, "alice", [70, 71])[0] == 200  # bob's bucket is his alone
 
 
 def test_inflight_and_prompt_length_limits_per_user(make_team):
     team = make_team(dataclasses.replace(TEST_LIMITS, max_inflight=2))
-    conn = team.raw()
-    conn.hello(team.tokens["bob"])
-    for i in range(3):
-        conn.send({"type": "complete", "id": f"r{i}", "prompt": [72] * 5, "sampling": {"max_tokens": 100}})
-    too_long = frames.pack_prompt([73] * (TEST_LIMITS.max_prompt_tokens + 1))
-    conn.send({"type": "complete", "id": "huge", "prompt": too_long})
-    replies = _replies(conn, 4)
-    assert replies["r2"]["code"] == "too_many_inflight"
-    assert replies["huge"]["code"] == "prompt_too_long"
-    assert replies["r0"]["type"] == replies["r1"]["type"] == "result"
+    team.backend.token_delay_s = 0.02
+    streams = [_start_stream(team, "bob", [72] * 5, max_tokens=250) for _ in range(2)]  # 5 s each
+    status, body = _complete(team, "bob", [72] * 5)
+    assert (status, body["error"]["code"]) == (429, "too_many_inflight")
+    for conn in streams:
+        conn.close()
+    _wait_for(lambda: team.server_state()["inflight"]["bob"] == 0)
+    status, body = _complete(team, "bob", [73] * (TEST_LIMITS.max_prompt_tokens + 1))
+    assert (status, body["error"]["code"]) == (413, "prompt_too_long")
+    assert _complete(team, "bob", [72] * 5)[0] == 200
 
 
 def test_one_users_burst_does_not_starve_another(make_team):
     team = make_team(dataclasses.replace(TEST_LIMITS, max_backend_inflight=1))
-    alice, bob = team.raw(), team.raw()
-    alice.hello(team.tokens["alice"])
-    bob.hello(team.tokens["bob"])
-    for i in range(6):
-        alice.send({"type": "complete", "id": f"a{i}", "prompt": [80 + i] * 4, "sampling": {"max_tokens": 15}})
+    team.backend.token_delay_s = 0.02
+    client_a, client_b = team.client("alice"), team.client("bob")
+    long = client_a.submit(CompletionRequest([79] * 4, SamplingParams(max_tokens=250)))  # holds the only slot
+    _wait_for(lambda: team.server_state()["running"] == 1)
+    alice = [client_a.submit(CompletionRequest([80 + i] * 4, SamplingParams(max_tokens=3))) for i in range(5)]
     _wait_for(lambda: team.server_state()["queued"] == 5)
-    bob.send({"type": "complete", "id": "b0", "prompt": [90] * 4, "sampling": {"max_tokens": 15}})
-    assert _replies(bob, 1)["b0"]["type"] == "result"
-    alice_done = _replies(alice, 6)
-    assert all(r["type"] == "result" for r in alice_done.values())
-    if team.uses_double:
-        order = [r.request_id.split("/")[-1] for r in team.backend.submitted]
-        assert order.index("b0") == 1  # right after the request that was running, not after alice's backlog
+    bob = client_b.submit(CompletionRequest([90] * 4, SamplingParams(max_tokens=3)))
+    _wait_for(lambda: team.server_state()["queued"] == 6)
+    long.cancel()  # the slot frees: who goes next is the admission's choice alone
+    assert bob.result(30).text
+    assert all(h.result(30).text for h in alice)
+    order = [r.namespace for r in team.backend.submitted]
+    assert order.index("user:bob") == 1  # right after the request that was running, not after alice's backlog
 
 
 def test_engine_failures_become_request_errors(team):
-    if not team.uses_double:
-        pytest.skip("needs the test double to make the engine fail on purpose")
-    conn = team.raw()
-    conn.hello(team.tokens["bob"])
+    client = team.client("bob")
     team.backend.fail_next = RuntimeError("CUDA out of memory")
-    conn.send({"type": "complete", "id": "oom", "prompt": [1, 2, 3], "sampling": {"max_tokens": 50}})
-    assert conn.recv()["type"] == "chunk"  # it started, and then the engine fails it
+    started = threading.Event()
+    oom = client.submit(CompletionRequest([1, 2, 3], SamplingParams(max_tokens=50)), lambda i, t: started.set())
+    with pytest.raises(RemoteError) as info:
+        oom.result(30)
+    assert (info.value.code, info.value.message) == ("backend_error", "CUDA out of memory")
+    assert started.is_set()  # it started, and then the engine failed it
     team.backend.refuse_next = RuntimeError("engine is shutting down")
-    conn.send({"type": "complete", "id": "refused", "prompt": [1, 2, 3]})
-    replies = _replies(conn, 2)  # the oom error may arrive before or after the refusal
-    assert (replies["oom"]["code"], replies["oom"]["message"]) == ("backend_error", "CUDA out of memory")
-    assert (replies["refused"]["code"], replies["refused"]["message"]) == ("backend_error", "engine is shutting down")
+    with pytest.raises(RemoteError) as info:
+        client.submit(CompletionRequest([1, 2, 3])).result(30)
+    assert (info.value.code, info.value.message) == ("backend_error", "engine is shutting down")
     state = team.server_state()
     assert state["running"] == 0 and state["inflight"]["bob"] == 0
-    conn.send({"type": "complete", "id": "after", "prompt": [1, 2, 3], "sampling": {"max_tokens": 2}})
-    assert _replies(conn, 1)["after"]["type"] == "result"
+    assert client.submit(CompletionRequest([1, 2, 3], SamplingParams(max_tokens=2))).result(30).text
     team.backend.refuse_next = ValueError("prompt of 3 tokens + max_tokens 9 exceeds 10")  # the engine's own check
-    conn.send({"type": "complete", "id": "too-long", "prompt": [1, 2, 3], "sampling": {"max_tokens": 9}})
-    assert _replies(conn, 1)["too-long"]["code"] == "bad_request"
+    with pytest.raises(RemoteError) as info:
+        client.submit(CompletionRequest([1, 2, 3], SamplingParams(max_tokens=9))).result(30)
+    assert info.value.code == "bad_request"

@@ -1,6 +1,6 @@
 """A wrong `--server` fails with a message that names the address and says what to do next:
-nothing listening, a port that accepts but is no team server (a silent service, the team
-server's own HTTP port), a certificate the client does not trust. Real sockets, real TLS,
+nothing listening, a port that accepts but is no team server (a silent service, another HTTP
+service), a certificate the client does not trust, a refused token. Real sockets, real TLS,
 a real team server."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import ssl
 
+import httpx
 import pytest
 
 from deepfim.cli import main
@@ -34,22 +35,36 @@ def test_nothing_listening_says_start_deepfim_serve(tmp_path, tls_files):
     assert "`deepfim serve`" in message and str(DEFAULT_PORT) in message
 
 
-def test_a_port_that_accepts_but_stays_silent_fails_at_the_handshake_timeout(tmp_path, tls_files):
+def test_a_port_that_accepts_but_stays_silent_fails_at_the_read_timeout(tmp_path, tls_files):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         address = f"127.0.0.1:{listener.getsockname()[1]}"
-        message = _connect(address, str(tls_files[0]), tmp_path, timeout_s=30, handshake_timeout_s=0.5)
-    assert f"{address}: something accepted the connection but did not answer as a DeepFIM team server" in message
-    assert "within 0.5 s" in message  # the handshake's limit, not the 30 s one
-    assert "msgpack port" in message and "HTTP side" in message
+        message = _connect(address, str(tls_files[0]), tmp_path, connect_timeout_s=0.5, read_timeout_s=0.5)
+    assert f"{address}: no answer within 0.5 s" in message and "is `deepfim serve` running there" in message
 
 
-def test_the_team_servers_http_port_is_not_mistaken_for_its_msgpack_port(team, tmp_path):
-    address = f"127.0.0.1:{team.thread.http_port}"
-    message = _connect(address, str(team.cert), tmp_path, handshake_timeout_s=1.0)
-    assert message.startswith(f"cannot connect to team server {address}: ")
-    assert "is `deepfim serve` running there" in message and "HTTP side" in message
+def test_another_http_service_is_not_taken_for_a_team_server(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b"<html>no such page</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_port}"
+        message = _connect(address, None, tmp_path, tls=False)
+    finally:
+        server.shutdown()
+    assert f"{address}: it answered HTTP 404, not as a team server" in message
 
 
 def test_an_untrusted_certificate_suggests_tls_ca(team, tmp_path):
@@ -61,7 +76,9 @@ def test_an_untrusted_certificate_suggests_tls_ca(team, tmp_path):
 def test_a_certificate_for_another_name_suggests_make_cert():
     exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
     exc.verify_message = "Hostname mismatch, certificate is not valid for 'gpu.lan'."
-    message = explain("gpu.lan:7431", "gpu.lan", 7431, "tls", exc, 3.0)
+    wrapped = httpx.ConnectError("handshake")
+    wrapped.__cause__ = exc
+    message = explain("gpu.lan:7431", "gpu.lan", 7431, wrapped, httpx.Timeout(3.0))
     assert "not made out to 'gpu.lan'" in message and "deepfim make-cert --host gpu.lan" in message
 
 
@@ -77,5 +94,5 @@ def test_deepfim_complete_prints_the_explanation(tmp_path, capsys, monkeypatch):
 
 def test_a_refused_token_says_where_tokens_come_from(team, tmp_path):
     message = _connect(team.address, str(team.cert), tmp_path)
-    assert "refused the connection: unknown or missing token" in message
-    assert "--token" in message and "deepfim add-user NAME" in message
+    assert "refused the connection: send 'Authorization: Bearer <token>'" in message
+    assert "--token" in message and "deepfim users add NAME" in message

@@ -1,4 +1,4 @@
-"""The HTTP side: OpenAI-compatible /v1/completions (plain and SSE), /v1/models, /metrics."""
+"""The HTTP API: OpenAI-compatible /v1/completions (plain and SSE), /v1/models, /metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from team_support import BOTH, RawConn
+from team_support import BOTH
 
 from deepfim.engine.model.prompt_format import build_fim_prompt
 from deepfim.engine.model.tokenizer import Tokenizer
@@ -70,37 +70,51 @@ def test_models_lists_the_served_modes(team):
 
 @pytest.mark.parametrize("team", BOTH, indirect=True)
 def test_sse_client_leaving_mid_stream_cancels_the_request(team):
-    conn = RawConn(team.thread.http_port, team.cert)
-    body = json.dumps({**BODY, "max_tokens": 250, "stream": True}).encode()
-    conn.send_raw(
-        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + team.tokens["bob"].encode()
-        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )  # fmt: skip
-    assert conn.sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+    if team.uses_double:
+        team.backend.token_delay_s = 0.02  # 1,000 tokens: 20 s, far longer than the client stays
+    # on the real engine too, 1,000 tokens outlast noticing the disconnect on a busy machine
+    conn = team.raw()
+    conn.request("POST", "/v1/completions", team.tokens["bob"], json.dumps({**BODY, "max_tokens": 1000,
+                                                                            "stream": True}).encode())  # fmt: skip
+    assert conn.read_until(b"data: ").startswith(b"HTTP/1.1 200 OK")
     conn.close()
-
-    def cancelled():
-        return team.thread.call(lambda: team.thread.service.metrics.requests.get("http", "instant", "cancelled"))
-
     deadline = time.monotonic() + 10
-    while cancelled() != 1:
+    while team.cancelled("bob") != 1:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert team.server_state()["running"] == 0
 
 
-def test_keep_alive_serves_several_requests_on_one_connection(team):
-    import http.client
-
-    from deepfim.engine.server.tls import client_context
-
-    conn = http.client.HTTPSConnection("127.0.0.1", team.thread.http_port, context=client_context(team.cert))
-    for _ in range(3):
-        conn.request("GET", "/health")
-        assert conn.getresponse().read() == b'{"status": "ok"}'
-    conn.request("POST", "/v1/completions", json.dumps(BODY), {"Authorization": f"Bearer {team.tokens['bob']}"})
-    assert conn.getresponse().status == 200
+def test_a_non_streaming_client_leaving_cancels_its_request_too(team):
+    team.backend.token_delay_s = 0.02
+    conn = team.raw()
+    conn.request("POST", "/v1/completions", team.tokens["carol"], json.dumps({**BODY, "max_tokens": 250}).encode())
+    deadline = time.monotonic() + 10
+    while team.server_state()["running"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     conn.close()
+    while team.cancelled("carol") != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_a_waiting_stream_sends_heartbeats(make_team):
+    import dataclasses
+
+    from team_support import TEST_LIMITS
+
+    team = make_team(dataclasses.replace(TEST_LIMITS, max_backend_inflight=1, heartbeat_s=0.05))
+    team.backend.token_delay_s = 0.02
+    first = team.raw()
+    first.request("POST", "/v1/completions", team.tokens["alice"], json.dumps({**BODY, "max_tokens": 250,
+                                                                                "stream": True}).encode())  # fmt: skip
+    first.read_until(b"data: ")
+    waiting = team.raw()  # queued behind alice: no text for a while, but never silent
+    waiting.request("POST", "/v1/completions", team.tokens["bob"], json.dumps({**BODY, "stream": True}).encode())
+    assert b": keep-alive" in waiting.read_until(b": keep-alive")
+    first.close()
+    waiting.close()
 
 
 def test_metrics_count_requests_tokens_and_latency(team):
@@ -109,9 +123,9 @@ def test_metrics_count_requests_tokens_and_latency(team):
     status, headers, data = team.http("GET", "/metrics", team.tokens["alice"])
     text = data.decode()
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert 'deepfim_requests_total{transport="http",mode="instant",outcome="ok"} 2' in text
-    assert 'deepfim_request_duration_seconds_count{mode="instant"} 2' in text
+    assert 'deepfim_requests_total{mode="instant",outcome="ok"} 2.0' in text
+    assert 'deepfim_request_duration_seconds_count{mode="instant"} 2.0' in text
     assert "# TYPE deepfim_request_duration_seconds histogram" in text
     generated = next(line for line in text.splitlines() if line.startswith("deepfim_generated_tokens_total "))
     assert 0 < float(generated.split()[1]) <= 40
-    assert 'deepfim_active_connections{transport="http"} 1' in text  # this very request
+    assert "deepfim_open_connections 1.0" in text  # this very request

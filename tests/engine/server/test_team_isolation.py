@@ -67,10 +67,10 @@ def test_client_supplied_namespaces_are_not_trusted(team):
         assert info.value.code == "forbidden"
     # RemoteBackend never sends a private namespace: bob's "user:alice" runs as bob.
     assert CANARY not in _complete(bob, PROBE_PREFIX, namespace="user:alice").text
-    conn = team.raw()  # a hand-made frame claiming alice's namespace is refused the same way
-    conn.hello(team.tokens["bob"])
-    conn.send({"type": "complete", "id": "x", "prompt": [1, 2, 3], "namespace": "user:alice"})
-    assert conn.recv()["code"] == "forbidden"
+    # a hand-made request claiming alice's namespace is refused the same way
+    status, _, data = team.http("POST", "/v1/completions", team.tokens["bob"],
+                                {"prompt": [1, 2, 3], "namespace": "user:alice"})  # fmt: skip
+    assert status == 403 and json.loads(data)["error"]["code"] == "forbidden"
     if team.uses_double:
         assert [r.namespace for r in team.backend.submitted] == ["user:alice", "user:bob"]
 

@@ -1,87 +1,63 @@
-"""Pure parts of the team server: frames, message validation, token bucket, admission, auth, metrics."""
+"""Pure parts of the team server: request validation, token bucket, admission, auth, metrics."""
 
 from __future__ import annotations
 
 import json
+import types
 
-import msgpack
 import pytest
 
 from deepfim.engine.api import Priority
-from deepfim.engine.server import frames
 from deepfim.engine.server.admission import Admission
-from deepfim.engine.server.auth import AuthError, UserStore, add_user, load_admin_token
-from deepfim.engine.server.frames import ProtocolError
+from deepfim.engine.server.auth import AuthError, UserStore, add_user, list_users, load_admin_token, revoke_user
 from deepfim.engine.server.limits import Limits, TokenBucket
 from deepfim.engine.server.metrics import ServerMetrics
+from deepfim.engine.server.openai_compat import parse_body
+from deepfim.engine.server.requests import RequestError
+
+MODES = {"instant": ["psm"], "expert": ["spm"]}
 
 
-def test_frame_round_trip_and_version():
-    frame = frames.encode({"type": "ping", "nonce": 7})
-    length = int.from_bytes(frame[:4], "big")
-    assert length == len(frame) - 4
-    assert frames.decode(frame[4:]) == {"v": frames.VERSION, "type": "ping", "nonce": 7}
-
-
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        (b"\xc1", "bad_msgpack"),  # never-used byte
-        (b"\x92\x01", "bad_msgpack"),  # truncated array
-        (b"\xdd\xff\xff\xff\xff", "bad_msgpack"),  # array claiming 4G elements in 5 bytes
-        (b"\x91" * 5000 + b"\x01", "bad_msgpack"),  # nesting deeper than the unpacker's stack
-        (msgpack.packb([1, 2]), "bad_message"),
-        (msgpack.packb({"v": 1, "type": 3}), "bad_message"),
-        (msgpack.packb({"v": 99, "type": "ping"}), "unsupported_version"),
-        (msgpack.packb({"v": 1, "type": "ping", "x": msgpack.ExtType(5, b"zz")}), "bad_message"),
-        (msgpack.packb({1: 2}), "bad_msgpack"),  # non-string map keys
-    ],
-)
-def test_decode_rejects_malformed_bodies(body, code):
-    with pytest.raises(ProtocolError) as info:
-        frames.decode(body)
-    assert info.value.code == code and not info.value.fatal
-
-
-def _complete(**fields):
-    return {"v": 1, "type": "complete", "id": "r1", "prompt": [1, 2, 3], **fields}
-
-
-def test_parse_complete_accepts_binary_and_list_prompts():
-    spec = frames.parse_complete(_complete(prompt=frames.pack_prompt([5, 0, 300])), vocab_size=301)
-    assert spec.prompt == [5, 0, 300]
-    spec = frames.parse_complete(
-        _complete(priority="expert", sampling={"max_tokens": 9, "stop": "\n", "temperature": 1}), 10
+def test_parse_body_accepts_text_and_token_id_prompts():
+    parsed = parse_body({"prompt": [5, 0, 300]}, MODES, vocab_size=301)
+    assert parsed.spec.prompt == [5, 0, 300] and not parsed.needs_tokenizing and not parsed.spec.stream
+    parsed = parse_body({"prompt": ["def f("], "suffix": ")", "model": "expert", "stop": "\n", "temperature": 1,
+                         "priority": "background", "max_tokens": 9}, MODES, 10)  # fmt: skip
+    assert (parsed.prefix, parsed.suffix, parsed.spec.mode) == ("def f(", ")", "expert")
+    assert (parsed.spec.priority, parsed.spec.sampling.max_tokens, parsed.spec.sampling.stop) == (
+        Priority.BACKGROUND,
+        9,
+        ("\n",),
     )
-    assert (spec.priority, spec.sampling.max_tokens, spec.sampling.stop) == (Priority.EXPERT, 9, ("\n",))
-    assert spec.sampling.temperature == 1.0 and spec.mode == "instant" and spec.stream
+    assert parsed.spec.sampling.temperature == 1.0 and parsed.text_bytes() == 7
+    assert parse_body({"prompt": "x", "model": "expert"}, MODES, 10).spec.priority is Priority.EXPERT
 
 
 @pytest.mark.parametrize(
-    ("fields", "fragment"),
+    ("body", "fragment"),
     [
-        ({"prompt": "text"}, "'prompt' must be bin or array"),
-        ({"prompt": []}, "empty"),
+        ({"prompt": 5}, "'prompt' must be a string"),
+        ({}, "'prompt' is required"),
         ({"prompt": [1, "2"]}, "only integers"),
         ({"prompt": [1, True]}, "only integers"),
         ({"prompt": [1, 10]}, "token id 10"),
         ({"prompt": [-1]}, "token id -1"),
-        ({"prompt": b"\x01\x00\x00"}, "multiple of 4"),
-        ({"id": 5}, "'id' must be str"),
-        ({"id": "x" * 500}, "1..128"),
-        ({"sampling": {"temperature": "hot"}}, "'temperature' must be"),
-        ({"sampling": {"max_tokens": True}}, "'max_tokens' must be int"),
-        ({"sampling": {"top_p": 0}}, "top_p"),
-        ({"sampling": {"stop": [""]}}, "stop strings"),
-        ({"priority": "urgent"}, "unknown priority"),
-        ({"stream": "yes"}, "'stream' must be bool"),
-        ({"sampling": []}, "'sampling' must be dict"),
+        ({"prompt": [1], "suffix": "x"}, "send no 'suffix'"),
+        ({"prompt": "x", "temperature": "hot"}, "'temperature' must be"),
+        ({"prompt": "x", "max_tokens": True}, "'max_tokens' must be int"),
+        ({"prompt": "x", "top_p": 0}, "top_p"),
+        ({"prompt": "x", "stop": [""]}, "stop strings"),
+        ({"prompt": "x", "priority": "urgent"}, "unknown priority"),
+        ({"prompt": "x", "stream": "yes"}, "'stream' must be bool"),
+        ({"prompt": "x", "model": "gpt-9"}, "model 'gpt-9' is not served"),
+        ({"prompt": "x", "echo": True, "best_of": 2}, "not implemented by this server: best_of, echo"),
+        ([], "must be a JSON object"),
     ],
 )
-def test_parse_complete_names_the_bad_field(fields, fragment):
-    with pytest.raises(ProtocolError) as info:
-        frames.parse_complete(_complete(**fields), vocab_size=10)
-    assert info.value.code == "bad_request"
+def test_parse_body_names_the_bad_field(body, fragment):
+    with pytest.raises(RequestError) as info:
+        parse_body(body, MODES, vocab_size=10)
+    assert info.value.status in (400, 404)
     assert fragment in info.value.message
 
 
@@ -100,7 +76,7 @@ def test_limits_validate_and_apply_user_overrides():
     with pytest.raises(ValueError, match="max_inflight"):
         Limits(max_inflight=0)
     with pytest.raises(ValueError, match="unknown per-user limits"):
-        Limits().for_user({"max_frame_bytes": 1})
+        Limits().for_user({"max_body_bytes": 1})
     assert Limits().for_user({"max_inflight": 2}).max_inflight == 2
 
 
@@ -181,16 +157,33 @@ def test_admin_token_is_separate_and_created_private(tmp_path):
 
 
 def test_metrics_text_format_and_per_user_gate():
-    m = ServerMetrics(lambda: {"deepfim_inflight_requests": {(): 2.0}})
-    m.requests.inc("msgpack", "instant", "ok")
-    m.user_requests.inc('we"ird\nname', "ok")
-    m.latency.observe(0.03, "instant")
-    m.latency.observe(50.0, "instant")
-    public, admin = m.render(per_user=False), m.render(per_user=True)
-    assert 'deepfim_requests_total{transport="msgpack",mode="instant",outcome="ok"} 1' in public
-    assert 'deepfim_request_duration_seconds_bucket{mode="instant",le="0.05"} 1' in public
-    assert 'deepfim_request_duration_seconds_bucket{mode="instant",le="+Inf"} 2' in public
-    assert 'deepfim_request_duration_seconds_count{mode="instant"} 2' in public
-    assert "deepfim_inflight_requests 2" in public
+    service = types.SimpleNamespace(connections=3, admission=types.SimpleNamespace(running=2, queued=0))
+    m = ServerMetrics(service)
+    m.requests.labels("instant", "ok").inc()
+    m.user_requests.labels('we"ird\nname', "ok").inc()
+    m.latency.labels("instant").observe(0.03)
+    m.latency.labels("instant").observe(50.0)
+    public, admin = m.render(per_user=False).decode(), m.render(per_user=True).decode()
+    assert 'deepfim_requests_total{mode="instant",outcome="ok"} 1.0' in public
+    assert 'deepfim_request_duration_seconds_bucket{le="0.05",mode="instant"} 1.0' in public
+    assert 'deepfim_request_duration_seconds_bucket{le="+Inf",mode="instant"} 2.0' in public
+    assert 'deepfim_request_duration_seconds_count{mode="instant"} 2.0' in public
+    assert "deepfim_inflight_requests 2.0" in public and "deepfim_open_connections 3.0" in public
+    assert "process_cpu_seconds_total" in public and "python_gc_objects_collected_total" in public
     assert "deepfim_user_requests_total" not in public
-    assert 'deepfim_user_requests_total{user="we\\"ird\\nname",outcome="ok"} 1' in admin
+    assert 'deepfim_user_requests_total{outcome="ok",user="we\\"ird\\nname"} 1.0' in admin
+
+
+def test_users_are_listed_without_secrets_and_revoked(tmp_path):
+    path = tmp_path / "users.json"
+    token = add_user(path, "alice", limits={"max_inflight": 2})
+    add_user(path, "bob")
+    listed = list_users(path)
+    assert [(u["name"], u["limits"]) for u in listed] == [("alice", {"max_inflight": 2}), ("bob", {})]
+    assert token not in json.dumps(listed) and "hash" not in json.dumps(listed) and "salt" not in json.dumps(listed)
+    store = UserStore(path)
+    assert store.authenticate(token).name == "alice"
+    revoke_user(path, "alice")
+    assert store.authenticate(token) is None and store.user_names() == ["bob"]
+    with pytest.raises(AuthError, match="no user 'alice'"):
+        revoke_user(path, "alice")

@@ -1,6 +1,6 @@
 """Fixtures and helpers of the serving tests (`conftest` module names collide across folders,
 so conftest.py star-imports this): a ModelRunner on the tiny model, and an EngineLoop around a
-scripted runner whose steps are logged, for ordering tests without a model."""
+scripted runner whose batched steps are logged, for ordering tests without a model."""
 
 from __future__ import annotations
 
@@ -28,33 +28,45 @@ PROMPT = list(range(40, 140))
 
 
 class ScriptedRunner:
-    """Each request needs `len(prompt) // 100` prefill steps and `max_tokens` decode steps."""
+    """Each request needs `len(prompt) // 100` prefill chunks of 100 tokens and `max_tokens` decode
+    steps; every step of the engine is one call of `step`, whose batch members are logged."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.log: list[tuple[str, str]] = []
+        self.log: list[tuple[str, str]] = []  # (request id, "prefill" | "decode") in step order
+        self.steps: list[list[str]] = []  # the request ids of each step
         self.gate = threading.Event()
         self.gate.set()
         self.delay = 0.0
-        self.after_step = lambda req: None  # runs in the engine thread after each logged step
+        self.hold_at: int | None = None  # the step before which the runner closes its gate itself
+        self.held = threading.Event()
 
-    def advance(self, req: ActiveRequest) -> None:
+    def prefill_cost(self, req: ActiveRequest) -> int:
+        return 100 if req.prefilling else 0
+
+    def step(self, batch: list[ActiveRequest]) -> dict[int, Exception]:
+        if len(self.steps) == self.hold_at:
+            self.gate.clear()
+            self.held.set()
         self.gate.wait(5)
         time.sleep(self.delay)
-        if "boom" in req.request.request_id:
-            raise RuntimeError("kaboom")
-        if req.prefilling:
-            req.prefilled += 100
-            self.log.append((req.request.request_id, "prefill"))
-            if req.prefilled >= len(req.request.prompt):
-                req.candidates.append(CandidateState(0, StreamDecoder(self.tokenizer), None))
-        else:
-            cand = req.candidates[0]
-            cand.tokens.append(65)
-            self.log.append((req.request.request_id, "decode"))
-            if len(cand.tokens) >= req.request.sampling.max_tokens:
-                cand.finish_reason = "length"
-        self.after_step(req)
+        self.steps.append([r.request.request_id for r in batch])
+        failed = {}
+        for req in batch:
+            if "boom" in req.request.request_id:
+                failed[req.seq_no] = RuntimeError("kaboom")
+            elif req.prefilling:
+                req.prefilled += 100
+                self.log.append((req.request.request_id, "prefill"))
+                if req.prefilled >= len(req.request.prompt):
+                    req.candidates.append(CandidateState(0, StreamDecoder(self.tokenizer), None))
+            else:
+                cand = req.candidates[0]
+                cand.tokens.append(65)
+                self.log.append((req.request.request_id, "decode"))
+                if len(cand.tokens) >= req.request.sampling.max_tokens:
+                    cand.finish_reason = "length"
+        return failed
 
 
 @pytest.fixture

@@ -73,9 +73,12 @@ def test_chunk_boundaries_depend_only_on_positions():
 
 def test_same_prompt_again_costs_no_prefill(tiny_model, tok, monkeypatch):
     runner = ModelRunner(tiny_model, tok, PrefixCache(), SpeculativeConfig(enabled=False))
-    forwarded: list[int] = []  # tokens of each model call (the C step's and the modules')
-    real_forward = runner.forward
+    forwarded: list[int] = []  # tokens of each model call (the modules' and the batched C step's)
+    real_forward, real_batch = runner.forward, runner.decode_step.batch
     monkeypatch.setattr(runner, "forward", lambda ids, *rest: forwarded.append(len(ids)) or real_forward(ids, *rest))
+    monkeypatch.setattr(
+        runner.decode_step, "batch", lambda calls: forwarded.extend(len(c[0]) for c in calls) or real_batch(calls)
+    )
     ids = list(range(300, 555))
     first = prefill(runner, ids)
     assert sum(forwarded) == len(ids)

@@ -1,5 +1,6 @@
-"""Which request runs next (engine/serving/scheduler.py), seen through the engine loop around a
-scripted runner: priorities, preemption within one chunk, round robin across users."""
+"""Which requests run in each step (engine/serving/scheduler.py), seen through the engine loop
+around a scripted runner: every running sequence decodes in one batch, the prefill budget goes
+by priority then round robin across users, a keystroke preempts background work within one chunk."""
 
 from __future__ import annotations
 
@@ -10,37 +11,54 @@ from deepfim.engine.api import Priority
 
 def test_keystroke_preempts_a_long_background_prefill_within_one_chunk(engine):
     runner = engine.runner
-    keys = []
-
-    def submit_key_during_third_chunk(_active):
-        # submitted while a background chunk runs: exactly that chunk may finish first
-        if len(runner.log) == 3 and not keys:
-            keys.append(engine.submit(req("key", 100, Priority.INSTANT)))
-
-    runner.after_step = submit_key_during_third_chunk
+    runner.hold_at = 3  # the engine stops before its 4th step, a background chunk already chosen
     bg = engine.submit(req("bg", 2000, Priority.BACKGROUND))
+    assert runner.held.wait(5)
+    key = engine.submit(req("key", 100, Priority.INSTANT, user="typist"))
+    runner.gate.set()
+    key.result(5)
     bg.result(10)
-    keys[0].result(5)
-    order = [rid for rid, _ in runner.log]
-    # the keystroke's prefill and both decode steps ran before the next background chunk
-    assert order[:6] == ["bg"] * 3 + ["key"] * 3
-    assert order.count("bg") == 20 + 2
+    # the keystroke's prefill ran in the first step chosen after it arrived, and alone: the
+    # prefill budget (one chunk) went to it, not to the background prompt
+    first_key = next(i for i, ids in enumerate(runner.steps) if "key" in ids)
+    assert first_key == 4 and runner.steps[first_key] == ["key"]
+    # its decode steps then ran beside the background prefill, not after it
+    assert runner.steps[first_key + 1] == ["key", "bg"] and runner.steps[first_key + 2] == ["key", "bg"]
+    assert [rid for rid, _ in runner.log].count("bg") == 20 + 2
 
 
-def test_priority_then_round_robin_across_users(engine):
+def test_all_running_sequences_decode_in_one_step(engine):
+    runner = engine.runner
+    runner.gate.clear()
+    handles = [engine.submit(req(f"u{i}", 100, user=f"user{i}", max_tokens=8)) for i in range(4)]
+    runner.gate.set()
+    for h in handles:
+        h.result(5)
+    # one prompt chunk per step (the budget), each beside the decode steps of those already running
+    assert [sorted(ids) for ids in runner.steps[:4]] == [
+        ["u0"],
+        ["u0", "u1"],
+        ["u0", "u1", "u2"],
+        ["u0", "u1", "u2", "u3"],
+    ]
+    assert len([ids for ids in runner.steps if len(ids) == 4]) == 6  # from u3's prefill to u0's last token
+    assert max(len(ids) for ids in runner.steps) == 4
+
+
+def test_prefill_budget_goes_by_priority_then_round_robin_across_users(engine):
     runner = engine.runner
     runner.gate.clear()
     handles = [
-        engine.submit(req("alice-1", 100, user="alice", max_tokens=3)),
-        engine.submit(req("alice-2", 100, user="alice", max_tokens=3)),
-        engine.submit(req("bob-1", 100, user="bob", max_tokens=3)),
+        engine.submit(req("alice-1", 300, user="alice", max_tokens=1)),
+        engine.submit(req("alice-2", 100, user="alice", max_tokens=1)),
+        engine.submit(req("bob-1", 300, user="bob", max_tokens=1)),
         engine.submit(req("expert", 100, Priority.EXPERT, user="carol", max_tokens=1)),
     ]
     runner.gate.set()
     for h in handles:
         h.result(5)
-    order = [rid for rid, _ in runner.log]
-    assert order.index("expert") > max(i for i, r in enumerate(order) if r != "expert" and r != "alice-2")
-    # bob is served between alice's steps instead of waiting for both alice requests
-    assert order.index("bob-1") < order.index("alice-2")
-    assert order[:4] == ["alice-1", "bob-1", "alice-1", "bob-1"]
+    prefills = [rid for rid, kind in runner.log if kind == "prefill"]
+    # one 100-token chunk per step (the budget): alice and bob alternate, alice's second request
+    # waits for her first, the expert request waits for every instant prompt
+    assert prefills[:6] == ["alice-1", "bob-1", "alice-1", "bob-1", "alice-1", "bob-1"]
+    assert prefills.index("alice-2") < prefills.index("expert") == len(prefills) - 1

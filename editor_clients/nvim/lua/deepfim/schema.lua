@@ -65,6 +65,13 @@ local function address(value)
   end
 end
 
+---The server's device spellings (deepfim/devices.py): "cpu", "cuda" or "cuda:N".
+local function device(value)
+  if type(value) ~= "string" or not (value == "cpu" or value == "cuda" or value:match("^cuda:%d+$")) then
+    return '"cpu", "cuda" or "cuda:N"'
+  end
+end
+
 local function optional(check)
   return function(value)
     if value ~= vim.NIL then
@@ -92,6 +99,7 @@ M.server = {
   enabled = boolean,
   mode = one_of("instant", "expert"),
   checkpoint = optional(text),
+  device = device,
   expertCheckpoint = optional(text),
   server = optional(address),
   token = optional(text),

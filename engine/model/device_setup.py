@@ -1,0 +1,86 @@
+"""How a checkpoint is loaded for a device: where, kept quantized or not, in which dense dtype.
+
+* CUDA: FP8 linears and FP4 experts stay in checkpoint form (the Triton kernels dequantize them in
+  registers) and the other matrices are bf16 (v4-model.md; architecture decision 2).
+* CPU: today's path, everything dequantized to fp32 at load (the C decode step and torch's fp32
+  matmuls are the fast ones here), unless `keep_quantized` says otherwise or the memory planner
+  finds that only the checkpoint form fits the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from deepfim.devices import resolve_device
+from deepfim.engine.model import memory_plan
+from deepfim.engine.model.checkpoint_formats import quantized_modules, read_headers
+from deepfim.engine.model.config import ModelArgs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: torch.device
+    keep_quantized: bool
+    dtype: torch.dtype
+
+    def describe(self) -> str:
+        form = "FP8/FP4 kept quantized" if self.keep_quantized else "dequantized"
+        return f"{self.device}, {form}, dense {str(self.dtype).removeprefix('torch.')}"
+
+
+def load_options(checkpoint: str | Path, device: str = "cpu", keep_quantized: bool | None = None) -> LoadOptions:
+    """The options for `checkpoint` on `device` (DeviceError when the machine has no such device)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return LoadOptions(dev, True if keep_quantized is None else keep_quantized, torch.bfloat16)
+    if keep_quantized is None:
+        keep_quantized = _only_kept_fits(Path(checkpoint))
+    return LoadOptions(dev, keep_quantized, torch.float32)
+
+
+def _only_kept_fits(checkpoint: Path) -> bool:
+    """The planner's decision on the CPU: keep the checkpoint form when fp32 weights would not fit
+    the host's free memory and the checkpoint form does."""
+    from deepfim.engine.model.loader import CheckpointError, shard_files
+
+    try:
+        args = ModelArgs.from_file(checkpoint)
+        headers = read_headers(shard_files(checkpoint))
+    except (ValueError, OSError, CheckpointError):
+        return False  # the loader reports the checkpoint's problem itself
+    fp8, fp4 = quantized_modules(headers)
+    if not (fp8 or fp4):
+        return False
+    free = memory_plan.available_bytes(torch.device("cpu"))
+    dense = memory_plan.plan_weights(args, headers, torch.float32, False).weight_bytes
+    kept = memory_plan.plan_weights(args, headers, torch.float32, True).weight_bytes
+    if dense > free >= kept:
+        log.warning("%s: fp32 weights (%.1f GiB) do not fit the %.1f GiB free, keeping FP8/FP4 weights quantized "
+                    "(%.1f GiB)", checkpoint, dense / memory_plan.GiB, free / memory_plan.GiB,
+                    kept / memory_plan.GiB)  # fmt: skip
+        return True
+    return False
+
+
+def load_for_device(
+    checkpoint: str | Path,
+    device: str = "cpu",
+    keep_quantized: bool | None = None,
+    layout=None,
+    hot_experts: int | None = None,
+):
+    """`loader.load_model` with the options for `device` (`hot_experts`: expert_offload.py)."""
+    from deepfim.engine.model.loader import load_model
+
+    if hot_experts is not None and hot_experts < 1:
+        raise ValueError(f"--hot-experts must be at least 1, got {hot_experts}")
+    options = load_options(checkpoint, device, keep_quantized)
+    log.info("loading %s on %s", checkpoint, options.describe())
+    return load_model(checkpoint, options.device, options.dtype, options.keep_quantized, layout,
+                      hot_experts=hot_experts)  # fmt: skip

@@ -1,0 +1,169 @@
+/* Y = W X for the C decode step (step.c): four weight rows at a time, read from memory once and
+ * applied to every row of X while they are in L1, for float32 or bfloat16 weights (bfloat16:
+ * half the bytes to read, the same float32 arithmetic).
+ *
+ * A row of Y depends only on its own row of X, never on how many rows the call has: the sums
+ * run in the same order for 1 row as for 256 (bf16: per 256-wide slice of the row, then the
+ * slices in order). So a sequence decoded in a batch gets bit for bit the logits it gets alone.
+ */
+#ifndef DEEPFIM_DECODE_MATMUL_H
+#define DEEPFIM_DECODE_MATMUL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "../vec.h"
+
+#ifndef MATMUL_MAX_ROWS
+#error "define MATMUL_MAX_ROWS (the most rows of X one call multiplies) before including matmul.h"
+#endif
+
+/* matrices of at least this many multiply-adds per call are split across the OpenMP threads
+ * (torch's own pool: its libgomp is the one already loaded); smaller ones are not worth a
+ * fork-join. Threads that spin at a barrier while the machine is busy stall each other (with a
+ * busy process beside it on 2 cores, decode went from 0.7 to 16 ms/token on 2 threads):
+ * interactive callers ask for fewer. */
+enum { PARALLEL_MIN = 1 << 15, BF16_SLICE = 256 };
+
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+/* 16 bfloat16 -> float32: the bf16 bits are the high half of the float's */
+static inline v16 load16_bf16(const uint16_t *p) {
+    u16x16 h;
+    memcpy(&h, p, sizeof h);
+    u32x16 bits = __builtin_convertvector(h, u32x16) << 16;
+    v16 f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* dot_<name>(w, x, n) and rows4_<name>(w, ldw, x, n, y) for weights of element type W (read 16
+ * at a time by LOAD16, one at a time by TO_F32) against float32 x. rows4 multiplies the first n
+ * elements of four weight rows (`ldw` elements apart) by x: each load of x feeds four
+ * independent accumulator chains. */
+#define WEIGHT_KERNELS(name, W, LOAD16, TO_F32)                                                  \
+    static inline float dot_##name(const W *w, const float *x, int64_t n) {                     \
+        v16 acc = {0};                                                                          \
+        int64_t n16 = n & ~(int64_t)15;                                                         \
+        for (int64_t i = 0; i < n16; i += 16) acc += LOAD16(w + i) * load16(x + i);             \
+        float s = hsum16(acc);                                                                  \
+        for (int64_t i = n16; i < n; i++) s += TO_F32(w[i]) * x[i];                             \
+        return s;                                                                               \
+    }                                                                                           \
+    static inline void rows4_##name(const W *w, int64_t ldw, const float *x, int64_t n, float *y) { \
+        const W *w0 = w, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;                        \
+        int64_t n16 = n & ~(int64_t)15;                                                         \
+        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                             \
+        for (int64_t i = 0; i < n16; i += 16) {                                                 \
+            v16 xv = load16(x + i);                                                             \
+            a0 += LOAD16(w0 + i) * xv;                                                          \
+            a1 += LOAD16(w1 + i) * xv;                                                          \
+            a2 += LOAD16(w2 + i) * xv;                                                          \
+            a3 += LOAD16(w3 + i) * xv;                                                          \
+        }                                                                                       \
+        float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);               \
+        for (int64_t i = n16; i < n; i++) {                                                     \
+            s0 += TO_F32(w0[i]) * x[i];                                                         \
+            s1 += TO_F32(w1[i]) * x[i];                                                         \
+            s2 += TO_F32(w2[i]) * x[i];                                                         \
+            s3 += TO_F32(w3[i]) * x[i];                                                         \
+        }                                                                                       \
+        y[0] = s0, y[1] = s1, y[2] = s2, y[3] = s3;                                             \
+    }
+
+#define AS_FLOAT(v) (v)
+WEIGHT_KERNELS(f32, float, load16, AS_FLOAT)
+WEIGHT_KERNELS(bf16, uint16_t, load16_bf16, bf16_to_f32)
+
+/* rows4_f32 for four rows of x at once (`ldx` apart) into y[t * ldy + r]: 16 accumulators, each
+ * load of a weight or an x vector feeds four of them. Every output is summed exactly as rows4_f32
+ * sums it, so results do not depend on whether a row went through here or there. */
+static inline void tile4_f32(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t n, float *y,
+                             int64_t ldy) {
+    const float *w0 = w, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+    int64_t n16 = n & ~(int64_t)15;
+    v16 acc[4][4];
+    memset(acc, 0, sizeof acc);
+    for (int64_t i = 0; i < n16; i += 16) {
+        v16 a = load16(w0 + i), b = load16(w1 + i), c = load16(w2 + i), d = load16(w3 + i);
+        for (int t = 0; t < 4; t++) {
+            v16 xv = load16(x + t * ldx + i);
+            acc[t][0] += a * xv;
+            acc[t][1] += b * xv;
+            acc[t][2] += c * xv;
+            acc[t][3] += d * xv;
+        }
+    }
+    for (int t = 0; t < 4; t++) {
+        const float *xt = x + t * ldx;
+        float s0 = hsum16(acc[t][0]), s1 = hsum16(acc[t][1]), s2 = hsum16(acc[t][2]), s3 = hsum16(acc[t][3]);
+        for (int64_t i = n16; i < n; i++) {
+            s0 += w0[i] * xt[i];
+            s1 += w1[i] * xt[i];
+            s2 += w2[i] * xt[i];
+            s3 += w3[i] * xt[i];
+        }
+        float *yt = y + t * ldy;
+        yt[0] = s0, yt[1] = s1, yt[2] = s2, yt[3] = s3;
+    }
+}
+
+/* four f32 weight rows (`ldw` apart, first n elements) times T rows of x, into acc[t][r] */
+static inline void block_f32(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t n, int64_t T,
+                             float (*acc)[4]) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) tile4_f32(w, ldw, x + t * ldx, ldx, n, acc[t], 4);
+    for (; t < T; t++) rows4_f32(w, ldw, x + t * ldx, n, acc[t]);
+}
+
+/* Y[t, out] = W[out, in] X[t, in] for t < T, rows of X and Y `ldx` / `ldy` floats apart. */
+static void matmul(const float *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out, int64_t in,
+                   int64_t T, int threads) {
+    int64_t blocks = out / 4, o = blocks * 4;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && out * in * T >= PARALLEL_MIN)
+    for (int64_t b = 0; b < blocks; b++) {
+        float acc[MATMUL_MAX_ROWS][4];
+        block_f32(w + b * 4 * in, in, x, ldx, in, T, acc);
+        for (int64_t t = 0; t < T; t++) memcpy(y + t * ldy + b * 4, acc[t], sizeof acc[t]);
+    }
+    for (; o < out; o++)
+        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = vec_dot(w + o * in, x + t * ldx, in);
+}
+
+/* `matmul` for bfloat16 weights: per BF16_SLICE-wide slice of four rows, widened once (several
+ * rows of X) or read as they are (one row), the slices' sums added in order. */
+static void matmul_bf16(const uint16_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out,
+                        int64_t in, int64_t T, int threads) {
+    int64_t blocks = out / 4, o = blocks * 4;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && out * in * T >= PARALLEL_MIN)
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint16_t *wb = w + b * 4 * in;
+        float wide[4 * BF16_SLICE], part[MATMUL_MAX_ROWS][4], acc[MATMUL_MAX_ROWS][4];
+        memset(acc, 0, sizeof(float) * 4 * (size_t)T);
+        for (int64_t c0 = 0; c0 < in; c0 += BF16_SLICE) {
+            int64_t len = in - c0 < BF16_SLICE ? in - c0 : BF16_SLICE;
+            if (T == 1) {
+                rows4_bf16(wb + c0, in, x + c0, len, part[0]);
+            } else {
+                for (int r = 0; r < 4; r++)
+                    for (int64_t i = 0; i < len; i++) wide[r * len + i] = bf16_to_f32(wb[r * in + c0 + i]);
+                block_f32(wide, len, x + c0, ldx, len, T, part);
+            }
+            for (int64_t t = 0; t < T; t++)
+                for (int r = 0; r < 4; r++) acc[t][r] += part[t][r];
+        }
+        for (int64_t t = 0; t < T; t++) memcpy(y + t * ldy + b * 4, acc[t], sizeof acc[t]);
+    }
+    for (; o < out; o++)
+        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot_bf16(w + o * in, x + t * ldx, in);
+}
+
+#endif

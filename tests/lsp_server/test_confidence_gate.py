@@ -1,0 +1,51 @@
+"""The confidence gate on the embedded model: a suggestion whose mean log-probability per token
+is below the checkpoint's gate is not shown, and the outcome says why; at or above it, it is.
+
+The gate is set through the checkpoint's serving profile (as `serving.json` does), on both
+sides of the score the model gives one real prompt, so the test pins the threshold's
+direction and that nothing else hides the suggestion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deepfim.engine.evaluation.configs import RunConfig, make_session
+from deepfim.lsp_server.context_source import ContextSource
+from deepfim.lsp_server.editor_settings import Settings
+from deepfim.lsp_server.modes import preset_for
+from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
+
+PREFIX = "def total_price(items):\n    return sum(item.price for item in items)\n\n\ndef report(items):\n    total = "
+SUFFIX = "\n    print(total)\n"
+
+
+def _complete(gate: float | None):
+    session = make_session(None, RunConfig("gate", overrides=(("confidence_gate", gate),)))
+    pipeline = CompletionPipeline()
+    try:
+        inp = CompletionInput(None, "python", PREFIX, SUFFIX)
+        return asyncio.run(pipeline.complete(inp, preset_for("instant", Settings()), session, ContextSource(None)))
+    finally:
+        pipeline.executor.shutdown(wait=False)
+        session.close()
+
+
+@pytest.fixture(scope="module")
+def ungated():
+    outcome = _complete(None)
+    assert outcome.items and outcome.scores and outcome.reason == ""
+    return outcome
+
+
+def test_a_suggestion_below_the_gate_is_not_shown(ungated):
+    outcome = _complete(ungated.scores[0] + 0.05)
+    assert outcome.items == [] and "below the gate" in outcome.reason
+    assert outcome.timings.model_call  # the model ran; the gate decided afterwards
+
+
+def test_a_suggestion_at_or_above_the_gate_is_shown(ungated):
+    outcome = _complete(ungated.scores[0] - 0.05)
+    assert outcome.items == ungated.items and outcome.scores == pytest.approx(ungated.scores)

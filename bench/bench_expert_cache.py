@@ -19,8 +19,8 @@ import statistics
 import sys
 
 import torch
-from code_text import stdlib_files
 
+from deepfim.bench.corpus import stdlib_files
 from deepfim.engine import DEFAULT_MODEL_DIR
 from deepfim.engine.model.expert_offload import stats
 from deepfim.engine.model.loader import load_model

@@ -24,8 +24,8 @@ import sys
 import time
 
 import torch
-from bench_kernels import _peaks
 
+from deepfim.bench.kernel_cases import _peaks
 from deepfim.engine.model.checkpoint_formats import official_layout
 from deepfim.engine.model.checkpoint_names import checkpoint_target
 from deepfim.engine.model.config import LayerKind, ModelArgs
@@ -93,7 +93,7 @@ def main() -> int:
     p.add_argument("--context", type=int, default=4096, help="tokens prefilled before decoding")
     p.add_argument("--tokens", type=int, default=32, help="decode steps timed per variant")
     p.add_argument("--dry-run", action="store_true", help="tiny widths on the CPU, eager only: checks the script")
-    p.add_argument("--peak-gbs", type=float, help="HBM bandwidth in GB/s (default: from bench_kernels' table)")
+    p.add_argument("--peak-gbs", type=float, help="HBM bandwidth in GB/s (default: from kernel_cases' table)")
     a = p.parse_args()
     if not a.dry_run and not torch.cuda.is_available():
         print("bench_flash_layers: no CUDA device here (--dry-run checks the script on the CPU)")

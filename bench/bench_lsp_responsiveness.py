@@ -25,11 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_lsp_latency import REPO, start, wait_ready
 from lsprotocol import types
+
+from deepfim.bench.lsp_client import REPO, start, wait_for
 
 sys.path.insert(0, str(REPO / "tests" / "lsp_server"))
 from lsp_support import engine_counts, inline_params, utf16_len  # noqa: E402
+
+
+async def wait_ready(client, timeout_s: float) -> dict:
+    return await wait_for(client, lambda st: not st["loading"] and st["index"]["ready"], timeout_s, "model and index")
+
 
 FILLER = "".join(f"value_{i} = compute({i}, 'ünïcode 😀')\n" for i in range(120_000))
 CURSOR_TEXT = 'def short_label(product):\n    return "😀 漢字 " + product.na'
@@ -126,7 +132,7 @@ async def main_async(args: argparse.Namespace) -> int:
         command = [sys.executable, str(REPO / "tests" / "lsp_server" / "lsp_double_server.py"), "--step-ms=30"]
     else:
         command = [sys.executable, "-m", "deepfim.cli", "lsp"]
-    client = await start(command, root, tmp / "cache", options)
+    client = await start(root, tmp / "cache", options, command)
     try:
         big, splits = await large_document(client, root, args)
         uncancelled, stops = await cancellation(client, root, args)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("deepfim.engine.server.cli", "run the LAN team server"),
     "make-cert": ("deepfim.engine.server.cli", "create a self-signed TLS certificate for `serve`"),
     "users": ("deepfim.engine.server.cli", "list, add or revoke the users of `serve`"),
+    "bench": ("deepfim.bench.cli", "benchmark suites: a report with figures, methods and plots"),
 }
 
 

@@ -12,7 +12,7 @@ written in place, and compressed entries are appended to the view's buffer as it
 snapshots sharing the old tensors stay valid.
 
 Why: a decode step of the embedded model is ~600 torch ops; their dispatch cost, not the
-arithmetic, was most of its time (bench/bench_engine_vs_transformers.py has the figures).
+arithmetic, was most of its time (`deepfim bench peers` has the figures).
 """
 
 from __future__ import annotations

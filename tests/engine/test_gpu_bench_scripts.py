@@ -24,8 +24,8 @@ def test_the_gpu_check_script_parses_and_names_every_step():
     assert _run("bash", "-n", str(BENCH / "gpu_check.sh")).returncode == 0
     assert _run("bash", "-n", str(BENCH / "gpu_wheels.sh")).returncode == 0
     text = (BENCH / "gpu_check.sh").read_text()
-    for step in ("bench_kernels.py --ops sparse_attn,fp8_gemm,moe_gemm", "bench_flash_layers.py --layers 4",
-                 "bench_gpu_engine.py", "complete examples/shop/shop/cart.py:23:1", "--device cuda"):  # fmt: skip
+    for step in ("kernel_cases --ops sparse_attn,fp8_gemm,moe_gemm", "bench_flash_layers.py --layers 4",
+                 "deepfim.bench.gpu_engine", "complete examples/shop/shop/cart.py:23:1", "--device cuda"):  # fmt: skip
         assert step in text, step
 
 
@@ -39,6 +39,6 @@ def test_flash_layers_dry_run():
 def test_gpu_benchmarks_without_cuda_exit_cleanly():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the real benchmarks would run")
-    for script in ("bench_flash_layers.py", "bench_gpu_engine.py"):
-        result = _run(sys.executable, str(BENCH / script))
+    for script in ([str(BENCH / "bench_flash_layers.py")], ["-m", "deepfim.bench.gpu_engine"]):
+        result = _run(sys.executable, *script)
         assert result.returncode == 0 and "no CUDA device" in result.stdout, result.stdout + result.stderr

@@ -98,7 +98,7 @@ def test_ref_matches_dense_oracle(shape, splits):
 
 
 # the interpreter multiplies bf16 bit patterns in tl.dot (triton-lang/triton#11584, "not supported
-# yet"); fp16 runs the same 16-bit code path, bf16 is checked on a GPU by bench/bench_kernels.py
+# yet"); fp16 runs the same 16-bit code path, bf16 is checked on a GPU by `deepfim bench gpu` (bench/kernel_cases.py)
 HALF_DTYPES = [
     torch.float16,
     pytest.param(torch.bfloat16, marks=pytest.mark.xfail(reason="interpreter bf16 tl.dot", strict=True)),

@@ -22,6 +22,7 @@ DOCS = ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "do
 # Training needs the corpus (built from package registries) and hours; its tests run it small.
 COVERED_ELSEWHERE = {
     r"^deepfim train\b": "tests/engine/training/",
+    r"^deepfim bench\b": "tests/bench/ (runs --quick: about 3 minutes)",
 }
 
 REPORT_LINE = re.compile(r"^-- \S+:\d+:\d+ · (instant|expert) · (single|multi)-line · [\d.]+ ms \(context ", re.M)

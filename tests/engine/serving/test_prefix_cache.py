@@ -84,7 +84,7 @@ def test_same_prompt_again_costs_no_prefill(tiny_model, tok, monkeypatch):
     assert sum(forwarded) == len(ids)
     again = prefill(runner, ids)
     assert again.timings.cached_tokens == len(ids)
-    assert sum(forwarded) == len(ids)  # not one token recomputed (the time saved: bench/bench_prefix_cache.py)
+    assert sum(forwarded) == len(ids)  # not one token recomputed (the time saved: `deepfim bench prefix`)
     assert torch.equal(again.last_logits, first.last_logits)
 
 

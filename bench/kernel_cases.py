@@ -9,10 +9,10 @@ the share of the GPU's HBM bandwidth, for prefill-shaped GEMMs the share of its 
 |Triton - ref| so a GPU-only numerical problem shows up here. The references run in fp32 (their
 design dtype); the kernels run bf16 unless the case says fp32.
 
-Usage::
+`deepfim bench gpu` runs these cases (`timed_cases`) into its report; standalone::
 
-    .venv/bin/python bench/bench_kernels.py [--ops sparse_attn,...,fp8_gemm,moe_gemm] [--rep-ms 200]
-    .venv/bin/python bench/bench_kernels.py --smoke   # CPU: tiny shapes under TRITON_INTERPRET=1, no timing
+    .venv/bin/python -m deepfim.bench.kernel_cases [--ops sparse_attn,...,fp8_gemm,moe_gemm] [--rep-ms 200]
+    .venv/bin/python -m deepfim.bench.kernel_cases --smoke   # CPU: tiny shapes under TRITON_INTERPRET=1, no timing
 
 Without CUDA (and without --smoke) it prints a message and exits 0.
 """
@@ -287,7 +287,7 @@ def main() -> int:
     import torch
 
     if not args.smoke and not torch.cuda.is_available():
-        print("bench_kernels: no CUDA device here; the Triton kernels are timed on GPUs only "
+        print("kernel_cases: no CUDA device here; the Triton kernels are timed on GPUs only "
               "(correctness on the CPU: OMP_NUM_THREADS=1 .venv/bin/pytest tests/kernels)")  # fmt: skip
         return 0
     dev = torch.device("cpu" if args.smoke else "cuda")
@@ -301,8 +301,7 @@ def main() -> int:
                     return 1
         return 0
 
-    from triton.testing import do_bench
-
+    rows = timed_cases(ops, args.rep_ms, args.peak_gbs, args.peak_tflops)
     name = torch.cuda.get_device_name(dev)
     hbm, bf16 = _peaks(name, args.peak_gbs, args.peak_tflops)
     peaks = f"peaks {hbm / 1e9:.0f} GB/s, {bf16 / 1e12:.0f} bf16 TFLOP/s" if hbm and bf16 else (
@@ -310,16 +309,32 @@ def main() -> int:
     print(f"device: {name}; {peaks}; medians over {args.rep_ms} ms windows")
     print(f"{'op':12s} {'case':58s} {'triton us':>10s} {'ref us':>10s} {'speedup':>8s} {'GB/s':>8s} {'TFLOP/s':>8s} "
           f"{'max err':>9s} {'%peak':>10s}")  # fmt: skip
+    for r in rows:
+        tflops = f"{r['tflops']:8.1f}" if r["tflops"] else f"{'':8s}"
+        print(f"{r['op']:12s} {r['case']:58s} {r['triton_us']:10.1f} {r['ref_us']:10.1f} {r['speedup']:7.1f}x "
+              f"{r['gbs']:8.0f} {tflops} {r['max_err']:9.2e} {r['peak']:>10s}", flush=True)  # fmt: skip
+    return 0
+
+
+def timed_cases(ops, rep_ms: int, peak_gbs: float | None = None, peak_tflops: float | None = None) -> list[dict]:
+    """Every case of `ops` on the GPU: median us of the kernel and of its reference (triton's
+    do_bench over `rep_ms` windows), bandwidth, TFLOP/s, %peak and max |kernel - ref|."""
+    import torch
+    from triton.testing import do_bench
+
+    dev = torch.device("cuda")
+    hbm, bf16 = _peaks(torch.cuda.get_device_name(dev), peak_gbs, peak_tflops)
+    rows = []
     for op in ops:
         for case in BUILDERS[op](dev, small=False):
             err = _max_err(case.triton(), case.ref())
-            t_tri = do_bench(case.triton, rep=args.rep_ms, return_mode="median") * 1e3  # us
-            t_ref = do_bench(case.ref, rep=args.rep_ms, return_mode="median") * 1e3
-            tflops = f"{case.flops / t_tri / 1e6:8.1f}" if case.flops else f"{'':8s}"
-            print(f"{case.op:12s} {case.name:58s} {t_tri:10.1f} {t_ref:10.1f} {t_ref / t_tri:7.1f}x "
-                  f"{case.bytes / t_tri / 1e3:8.0f} {tflops} {err:9.2e} {_percent(case, t_tri * 1e-6, hbm, bf16):>10s}",
-                  flush=True)  # fmt: skip
-    return 0
+            t_tri = do_bench(case.triton, rep=rep_ms, return_mode="median") * 1e3  # us
+            t_ref = do_bench(case.ref, rep=rep_ms, return_mode="median") * 1e3
+            rows.append({"op": case.op, "case": case.name, "triton_us": t_tri, "ref_us": t_ref,
+                         "speedup": t_ref / t_tri, "gbs": case.bytes / t_tri / 1e3,
+                         "tflops": case.flops / t_tri / 1e6 if case.flops else None, "max_err": err,
+                         "peak": _percent(case, t_tri * 1e-6, hbm, bf16)})  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

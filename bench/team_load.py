@@ -15,7 +15,7 @@ one user per client, and drives it with `RemoteBackend` clients from this proces
    reading) and one client that vanishes mid-stream (RST) again and again. Prints the healthy
    clients' completed requests, errors and latency, and the server's resident memory over time.
 
-    .venv/bin/python bench/bench_server.py [--checkpoint DIR] [--clients 1,4,16,32] [--replay-s 60]
+    .venv/bin/python -m deepfim.bench.team_load [--checkpoint DIR] [--clients 1,4,16,32] [--replay-s 60]
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-from code_text import stdlib_files
-
+from deepfim.bench.corpus import stdlib_files
 from deepfim.engine.api import CancelledError, CompletionRequest, SamplingParams
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.server.auth import add_user
@@ -160,6 +159,8 @@ def sweep_level(server: Server, clients: int, args) -> dict:
         "ttft_p99_ms": _percentile(first_text, 0.99),
         "req_per_s": len(latencies) / wall,
         "tok_per_s": generated[0] / wall,
+        "latencies": latencies,  # the samples, for `deepfim bench server`'s spreads
+        "first_text": first_text,
     }
 
 

@@ -7,7 +7,7 @@ A GPU-only numerical problem in the kernels, as the engine combines them, shows 
 GPU variants: the fp32 model moved to the GPU; what `--device cuda` loads (device_setup.py: bf16
 matrices, FP8/FP4 kept quantized); and that with decode through CUDA graphs (cuda_graph.py).
 
-    .venv/bin/python bench/bench_gpu_engine.py [--checkpoint DIR] [--prompt 600] [--decode 32]
+    .venv/bin/python -m deepfim.bench.gpu_engine [--checkpoint DIR] [--prompt 600] [--decode 32]
 
 Without CUDA it prints a message and exits 0.
 """
@@ -54,7 +54,7 @@ def main() -> int:
     p.add_argument("--decode", type=int, default=32)
     a = p.parse_args()
     if not torch.cuda.is_available():
-        print("bench_gpu_engine: no CUDA device here")
+        print("gpu_engine: no CUDA device here")
         return 0
     cpu_model = load_model(a.checkpoint)
     ids = torch.randint(0, cpu_model.args.vocab_size, (1, a.prompt), generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,56 @@
+"""Real code for the benchmarks, deterministic and offline: the running interpreter's CPython
+standard library (present wherever the project's venv is)."""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+from pathlib import Path
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_files(limit_bytes: int) -> list[tuple[str, str]]:
+    """(relative path, text) of stdlib modules, sorted by path (top level first, then packages,
+    tests excluded), up to about `limit_bytes` of text."""
+    paths = sorted(STDLIB.glob("*.py")) + sorted(
+        p for p in STDLIB.glob("*/**/*.py") if not {"test", "tests", "site-packages", "idlelib"} & set(p.parts)
+    )
+    out, total = [], 0
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        out.append((str(path.relative_to(STDLIB)), text))
+        total += len(text)
+        if total >= limit_bytes:
+            break
+    return out
+
+
+def packed_ids(tok, budget: int, repo_name: str = "cpython") -> list[int]:
+    """A packed repository context of `budget` tokens as the language server lays it out: the
+    repository header, then whole stdlib files, each with its file header."""
+    from deepfim.engine.model.prompt_format import Prompt, file_segment_ids, repo_header_ids
+
+    prompt = Prompt()
+    prompt.add("header", repo_header_ids(tok, repo_name))
+    for path, text in stdlib_files(budget * 6):
+        prompt.add("file", file_segment_ids(tok, path, tok.encode(text)), path)
+        if len(prompt.ids) >= budget:
+            break
+    ids = prompt.ids[:budget]
+    if len(ids) < budget:
+        raise ValueError(f"the standard library at {STDLIB} holds only {len(ids):,} tokens (< {budget:,})")
+    return ids
+
+
+def copy_package(name: str, dest: Path) -> Path:
+    """A private copy of the stdlib package `name` (e.g. "email") as a workspace folder."""
+    src = STDLIB / name
+    if not src.is_dir():
+        raise FileNotFoundError(f"{src}: no such stdlib package")
+    root = dest / name
+    shutil.copytree(src, root, ignore=shutil.ignore_patterns("__pycache__", "test", "tests"))
+    return root

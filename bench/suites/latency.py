@@ -1,0 +1,251 @@
+"""latency: what a user of `deepfim lsp` waits for, on a real repository that is not the example.
+
+A copy of a CPython standard-library package is the workspace (`email` full, `importlib`
+quick). Everything goes through a real LSP client over stdio (bench/lsp_client.py):
+
+1. cold start (empty cache folder): spawn the server, open a file, press Enter, ask: editor
+   start -> first suggestion; then spawn -> the repository part prefilled ("warm" in
+   `deepfim/status`), and the first suggestion asked once warm;
+2. warm workspace, instant mode: newly opened files (didOpen -> first suggestion), a second
+   Enter in each of them (the file's prompt is cached now), and a typing trace that types a
+   real function body back key by key (keystroke -> response, cancelling as editors do);
+3. expert mode (explicit, Invoked): a newly opened file, then the same request again;
+4. restart with the same cache folder (persisted prefix snapshots): spawn -> warm, spawn ->
+   first suggestion, and a newly opened file's first suggestion.
+Each answer's stage split comes from the server (the item's command arguments; only answers
+that show an item carry one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from deepfim.bench import plots
+from deepfim.bench.context import BenchContext
+from deepfim.bench.lsp_client import Answer, Editor, repository_warm, start, status, stop, wait_for
+from deepfim.bench.lsp_traces import enter_again, open_and_enter, replay_workspace, type_code
+from deepfim.bench.report import SuiteResult, Table
+from deepfim.bench.stats import sample_figures, single, summary
+
+STAGES = ("context", "queue", "prefill", "decode", "post", "total")
+TARGETS = {"p50": "<= 150 ms (issue 14)", "p95": "<= 400 ms (issue 14)"}
+
+
+def run(ctx: BenchContext, result: SuiteResult) -> None:
+    asyncio.run(_run(ctx, result))
+
+
+async def _run(ctx: BenchContext, result: SuiteResult) -> None:
+    package, root, files, options = replay_workspace(ctx, "latency", debounceMs=8)
+    n_open, n_expert, chars = ctx.pick(3, 12), ctx.pick(1, 3), ctx.pick(48, 420)
+    need = 2 + n_open + n_expert + 2
+    if len(files) < need:
+        raise RuntimeError(f"{root} has {len(files)} usable files, the traces need {need}")
+    result.settings = {
+        "workspace": f"CPython Lib/{package} ({len(files)} Python files used)",
+        "options": options,
+        "characters typed (up to, one function body)": chars,
+    }
+    cache = ctx.tmp / "latency-cache"
+    typing_file, opened, expert_files = files[0], files[1 : 1 + n_open], files[1 + n_open : 1 + n_open + n_expert]
+    samples: dict[str, list[Answer]] = {}
+
+    # 1 + 2 + 3: a cold start (empty cache folder), then the warm workspace
+    client, editor, warm_s, st = await _start_warm(
+        ctx, root, cache, options, files[-1], samples, "editor start -> first suggestion (cold)"
+    )
+    try:
+        repo = next(iter(st["repository"].values()))
+        ctx.log(f"latency: warm after {warm_s:.1f} s ({repo['tokens']:,} tokens)")
+        samples["new file, warm workspace"] = [await open_and_enter(editor, p) for p in opened]
+        samples["same file, second Enter"] = [await enter_again(editor, p, 0.75) for p in opened]
+        samples["typing (keystroke -> response)"] = await type_code(editor, typing_file, chars, 140.0, ctx.seed)
+        samples["expert, new file"] = [await open_and_enter(editor, p, invoked=True) for p in expert_files]
+        samples["expert, second request in the file"] = [
+            await enter_again(editor, p, 0.5, invoked=True) for p in expert_files
+        ]
+        final = await status(client)
+    finally:
+        await stop(client)
+
+    # 4: a restart on the same cache folder (persisted prefix snapshots)
+    client, editor, restart_warm_s, restarted = await _start_warm(
+        ctx, root, cache, options, files[-2], samples, "restart -> first suggestion"
+    )
+    try:
+        samples["restart, new file, warm"] = [await open_and_enter(editor, files[-3])]
+    finally:
+        await stop(client)
+    _figures(result, samples, warm_s, restart_warm_s, repo, final)
+    _restart_figures(result, restarted)
+    _plots(ctx, result, samples)
+
+
+async def _start_warm(ctx, root, cache, options, path, samples: dict, name: str):
+    """Spawns the server, opens `path` and asks at once (timed from the spawn: `samples[name]`),
+    then waits until the repository part is warm. Returns (client, editor, spawn -> warm s,
+    that status); the caller stops the client."""
+    spawn = time.perf_counter()
+    client = await start(root, cache, options)
+    try:
+        editor = Editor(client)
+        first = await open_and_enter(editor, path)
+        first.latency_ms = (time.perf_counter() - spawn) * 1000
+        samples[name] = [first]
+        st = await wait_for(client, repository_warm, ctx.pick(300, 900), "repository warm")
+    except BaseException:
+        await stop(client)
+        raise
+    return client, editor, time.perf_counter() - spawn, st
+
+
+def _restart_figures(result: SuiteResult, st: dict) -> None:
+    """Whether the restart's repository part came from the persisted snapshots."""
+    repo = next(iter(st["repository"].values()))
+    caches = [c.get("cache", {}) for c in (st.get("engine") or {}).get("checkpoints", {}).values()]
+    result.add(single("restart.repository_prefill_ms", "restart: the repository part's background prefill",
+                      repo.get("last_ms"), "ms", "the warmer's own time for the part in the restarted server "
+                      "(`deepfim/status` repository last_ms): load from the snapshot, or prefill again"))  # fmt: skip
+    result.add(single("restart.disk_hits", "restart: prefix-cache hits on persisted snapshots",
+                      sum(c.get("disk_hits", 0) for c in caches), "", "the engine's prefix-cache statistics "
+                      "(`deepfim/status` engine ... cache disk_hits) once warm", statistic="count"))  # fmt: skip
+
+
+def _latencies(answers: list[Answer]) -> list[float]:
+    return [a.latency_ms for a in answers if not a.cancelled and a.latency_ms == a.latency_ms]
+
+
+def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: float, repo: dict, final: dict) -> None:
+    how = {
+        "editor start -> first suggestion (cold)": "spawn of `deepfim lsp` (empty cache folder) -> initialize, "
+        "didOpen, Enter, automatic inlineCompletion -> its answer",
+        "new file, warm workspace": "didOpen of a file not opened before (repository part warm) -> Enter at the middle "
+        "-> automatic inlineCompletion answered",
+        "same file, second Enter": "Enter at 3/4 of a file opened before -> automatic inlineCompletion answered",
+        "typing (keystroke -> response)": "didChange of one key -> automatic inlineCompletion answered; keys a later "
+        "key cancelled are left out",
+        "expert, new file": "didOpen of a new file, Enter, invoked (explicit) inlineCompletion -> answer (expert mode)",
+        "expert, second request in the file": "Enter at the middle of the same file again, invoked inlineCompletion "
+        "-> answer",
+        "restart -> first suggestion": "spawn of `deepfim lsp` on the cache folder of the first run -> first "
+        "automatic inlineCompletion answered",
+        "restart, new file, warm": "after the restart is warm: didOpen of a file not opened in that run -> answer",
+    }
+    rows = []
+    for name, answers in samples.items():
+        lat = _latencies(answers)
+        key = name.split(" (")[0].replace(" -> ", "_to_").replace(", ", ".").replace(" ", "_")
+        one = len(lat) == 1
+        stats = ("p50",) if one else ("p50", "p95", "p99")
+        target = (
+            TARGETS
+            if name == "new file, warm workspace"
+            else ({"p50": "<= 2000 ms (issue 14)"} if name.startswith("editor start") else None)
+        )
+        figs = sample_figures(key, name, lat, "ms", how[name], stats, target)
+        if one:
+            figs[0].method.statistic, figs[0].label = "single run", name
+        result.add(figs)
+        shown = sum(a.items > 0 for a in answers if not a.cancelled)
+        result.add(
+            single(
+                f"{key}.shown",
+                f"{name}: answers showing a suggestion",
+                shown,
+                f"of {len(lat)}",
+                "answers with at least one item (the rest answered an empty list)",
+                runs=len(lat),
+                statistic="count",
+            )
+        )
+        model = [a.timings for a in answers if a.timings.get("model_call")]
+        row = [name, len(model)]
+        for stage in STAGES:
+            row.append(summary([t.get(f"{stage}_ms", 0.0) for t in model]).get("p50"))
+        row += [
+            summary([t.get("prompt_tokens", 0) for t in model]).get("p50"),
+            summary([t.get("cached_tokens", 0) for t in model]).get("p50"),
+        ]
+        rows.append(row)
+    result.tables.append(
+        Table(
+            "Server-side stage split",
+            ["scenario", "model calls", *[f"{s} ms" for s in STAGES], "prompt tok", "cached tok"],
+            rows,
+            "p50 over the answers that showed an item from a model call, from the timings the server puts in "
+            "the item's command arguments (docs/protocol.md)",
+        )
+    )
+    result.add(
+        single(
+            "warm_after_start_s",
+            "start -> workspace warm (cold cache)",
+            warm_s,
+            "s",
+            "spawn -> `deepfim/status` repository state 'warm' (index built, repository part prefilled "
+            "in the background)",
+        )
+    )
+    result.add(
+        single(
+            "warm_after_restart_s",
+            "restart -> workspace warm (persisted snapshots)",
+            restart_warm_s,
+            "s",
+            "spawn on the first run's cache folder -> repository state 'warm'",
+        )
+    )
+    result.add(
+        single(
+            "repository_tokens",
+            "repository part",
+            repo.get("tokens"),
+            "tokens",
+            "tokens of the prefilled repository part, from `deepfim/status`",
+            statistic="exact",
+        )
+    )
+    typing = [a for a in samples["typing (keystroke -> response)"]]
+    result.add(
+        single(
+            "typing.cancelled",
+            "typing: keys cancelled by the next key",
+            sum(a.cancelled for a in typing),
+            f"of {len(typing)}",
+            "requests cancelled ($/cancelRequest) before their answer",
+            runs=len(typing),
+            statistic="count",
+        )
+    )
+    lat = final.get("latency_ms") or {}
+    result.notes.append(f"server's own latency summary at the end of the first run: {lat}")
+
+
+def _plots(ctx: BenchContext, result: SuiteResult, samples: dict) -> None:
+    series = {k: _latencies(v) for k, v in samples.items() if len(v) > 1}
+    result.plots.append(
+        plots.cdf(
+            ctx.out / "latency_cdf.png",
+            series,
+            "deepfim lsp: request -> answer, real LSP client (CPython package workspace)",
+            marks={"150 ms": 150, "400 ms": 400},
+        )
+    )
+    names = [k for k, v in samples.items() if any(a.timings.get("model_call") for a in v)]
+    stages = {s: [] for s in ("context", "queue", "prefill", "decode", "post")}
+    for name in names:
+        model = [a.timings for a in samples[name] if a.timings.get("model_call")]
+        for s in stages:
+            stages[s].append(summary([t.get(f"{s}_ms", 0.0) for t in model]).get("p50") or 0.0)
+    if names:
+        result.plots.append(
+            plots.bars(
+                ctx.out / "latency_stages.png",
+                names,
+                stages,
+                "server-side stage split, p50 of answered model calls",
+                "ms",
+                stacked=True,
+            )
+        )

@@ -107,6 +107,11 @@ def test_lru_eviction_respects_the_budget(tiny_model, tok):
     stats = cache.stats()
     assert stats["bytes"] <= 1_500_000 and stats["evictions"] > 0
     assert cache.match("alice", [4003] + list(range(10, 610))).length > 0  # the newest survives
+    # the running count of shared bytes is what the cache's buffers hold, after the evictions
+    entries = cache._entries.values()
+    buffers = {id(b): b for e in entries for b in e.buffers}
+    held = sum(e.private_bytes for e in entries) + sum(b.data.numel() * 4 for b in buffers.values())
+    assert stats["bytes"] == held
 
 
 def prefill_anchored(runner, ids, anchors, persist=False, namespace="alice", prefill_only=False):

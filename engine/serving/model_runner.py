@@ -209,7 +209,8 @@ class ModelRunner:
         """Consults the prefix cache: the request resumes from its longest cached prefix."""
         req.started = True
         ids, anchors = req.prompt_ids, req.request.anchors
-        match = self.prefix_cache.match(req.user, ids, anchors) if self.prefix_cache is not None else None
+        cache, need_logits = self.prefix_cache, not req.request.prefill_only
+        match = cache.match(req.user, ids, anchors, need_logits) if cache is not None else None
         if match is not None and match.state is not None:
             req.state, req.prefilled = match.state, match.length
             req.timings.cached_tokens = match.length

@@ -148,8 +148,13 @@ class PrefixCache:
         self.lookups = self.hits = self.hit_tokens = self.lookup_tokens = self.evictions = 0
 
     # lookup / insert ---------------------------------------------------------------------------
-    def match(self, namespace: str, ids: list[int], anchors: tuple[int, ...] = ()) -> MatchResult:
-        """The longest cached prefix of `ids` (its whole, with logits; or a chunk boundary)."""
+    def match(
+        self, namespace: str, ids: list[int], anchors: tuple[int, ...] = (), need_logits: bool = True
+    ) -> MatchResult:
+        """The longest cached prefix of `ids` (its whole, with logits; or a chunk boundary).
+        `need_logits=False` (a prefill-only request: the warmer's repository part) also takes a
+        snapshot of the whole of `ids`, which has no logits: a restarted server's warmer then
+        loads its part from disk instead of prefilling it again."""
         with self._lock:
             self.lookups += 1
             self.lookup_tokens += len(ids)
@@ -162,7 +167,7 @@ class PrefixCache:
             keys = boundary_keys(namespace, ids, self.block, anchors)
             anchored = set(anchors)
             for end, key in reversed(keys):
-                if end == len(ids):
+                if end == len(ids) and need_logits:
                     continue  # a snapshot has no logits: at least the last chunk is recomputed
                 entry = self._entries.get(key)
                 if entry is None and end in anchored and self.store is not None and self.store.has(key):

@@ -146,6 +146,22 @@ def test_a_restart_resumes_from_the_persisted_part_bit_identically(tiny_model, t
     assert torch.equal(hot.last_logits, cold.last_logits)
 
 
+def test_a_restarted_warmer_loads_its_part_from_disk(tiny_model, tok, tmp_path):
+    """The warmer of a restarted server asks for exactly the part it persisted: no prefill."""
+    part = list(range(500, 1100))
+    warm = ModelRunner(tiny_model, tok, PrefixCache(store=_store(tmp_path)), SpeculativeConfig(enabled=False))
+    prefill_anchored(warm, part, (len(part),), persist=True, prefill_only=True)
+    cache = PrefixCache(store=_store(tmp_path))
+    restarted = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    again = prefill_anchored(restarted, part, (len(part),), persist=True, prefill_only=True)
+    assert again.prefill_done and again.timings.cached_tokens == len(part) and cache.stats()["disk_hits"] == 1
+    # and the state it loaded serves a cursor prompt bit-identically to a cold run
+    prompt = part + [7, 8, 9, 10]
+    hot = prefill_anchored(restarted, prompt, (len(part),))
+    cold = prefill_anchored(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), prompt, (len(part),))
+    assert hot.timings.cached_tokens == len(part) and torch.equal(hot.last_logits, cold.last_logits)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "other-model", "format"])
 def test_a_bad_snapshot_is_refused_with_a_log_line_and_recomputed(tiny_model, tok, tmp_path, caplog, damage):
     from safetensors import safe_open

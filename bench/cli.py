@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's, or $DEEPFIM_THREADS)"
     )
+    parser.add_argument(
+        "--scaling-minutes", type=float, default=None, metavar="MIN",
+        help="time budget of the scaling suite: it stops before a stage estimated to exceed it "
+        "(default: 1 quick, 30 full; the 1M-token stage needs about 60 on one CPU core)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,6 +115,7 @@ def _run_suites(args: argparse.Namespace, names: list[str], device: str) -> int:
         device=device,
         seed=args.seed,
         threads=args.threads,
+        scaling_budget_s=None if args.scaling_minutes is None else args.scaling_minutes * 60,
     )
     try:
         for name in names:

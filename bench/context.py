@@ -15,6 +15,7 @@ class BenchContext:
     device: str  # "cpu" or "cuda"
     seed: int
     threads: int | None  # torch threads in this process and in the servers it starts
+    scaling_budget_s: float | None = None  # the scaling suite's time budget (None: its default)
 
     def pick(self, quick, full):
         """The quick or the full setting of a parameter."""

@@ -9,7 +9,7 @@ tokens (its marginal prefill rate at that depth). At each stage, with the state 
   the engine's decode timer alone (no prefill mixed in), speculation off;
 * keystroke: two more tokens of the text and an 8-token completion, submit -> result;
 * resident memory (VmRSS of this process) and the V4 state bytes (state_layout.py).
-Stages stop at `--max-context` or when the next one would exceed the time budget.
+Stages stop when the next one would exceed the time budget (`--scaling-minutes`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     from deepfim.engine.serving.speculative import SpeculativeConfig
 
     stages = ctx.pick([1024, 4096], [1024, 4096, 16384, 65536, 262144, 1048576])
-    budget_s, n_decode = ctx.pick(60.0, 1800.0), ctx.pick(8, 32)
+    budget_s, n_decode = ctx.scaling_budget_s or ctx.pick(60.0, 1800.0), ctx.pick(8, 32)
     result.settings = {"stages": stages, "time budget s": budget_s, "decode tokens": n_decode}
     rss_start = rss_mb()
     _threads(ctx, result, ctx.pick(1024, 4096))

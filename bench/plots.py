@@ -68,8 +68,11 @@ def lines(path: Path, x: list[float], series: dict[str, list[float]], title: str
     handles, labels = ax.get_legend_handles_labels()
     if right:
         ax2 = ax.twinx()
-        for name, ys in right.items():
-            ax2.plot(x[: len(ys)], ys, marker="s", linestyle="--", color="tab:red", label=name)
+        # dashed, in colours of their own: the right axis's series must not look alike
+        styles = (("tab:red", "s"), ("tab:purple", "^"), ("tab:brown", "D"))
+        for i, (name, ys) in enumerate(right.items()):
+            colour, marker = styles[i % len(styles)]
+            ax2.plot(x[: len(ys)], ys, marker=marker, linestyle="--", color=colour, label=name)
         ax2.set_ylabel(right_label)
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2

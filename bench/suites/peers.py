@@ -4,7 +4,8 @@ prompts, one process, alternating rounds.
 The checkpoint is a random ~20M-parameter V4 (every layer kind: sliding, CSA, HCA; MoE with a
 hash layer) made by transformers and saved with `save_pretrained`; DeepFIM loads that very
 directory. Prefill: one forward of the prompt (tokens/s). Decode: greedy steps after it, ms
-per token, each side with its own cache (our `ModelState`, transformers' `past_key_values`).
+per token, each side with its own cache (our `ModelState`, transformers' `past_key_values`);
+ours as the engine serves it: the C decode step on the CPU.
 """
 
 from __future__ import annotations
@@ -47,14 +48,23 @@ def _args():
 
 
 def time_ours(model, ids: torch.Tensor, n_decode: int) -> tuple[float, float]:
+    """As the engine serves (`ModelRunner.forward`): the prompt through the modules, each decode
+    step through the C step where it applies (the CPU), else the modules."""
+    from deepfim.engine.model.decode_step import DecodeStep
+
+    step = DecodeStep.for_model(model)
     with torch.inference_mode():
         state = model.new_state()
         t0 = time.perf_counter()
-        token = model(ids, state, logits="last").logits[:, -1:].argmax(-1)
+        token = int(model(ids, state, logits="last").logits[0, -1].argmax())
         prefill = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(n_decode):
-            token = model(token, state, logits="last").logits.argmax(-1)
+            if step is not None:
+                logits = step.batch([([token], state, "last")])[0][0]
+            else:
+                logits = model(torch.tensor([[token]]), state, logits="last").logits
+            token = int(logits.reshape(-1, logits.shape[-1])[-1].argmax())
         decode = time.perf_counter() - t0
     return ids.shape[1] / prefill, decode / n_decode * 1e3
 

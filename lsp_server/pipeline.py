@@ -41,6 +41,7 @@ class CompletionInput:
     language_id: str
     prefix: str  # document text before the cursor
     suffix: str  # document text after the cursor
+    invoked: bool = False  # asked for explicitly: the confidence gate does not apply
 
 
 @dataclass
@@ -240,7 +241,9 @@ class CompletionPipeline:
         ticket.handle = handle
         if ticket.cancelled.is_set():
             handle.cancel()
-        gate = session.profile(preset.name).confidence_gate
+        # the gate keeps doubtful suggestions from popping up while typing; an explicit request
+        # shows what the model wrote (the user asked, and can dismiss it)
+        gate = None if inp.invoked else session.profile(preset.name).confidence_gate
         return _Prepared(ctx, packed, stream, handle, context_ms, submitted_at, gate)
 
     @staticmethod

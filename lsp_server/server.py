@@ -416,7 +416,7 @@ class DeepFimServer(LanguageServer):
             return None
         self._flush_context()
         source = self.source_for(doc.path)
-        inp = CompletionInput(doc.path, doc.language_id, prefix, suffix)
+        inp = CompletionInput(doc.path, doc.language_id, prefix, suffix, invoked)
         try:
             outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial)
         except Exception as exc:  # the backend failed (e.g. the team server is down): nothing to show

@@ -3,7 +3,7 @@ is below the checkpoint's gate is not shown, and the outcome says why; at or abo
 
 The gate is set through the checkpoint's serving profile (as `serving.json` does), on both
 sides of the score the model gives one real prompt, so the test pins the threshold's
-direction and that nothing else hides the suggestion.
+direction and that nothing else hides the suggestion. An explicit request is never gated.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ PREFIX = "def total_price(items):\n    return sum(item.price for item in items)\
 SUFFIX = "\n    print(total)\n"
 
 
-def _complete(gate: float | None):
+def _complete(gate: float | None, invoked: bool = False):
     session = make_session(None, RunConfig("gate", overrides=(("confidence_gate", gate),)))
     pipeline = CompletionPipeline()
     try:
-        inp = CompletionInput(None, "python", PREFIX, SUFFIX)
+        inp = CompletionInput(None, "python", PREFIX, SUFFIX, invoked)
         return asyncio.run(pipeline.complete(inp, preset_for("instant", Settings()), session, ContextSource(None)))
     finally:
         pipeline.executor.shutdown(wait=False)
@@ -49,3 +49,9 @@ def test_a_suggestion_below_the_gate_is_not_shown(ungated):
 def test_a_suggestion_at_or_above_the_gate_is_shown(ungated):
     outcome = _complete(ungated.scores[0] - 0.05)
     assert outcome.items == ungated.items and outcome.scores == pytest.approx(ungated.scores)
+
+
+def test_an_explicit_request_is_not_gated(ungated):
+    """The user asked (invoked): the suggestion is shown even below the gate."""
+    outcome = _complete(ungated.scores[0] + 0.05, invoked=True)
+    assert outcome.items == ungated.items and outcome.reason == ""

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from deepfim.engine.model.config import ModelArgs
 from deepfim.engine.model.loader import save_checkpoint
 from deepfim.engine.model.manifest import write_manifest
+from deepfim.engine.model.serving_profile import FILE_NAME as SERVING_FILE
 from deepfim.engine.model.transformer import ForwardContext, Gate, Transformer, init_weights
 from deepfim.engine.training.muon import Muon
 from deepfim.engine.training.samples import IGNORE, SampleConfig, TrainingSequences
@@ -254,6 +255,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     progress.close()
     final = out / "final"
     export_model(model.cpu(), final, cfg.tokenizer)
+    profile = Path(cfg.init_from or "") / SERVING_FILE
+    if cfg.init_from and profile.is_file():  # a fine-tune is served as its starting point was
+        shutil.copyfile(profile, final / SERVING_FILE)
     return final
 
 

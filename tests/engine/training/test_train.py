@@ -94,3 +94,16 @@ def test_a_time_budget_sets_the_step_count_and_loader_workers_feed_it(tiny_corpu
     # the training stream (seed 0) was drawn in a loader worker, not in this process
     training_streams = [line.split() for line in streams.read_text().splitlines() if line.split()[1] == "0"]
     assert training_streams and all(int(pid) != os.getpid() for pid, _, _ in training_streams)
+
+
+def test_a_fine_tune_starts_from_its_init_and_keeps_its_serving_profile(tiny_corpus, tmp_path):
+    """`--init DIR`: the first step trains DIR's weights, and the export is served as DIR is."""
+    out = tmp_path / "ft"
+    cfg = TrainConfig(str(tiny_corpus), str(out), str(TOKENIZER_PATH), steps=1, batch_size=1, seq_len=256,
+                      eval_every=1, checkpoint_every=1, threads=1, init_from=str(DEFAULT_MODEL_DIR))  # fmt: skip
+    final = train(cfg)
+    assert (final / "serving.json").read_bytes() == (DEFAULT_MODEL_DIR / "serving.json").read_bytes()
+    start = load_model(DEFAULT_MODEL_DIR).state_dict()
+    tuned = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    close = sum(torch.allclose(start[k].float(), tuned[k].float(), atol=0.05) for k in start if start[k].numel() > 1)
+    assert close > 0.9 * sum(1 for k in start if start[k].numel() > 1)  # one small step away from the init

@@ -28,6 +28,8 @@ from deepfim.bench.report import SuiteResult, Table
 from deepfim.bench.state_layout import v4_state_bytes
 from deepfim.bench.stats import median_figure, single
 
+STAGE_HEADROOM = 64  # tokens a stage's decode (n_decode) and keystroke (2 + 8) requests add
+
 
 def run(ctx: BenchContext, result: SuiteResult) -> None:
     from deepfim.engine import DEFAULT_MODEL_DIR
@@ -51,6 +53,9 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     try:
         tok = Tokenizer.from_file(backend.tokenizer_path)
         model_args = ModelArgs.from_file(Path(ctx.checkpoint or DEFAULT_MODEL_DIR) / "config.json")
+        # the last stage stops short of the checkpoint's longest context by what its decode and
+        # keystroke requests add (a 1M-token stage on a 1M-token model: 1,048,576 - 64)
+        stages = [min(length, model_args.max_seq_len - STAGE_HEADROOM) for length in stages]
         ids = packed_ids(tok, stages[-1] + 64)
         plain = SamplingParams(max_tokens=n_decode, speculative=False, token_healing=False, stop_loops=False)
         short = SamplingParams(max_tokens=8, speculative=False, token_healing=False, stop_loops=False)

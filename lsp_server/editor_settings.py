@@ -33,6 +33,9 @@ class Settings:
     tls_ca: str | None = None
     context_budget: int = 4096  # the prompt besides the repository part (instant; expert uses 4x)
     repository_budget: int | None = None  # the repository part; None: the checkpoint's default
+    # automatic suggestions whose mean log-probability per token is below this are not shown;
+    # None: the checkpoint's (serving.json), False: show every suggestion
+    confidence_gate: float | bool | None = None
     max_tokens: int = 48  # instant mode; expert uses 4x
     debounce_ms: int = 8
     log_file: str | None = None
@@ -67,6 +70,18 @@ def _mode(value: Any) -> str:
 def _optional_int_range(low: int, high: int) -> Callable[[Any], int | None]:
     check = _int_range(low, high)
     return lambda value: None if value is None else check(value)
+
+
+GATE_RANGE = (-20.0, 0.0)  # mean log-probability per token
+
+
+def _optional_gate(value: Any) -> float | bool | None:
+    if value is None or value is False:
+        return value
+    low, high = GATE_RANGE
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidSetting(f"expected a number in [{low:g}, {high:g}], false (no gate) or null, got {value!r}")
+    return float(value)
 
 
 def _optional_string(value: Any) -> str | None:
@@ -137,6 +152,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "tlsCa": ("tls_ca", _optional_file),
     "contextBudget": ("context_budget", _int_range(256, 1 << 20)),
     "repositoryBudget": ("repository_budget", _optional_int_range(0, 1 << 20)),
+    "confidenceGate": ("confidence_gate", _optional_gate),
     "maxTokens": ("max_tokens", _int_range(1, 2048)),
     "debounceMs": ("debounce_ms", _int_range(0, 2000)),
     "logFile": ("log_file", _optional_string),

@@ -27,6 +27,7 @@ class ModePreset:
     name: Mode
     context_budget: int  # prompt tokens besides the repository part
     repository_budget: int | None  # the repository part (None: the checkpoint's profile says)
+    confidence_gate: float | bool | None  # the user's gate (None: the checkpoint's; False: none)
     scale: int  # the cursor parts of the prompt are this many times the instant ones
     max_lines: int  # lines a multi-line completion may have
     sampling: SamplingParams
@@ -39,6 +40,13 @@ def prompt_spec(preset: ModePreset, profile: ServingProfile) -> PromptSpec:
     return PromptSpec.for_profile(profile, preset.context_budget, preset.repository_budget, preset.scale)
 
 
+def confidence_gate(preset: ModePreset, profile: ServingProfile) -> float | None:
+    """The gate for automatic suggestions: the user's setting, else the checkpoint's."""
+    if preset.confidence_gate is None:
+        return profile.confidence_gate
+    return None if preset.confidence_gate is False else float(preset.confidence_gate)
+
+
 def preset_for(mode: str, settings: Settings) -> ModePreset:
     """The preset for `mode` ("instant" or "expert") under the current settings."""
     if mode not in MODES:
@@ -48,6 +56,7 @@ def preset_for(mode: str, settings: Settings) -> ModePreset:
             name=Mode.INSTANT,
             context_budget=settings.context_budget,
             repository_budget=settings.repository_budget,
+            confidence_gate=settings.confidence_gate,
             scale=1,
             max_lines=INSTANT_MAX_LINES,
             sampling=SamplingParams(temperature=0.0, max_tokens=settings.max_tokens),
@@ -58,6 +67,7 @@ def preset_for(mode: str, settings: Settings) -> ModePreset:
         name=Mode.EXPERT,
         context_budget=settings.context_budget,
         repository_budget=settings.repository_budget,
+        confidence_gate=settings.confidence_gate,
         scale=EXPERT_SCALE,
         max_lines=EXPERT_MAX_LINES,
         sampling=SamplingParams(

@@ -27,7 +27,7 @@ from deepfim.engine.api import CancelledError as EngineCancelled
 from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, Timings
 from deepfim.lsp_server.backend_session import BackendSession
 from deepfim.lsp_server.context_source import ContextSource, PackedContext, PrivateFile
-from deepfim.lsp_server.modes import ModePreset, prompt_spec
+from deepfim.lsp_server.modes import ModePreset, confidence_gate, prompt_spec
 from deepfim.lsp_server.runs import PartialText
 from deepfim.lsp_server.shaping.extent import Extent
 from deepfim.lsp_server.shaping.shape import ShapingContext, analyse, rank, shape
@@ -243,7 +243,7 @@ class CompletionPipeline:
             handle.cancel()
         # the gate keeps doubtful suggestions from popping up while typing; an explicit request
         # shows what the model wrote (the user asked, and can dismiss it)
-        gate = None if inp.invoked else session.profile(preset.name).confidence_gate
+        gate = None if inp.invoked else confidence_gate(preset, session.profile(preset.name))
         return _Prepared(ctx, packed, stream, handle, context_ms, submitted_at, gate)
 
     @staticmethod

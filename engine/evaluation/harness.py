@@ -77,7 +77,8 @@ class TaskResult:
 def _preset(task: FimTask, cfg: EvalConfig) -> ModePreset:
     sampling = SamplingParams(temperature=0.0, max_tokens=MAX_NEW_TOKENS[task.kind])
     max_lines = 1 if task.single_line else 12
-    return ModePreset(Mode.INSTANT, cfg.context_budget, cfg.repository_budget, 1, max_lines, sampling,
+    # confidence_gate=False: every suggestion is scored; the gate's effect is its own table (gate.py)
+    return ModePreset(Mode.INSTANT, cfg.context_budget, cfg.repository_budget, False, 1, max_lines, sampling,
                       Priority.INSTANT, debounce=False)  # fmt: skip
 
 

@@ -108,6 +108,7 @@ def server_probes(tmp_path) -> dict[str, list]:
         "logLevel": ["debug", "WARNING", "loud", "", 3, None],
         "contextBudget": [256, 4096, 1 << 20, 255, (1 << 20) + 1, 12.5, "4096", True],
         "repositoryBudget": [0, 16384, 1 << 20, -1, (1 << 20) + 1, 2.5, "many", None],
+        "confidenceGate": [-0.5, -20, 0, -1, False, True, 0.5, -20.5, "high", None],
         "maxTokens": [1, 2048, 0, 2049, "lots", False],
         "debounceMs": [0, 8, 2000, -1, 2001, "8"],
     }

@@ -22,12 +22,14 @@ PREFIX = "def total_price(items):\n    return sum(item.price for item in items)\
 SUFFIX = "\n    print(total)\n"
 
 
-def _complete(gate: float | None, invoked: bool = False):
+def _complete(gate: float | None, invoked: bool = False, settings: Settings | None = None):
+    """`gate`: the checkpoint's (its serving profile); `settings`: the editor's."""
     session = make_session(None, RunConfig("gate", overrides=(("confidence_gate", gate),)))
     pipeline = CompletionPipeline()
     try:
         inp = CompletionInput(None, "python", PREFIX, SUFFIX, invoked)
-        return asyncio.run(pipeline.complete(inp, preset_for("instant", Settings()), session, ContextSource(None)))
+        preset = preset_for("instant", settings or Settings())
+        return asyncio.run(pipeline.complete(inp, preset, session, ContextSource(None)))
     finally:
         pipeline.executor.shutdown(wait=False)
         session.close()
@@ -55,3 +57,11 @@ def test_an_explicit_request_is_not_gated(ungated):
     """The user asked (invoked): the suggestion is shown even below the gate."""
     outcome = _complete(ungated.scores[0] + 0.05, invoked=True)
     assert outcome.items == ungated.items and outcome.reason == ""
+
+
+def test_the_editor_setting_overrides_the_checkpoints_gate(ungated):
+    """`deepfim.confidenceGate`: false shows everything, a number replaces the checkpoint's."""
+    above = ungated.scores[0] + 0.05
+    assert _complete(above, settings=Settings(confidence_gate=False)).items == ungated.items
+    assert _complete(None, settings=Settings(confidence_gate=above)).items == []
+    assert _complete(above, settings=Settings(confidence_gate=above - 0.1)).items == ungated.items

@@ -60,3 +60,14 @@ def test_log_level_is_one_of_the_logging_levels_or_null():
         settings, problems = parse_settings({"logLevel": bad})
         assert settings.log_level is None
         assert len(problems) == 1 and problems[0].startswith("deepfim.logLevel: expected one of debug, info")
+
+
+def test_confidence_gate_is_a_log_probability_false_or_null():
+    assert parse_settings({"confidenceGate": -0.5})[0].confidence_gate == -0.5
+    assert parse_settings({"confidenceGate": -1})[0].confidence_gate == -1.0
+    assert parse_settings({"confidenceGate": False})[0].confidence_gate is False
+    assert parse_settings({"confidenceGate": None})[0].confidence_gate is None
+    for bad in (0.5, -21, True, "high", [1]):
+        settings, problems = parse_settings({"confidenceGate": bad})
+        assert settings.confidence_gate is None
+        assert len(problems) == 1 and problems[0].startswith("deepfim.confidenceGate: expected a number in [-20, 0]")

@@ -22,6 +22,7 @@ export interface ServerSettings {
   tlsCa: string | null;
   contextBudget: number;
   repositoryBudget: number | null;
+  confidenceGate: number | false | null;
   maxTokens: number;
   debounceMs: number;
   logFile: string | null;
@@ -39,6 +40,7 @@ export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
   tlsCa: null,
   contextBudget: 4096,
   repositoryBudget: null,
+  confidenceGate: null,
   maxTokens: 48,
   debounceMs: 8,
   logFile: null,
@@ -126,6 +128,13 @@ export function readSettings(config: ConfigSource): ClientSettings {
     server.repositoryBudget = repository;
   } else if (repository !== undefined && repository !== null) {
     problems.push(`deepfim.repositoryBudget must be an integer >= 0 or null, got ${describe(repository)}`);
+  }
+
+  const gate = config.get("confidenceGate");
+  if (gate === false || (typeof gate === "number" && gate >= -20 && gate <= 0)) {
+    server.confidenceGate = gate;
+  } else if (gate !== undefined && gate !== null) {
+    problems.push(`deepfim.confidenceGate must be a number in [-20, 0], false or null, got ${describe(gate)}`);
   }
 
   for (const [key, minimum] of INT_KEYS) {

@@ -30,6 +30,7 @@ test("every protocol setting is passed through", () => {
       tlsCa: "/etc/deepfim/ca.pem",
       contextBudget: 8192,
       repositoryBudget: 16384,
+      confidenceGate: -0.5,
       maxTokens: 64,
       debounceMs: 0,
       logFile: "/tmp/deepfim.log",
@@ -49,6 +50,7 @@ test("every protocol setting is passed through", () => {
     tlsCa: "/etc/deepfim/ca.pem",
     contextBudget: 8192,
     repositoryBudget: 16384,
+    confidenceGate: -0.5,
     maxTokens: 64,
     debounceMs: 0,
     logFile: "/tmp/deepfim.log",
@@ -81,6 +83,16 @@ test("invalid values are named and replaced by defaults", () => {
     assert.match(problems[index] ?? "", new RegExp(`^deepfim\\.${name} `));
   }
   assert.match(problems[0] ?? "", /"turbo"/);
+});
+
+test("the confidence gate is a log-probability in [-20, 0], false (no gate) or null", () => {
+  assert.equal(readSettings(config({ confidenceGate: false })).server.confidenceGate, false);
+  assert.equal(readSettings(config({ confidenceGate: -1 })).server.confidenceGate, -1);
+  for (const bad of [0.5, -21, true, "high"]) {
+    const { server, problems } = readSettings(config({ confidenceGate: bad }));
+    assert.equal(server.confidenceGate, null);
+    assert.match(problems[0] ?? "", /^deepfim\.confidenceGate must be a number in \[-20, 0\]/);
+  }
 });
 
 test("empty path settings mean the default, and a command string is split", () => {

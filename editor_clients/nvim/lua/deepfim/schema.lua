@@ -87,6 +87,14 @@ local function log_level(value)
   end
 end
 
+---The confidence gate (lsp_server/editor_settings.py GATE_RANGE): a mean log-probability per
+---token in [-20, 0], or false for no gate.
+local function gate(value)
+  if value ~= false and (type(value) ~= "number" or value < -20 or value > 0) then
+    return "a number in [-20, 0], or false"
+  end
+end
+
 local function keys_or_false(value)
   if value ~= false and (type(value) ~= "string" or value == "") then
     return 'a key such as "<C-l>", or false'
@@ -106,6 +114,7 @@ M.server = {
   tlsCa = optional(text),
   contextBudget = integer(256, 1048576),
   repositoryBudget = optional(integer(0, 1048576)),
+  confidenceGate = optional(gate),
   maxTokens = integer(1, 2048),
   debounceMs = integer(0, 2000),
   logFile = optional(text),

@@ -75,7 +75,8 @@ def complete_location(
         index = source.scan()
         index_ms = (time.perf_counter() - started) * 1000
         preset = preset_for(mode, settings)
-        inp = CompletionInput(path, "", text[:offset], text[offset:])
+        # asked for on the command line: an explicit request, never hidden by the confidence gate
+        inp = CompletionInput(path, "", text[:offset], text[offset:], invoked=True)
         pipeline = CompletionPipeline()
         try:
             outcome = asyncio.run(pipeline.complete(inp, preset, session, source))

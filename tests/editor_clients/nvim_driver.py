@@ -210,5 +210,8 @@ def start_nvim(workdir: Path, config: dict, record_messages: bool = False) -> Nv
     env["DEEPFIM_CACHE_DIR"] = str(workdir / "deepfim-cache")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     recorders = RECORD_NOTIFY + RECORD_STATUS + (RECORD_MESSAGES if record_messages else "")
+    # the tests check what the model writes, so the checkpoint's confidence gate is off unless a
+    # test sets it (the gate's own tests: tests/lsp_server/test_confidence_gate.py)
+    config = {**config, "settings": {"confidenceGate": False, **config.get("settings", {})}}
     pre = recorders + f"vim.g.deepfim = {lua_literal(config)}"
     return Nvim(workdir, pre, env)

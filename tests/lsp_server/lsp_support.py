@@ -36,7 +36,10 @@ def server_args(step_ms: float = 2.0, load_ms: float = 0.0, engine: str | None =
 
 
 def engine_options() -> dict:
-    return {"checkpoint": CHECKPOINT} if ENGINE == "embedded" and CHECKPOINT else {}
+    # the tests check what the model writes, so the checkpoint's confidence gate is off unless a
+    # test sets it (the gate's own tests: test_confidence_gate.py)
+    options: dict = {"confidenceGate": False}
+    return {**options, "checkpoint": CHECKPOINT} if ENGINE == "embedded" and CHECKPOINT else options
 
 
 @pytest.fixture(scope="module")

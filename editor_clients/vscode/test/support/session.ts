@@ -59,7 +59,9 @@ export interface Context {
 export async function activate(settings: Record<string, unknown>): Promise<{ extension: Extension; context: Context }> {
   shim.recorded.messages.length = 0;
   shim.recorded.output.length = 0;
-  shim.recorded.settings = settings;
+  // the tests check what the model writes, so the checkpoint's confidence gate is off unless a
+  // test sets it (the gate's own tests: tests/lsp_server/test_confidence_gate.py)
+  shim.recorded.settings = { "deepfim.confidenceGate": false, ...settings };
   const context: Context = { subscriptions: [] };
   await extension.activate(context as never);
   return { extension, context };

@@ -58,6 +58,16 @@ def _decoding(status) -> bool:
     return _counts(status)[0] == 1
 
 
+def _as_dict(node):
+    return node._asdict() if hasattr(node, "_asdict") else node
+
+
+def _repository_idle(status) -> bool:
+    """No background prefill of the repository part running (it counts as an active request)."""
+    parts = _as_dict(status.repository) or {}
+    return not status.loading and all(_as_dict(p).get("state") != "warming" for p in parts.values())
+
+
 async def test_invalid_initialization_options_are_reported(slow_client):
     await _wait_for(slow_client, lambda s: not s.loading)
     messages = [m.message for m in slow_client.messages if "deepfim.contextBudget" in m.message]
@@ -66,13 +76,16 @@ async def test_invalid_initialization_options_are_reported(slow_client):
 
 async def test_cancelled_request_ends_without_result_and_stops_decoding(slow_client, workspace):
     editor = Editor(slow_client)
+    idle = await _wait_for(slow_client, _repository_idle)  # the warmer's request would count as ours
+    submitted = engine_counts(idle)["requests"]
     uri = editor.open(workspace / "cancel.py", FILLER + TEXT)
     line = FILLER_LINES + 1
     params = inline_params(uri, line, utf16_len('x = "ΩЖ'), invoked=True)
     request = asyncio.ensure_future(
         slow_client.protocol.send_request_async("textDocument/inlineCompletion", params, msg_id="slow-1")
     )
-    before = await _wait_for(slow_client, _decoding)
+    # ours is in the engine (submitted, running): the cancellation must reach its prefill
+    before = await _wait_for(slow_client, lambda s: engine_counts(s)["requests"] > submitted and _counts(s)[0] >= 1)
     slow_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="slow-1"))
     with pytest.raises(JsonRpcRequestCancelled):
         await asyncio.wait_for(request, 10)

@@ -97,11 +97,15 @@ async def _complete(client, uri):
 
 
 async def _until_served(client, uri, server: TeamServerProcess, before: int) -> None:
-    """Completes until the team server has answered one (the client never restarts)."""
+    """Completes until the team server has answered one of ours and the editor got its items (the
+    client never restarts). The items matter: a request the server ran while it was stopped can
+    count as answered after SIGCONT, with the language server still in its outage."""
     deadline = time.monotonic() + 60
-    while server.ok_requests() <= before:
+    while True:
         assert time.monotonic() < deadline, "completions did not come back"
-        await _complete(client, uri)
+        result = await _complete(client, uri)
+        if server.ok_requests() > before and result.items:
+            return
         await asyncio.sleep(0.1)
 
 

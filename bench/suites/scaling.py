@@ -68,46 +68,50 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
                     f"({_estimate(rows, length):.0f} s) exceeds the time budget ({budget_s:.0f} s)"
                 )
                 break
-            request = CompletionRequest(
-                ids[:length],
-                SamplingParams(max_tokens=1, speculative=False),
-                priority=Priority.BACKGROUND,
-                prefill_only=True,
-                anchors=(length,),
-            )
-            handle = backend.submit(request)
-            while not handle.done():
-                time.sleep(0.5)
-                progress.append((time.perf_counter() - started, getattr(handle, "prefilled", 0)))
-            prefill = handle.result(60).timings
-            progress.append((time.perf_counter() - started, length))
-            decode = backend.submit(CompletionRequest(ids[:length], plain)).result(3600)
-            t0 = time.perf_counter()
-            key = backend.submit(CompletionRequest(ids[: length + 2], short)).result(3600)
-            key_ms = (time.perf_counter() - t0) * 1000
-            new = length - prefill.cached_tokens
-            state = sum(v4_state_bytes(model_args, length).values())
-            rows.append(
-                [
-                    length,
-                    new,
-                    new / max(prefill.prefill_ms, 1e-6) * 1000,
-                    prefill.prefill_ms / 1000,
-                    decode.timings.decode_ms / max(decode.timings.generated_tokens, 1),
-                    decode.timings.generated_tokens,
-                    key_ms,
-                    key.timings.prefill_ms,
-                    key.timings.cached_tokens,
-                    rss_mb(),
-                    state / 2**20,
-                    state / length,
-                ]
-            )
-            done_at = length
-            ctx.log(
-                f"scaling: {length:,} tokens: prefill {rows[-1][2]:.0f} tok/s, decode {rows[-1][4]:.2f} ms/token, "
-                f"keystroke {key_ms:.0f} ms, RSS {rows[-1][9]:.0f} MB"
-            )
+            try:
+                request = CompletionRequest(
+                    ids[:length],
+                    SamplingParams(max_tokens=1, speculative=False),
+                    priority=Priority.BACKGROUND,
+                    prefill_only=True,
+                    anchors=(length,),
+                )
+                handle = backend.submit(request)
+                while not handle.done():
+                    time.sleep(0.5)
+                    progress.append((time.perf_counter() - started, getattr(handle, "prefilled", 0)))
+                prefill = handle.result(60).timings
+                progress.append((time.perf_counter() - started, length))
+                decode = backend.submit(CompletionRequest(ids[:length], plain)).result(3600)
+                t0 = time.perf_counter()
+                key = backend.submit(CompletionRequest(ids[: length + 2], short)).result(3600)
+                key_ms = (time.perf_counter() - t0) * 1000
+                new = length - prefill.cached_tokens
+                state = sum(v4_state_bytes(model_args, length).values())
+                rows.append(
+                    [
+                        length,
+                        new,
+                        new / max(prefill.prefill_ms, 1e-6) * 1000,
+                        prefill.prefill_ms / 1000,
+                        decode.timings.decode_ms / max(decode.timings.generated_tokens, 1),
+                        decode.timings.generated_tokens,
+                        key_ms,
+                        key.timings.prefill_ms,
+                        key.timings.cached_tokens,
+                        rss_mb(),
+                        state / 2**20,
+                        state / length,
+                    ]
+                )
+                done_at = length
+                ctx.log(
+                    f"scaling: {length:,} tokens: prefill {rows[-1][2]:.0f} tok/s, decode {rows[-1][4]:.2f} ms/token, "
+                    f"keystroke {key_ms:.0f} ms, RSS {rows[-1][9]:.0f} MB"
+                )
+            except Exception as exc:  # a failed stage keeps the stages before it in the report
+                result.notes.append(f"the {length:,}-token stage failed: {type(exc).__name__}: {exc}")
+                break
     finally:
         backend.close()
     _report(ctx, result, rows, progress, rss_start, done_at)

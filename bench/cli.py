@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--scaling-minutes", type=float, default=None, metavar="MIN",
         help="time budget of the scaling suite: it stops before a stage estimated to exceed it "
-        "(default: 1 quick, 30 full; the 1M-token stage needs about 60 on one CPU core)",
+        "(default: 1 quick, 30 full; past 256K tokens a CPU core needs well over an hour)",
     )  # fmt: skip
 
 

@@ -48,23 +48,20 @@ def _args():
 
 
 def time_ours(model, ids: torch.Tensor, n_decode: int) -> tuple[float, float]:
-    """As the engine serves (`ModelRunner.forward`): the prompt through the modules, each decode
+    """As the engine serves (`serving_forward`): the prompt through the modules, each decode
     step through the C step where it applies (the CPU), else the modules."""
     from deepfim.engine.model.decode_step import DecodeStep
+    from deepfim.engine.serving.model_runner import serving_forward
 
     step = DecodeStep.for_model(model)
     with torch.inference_mode():
         state = model.new_state()
         t0 = time.perf_counter()
-        token = int(model(ids, state, logits="last").logits[0, -1].argmax())
+        token = int(serving_forward(model, step, ids[0].tolist(), state, "last").logits[0, -1].argmax())
         prefill = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(n_decode):
-            if step is not None:
-                logits = step.batch([([token], state, "last")])[0][0]
-            else:
-                logits = model(torch.tensor([[token]]), state, logits="last").logits
-            token = int(logits.reshape(-1, logits.shape[-1])[-1].argmax())
+            token = int(serving_forward(model, step, [token], state, "last").logits[0, -1].argmax())
         decode = time.perf_counter() - t0
     return ids.shape[1] / prefill, decode / n_decode * 1e3
 

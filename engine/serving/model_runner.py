@@ -59,6 +59,16 @@ def _on_host(out: ForwardOutput) -> ForwardOutput:
     return out
 
 
+def serving_forward(model: Transformer, decode_step: DecodeStep | None, ids: list[int], state,
+                    logits: str) -> ForwardOutput:  # fmt: skip
+    """One inference call as the engine serves it: the C decode step for the few tokens it
+    covers (`decode_step`, None where it does not apply), else the model's modules."""
+    if decode_step is not None and len(ids) <= decode_step.max_tokens:
+        return _on_host(ForwardOutput(*decode_step.batch([(ids, state, logits)])[0]))
+    device = model.embed.weight.device
+    return _on_host(model(torch.tensor([ids], device=device), state, logits=logits))
+
+
 class ModelRunner:
     def __init__(
         self,
@@ -97,10 +107,7 @@ class ModelRunner:
         self.choice = TokenChoice(tokenizer, model.args.vocab_size, self.profile)
 
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
-        """One inference call: the C decode step for the few tokens it covers, else the model."""
-        if self.decode_step is not None and len(ids) <= self.decode_step.max_tokens:
-            return _on_host(ForwardOutput(*self.decode_step.batch([(ids, state, logits)])[0]))
-        return _on_host(self.model(torch.tensor([ids], device=self.device), state, logits=logits))
+        return serving_forward(self.model, self.decode_step, ids, state, logits)
 
     # a step -----------------------------------------------------------------------------------
     def advance(self, req: ActiveRequest) -> None:

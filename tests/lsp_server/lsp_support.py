@@ -143,6 +143,11 @@ def send_raw_request(client: LanguageClient, msg_id: str, method: str, params) -
     return asyncio.wrap_future(future)
 
 
+def as_dict(node):
+    """A JSON object of a response as a dict (pygls hands them over as named tuples)."""
+    return node._asdict() if hasattr(node, "_asdict") else node
+
+
 def engine_counts(status) -> dict:
     """The backend's request counters in a `deepfim/status` answer, wherever its statistics keep
     them (the double: at the top of `engine`; the real engine: per checkpoint), summed over
@@ -151,7 +156,7 @@ def engine_counts(status) -> dict:
     totals = dict.fromkeys(("active", "completed", "cancelled", "failed", "requests"), 0)
 
     def visit(node) -> None:
-        node = node._asdict() if hasattr(node, "_asdict") else node
+        node = as_dict(node)
         if not isinstance(node, dict):
             return
         if "active" in node and "cancelled" in node:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import pytest_asyncio
-from lsp_support import Editor, engine_counts, inline_params, server_args, start_client, stop_client, utf16_len
+from lsp_support import Editor, as_dict, engine_counts, inline_params, server_args, start_client, stop_client, utf16_len
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
@@ -58,14 +58,10 @@ def _decoding(status) -> bool:
     return _counts(status)[0] == 1
 
 
-def _as_dict(node):
-    return node._asdict() if hasattr(node, "_asdict") else node
-
-
 def _repository_idle(status) -> bool:
     """No background prefill of the repository part running (it counts as an active request)."""
-    parts = _as_dict(status.repository) or {}
-    return not status.loading and all(_as_dict(p).get("state") != "warming" for p in parts.values())
+    parts = as_dict(status.repository) or {}
+    return not status.loading and all(as_dict(p).get("state") != "warming" for p in parts.values())
 
 
 async def test_invalid_initialization_options_are_reported(slow_client):

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="built corpus directory")
     parser.add_argument("--out", type=Path, default=Path("runs/embedded"), help="run directory (checkpoints, logs)")
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_MODEL_DIR / "tokenizer.json",
-                        help="tokenizer.json the model is trained with")  # fmt: skip
+                        help="tokenizer.json the model is trained with (default: the embedded model's, "
+                        "engine/default_model/tokenizer.json)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (the schedule's length)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per step")
     parser.add_argument("--seq-len", type=int, default=d.seq_len, help="tokens per training sequence")

@@ -4,14 +4,19 @@ oracle), `triton.py` (GPU kernel with a checked wrapper), `README.md` (the math)
 Each op package's `__init__` exposes dispatchers with the refs' signatures: CUDA tensors with
 no autograd through them go to the Triton kernel, everything else to the reference. On a CPU
 machine they are the references, call for call.
+
+This package imports no torch itself: `cbuild` starts compiling the C kernels at process start,
+before torch is imported (see `kernels/cbuild.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _local = threading.local()
 
@@ -35,4 +40,6 @@ def use_triton(*tensors: torch.Tensor | None) -> bool:
     present = [t for t in tensors if t is not None]
     if not present or not all(t.is_cuda for t in present):
         return False
+    import torch  # loaded by whoever made the tensors
+
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))

@@ -9,6 +9,10 @@ files, so no other user may replace one.
 Each library's size and sha256 are recorded beside it at build (`<name>.so.check`) and
 verified before every `dlopen`: a truncated library would be mapped and crash the process
 with SIGBUS on first use, so a library that does not match its record is rebuilt instead.
+
+A first build takes seconds (step.c: 1.3 s at -O3), which a cold start would otherwise spend
+waiting: `prebuild` starts the compiler at process start, beside the imports, and the `load`
+that needs the library waits only for what is left of it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from deepfim import env
@@ -30,6 +36,32 @@ log = logging.getLogger(__name__)
 
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
 _loaded: dict[Path, ctypes.CDLL | None] = {}
+_prebuilding: dict[Path, threading.Thread] = {}
+
+
+def _flag_sets(openmp: bool) -> tuple[tuple[str, ...], ...]:
+    return ((*FLAGS, "-fopenmp"), FLAGS) if openmp else (FLAGS,)
+
+
+def prebuild(source: Path, *linked: Path, openmp: bool = False) -> None:
+    """Starts building what `load(source, *linked, openmp=openmp)` will load, on a thread (the
+    compiler is a process of its own, so it runs beside the caller's imports on another core).
+    Returns at once; does nothing if the library is loaded or being built. A failure is left
+    for `load` to meet and report."""
+    if source in _loaded or source in _prebuilding:
+        return
+
+    def build() -> None:
+        for flags in _flag_sets(openmp):
+            try:
+                _build(source, linked, flags)
+                return
+            except (OSError, subprocess.SubprocessError, RuntimeError):
+                continue
+
+    thread = threading.Thread(target=build, name=f"deepfim-cbuild-{source.stem}", daemon=True)
+    _prebuilding[source] = thread
+    thread.start()
 
 
 def load(source: Path, *linked: Path, openmp: bool = False) -> ctypes.CDLL | None:
@@ -38,9 +70,14 @@ def load(source: Path, *linked: Path, openmp: bool = False) -> ctypes.CDLL | Non
     (the pragmas are ignored otherwise); the runtime is the libgomp torch has already loaded."""
     if source in _loaded:
         return _loaded[source]
+    building = _prebuilding.pop(source, None)
+    if building is not None:
+        waited = time.perf_counter()
+        building.join()  # its library is in the cache now (or its failure is met again below)
+        log.debug("waited %.0f ms for the build of %s", (time.perf_counter() - waited) * 1000, source.name)
     lib = None
     errors = []
-    for flags in ((*FLAGS, "-fopenmp"), FLAGS) if openmp else (FLAGS,):
+    for flags in _flag_sets(openmp):
         try:
             lib = ctypes.CDLL(str(_build(source, linked, flags)))
             break
@@ -67,11 +104,13 @@ def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Pa
         if problem is None:
             return target
         log.warning("compiled kernel %s is damaged (%s); rebuilding it", target, problem)
+    started = time.perf_counter()
     with private_temp(target) as tmp_lib:  # atomic: concurrent builders race harmlessly
         subprocess.run([compiler, *flags, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
                        capture_output=True, timeout=120)  # fmt: skip
         data = tmp_lib.read_bytes()
         write_private(_check_path(target), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
+    log.debug("built %s in %.0f ms", target.name, (time.perf_counter() - started) * 1000)
     return target
 
 

@@ -174,6 +174,9 @@ def _tls(args):
 
 
 def _serve(args) -> int:
+    from deepfim.kernels.decode_step import cpu
+
+    cpu.prebuild()  # a first start compiles the C decode step beside the imports (kernels/cbuild.py)
     limits = _limits(args)
     if env.torchrun_ranks() is not None:  # every process runs this command: only rank 0 touches files
         rank0 = _start_ranks(args)

@@ -6,8 +6,12 @@ so a user's keystroke never waits for another user's generation to end), plus pr
 requests still reading their prompts, up to `prefill_budget` prompt tokens per step (a chunk is at
 most 128 tokens; at least one chunk runs whenever a prompt waits). So a keystroke waits for at
 most one chunk of anyone else's long prefill, never for the whole of it, and a long prefill slows
-each decode step by at most one chunk. Order of choice, for the prefill budget and for the
-`max_sequences` cap on a step:
+each decode step by at most one chunk. Background work (a workspace's repository part, prefilled
+ahead of need) yields to everything else: while an instant or expert request is active it runs
+in one step of every `BACKGROUND_EVERY`, so a keystroke's decode steps are not each slowed by a
+chunk of it (a cold start's first suggestion decoded at 9 ms/token beside the warm-up, 2 alone),
+and a server that is never idle still warms up. Order of choice, for the prefill budget and for
+the `max_sequences` cap on a step:
 1. priority: instant < expert < background;
 2. among equals, the user served least recently (round robin across users), so one user's
    burst cannot starve another;
@@ -20,8 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from deepfim.engine.api import Priority
+
 PREFILL_BUDGET = 128  # prompt tokens per step: one full chunk, or several short pieces
 MAX_SEQUENCES = 64  # requests per step (each may carry several candidates)
+BACKGROUND_EVERY = 16  # while other work is active, background work joins one step in this many
 
 
 class Schedulable(Protocol):
@@ -44,6 +51,8 @@ class Scheduler:
         self._active: dict[int, Schedulable] = {}
         self._last_served: dict[str, int] = {}
         self._tick = 0
+        self._steps = 0
+        self._background_step = 0  # the last step background work joined
 
     def add(self, item: Schedulable) -> None:
         self._active[item.seq_no] = item
@@ -68,9 +77,17 @@ class Scheduler:
         tokens the item's next chunk holds (0: its prompt is done, it decodes now)."""
         batch: list[Schedulable] = []
         spent = 0
-        for item in self.order():
+        ordered = self.order()
+        self._steps += 1
+        yielding = (
+            any(it.priority < Priority.BACKGROUND for it in ordered)
+            and self._steps - self._background_step < BACKGROUND_EVERY
+        )
+        for item in ordered:
             if len(batch) >= self.max_sequences:
                 break
+            if item.priority >= Priority.BACKGROUND and yielding:
+                continue
             if item.prefilling:
                 if spent >= self.prefill_budget:
                     continue
@@ -82,4 +99,6 @@ class Scheduler:
         for item in batch:
             self._tick += 1
             self._last_served[item.user] = self._tick
+            if item.priority >= Priority.BACKGROUND:
+                self._background_step = self._steps
         return batch

@@ -88,6 +88,13 @@ def limits(lib: ctypes.CDLL) -> Limits:
     return Limits(*out)
 
 
+def prebuild() -> None:
+    """Starts compiling what a CPU engine loads for its first requests (see `cbuild.prebuild`):
+    this library, and mhc.c on its own (the module path's Sinkhorn, in every prefill chunk)."""
+    cbuild.prebuild(_SOURCE, *_LINKED, openmp=True)
+    cbuild.prebuild(_HERE.parent / "mhc" / "mhc.c")
+
+
 def library() -> ctypes.CDLL | None:
     """step.c linked with the attention and mHC kernels, or None without a C compiler."""
     lib = cbuild.load(_SOURCE, *_LINKED, openmp=True)

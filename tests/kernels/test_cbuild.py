@@ -80,3 +80,26 @@ def test_a_library_that_does_not_match_its_record_is_rebuilt(tmp_path, monkeypat
         assert cbuild._build(source, (), cbuild.FLAGS) == library
     assert [r.getMessage() for r in caplog.records if named in r.getMessage()] != []
     assert cbuild.integrity_problem(library) is None and ctypes.CDLL(str(library)).answer() == 42
+
+
+def test_a_prebuild_is_the_build_that_load_then_uses(tmp_path, monkeypatch):
+    """`prebuild` compiles on a thread while the caller goes on; the `load` after it waits for
+    that build and loads it, compiling nothing again."""
+    monkeypatch.setenv("DEEPFIM_CACHE_DIR", str(tmp_path / "cache"))
+    source = _answer_library(tmp_path)
+    cbuild.prebuild(source)
+    cbuild.prebuild(source)  # a second call while the first runs starts nothing
+    assert cbuild.load(source).answer() == 42
+    built = sorted(p.name for p in (tmp_path / "cache" / "kernels").iterdir())
+    assert len(built) == 2 and built[1] == built[0] + ".check"  # one library and its record, no leftovers
+    assert source not in cbuild._prebuilding
+
+
+def test_a_prebuild_that_fails_leaves_load_to_report_it(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DEEPFIM_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "broken.c"
+    source.write_text("int answer(void) { return }\n")
+    cbuild.prebuild(source)
+    with caplog.at_level("WARNING"):
+        assert cbuild.load(source) is None
+    assert "broken.c unavailable" in caplog.text

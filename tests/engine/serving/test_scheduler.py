@@ -1,12 +1,14 @@
 """Which requests run in each step (engine/serving/scheduler.py), seen through the engine loop
 around a scripted runner: every running sequence decodes in one batch, the prefill budget goes
-by priority then round robin across users, a keystroke preempts background work within one chunk."""
+by priority then round robin across users, a keystroke preempts background work within one chunk
+and background work then waits, but for one step in `BACKGROUND_EVERY`."""
 
 from __future__ import annotations
 
 from serving_support import req
 
 from deepfim.engine.api import Priority
+from deepfim.engine.serving.scheduler import BACKGROUND_EVERY
 
 
 def test_keystroke_preempts_a_long_background_prefill_within_one_chunk(engine):
@@ -22,9 +24,27 @@ def test_keystroke_preempts_a_long_background_prefill_within_one_chunk(engine):
     # prefill budget (one chunk) went to it, not to the background prompt
     first_key = next(i for i, ids in enumerate(runner.steps) if "key" in ids)
     assert first_key == 4 and runner.steps[first_key] == ["key"]
-    # its decode steps then ran beside the background prefill, not after it
-    assert runner.steps[first_key + 1] == ["key", "bg"] and runner.steps[first_key + 2] == ["key", "bg"]
+    # its decode steps then ran alone too (no background chunk slowed them); then bg went on
+    assert runner.steps[first_key + 1] == ["key"] and runner.steps[first_key + 2] == ["key"]
+    assert runner.steps[first_key + 3] == ["bg"]
     assert [rid for rid, _ in runner.log].count("bg") == 20 + 2
+
+
+def test_background_work_gets_one_step_in_every_few_while_others_keep_the_engine_busy(engine):
+    """A server that is never idle still warms its workspaces, at a bounded cost to the others."""
+    runner = engine.runner
+    runner.gate.clear()
+    bg = engine.submit(req("bg", 1000, Priority.BACKGROUND, user="warmer"))
+    long = engine.submit(req("long", 100, Priority.INSTANT, user="typist", max_tokens=3 * BACKGROUND_EVERY))
+    runner.gate.set()
+    long.result(10)
+    bg.result(10)
+    busy = [ids for ids in runner.steps if "long" in ids]
+    with_bg = [i for i, ids in enumerate(busy) if "bg" in ids]
+    # bg joins one step in BACKGROUND_EVERY while "long" runs, no more and no less
+    assert len(busy) == 1 + 3 * BACKGROUND_EVERY
+    assert len(with_bg) == 3 and with_bg[0] < BACKGROUND_EVERY
+    assert [b - a for a, b in zip(with_bg, with_bg[1:], strict=False)] == [BACKGROUND_EVERY] * 2
 
 
 def test_all_running_sequences_decode_in_one_step(engine):

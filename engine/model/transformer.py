@@ -31,6 +31,7 @@ from deepfim.kernels import moe_gemm, use_triton
 
 # dispatchers: Triton for CUDA tensors under inference, the torch references (C mHC kernels) otherwise
 from deepfim.kernels.compressor import pool_windows
+from deepfim.kernels.indexer import cpu as index_cpu
 from deepfim.kernels.mhc import hc_head, hc_post, hc_pre
 from deepfim.kernels.moe import route
 from deepfim.kernels.moe.ref import experts_forward, scores_from_logits, swiglu
@@ -243,8 +244,10 @@ class Indexer(nn.Module):
         start_pos: int,
         state: CompressorState | None,
         visible: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (top-k entry indices [B, T, k] with -1 padding, scores [B, T, C])."""
+        need_scores: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns (top-k entry indices [B, T, k] with -1 padding, scores [B, T, C]). Inference
+        on the CPU selects in C (kernels/indexer) and returns no scores unless `need_scores`."""
         b, t, _ = x.shape
         new_keys = self._rotate_quant(self.compressor(x, start_pos, state))
         keys = new_keys if state is None else state.entries.append(new_keys)  # [B, C, dI]
@@ -252,12 +255,14 @@ class Indexer(nn.Module):
         q = self.wq_b(c_q).view(b, t, self.n_heads, self.head_dim)
         q = self._rotate_quant(apply_rope(q, cis.unsqueeze(1)))
         weights = self.weights_proj(x) * self.all_heads**-0.5  # [B, T, HI]
+        k = min(self.topk, c)
+        if not need_scores and self.reduce is None and index_cpu.handles(q, keys):
+            return index_cpu.select(q, weights * self.head_dim**-0.5, keys, visible, k), None
         invisible = torch.arange(c, device=x.device)[None, :] >= visible[:, None]  # [T, C]
         scores = self._scores(q, keys, weights)
         if self.reduce is not None:
             self.reduce(scores)  # the sum over heads, before the top-k
         scores = scores.masked_fill(invisible, float("-inf"))  # [B, T, C]
-        k = min(self.topk, c)
         idx = scores.topk(k, dim=-1).indices if k else scores.new_zeros(b, t, 0, dtype=torch.long)
         idx = torch.where(idx >= visible[None, :, None], -1, idx)
         return idx, scores
@@ -327,7 +332,7 @@ class Attention(nn.Module):
                 train_indexer = ctx is not None and ctx.indexer_loss
                 ix, cq = (x.detach(), c_q.detach()) if train_indexer else (x, c_q)
                 topk_idx, index_scores = self.indexer(
-                    ix, cq, cis, start_pos, cache.index if cache is not None else None, visible
+                    ix, cq, cis, start_pos, cache.index if cache is not None else None, visible, train_indexer
                 )
                 if ctx is not None and ctx.dense_indexer:
                     topk_idx = None  # warm-up: attend to every visible entry

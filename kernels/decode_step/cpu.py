@@ -13,7 +13,12 @@ from deepfim.kernels import cbuild
 
 _HERE = Path(__file__).parent
 _SOURCE = _HERE / "step.c"
-_LINKED = (_HERE.parent / "sparse_attn" / "decode.c", _HERE.parent / "mhc" / "mhc.c")
+_LINKED = (
+    _HERE.parent / "sparse_attn" / "decode.c",
+    _HERE.parent / "mhc" / "mhc.c",
+    _HERE.parent / "indexer" / "select.c",
+)
+MAX_INDEX_HEADS, MAX_INDEX_DIM = 128, 256  # step.c MAX_INDEX_HEADS, indexer/select.h INDEX_MAX_DIM
 
 i64 = ctypes.c_int64
 ptr = ctypes.c_void_p
@@ -90,9 +95,11 @@ def limits(lib: ctypes.CDLL) -> Limits:
 
 def prebuild() -> None:
     """Starts compiling what a CPU engine loads for its first requests (see `cbuild.prebuild`):
-    this library, and mhc.c on its own (the module path's Sinkhorn, in every prefill chunk)."""
+    this library, and on their own mhc.c and indexer/select.c (the module path's Sinkhorn and
+    indexer selection, in every prefill chunk)."""
     cbuild.prebuild(_SOURCE, *_LINKED, openmp=True)
     cbuild.prebuild(_HERE.parent / "mhc" / "mhc.c")
+    cbuild.prebuild(_HERE.parent / "indexer" / "select.c")
 
 
 def library() -> ctypes.CDLL | None:

@@ -24,10 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../indexer/select.h"
 #include "../vec.h"
 
 /* tokens of one sequence per call; rows (tokens of all sequences) per call */
-enum { MAX_TOKENS = 16, MAX_ROWS = 256, MAX_ACTIVE = 64, MAX_STREAMS = 8, MAX_HEAD_DIM = 1024 };
+enum { MAX_TOKENS = 16, MAX_ROWS = 256, MAX_ACTIVE = 64, MAX_STREAMS = 8, MAX_HEAD_DIM = 1024, MAX_INDEX_HEADS = 128 };
 #define MATMUL_MAX_ROWS MAX_ROWS
 #include "matmul.h"
 
@@ -319,73 +320,20 @@ static int64_t compressor_pool(const ModelWeights *M, const LayerWeights *L, con
     return closed;
 }
 
-typedef struct {
-    float score;
-    int64_t index;
-} Scored;
-
-/* strict weak order: higher score first, then lower index */
-static int before(const Scored *a, const Scored *b) {
-    return a->score > b->score || (a->score == b->score && a->index < b->index);
-}
-
-static int by_score_desc(const void *a, const void *b) {
-    return before(a, b) ? -1 : before(b, a) ? 1 : 0;
-}
-
-/* The min(k, n) best of n scores, best first, into idx; the rest of idx[0..k) gets -1.
- * heap: a min-heap (worst kept at the root) of up to k entries. */
-static void top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, Scored *heap) {
-    int64_t keep = k < n ? k : n, size = 0;
-    for (int64_t i = 0; i < n && keep > 0; i++) {
-        Scored s = {scores[i], i};
-        if (size < keep) { /* sift up while the parent is better than s */
-            int64_t j = size++;
-            while (j > 0 && before(&heap[(j - 1) / 2], &s)) {
-                heap[j] = heap[(j - 1) / 2];
-                j = (j - 1) / 2;
-            }
-            heap[j] = s;
-        } else if (before(&s, &heap[0])) { /* replaces the worst kept: sift down */
-            int64_t j = 0;
-            for (;;) {
-                int64_t l = 2 * j + 1, worst = j;
-                const Scored *w = &s;
-                if (l < keep && before(w, &heap[l])) worst = l, w = &heap[l];
-                if (l + 1 < keep && before(w, &heap[l + 1])) worst = l + 1;
-                if (worst == j) break;
-                heap[j] = heap[worst];
-                j = worst;
-            }
-            heap[j] = s;
-        }
-    }
-    qsort(heap, (size_t)size, sizeof(Scored), by_score_desc);
-    for (int64_t i = 0; i < k; i++) idx[i] = i < size ? heap[i].index : -1;
-}
-
-/* model.py Indexer.forward: for each token the top-k of its visible keys, k = min(topk, n_keys). */
-
 /* model.py Indexer.forward for one sequence: for each of its T tokens the top-k of its visible
- * keys, k = min(topk, n_keys). q [T, heads, d] (roped) and w [T, heads] (head-scaled) are the
+ * keys, k = min(topk, n_keys), scored and selected by kernels/indexer/select.c (as the module
+ * path's prefill selects). q [T, heads, d] (roped) and w [T, heads] (head-scaled) are the
  * projections of its rows. */
 static void indexer_select(const ModelWeights *M, const LayerWeights *L, const float *q, const float *w,
                            const float *keys, int64_t n_keys, int64_t pos, int64_t T, int64_t k, int64_t *selected,
-                           float *scores, Scored *heap) {
+                           float *scores, IndexScored *heap) {
     int64_t h = M->index_heads, d = M->index_dim;
-    float dot_scale = 1.0f / sqrtf((float)d);
+    float dot_scale = 1.0f / sqrtf((float)d), wt[MAX_INDEX_HEADS];
     for (int64_t t = 0; t < T; t++) {
-        const float *qt = q + t * h * d, *wt = w + t * h;
         int64_t visible = min64((pos + t + 1) / L->index_comp.ratio, n_keys);
-        for (int64_t e = 0; e < visible; e++) {
-            float total = 0.f;
-            for (int64_t i = 0; i < h; i++) {
-                float s = dot(qt + i * d, keys + e * d, d);
-                total += (s > 0.f ? s * dot_scale : 0.f) * wt[i];
-            }
-            scores[e] = total;
-        }
-        top_k(scores, visible, k, selected + t * k, heap);
+        for (int64_t i = 0; i < h; i++) wt[i] = w[t * h + i] * dot_scale;
+        index_scores(q + t * h * d, wt, keys, visible, 1, h, d, scores, visible);
+        index_top_k(scores, visible, k, selected + t * k, heap);
     }
 }
 
@@ -428,7 +376,7 @@ static void attend_sequence(const ModelWeights *M, const LayerWeights *L, LayerS
             k = min64(M->index_topk, n_comp);
             selected = (int64_t *)(scratch + s->selected);
             indexer_select(M, L, scratch + s->index_q + row0 * ih * id, scratch + s->index_w + row0 * ih, is->entries,
-                           n_keys, pos, T, k, selected, scratch + s->index_scores, (Scored *)(scratch + s->heap));
+                           n_keys, pos, T, k, selected, scratch + s->index_scores, (IndexScored *)(scratch + s->heap));
         }
     }
     sparse_attn_fwd(scratch + s->q + row0 * heads * hd, raw, n_raw, pos - st->n_window, pos, M->window, comp, n_comp,
@@ -608,7 +556,8 @@ int v4_decode_batch(const ModelWeights *M, LayerStep *steps, int64_t B, const in
                     const int64_t *tokens, float *x, const int64_t *logits_mode, float *logits, float *scratch) {
     int64_t n = M->n_hc, dim = M->dim, nd = n * dim, N = 0, first[MAX_ROWS], max_keys = 0;
     if (B < 1 || B > MAX_ROWS || n > MAX_STREAMS || M->head_dim > MAX_HEAD_DIM || M->n_active > MAX_ACTIVE ||
-        M->rope_dim > MAX_HEAD_DIM || M->rope_dim > M->head_dim)
+        M->rope_dim > MAX_HEAD_DIM || M->rope_dim > M->head_dim || M->index_heads > MAX_INDEX_HEADS ||
+        M->index_dim > INDEX_MAX_DIM)
         return -1;
     for (int64_t b = 0; b < B; b++) {
         if (count[b] < 1 || count[b] > MAX_TOKENS || N + count[b] > MAX_ROWS) return -1;

@@ -1,0 +1,63 @@
+"""The lightning indexer's selection (scores and top-k) on the CPU, through select.c.
+
+`Indexer.forward` (engine/model/transformer.py) sends inference calls here on the CPU: the
+torch form builds a [T, heads, N] score tensor per chunk and is most of a long-context prefill.
+The selection is the same as the torch form's up to float32 rounding of the scores (a key
+whose score ties another's within rounding may be swapped for it); callers that need the
+scores themselves (the indexer's training loss) or gradients use the torch form.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import torch
+
+from deepfim.kernels import cbuild
+
+_SOURCE = Path(__file__).with_name("select.c")
+MAX_DIM = 256  # select.h INDEX_MAX_DIM
+
+
+def _lib():
+    lib = cbuild.load(_SOURCE)
+    if lib is not None and not getattr(lib, "_typed", False):
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        lib.index_select.restype = ctypes.c_int
+        lib.index_select.argtypes = [ptr, ptr, ptr, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr]
+        lib._typed = True
+    return lib
+
+
+def handles(q: torch.Tensor, keys: torch.Tensor) -> bool:
+    """Whether `select` takes these inputs: CPU float32 without autograd, head dim <= MAX_DIM,
+    and the library builds here."""
+    return (
+        q.device.type == "cpu"
+        and keys.device.type == "cpu"
+        and q.dtype == keys.dtype == torch.float32
+        and q.shape[-1] <= MAX_DIM
+        and not (torch.is_grad_enabled() and (q.requires_grad or keys.requires_grad))
+        and _lib() is not None
+    )
+
+
+def select(q: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k entry indices [B, T, k] (best first, -1 where fewer than k are visible) of
+    I[b, t, c] = sum_h weights[b, t, h] * relu(q[b, t, h] . keys[b, c]) over c < visible[t].
+    q [B, T, H, d], weights [B, T, H] (any positive scale folded in), keys [B, C, d]."""
+    b, t, h, d = q.shape
+    c = keys.shape[1]
+    lib = _lib()
+    q, weights, keys = q.contiguous(), weights.float().contiguous(), keys.contiguous()
+    visible = visible.to(torch.int64).contiguous()
+    idx = torch.empty(b, t, k, dtype=torch.int64)
+    scores = torch.empty(t * max(c, 1))
+    heap = torch.empty(max(k, 1) * 2, dtype=torch.int64)  # k (float, int64) pairs
+    for i in range(b):
+        rc = lib.index_select(q[i].data_ptr(), weights[i].data_ptr(), keys[i].data_ptr(), c, visible.data_ptr(), t,
+                              h, d, k, idx[i].data_ptr(), scores.data_ptr(), heap.data_ptr())  # fmt: skip
+        if rc:
+            raise ValueError(f"index_select does not take heads={h} dim={d} k={k}")
+    return idx

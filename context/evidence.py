@@ -297,21 +297,9 @@ def _similar(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> li
                 candidates.append((rel, text, (-1, -1)))
     width = max(2, len(query_lines) - 1)
     found = []
-    for rel, text, (skip_a, skip_b) in candidates:
+    for rel, text, skip in candidates:
         lines, idents = _lines.of(text)
-        best, best_at = 0.0, -1
-        window: set[str] = set()
-        for i in range(len(lines)):
-            window = set().union(*idents[i : i + width]) if i + width <= len(lines) else window
-            if i + width > len(lines):
-                break
-            if skip_a - width < i <= skip_b:
-                continue  # overlaps what the window shows already
-            shared = len(query & window)
-            if shared:
-                score = shared / (len(query) + len(window) - shared)
-                if score > best:
-                    best, best_at = score, i
+        best, best_at = _best_window(idents, query, width, skip)
         if best_at >= 0 and best > 0.2:
             end = min(len(lines), best_at + width + CONTINUATION_LINES)
             snippet = "\n".join(lines[best_at:end]) + "\n"
@@ -319,6 +307,42 @@ def _similar(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> li
             found.append(Evidence("similar", rel, redact(snippet), best, reason))
     found.sort(key=lambda e: -e.score)
     return found[:MAX_SIMILAR]
+
+
+def _best_window(idents: list[frozenset[str]], query: frozenset[str], width: int,
+                 skip: tuple[int, int]) -> tuple[float, int]:  # fmt: skip
+    """(Jaccard similarity, first line) of the `width`-line window whose identifiers are most
+    like `query`'s, among windows that do not overlap lines skip[0]..skip[1] (-1: none).
+
+    The window slides one line at a time, its identifiers counted: each step adds one line and
+    drops one, instead of taking the union of `width` lines again (a new file's context spent
+    most of its time there)."""
+    skip_a, skip_b = skip
+    counts: dict[str, int] = {}
+    shared = 0  # identifiers of the window that are in the query
+    best, best_at = 0.0, -1
+    for i, entering in enumerate(idents):
+        for name in entering:
+            seen = counts.get(name, 0)
+            counts[name] = seen + 1
+            if not seen and name in query:
+                shared += 1
+        start = i - width + 1  # the window is lines start..i
+        if start < 0:
+            continue
+        if shared and not skip_a - width < start <= skip_b:  # (one that overlaps what the prompt shows already)
+            score = shared / (len(query) + len(counts) - shared)
+            if score > best:
+                best, best_at = score, start
+        for name in idents[start]:
+            left = counts[name] - 1
+            if left:
+                counts[name] = left
+            else:
+                del counts[name]
+                if name in query:
+                    shared -= 1
+    return best, best_at
 
 
 def _names(repo: RepoView, cursor: CursorText) -> frozenset[str]:

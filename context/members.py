@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache, lru_cache
 
-from tree_sitter import Node
+from tree_sitter import Node, Query, QueryCursor
 
-from deepfim.context.languages import for_editor, parser_or_none
+from deepfim.context.languages import for_editor, grammar, parser_or_none
 
 SELF_ATTRIBUTE = re.compile(r"\bself\.([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)")
 MAX_MEMBERS = 64
@@ -95,17 +96,25 @@ def _ts_class_members(cls: Node, data: bytes) -> list[Member]:
     return list(out.values())
 
 
-_CLASS_TYPES = {"class_definition", "class_declaration", "class"}
+# the class nodes of each grammar members.py reads
+_CLASS_PATTERNS = {
+    "python": "(class_definition) @class",
+    "javascript": "[(class_declaration) (class)] @class",
+    "typescript": "[(class_declaration) (class)] @class",
+    "tsx": "[(class_declaration) (class)] @class",
+}
 
 
-def _classes(root: Node) -> list[Node]:
-    found, stack = [], [root]
-    while stack:
-        node = stack.pop()
-        if node.type in _CLASS_TYPES:
-            found.append(node)
-        stack.extend(node.named_children)
-    return found
+@cache
+def _class_query(language: str) -> Query:
+    return Query(grammar(language), _CLASS_PATTERNS[language])
+
+
+def _classes(root: Node, language: str) -> list[Node]:
+    """The file's classes, nested ones included, in source order (a query: tree-sitter walks
+    the tree in C, where a walk in Python made a node object of every node)."""
+    found = QueryCursor(_class_query(language)).captures(root).get("class", [])
+    return sorted(found, key=lambda node: node.start_byte)
 
 
 OPEN_BASES = frozenset({"object", "ABC", "Protocol", "Generic", "NamedTuple", "TypedDict", "Exception"})
@@ -150,23 +159,32 @@ def enclosing_class(text: str, path: str, line: int) -> Scope | None:
     root, data, language = _parse(text, path)
     if root is None:
         return None
-    around = [c for c in _classes(root) if c.start_point[0] <= line <= max(c.end_point[0], c.start_point[0])]
+    around = [c for c in _classes(root, language) if c.start_point[0] <= line <= max(c.end_point[0], c.start_point[0])]
     if not around:  # the cursor may sit past the parsed end of a class being written
-        around = [c for c in _classes(root) if c.start_point[0] <= line and c.start_point[1] == 0]
+        around = [c for c in _classes(root, language) if c.start_point[0] <= line and c.start_point[1] == 0]
     if not around:
         return None
     return _class_scope(max(around, key=lambda c: c.start_byte), data, language)
 
 
 def named_class(text: str, path: str, name: str) -> Scope | None:
+    return _class_scopes(text, path).get(name)
+
+
+@lru_cache(maxsize=256)
+def _class_scopes(text: str, path: str) -> dict[str, Scope]:
+    """Every class of a file by name (the first found, if a name repeats). Cached by content:
+    the receivers at a cursor resolve to classes of the same few files again and again, and
+    parsing and walking a whole file each time was most of a new file's context."""
     root, data, language = _parse(text, path)
-    if root is None:
-        return None
-    for cls in _classes(root):
+    found: dict[str, Scope] = {}
+    for cls in _classes(root, language) if root is not None else ():
         node = cls.child_by_field_name("name")
-        if node is not None and _text(node, data) == name:
-            return _class_scope(cls, data, language)
-    return None
+        if node is not None:
+            key = _text(node, data)
+            if key not in found:
+                found[key] = _class_scope(cls, data, language)
+    return found
 
 
 def _imported_names(root: Node, data: bytes) -> set[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
@@ -94,16 +95,19 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tokenizer:
+        """The tokenizer of a tokenizer.json (or of the one in a directory). One instance per
+        file version and process: the engine and the language server both ask for the
+        checkpoint's at start, one after the other."""
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
+            st = path.stat()
         except FileNotFoundError as exc:
             raise TokenizerError(f"{path}: no tokenizer.json found") from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
             raise TokenizerError(f"{path}: unreadable tokenizer.json ({exc})") from exc
-        return cls(spec, source=str(path))
+        return _load(cls, str(path), str(path.resolve()), st.st_mtime_ns, st.st_size)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of raw text; special-token strings inside `text` stay plain text."""
@@ -155,3 +159,16 @@ class StreamDecoder:
     @property
     def text(self) -> str:
         return self._emitted
+
+
+@lru_cache(maxsize=8)
+def _load(cls: type[Tokenizer], shown: str, resolved: str, mtime_ns: int, size: int) -> Tokenizer:
+    """Reads a tokenizer.json; keyed by the file's version (a rewritten file is read again)."""
+    path = Path(resolved)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise TokenizerError(f"{shown}: no tokenizer.json found") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerError(f"{shown}: unreadable tokenizer.json ({exc})") from exc
+    return cls(spec, source=shown)

@@ -163,3 +163,29 @@ def test_the_window_parts_keep_to_their_budgets(ws, tok):
     assert len(w.near_ids) <= 20 + len(tok.encode("y = "))
     copy = next(s for s in built.prompt.segments if s.kind == "cursor_copy")
     assert copy.num_tokens <= 64
+
+
+def test_the_sliding_similarity_window_scores_as_the_union_of_its_lines_would():
+    """evidence._best_window counts identifiers as the window slides; the definition it keeps is
+    the Jaccard similarity of the query with the union of `width` lines, skipping windows that
+    overlap the lines the prompt shows already."""
+    import random
+
+    from deepfim.context.evidence import _best_window
+
+    rng = random.Random(7)
+    names = [f"n{i}" for i in range(12)]
+    for _ in range(200):
+        idents = [frozenset(rng.sample(names, rng.randint(0, 4))) for _ in range(rng.randint(0, 30))]
+        query = frozenset(rng.sample(names, rng.randint(2, 6)))
+        width = rng.randint(2, 6)
+        skip = rng.choice([(-1, -1), (rng.randint(0, 20), rng.randint(0, 30))])
+        best, best_at = 0.0, -1
+        for i in range(len(idents) - width + 1):
+            if skip[0] - width < i <= skip[1]:
+                continue
+            window = frozenset().union(*idents[i : i + width])
+            shared = len(query & window)
+            if shared and shared / (len(query) + len(window) - shared) > best:
+                best, best_at = shared / (len(query) + len(window) - shared), i
+        assert _best_window(idents, query, width, skip) == (best, best_at)

@@ -44,3 +44,18 @@ def test_bad_tokenizer_files(tmp_path):
         Tokenizer.from_file(tmp_path)
     with pytest.raises(TokenizerError, match="no tokenizer.json"):
         Tokenizer.from_file(tmp_path / "nope" / "tokenizer.json")
+
+
+def test_a_file_is_read_once_until_it_changes(tmp_path):
+    """The engine and the language server share one instance of a checkpoint's tokenizer; a
+    rewritten tokenizer.json is read again, and a broken rewrite is reported, not served stale."""
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(V4_TOKENIZER.read_bytes())
+    first = Tokenizer.from_file(path)
+    assert Tokenizer.from_file(tmp_path) is first
+    path.write_bytes(V4_TOKENIZER.read_bytes() + b"\n")  # another version of the file
+    second = Tokenizer.from_file(path)
+    assert second is not first and second.vocab_size == first.vocab_size
+    path.write_text("{")
+    with pytest.raises(TokenizerError, match="unreadable"):
+        Tokenizer.from_file(path)

@@ -80,6 +80,17 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     return sub.choices[command]
 
 
+def cap_torch_threads(threads: int) -> None:
+    """$DEEPFIM_THREADS for torch, without importing torch here: `deepfim lsp` imports it on a
+    thread beside the language server's own imports (a cold start), and an import here would put
+    its 0.8 s in front of everything. Torch takes its thread count from OMP_NUM_THREADS when it
+    loads, in every thread."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -93,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+        cap_torch_threads(threads)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -73,3 +73,25 @@ def test_generate_names_a_missing_prefix_file(tiny_checkpoint, tmp_path, capsys)
     missing = tmp_path / "nope.txt"
     assert main(["generate", "--checkpoint", str(tiny_checkpoint), "--prefix-file", str(missing)]) == 2
     assert f"--prefix-file {missing}" in capsys.readouterr().err
+
+
+def test_deepfim_threads_reaches_torch_without_importing_it_first():
+    """$DEEPFIM_THREADS caps torch's threads in every thread, and `deepfim` does not import torch
+    for it before the command runs (the language server imports torch beside its own imports)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading\n"
+        "from deepfim import cli\n"
+        "cli.cap_torch_threads(1)\n"
+        "assert 'torch' not in sys.modules\n"
+        "import torch\n"
+        "seen = []\n"
+        "t = threading.Thread(target=lambda: seen.append(torch.get_num_threads())); t.start(); t.join()\n"
+        "print(torch.get_num_threads(), seen[0])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

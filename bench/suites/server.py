@@ -7,6 +7,9 @@ replay with a slow reader and a vanishing client: `python -m deepfim.bench.team_
 client works in its own real file (a CPython stdlib module): one warm-up request, then
 `requests` keystroke requests one after another, each with one more token of the file typed.
 Per level: request latency and time to first text (p50/p99), requests/s and tokens/s.
+
+Beside it, the engine alone in this process (bench/engine_batch.py): the same batch sizes decoding
+together in `ModelRunner.step`, no HTTP and no load generator: the most batching gives here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
     from deepfim.bench.team_load import Server, sweep_level
 
     levels = ctx.pick([1, 4], [1, 4, 16, 32])
+    _engine_alone(ctx, result, levels, ctx.pick(256, 512), ctx.pick(8, 16))
     args = SimpleNamespace(
         checkpoint=str(ctx.checkpoint) if ctx.checkpoint else None,
         threads=ctx.threads,
@@ -115,3 +119,37 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
             right_label="requests / s",
         )
     )
+
+
+def _engine_alone(ctx: BenchContext, result: SuiteResult, sizes: list[int], prompt_tokens: int,
+                  new_tokens: int) -> None:  # fmt: skip
+    from deepfim.bench.engine_batch import run_decode_rows
+
+    rows = run_decode_rows(sizes, prompt_tokens, new_tokens, ctx.checkpoint)
+    base = rows[0]["tok_per_s"]
+    result.tables.append(
+        Table(
+            "Engine alone: sequences decoding together",
+            ["sequences", "steps", "ms per step", "ms per token", "tokens/s", "x 1 sequence"],
+            [
+                [r["batch"], r["steps"], r["ms_per_step"], r["ms_per_token"], r["tok_per_s"], r["tok_per_s"] / base]
+                for r in rows
+            ],  # fmt: skip
+            f"this process, ModelRunner.step with every sequence in each step (one C call on the CPU): "
+            f"{prompt_tokens}-token prompts (stdlib files), {new_tokens} greedy tokens each, no drafts; "
+            "decode wall time, median of 3 rounds",
+        )
+    )
+    last = rows[-1]
+    result.add(
+        single(
+            f"engine_alone.x{last['batch']}",
+            f"engine alone: {last['batch']} sequences together vs 1, decode tokens/s",
+            last["tok_per_s"] / base,
+            "x",
+            "tokens/s ratio, same run (the ceiling of what batching gives the team server here)",
+            runs=3,
+            statistic="median of 3 rounds each",
+        )
+    )
+    ctx.log(f"server: engine alone, {last['batch']} sequences: x{last['tok_per_s'] / base:.2f} decode tokens/s")

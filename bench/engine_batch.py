@@ -1,0 +1,77 @@
+"""The engine alone, batched: what continuous batching buys on this machine, without HTTP, TLS or
+a load generator sharing the cores.
+
+B sequences, each a different real file (a CPython stdlib module, `prompt_tokens` long), are
+prefilled (not timed), then decode `new_tokens` each in the engine's own steps (`ModelRunner.step`
+with all of them in the batch: one C call per step on the CPU). Per B: the decode wall time per
+step, per generated token, and the generated tokens per second, relative to B = 1. On the CPU
+with the embedded model (29 MB of weights, in cache) a step of one sequence is already bound by
+arithmetic, not by reading weights, so a batch saves little per token; the figures say how
+little, and so what the team server can gain from batching here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from deepfim.bench.corpus import stdlib_files
+from deepfim.engine.api import CompletionHandle, CompletionRequest, SamplingParams
+from deepfim.engine.serving.model_runner import ModelRunner
+from deepfim.engine.serving.sequence import ActiveRequest
+
+
+def _prompts(tok, count: int, tokens: int) -> list[list[int]]:
+    out = []
+    for _, text in stdlib_files(1 << 30):
+        ids = tok.encode(text)
+        if len(ids) >= tokens:
+            out.append([tok.special.bos, *ids[: tokens - 1]])
+        if len(out) == count:
+            return out
+    raise RuntimeError(f"not enough stdlib files of {tokens} tokens for {count} sequences")
+
+
+def decode_rows(runner: ModelRunner, batch_sizes: list[int], prompt_tokens: int, new_tokens: int,
+                rounds: int = 3) -> list[dict]:  # fmt: skip
+    """One dict per batch size: steps, decode ms per step and per token, tokens/s (medians of
+    `rounds`)."""
+    prompts = _prompts(runner.tokenizer, max(batch_sizes), prompt_tokens)
+    rows = []
+    for b in batch_sizes:
+        runs = []
+        for _ in range(rounds):
+            reqs = []
+            for i in range(b):
+                # greedy, one token per step (no drafts), no loop rule: each decodes new_tokens
+                # (unless it writes its end of text)
+                params = SamplingParams(max_tokens=new_tokens, speculative=False, stop_loops=False)
+                request = CompletionRequest(prompts[i], params, namespace=f"bench{i}")
+                reqs.append(ActiveRequest(request, CompletionHandle(request), None, runner.tokenizer))
+            while any(r.prefilling for r in reqs):  # prefill, not timed
+                runner.step([r for r in reqs if r.prefilling])
+            steps, t0 = 0, time.perf_counter()
+            while live := [r for r in reqs if not r.done]:
+                runner.step(live)
+                steps += 1
+            elapsed = time.perf_counter() - t0
+            generated = sum(len(r.candidates[0].tokens) for r in reqs)
+            runs.append((elapsed, steps, generated))
+        elapsed, steps, generated = sorted(runs)[len(runs) // 2]
+        rows.append({
+            "batch": b, "steps": steps, "generated": generated, "ms_per_step": 1000 * elapsed / max(steps, 1),
+            "ms_per_token": 1000 * elapsed / max(generated, 1), "tok_per_s": generated / elapsed,
+        })  # fmt: skip
+    return rows
+
+
+def run_decode_rows(batch_sizes: list[int], prompt_tokens: int, new_tokens: int, checkpoint=None) -> list[dict]:
+    from deepfim.engine import DEFAULT_MODEL_DIR
+    from deepfim.engine.model.loader import load_model
+    from deepfim.engine.model.tokenizer import Tokenizer
+
+    path = checkpoint or DEFAULT_MODEL_DIR
+    with torch.inference_mode():
+        runner = ModelRunner(load_model(path), Tokenizer.from_file(path / "tokenizer.json"), None)
+        return decode_rows(runner, batch_sizes, prompt_tokens, new_tokens)

@@ -63,6 +63,9 @@ def _import_the_engine_early() -> None:
 
 
 def run_lsp(args: argparse.Namespace) -> int:
+    from deepfim.lsp_server import startup_gc
+
+    startup_gc.pause()  # until the engine is loaded (lsp_server/startup_gc.py)
     _import_the_engine_early()
     from deepfim.lsp_server.editor_settings import Settings
     from deepfim.lsp_server.features import create_server

@@ -28,7 +28,7 @@ from pygls.lsp.server import LanguageServer
 
 from deepfim import __version__
 from deepfim.engine.backends import BackendFactory, make_backend
-from deepfim.lsp_server import problems
+from deepfim.lsp_server import problems, startup_gc
 from deepfim.lsp_server.backend_session import BackendSession, spec_for
 from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
@@ -170,6 +170,7 @@ class DeepFimServer(LanguageServer):
             try:
                 session = await asyncio.to_thread(BackendSession.load, spec, self.backend_factory)
             except Exception as exc:
+                startup_gc.resume()
                 if attempt == 0:
                     logger.exception("starting the engine failed")
                 self.backend_failed(f"could not start the engine: {exc}", error=True)
@@ -182,6 +183,7 @@ class DeepFimServer(LanguageServer):
                 await asyncio.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
                 attempt += 1
                 continue
+            startup_gc.resume()
             if generation != self._load_generation:  # the settings changed meanwhile
                 await asyncio.to_thread(session.close)
                 return

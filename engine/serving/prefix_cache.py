@@ -2,7 +2,7 @@
 
 A prompt is cut into blocks of `block` tokens; block k's key is a hash of the previous key and
 the block's tokens, the chain seeded by the namespace. The cache maps a key to the model state
-right after that block (a `ModelState.snapshot()`: window rows and open compressor windows of
+right after that block (a `ModelState.kept()` snapshot: window rows and open compressor windows of
 its own, append-only compressed entries shared with every other snapshot of the same text).
 
 Resuming a prompt that differs from a cached one at position q restores the snapshot at
@@ -189,7 +189,7 @@ class PrefixCache:
         if not ids or state.pos != len(ids) or len(ids) not in keys:
             raise ValueError(f"snapshot at {state.pos} for {len(ids)} tokens is not on a chunk boundary")
         key = keys[len(ids)]
-        self._put(key, state.snapshot(), None)
+        self._put(key, state.kept(), None)
         if persist and self.store is not None and not self.store.has(key):
             try:
                 self.store.save(key, state)
@@ -197,7 +197,7 @@ class PrefixCache:
                 log.warning("cannot persist a prefix snapshot: %s", exc)
 
     def insert_exact(self, namespace: str, ids: list[int], state: ModelState, logits: torch.Tensor) -> None:
-        self._put(exact_key(namespace, ids), state.snapshot(), logits.detach().clone())
+        self._put(exact_key(namespace, ids), state.kept(), logits.detach().clone())
 
     def _put(self, key: bytes, state: ModelState, logits: torch.Tensor | None) -> None:
         with self._lock:

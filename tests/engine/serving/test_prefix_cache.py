@@ -114,6 +114,37 @@ def test_lru_eviction_respects_the_budget(tiny_model, tok):
     assert stats["bytes"] == held
 
 
+def test_cached_snapshots_hold_only_the_bytes_the_budget_counts(tiny_model, tok):
+    """Every tensor a cached snapshot holds is its own (no view pinning a chunk-sized tensor) and
+    no undo record is kept, so the memory the cache holds is within what it counts: the distinct
+    storages behind its entries add up to no more than its byte count (a snapshot at a block end
+    and the exact one at the same place share tensors, counted twice)."""
+    cache = PrefixCache()
+    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    prefill(runner, list(range(10, 10 + 900)))  # module-path chunks of 128, then 16-token C calls
+    storages, held = {}, 0
+    for entry in cache._entries.values():
+        st = entry.state
+        small = [st.last_hidden]
+        for c in [*st.layers, *st.mtp]:
+            assert c.undo_window is None
+            small.append(c.window)
+            for comp in (c.comp, c.index):
+                if comp is not None:
+                    assert comp.undo is None
+                    small += [comp.pending_kv, comp.pending_gate, comp.prev_kv, comp.prev_gate]
+                    if comp.entries.buf is not None:
+                        data = comp.entries.buf.data
+                        storages[data.untyped_storage().data_ptr()] = data.untyped_storage().nbytes()
+        for t in small:
+            if t is not None:
+                assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        held += 0 if entry.logits is None else entry.logits.numel() * 4
+    assert len(cache._entries) > 5
+    assert sum(storages.values()) + held <= cache.nbytes()
+
+
 def prefill_anchored(runner, ids, anchors, persist=False, namespace="alice", prefill_only=False):
     params = SamplingParams(max_tokens=1, speculative=False, token_healing=False)
     request = CompletionRequest(ids, params, namespace=namespace, anchors=anchors, persist=persist,

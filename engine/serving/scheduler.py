@@ -9,7 +9,7 @@ most one chunk of anyone else's long prefill, never for the whole of it, and a l
 each decode step by at most one chunk. Background work (a workspace's repository part, prefilled
 ahead of need) yields to everything else: while an instant or expert request is active it runs
 in one step of every `BACKGROUND_EVERY`, so a keystroke's decode steps are not each slowed by a
-chunk of it (a cold start's first suggestion decoded at 9 ms/token beside the warm-up, 2 alone),
+chunk of it (a cold start's first suggestion decoded at 9 ms/token beside the warm-up, 1.3 alone),
 and a server that is never idle still warms up. Order of choice, for the prefill budget and for
 the `max_sequences` cap on a step:
 1. priority: instant < expert < background;

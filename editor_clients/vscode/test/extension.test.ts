@@ -40,14 +40,17 @@ describe("extension against the real server", { skip: problem ?? false, timeout:
   });
 
   test("the status bar shows the server's progress, then the mode; no errors", async () => {
-    await waitFor("the model to load", FIRST_ANSWER_MS, () =>
+    const name = workspace.split("/").at(-1) ?? "";
+    // loading the model, then reading the workspace into the engine (the repository part, in the
+    // background), then the mode
+    await waitFor("the model to load and the workspace to be read", FIRST_ANSWER_MS, () =>
       shim.recorded.statusBar.text === "$(sparkle) DeepFIM instant" &&
-      shim.recorded.statusBarHistory.includes("$(loading~spin) DeepFIM loading model")
+      shim.recorded.statusBarHistory.includes("$(loading~spin) DeepFIM loading model") &&
+      shim.recorded.statusBarHistory.some((text) => text.startsWith(`$(loading~spin) DeepFIM reading ${name}`))
         ? true
         : undefined,
     );
     const history = shim.recorded.statusBarHistory;
-    const name = workspace.split("/").at(-1) ?? "";
     assert.ok(history.includes("$(loading~spin) DeepFIM loading model"), history.join("\n"));
     assert.ok(history.some((text) => text.startsWith(`$(loading~spin) DeepFIM indexing ${name}`)), history.join("\n"));
     assert.equal(history.at(-1), "$(sparkle) DeepFIM instant");

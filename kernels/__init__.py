@@ -33,9 +33,14 @@ def references_only():
         _local.references_only = before
 
 
+def references_forced() -> bool:
+    """Whether this thread is inside `references_only()`."""
+    return getattr(_local, "references_only", False)
+
+
 def use_triton(*tensors: torch.Tensor | None) -> bool:
     """True for CUDA inputs that need no gradient (the Triton kernels are forward-only)."""
-    if getattr(_local, "references_only", False):
+    if references_forced():
         return False
     present = [t for t in tensors if t is not None]
     if not present or not all(t.is_cuda for t in present):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from deepfim.kernels import cbuild
+from deepfim.kernels import cbuild, references_forced
 
 _SOURCE = Path(__file__).with_name("select.c")
 MAX_DIM = 256  # select.h INDEX_MAX_DIM
@@ -32,9 +32,11 @@ def _lib():
 
 def handles(q: torch.Tensor, keys: torch.Tensor) -> bool:
     """Whether `select` takes these inputs: CPU float32 without autograd, head dim <= MAX_DIM,
-    and the library builds here."""
+    outside `references_only()` (training's held-out loss: the training steps' math), and the
+    library builds here."""
     return (
-        q.device.type == "cpu"
+        not references_forced()
+        and q.device.type == "cpu"
         and keys.device.type == "cpu"
         and q.dtype == keys.dtype == torch.float32
         and q.shape[-1] <= MAX_DIM

@@ -87,3 +87,13 @@ def test_indexer_forward_selects_alike_with_and_without_the_c_path():
     assert no_scores is None and got.shape == want.shape and (got >= 0).sum() > 100
     assert torch.isfinite(scores.gather(-1, want.clamp(min=0))[want >= 0]).all()  # a model, not NaN
     assert_same_choice(got, want, scores, picked["visible"])
+
+
+def test_training_held_out_loss_keeps_the_torch_form():
+    """Inside `references_only()` (the held-out loss of a training run) the C path stands aside."""
+    from deepfim.kernels import references_only
+
+    q, keys = torch.randn(1, 2, 2, 8), torch.randn(1, 5, 8)
+    assert cpu.handles(q, keys)
+    with references_only():
+        assert not cpu.handles(q, keys)

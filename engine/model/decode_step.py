@@ -108,8 +108,8 @@ class DecodeStep:
             and a.head_dim <= limits.max_head_dim
             and a.n_activated_experts <= limits.max_active_experts
             and a.rope_head_dim <= min(a.head_dim, a.index_head_dim)
-            and a.index_n_heads <= cpu.MAX_INDEX_HEADS
-            and a.index_head_dim <= cpu.MAX_INDEX_DIM
+            and a.index_n_heads <= limits.max_index_heads
+            and a.index_head_dim <= limits.max_index_dim
             and a.score_func in cpu.SCORE_FUNCS
             and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
             and all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())

@@ -13,12 +13,9 @@ from deepfim.kernels import cbuild
 
 _HERE = Path(__file__).parent
 _SOURCE = _HERE / "step.c"
-_LINKED = (
-    _HERE.parent / "sparse_attn" / "decode.c",
-    _HERE.parent / "mhc" / "mhc.c",
-    _HERE.parent / "indexer" / "select.c",
-)
-MAX_INDEX_HEADS, MAX_INDEX_DIM = 128, 256  # step.c MAX_INDEX_HEADS, indexer/select.h INDEX_MAX_DIM
+_MHC = _HERE.parent / "mhc" / "mhc.c"
+_INDEX_SELECT = _HERE.parent / "indexer" / "select.c"
+_LINKED = (_HERE.parent / "sparse_attn" / "decode.c", _MHC, _INDEX_SELECT)
 
 i64 = ctypes.c_int64
 ptr = ctypes.c_void_p
@@ -85,10 +82,12 @@ class Limits:
     max_streams: int
     max_head_dim: int
     max_rows: int  # tokens of all the sequences of one call
+    max_index_heads: int
+    max_index_dim: int
 
 
 def limits(lib: ctypes.CDLL) -> Limits:
-    out = (i64 * 5)()
+    out = (i64 * 7)()
     lib.v4_step_limits(out)
     return Limits(*out)
 
@@ -98,8 +97,8 @@ def prebuild() -> None:
     this library, and on their own mhc.c and indexer/select.c (the module path's Sinkhorn and
     indexer selection, in every prefill chunk)."""
     cbuild.prebuild(_SOURCE, *_LINKED, openmp=True)
-    cbuild.prebuild(_HERE.parent / "mhc" / "mhc.c")
-    cbuild.prebuild(_HERE.parent / "indexer" / "select.c")
+    cbuild.prebuild(_MHC)
+    cbuild.prebuild(_INDEX_SELECT)
 
 
 def library() -> ctypes.CDLL | None:

@@ -249,7 +249,7 @@ static Layout layout(const ModelWeights *M, int64_t N, int64_t max_keys) {
     s.rest = used;
     int64_t pool = 2 * (max_ratio + T) * comp_width, index = used;
     s.selected = take(&index, 2 * T * topk);
-    s.index_scores = take(&index, max_keys);
+    s.index_scores = take(&index, T * max_keys);
     s.heap = take(&index, 4 * min64(topk, max_keys) + 4);
     used = max64(s.rest + pool, index);
     int64_t attn_end = used;
@@ -321,20 +321,19 @@ static int64_t compressor_pool(const ModelWeights *M, const LayerWeights *L, con
 }
 
 /* model.py Indexer.forward for one sequence: for each of its T tokens the top-k of its visible
- * keys, k = min(topk, n_keys), scored and selected by kernels/indexer/select.c (as the module
- * path's prefill selects). q [T, heads, d] (roped) and w [T, heads] (head-scaled) are the
- * projections of its rows. */
+ * keys, k = min(topk, n_keys), scored and selected by kernels/indexer/select.c for all T tokens
+ * at once (each key block transposed once; as the module path's prefill selects). q [T, heads, d]
+ * (roped) and w [T, heads] (head-scaled) are the projections of its rows; scores: T * n_keys. */
 static void indexer_select(const ModelWeights *M, const LayerWeights *L, const float *q, const float *w,
                            const float *keys, int64_t n_keys, int64_t pos, int64_t T, int64_t k, int64_t *selected,
                            float *scores, IndexScored *heap) {
-    int64_t h = M->index_heads, d = M->index_dim;
-    float dot_scale = 1.0f / sqrtf((float)d), wt[MAX_INDEX_HEADS];
+    int64_t h = M->index_heads, visible[MAX_TOKENS];
+    float dot_scale = 1.0f / sqrtf((float)M->index_dim), wt[MAX_TOKENS * MAX_INDEX_HEADS];
     for (int64_t t = 0; t < T; t++) {
-        int64_t visible = min64((pos + t + 1) / L->index_comp.ratio, n_keys);
-        for (int64_t i = 0; i < h; i++) wt[i] = w[t * h + i] * dot_scale;
-        index_scores(q + t * h * d, wt, keys, visible, 1, h, d, scores, visible);
-        index_top_k(scores, visible, k, selected + t * k, heap);
+        visible[t] = min64((pos + t + 1) / L->index_comp.ratio, n_keys);
+        for (int64_t i = 0; i < h; i++) wt[t * h + i] = w[t * h + i] * dot_scale;
     }
+    index_select(q, wt, keys, n_keys, visible, T, h, M->index_dim, k, selected, scores, heap);
 }
 
 /* The calls' sequences: sequence b has count[b] tokens from position pos[b], rows first[b]... of
@@ -537,6 +536,8 @@ void v4_step_limits(int64_t *out) {
     out[2] = MAX_STREAMS;
     out[3] = MAX_HEAD_DIM;
     out[4] = MAX_ROWS;
+    out[5] = MAX_INDEX_HEADS;
+    out[6] = INDEX_MAX_DIM;
 }
 
 /* Floats of scratch a call of up to `rows` rows needs when no sequence has more than max_keys

@@ -10,6 +10,7 @@ scores themselves (the indexer's training loss) or gradients use the torch form.
 from __future__ import annotations
 
 import ctypes
+import threading
 from pathlib import Path
 
 import torch
@@ -17,7 +18,10 @@ import torch
 from deepfim.kernels import cbuild, references_forced
 
 _SOURCE = Path(__file__).with_name("select.c")
-MAX_DIM = 256  # select.h INDEX_MAX_DIM
+# the scores of a call ([T, C] floats: 134 MB for a 128-token chunk at 1M tokens) and the heap,
+# kept per thread and grown as needed: a fresh allocation that large is new zeroed pages at
+# every call of every CSA layer
+_scratch = threading.local()
 
 
 def _lib():
@@ -26,23 +30,34 @@ def _lib():
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         lib.index_select.restype = ctypes.c_int
         lib.index_select.argtypes = [ptr, ptr, ptr, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr]
+        lib.index_max_dim.restype = i64
+        lib.max_dim = lib.index_max_dim()
         lib._typed = True
     return lib
 
 
+def _buffer(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    found = getattr(_scratch, name, None)
+    if found is None or found.numel() < numel:
+        found = torch.empty(numel, dtype=dtype)
+        setattr(_scratch, name, found)
+    return found
+
+
 def handles(q: torch.Tensor, keys: torch.Tensor) -> bool:
-    """Whether `select` takes these inputs: CPU float32 without autograd, head dim <= MAX_DIM,
-    outside `references_only()` (training's held-out loss: the training steps' math), and the
-    library builds here."""
-    return (
-        not references_forced()
-        and q.device.type == "cpu"
-        and keys.device.type == "cpu"
-        and q.dtype == keys.dtype == torch.float32
-        and q.shape[-1] <= MAX_DIM
-        and not (torch.is_grad_enabled() and (q.requires_grad or keys.requires_grad))
-        and _lib() is not None
-    )
+    """Whether `select` takes these inputs: CPU float32 without autograd, outside
+    `references_only()` (training's held-out loss: the training steps' math), the library builds
+    here and the head dim is one it takes."""
+    if (
+        references_forced()
+        or q.device.type != "cpu"
+        or keys.device.type != "cpu"
+        or not q.dtype == keys.dtype == torch.float32
+        or (torch.is_grad_enabled() and (q.requires_grad or keys.requires_grad))
+    ):
+        return False
+    lib = _lib()
+    return lib is not None and q.shape[-1] <= lib.max_dim
 
 
 def select(q: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor, k: int) -> torch.Tensor:
@@ -55,8 +70,8 @@ def select(q: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor, visible: 
     q, weights, keys = q.contiguous(), weights.float().contiguous(), keys.contiguous()
     visible = visible.to(torch.int64).contiguous()
     idx = torch.empty(b, t, k, dtype=torch.int64)
-    scores = torch.empty(t * max(c, 1))
-    heap = torch.empty(max(k, 1) * 2, dtype=torch.int64)  # k (float, int64) pairs
+    scores = _buffer("scores", t * max(c, 1), torch.float32)
+    heap = _buffer("heap", max(k, 1) * 2, torch.int64)  # k (float, int64) pairs
     for i in range(b):
         rc = lib.index_select(q[i].data_ptr(), weights[i].data_ptr(), keys[i].data_ptr(), c, visible.data_ptr(), t,
                               h, d, k, idx[i].data_ptr(), scores.data_ptr(), heap.data_ptr())  # fmt: skip

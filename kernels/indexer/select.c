@@ -99,6 +99,8 @@ __attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, 
     }
 }
 
+int64_t index_max_dim(void) { return INDEX_MAX_DIM; }
+
 int index_select(const float *q, const float *w, const float *keys, int64_t n_keys, const int64_t *visible, int64_t T,
                  int64_t heads, int64_t d, int64_t k, int64_t *idx, float *scores, IndexScored *heap) {
     if (d > INDEX_MAX_DIM || d < 1 || heads < 1 || k < 0) return -1;

@@ -21,6 +21,9 @@ void index_scores(const float *q, const float *w, const float *keys, int64_t n_k
  * heap: room for k entries */
 void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexScored *heap);
 
+/* INDEX_MAX_DIM, for the library's callers */
+int64_t index_max_dim(void);
+
 /* both, for T queries: query t sees keys [0, visible[t]); idx [T, k]; scores: T * n_keys floats
  * of scratch; heap: k entries. Returns 0, or -1 for shapes it does not handle. */
 int index_select(const float *q, const float *w, const float *keys, int64_t n_keys, const int64_t *visible, int64_t T,

@@ -159,9 +159,10 @@ def enclosing_class(text: str, path: str, line: int) -> Scope | None:
     root, data, language = _parse(text, path)
     if root is None:
         return None
-    around = [c for c in _classes(root, language) if c.start_point[0] <= line <= max(c.end_point[0], c.start_point[0])]
+    classes = _classes(root, language)
+    around = [c for c in classes if c.start_point[0] <= line <= max(c.end_point[0], c.start_point[0])]
     if not around:  # the cursor may sit past the parsed end of a class being written
-        around = [c for c in _classes(root, language) if c.start_point[0] <= line and c.start_point[1] == 0]
+        around = [c for c in classes if c.start_point[0] <= line and c.start_point[1] == 0]
     if not around:
         return None
     return _class_scope(max(around, key=lambda c: c.start_byte), data, language)

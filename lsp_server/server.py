@@ -152,6 +152,12 @@ class DeepFimServer(LanguageServer):
         task.add_done_callback(self._background.discard)
         return task
 
+    async def _load_session(self, spec) -> BackendSession:
+        try:
+            return await asyncio.to_thread(BackendSession.load, spec, self.backend_factory)
+        finally:
+            startup_gc.resume()  # the start's load is over, loaded or not (lsp_server/startup_gc.py)
+
     async def load_backend(self) -> None:
         """(Re)build the backend off the event loop, with `$/progress`. A team server that cannot
         be reached is tried again with back-off until it answers or the settings change;
@@ -168,9 +174,8 @@ class DeepFimServer(LanguageServer):
         attempt = 0
         while generation == self._load_generation:
             try:
-                session = await asyncio.to_thread(BackendSession.load, spec, self.backend_factory)
+                session = await self._load_session(spec)
             except Exception as exc:
-                startup_gc.resume()
                 if attempt == 0:
                     logger.exception("starting the engine failed")
                 self.backend_failed(f"could not start the engine: {exc}", error=True)
@@ -183,7 +188,6 @@ class DeepFimServer(LanguageServer):
                 await asyncio.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
                 attempt += 1
                 continue
-            startup_gc.resume()
             if generation != self._load_generation:  # the settings changed meanwhile
                 await asyncio.to_thread(session.close)
                 return

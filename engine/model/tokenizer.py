@@ -164,11 +164,8 @@ class StreamDecoder:
 @lru_cache(maxsize=8)
 def _load(cls: type[Tokenizer], shown: str, resolved: str, mtime_ns: int, size: int) -> Tokenizer:
     """Reads a tokenizer.json; keyed by the file's version (a rewritten file is read again)."""
-    path = Path(resolved)
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise TokenizerError(f"{shown}: no tokenizer.json found") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        spec = json.loads(Path(resolved).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # (from_file saw it exist)
         raise TokenizerError(f"{shown}: unreadable tokenizer.json ({exc})") from exc
     return cls(spec, source=shown)

@@ -29,6 +29,19 @@ def stdlib_files(limit_bytes: int) -> list[tuple[str, str]]:
     return out
 
 
+def stdlib_token_files(tok, count: int, min_tokens: int) -> list[list[int]]:
+    """The first `count` stdlib modules (in `stdlib_files` order) of at least `min_tokens`
+    tokens, each as BOS and its token ids: a real file per simulated user or sequence."""
+    out = []
+    for _, text in stdlib_files(1 << 30):
+        ids = tok.encode(text)
+        if len(ids) >= min_tokens:
+            out.append([tok.special.bos, *ids])
+            if len(out) == count:
+                return out
+    raise ValueError(f"not enough stdlib files of {min_tokens} tokens for {count}")
+
+
 def packed_ids(tok, budget: int, repo_name: str = "cpython") -> list[int]:
     """A packed repository context of `budget` tokens as the language server lays it out: the
     repository header, then whole stdlib files, each with its file header."""

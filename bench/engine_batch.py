@@ -16,32 +16,22 @@ import time
 
 import torch
 
-from deepfim.bench.corpus import stdlib_files
+from deepfim.bench.corpus import stdlib_token_files
 from deepfim.engine.api import CompletionHandle, CompletionRequest, SamplingParams
 from deepfim.engine.serving.model_runner import ModelRunner
 from deepfim.engine.serving.sequence import ActiveRequest
 
-
-def _prompts(tok, count: int, tokens: int) -> list[list[int]]:
-    out = []
-    for _, text in stdlib_files(1 << 30):
-        ids = tok.encode(text)
-        if len(ids) >= tokens:
-            out.append([tok.special.bos, *ids[: tokens - 1]])
-        if len(out) == count:
-            return out
-    raise RuntimeError(f"not enough stdlib files of {tokens} tokens for {count} sequences")
+ROUNDS = 3  # per batch size; the figures are the median round's
 
 
-def decode_rows(runner: ModelRunner, batch_sizes: list[int], prompt_tokens: int, new_tokens: int,
-                rounds: int = 3) -> list[dict]:  # fmt: skip
-    """One dict per batch size: steps, decode ms per step and per token, tokens/s (medians of
-    `rounds`)."""
-    prompts = _prompts(runner.tokenizer, max(batch_sizes), prompt_tokens)
+def decode_rows(runner: ModelRunner, batch_sizes: list[int], prompt_tokens: int, new_tokens: int) -> list[dict]:
+    """One dict per batch size: steps, decode ms per step and per token, tokens/s (the median of
+    ROUNDS rounds)."""
+    prompts = [ids[:prompt_tokens] for ids in stdlib_token_files(runner.tokenizer, max(batch_sizes), prompt_tokens)]
     rows = []
     for b in batch_sizes:
         runs = []
-        for _ in range(rounds):
+        for _ in range(ROUNDS):
             reqs = []
             for i in range(b):
                 # greedy, one token per step (no drafts), no loop rule: each decodes new_tokens
@@ -67,11 +57,7 @@ def decode_rows(runner: ModelRunner, batch_sizes: list[int], prompt_tokens: int,
 
 
 def run_decode_rows(batch_sizes: list[int], prompt_tokens: int, new_tokens: int, checkpoint=None) -> list[dict]:
-    from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.model.loader import load_model
-    from deepfim.engine.model.tokenizer import Tokenizer
+    from deepfim.engine.serving.generate import load_runner
 
-    path = checkpoint or DEFAULT_MODEL_DIR
     with torch.inference_mode():
-        runner = ModelRunner(load_model(path), Tokenizer.from_file(path / "tokenizer.json"), None)
-        return decode_rows(runner, batch_sizes, prompt_tokens, new_tokens)
+        return decode_rows(load_runner(checkpoint), batch_sizes, prompt_tokens, new_tokens)

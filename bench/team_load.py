@@ -35,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-from deepfim.bench.corpus import stdlib_files
+from deepfim.bench.corpus import stdlib_token_files
 from deepfim.engine.api import CancelledError, CompletionRequest, SamplingParams
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.server.auth import add_user
@@ -57,14 +57,10 @@ def _address_of(user: int) -> str:
 def _code(tok: Tokenizer, clients: int, tokens: int) -> list[list[int]]:
     """Each client's own real code (a CPython stdlib module): its first `tokens` tokens are the
     file it works in, the rest is what it types, token by token."""
-    out = []
-    for _, text in stdlib_files(1 << 30):
-        ids = tok.encode(text)
-        if len(ids) >= tokens + 4000:
-            out.append([tok.special.bos, *ids])
-        if len(out) == clients:
-            return out
-    raise SystemExit(f"not enough stdlib files of {tokens + 4000} tokens for {clients} clients")
+    try:
+        return stdlib_token_files(tok, clients, tokens + 4000)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 class Server:

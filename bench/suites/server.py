@@ -123,7 +123,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
 
 def _engine_alone(ctx: BenchContext, result: SuiteResult, sizes: list[int], prompt_tokens: int,
                   new_tokens: int) -> None:  # fmt: skip
-    from deepfim.bench.engine_batch import run_decode_rows
+    from deepfim.bench.engine_batch import ROUNDS, run_decode_rows
 
     rows = run_decode_rows(sizes, prompt_tokens, new_tokens, ctx.checkpoint)
     base = rows[0]["tok_per_s"]
@@ -137,7 +137,7 @@ def _engine_alone(ctx: BenchContext, result: SuiteResult, sizes: list[int], prom
             ],  # fmt: skip
             f"this process, ModelRunner.step with every sequence in each step (one C call on the CPU): "
             f"{prompt_tokens}-token prompts (stdlib files), {new_tokens} greedy tokens each, no drafts; "
-            "decode wall time, median of 3 rounds",
+            f"decode wall time, median of {ROUNDS} rounds",
         )
     )
     last = rows[-1]
@@ -148,8 +148,8 @@ def _engine_alone(ctx: BenchContext, result: SuiteResult, sizes: list[int], prom
             last["tok_per_s"] / base,
             "x",
             "tokens/s ratio, same run (the ceiling of what batching gives the team server here)",
-            runs=3,
-            statistic="median of 3 rounds each",
+            runs=ROUNDS,
+            statistic=f"median of {ROUNDS} rounds each",
         )
     )
     ctx.log(f"server: engine alone, {last['batch']} sequences: x{last['tok_per_s'] / base:.2f} decode tokens/s")

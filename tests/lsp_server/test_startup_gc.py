@@ -19,7 +19,9 @@ def test_pause_then_resume_freezes_the_start_and_collects_again():
         assert gc.isenabled() and gc.get_freeze_count() > before
         frozen = gc.get_freeze_count()
         startup_gc.resume()  # a second load (settings changed) does not freeze again
-        assert gc.isenabled() and gc.get_freeze_count() == frozen
+        # (frozen objects freed meanwhile, by other threads too, lower the count; a freeze would
+        # raise it by every live object)
+        assert gc.isenabled() and gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()  # (also what an in-process engine of an earlier test froze: harmless)
         gc.enable()
@@ -30,6 +32,6 @@ def test_resume_without_pause_leaves_the_collector_alone():
     frozen = gc.get_freeze_count()
     try:
         startup_gc.resume()
-        assert not gc.isenabled() and gc.get_freeze_count() == frozen
+        assert not gc.isenabled() and gc.get_freeze_count() <= frozen
     finally:
         gc.enable()

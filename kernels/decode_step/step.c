@@ -209,7 +209,7 @@ typedef struct {
     int64_t u, f, post, comb, copy;                      /* the whole call: mHC, block input/output */
     int64_t c_q, q, kv, o, low, cis;                     /* attention, all rows together */
     int64_t comp_kv, comp_gate, index_kv, index_gate, index_q, index_w;
-    int64_t raw, rest, selected, index_scores, heap;      /* attention, one sequence at a time */
+    int64_t raw, rest, selected, index_scores, topk_kept;      /* attention, one sequence at a time */
     int64_t scores, xs, h1, h3, y, idx, weight;           /* MoE (reuses the attention's space) */
     int64_t total;
 } Layout;
@@ -245,12 +245,12 @@ static Layout layout(const ModelWeights *M, int64_t N, int64_t max_keys) {
     s.index_w = take(&used, N * ih);
     s.raw = take(&used, (max64(M->window - 1, 0) + T) * hd);
     /* `rest`: a compressor's open window and new rows, then (after both compressors) the
-     * indexer's selection, scores and heap of (score, index) pairs */
+     * indexer's selection, scores and top-k scratch of (score, index) pairs (4 floats each) */
     s.rest = used;
     int64_t pool = 2 * (max_ratio + T) * comp_width, index = used;
     s.selected = take(&index, 2 * T * topk);
     s.index_scores = take(&index, T * max_keys);
-    s.heap = take(&index, 4 * min64(topk, max_keys) + 4);
+    s.topk_kept = take(&index, 4 * index_top_k_entries(min64(topk, max_keys), max_keys));
     used = max64(s.rest + pool, index);
     int64_t attn_end = used;
     used = shared_start;
@@ -326,14 +326,14 @@ static int64_t compressor_pool(const ModelWeights *M, const LayerWeights *L, con
  * (roped) and w [T, heads] (head-scaled) are the projections of its rows; scores: T * n_keys. */
 static void indexer_select(const ModelWeights *M, const LayerWeights *L, const float *q, const float *w,
                            const float *keys, int64_t n_keys, int64_t pos, int64_t T, int64_t k, int64_t *selected,
-                           float *scores, IndexScored *heap) {
+                           float *scores, IndexScored *kept) {
     int64_t h = M->index_heads, visible[MAX_TOKENS];
     float dot_scale = 1.0f / sqrtf((float)M->index_dim), wt[MAX_TOKENS * MAX_INDEX_HEADS];
     for (int64_t t = 0; t < T; t++) {
         visible[t] = min64((pos + t + 1) / L->index_comp.ratio, n_keys);
         for (int64_t i = 0; i < h; i++) wt[t * h + i] = w[t * h + i] * dot_scale;
     }
-    index_select(q, wt, keys, n_keys, visible, T, h, M->index_dim, k, selected, scores, heap);
+    index_select(q, wt, keys, n_keys, visible, T, h, M->index_dim, k, selected, scores, kept);
 }
 
 /* The calls' sequences: sequence b has count[b] tokens from position pos[b], rows first[b]... of
@@ -375,7 +375,7 @@ static void attend_sequence(const ModelWeights *M, const LayerWeights *L, LayerS
             k = min64(M->index_topk, n_comp);
             selected = (int64_t *)(scratch + s->selected);
             indexer_select(M, L, scratch + s->index_q + row0 * ih * id, scratch + s->index_w + row0 * ih, is->entries,
-                           n_keys, pos, T, k, selected, scratch + s->index_scores, (IndexScored *)(scratch + s->heap));
+                           n_keys, pos, T, k, selected, scratch + s->index_scores, (IndexScored *)(scratch + s->topk_kept));
         }
     }
     sparse_attn_fwd(scratch + s->q + row0 * heads * hd, raw, n_raw, pos - st->n_window, pos, M->window, comp, n_comp,

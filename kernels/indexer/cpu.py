@@ -18,7 +18,7 @@ import torch
 from deepfim.kernels import cbuild, references_forced
 
 _SOURCE = Path(__file__).with_name("select.c")
-# the scores of a call ([T, C] floats: 134 MB for a 128-token chunk at 1M tokens) and the heap,
+# the scores of a call ([T, C] floats: 134 MB for a 128-token chunk at 1M tokens) and the top-k's,
 # kept per thread and grown as needed: a fresh allocation that large is new zeroed pages at
 # every call of every CSA layer
 _scratch = threading.local()
@@ -31,6 +31,8 @@ def _lib():
         lib.index_select.restype = ctypes.c_int
         lib.index_select.argtypes = [ptr, ptr, ptr, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr]
         lib.index_max_dim.restype = i64
+        lib.index_top_k_entries.restype = i64
+        lib.index_top_k_entries.argtypes = [i64, i64]
         lib.max_dim = lib.index_max_dim()
         lib._typed = True
     return lib
@@ -71,10 +73,10 @@ def select(q: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor, visible: 
     visible = visible.to(torch.int64).contiguous()
     idx = torch.empty(b, t, k, dtype=torch.int64)
     scores = _buffer("scores", t * max(c, 1), torch.float32)
-    heap = _buffer("heap", max(k, 1) * 2, torch.int64)  # k (float, int64) pairs
+    kept = _buffer("kept", lib.index_top_k_entries(k, c) * 2, torch.int64)  # (float, int64) pairs
     for i in range(b):
         rc = lib.index_select(q[i].data_ptr(), weights[i].data_ptr(), keys[i].data_ptr(), c, visible.data_ptr(), t,
-                              h, d, k, idx[i].data_ptr(), scores.data_ptr(), heap.data_ptr())  # fmt: skip
+                              h, d, k, idx[i].data_ptr(), scores.data_ptr(), kept.data_ptr())  # fmt: skip
         if rc:
             raise ValueError(f"index_select does not take heads={h} dim={d} k={k}")
     return idx

@@ -6,8 +6,9 @@
  * Why: at long context this is most of a prefill (16K tokens: 40% of a 128-token chunk; the
  * score tensor is [T, H, N] before the sum over heads). Here the keys are read in blocks of 16,
  * transposed once into registers' layout (d-major), and every query's heads are scored against
- * the block with broadcast multiply-adds: no horizontal sums, no [T, H, N] tensor, one [T, N]
- * row of scores per query, which the top-k then reads while it is in cache.
+ * the block with broadcast multiply-adds, eight heads' chains at a time: no horizontal sums, no
+ * [T, H, N] tensor, one [T, N] row of scores per query, which the top-k then reads while it is
+ * in cache (README.md: how the top-k skips most keys).
  */
 #include <math.h>
 #include <stdint.h>
@@ -41,37 +42,132 @@ static int by_score_desc(const void *a, const void *b) {
     return before(x, y) ? -1 : before(y, x) ? 1 : 0;
 }
 
-void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexScored *heap) {
-    int64_t keep = k < n ? k : n, size = 0;
-    for (int64_t i = 0; i < n && keep > 0; i++) {
-        IndexScored s = {scores[i], i};
-        if (size < keep) { /* sift up while the parent is worse-kept than s */
-            int64_t j = size++;
-            while (j > 0 && before(&heap[(j - 1) / 2], &s)) {
-                heap[j] = heap[(j - 1) / 2];
-                j = (j - 1) / 2;
-            }
-            heap[j] = s;
-        } else if (before(&s, &heap[0])) { /* replaces the worst kept: sift down */
-            int64_t j = 0;
-            for (;;) {
-                int64_t l = 2 * j + 1, worst = j;
-                const IndexScored *w = &s;
-                if (l < keep && before(w, &heap[l])) worst = l, w = &heap[l];
-                if (l + 1 < keep && before(w, &heap[l + 1])) worst = l + 1;
-                if (worst == j) break;
-                heap[j] = heap[worst];
-                j = worst;
-            }
-            heap[j] = s;
-        }
-    }
-    qsort(heap, (size_t)size, sizeof(IndexScored), by_score_desc);
-    for (int64_t i = 0; i < k; i++) idx[i] = i < size ? heap[i].index : -1;
+/* whether any lane of a comparison's result is set: an OR tree over its lanes */
+static inline int any16(v16i m) {
+    typedef int32_t v8i __attribute__((vector_size(32)));
+    v8i lo, hi;
+    memcpy(&lo, &m, sizeof lo);
+    memcpy(&hi, (const char *)&m + sizeof lo, sizeof hi);
+    lo |= hi;
+    int32_t l[8];
+    memcpy(l, &lo, sizeof l);
+    return (l[0] | l[1] | l[2] | l[3] | l[4] | l[5] | l[6] | l[7]) != 0;
 }
 
-__attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, const float *w, const float *keys, int64_t n_keys, int64_t T, int64_t heads,
-                  int64_t d, float *scores, int64_t ld_scores) {
+/* moves the k best of c[0..n) to c[0..k), the k-th best at c[k - 1] (quickselect on `before`,
+ * a strict total order: indices are distinct) */
+static void keep_best(IndexScored *c, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        IndexScored pivot = c[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (i <= hi && before(&c[i], &pivot)) i++;
+            while (j >= lo && before(&pivot, &c[j])) j--;
+            if (i <= j) {
+                IndexScored t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break;
+    }
+}
+
+/* the k-th largest of x[0..n) (k <= n; x is reordered) */
+static float kth_largest(float *x, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float pivot = x[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (i <= hi && x[i] > pivot) i++;
+            while (j >= lo && pivot > x[j]) j--;
+            if (i <= j) {
+                float t = x[i];
+                x[i++] = x[j];
+                x[j--] = t;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break;
+    }
+    return x[want];
+}
+
+int64_t index_top_k_entries(int64_t k, int64_t n) {
+    int64_t entries = 2 * (k > 0 ? k : 1), floats = n / BLOCK; /* candidates, then block maxima */
+    return entries + (floats + 3) / 4;
+}
+
+void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexScored *kept) {
+    /* The bar a score must pass to be a candidate: with at least k whole blocks of 16, each of the
+     * k blocks with the highest maxima holds a key scoring at least the k-th highest maximum, so
+     * no key below it is among the k best (keys scoring it exactly may be). Candidates go into
+     * `kept` (2k entries); when it is full, the k best stay and the k-th best score is the bar:
+     * a later index never wins a tie, so now a score must be above it. Whole blocks below the
+     * bar are skipped at once: most of them. */
+    int64_t keep = k < n ? k : n, size = 0, room = 2 * (keep > 0 ? keep : 1), blocks = n / BLOCK;
+    float bar = 0;
+    int rule = 0; /* 0: every key is a candidate, 1: scores >= bar, 2: scores > bar */
+    if (keep > 0 && blocks >= keep) {
+        float *maxima = (float *)(kept + room);
+        for (int64_t b = 0; b < blocks; b++) {
+            v16 v = load16(scores + b * BLOCK);
+            float out[BLOCK];
+            memcpy(out, &v, sizeof out);
+            float m = out[0];
+            for (int j = 1; j < BLOCK; j++) m = out[j] > m ? out[j] : m;
+            maxima[b] = m;
+        }
+        bar = kth_largest(maxima, blocks, keep), rule = 1;
+    }
+    for (int64_t i = 0; i < n && keep > 0; i += BLOCK) {
+        int64_t m = n - i < BLOCK ? n - i : BLOCK;
+        if (rule && m == BLOCK) {
+            v16 v = load16(scores + i), x = v - v + bar;
+            if (!any16(rule == 1 ? (v16i)(v >= x) : (v16i)(v > x))) continue;
+        }
+        for (int64_t j = i; j < i + m; j++) {
+            if (rule == 1 ? !(scores[j] >= bar) : rule == 2 ? !(scores[j] > bar) : 0) continue;
+            kept[size++] = (IndexScored){scores[j], j};
+            if (size == room) {
+                keep_best(kept, size, keep);
+                size = keep, bar = kept[keep - 1].score, rule = 2;
+            }
+        }
+    }
+    if (size > keep) keep_best(kept, size, keep);
+    qsort(kept, (size_t)keep, sizeof(IndexScored), by_score_desc);
+    for (int64_t j = 0; j < k; j++) idx[j] = j < keep ? kept[j].index : -1;
+}
+
+/* A group of G heads of query t against one transposed key block: G independent chains of
+ * multiply-adds (one per head), each reading the same key vector. One chain per head (or two, as
+ * before) waits on the multiply-add's latency; eight keep both of a core's FMA units busy. */
+#define INDEX_HEAD_GROUP(G)                                                                          \
+    static inline __attribute__((always_inline, optimize("fp-contract=fast"))) v16 index_group##G(   \
+        const float *q, const float *w, const float *kt, int64_t d) {                               \
+        v16 acc[G];                                                                                  \
+        for (int j = 0; j < G; j++) acc[j] = (v16){0};                                              \
+        for (int64_t i = 0; i < d; i++) {                                                            \
+            v16 kv = load16(kt + i * BLOCK);                                                         \
+            _Pragma("GCC unroll 8") for (int j = 0; j < G; j++) acc[j] += q[j * d + i] * kv;         \
+        }                                                                                            \
+        v16 total = {0};                                                                             \
+        for (int j = 0; j < G; j++) total += w[j] * relu16(acc[j]);                                  \
+        return total;                                                                                \
+    }
+INDEX_HEAD_GROUP(8)
+INDEX_HEAD_GROUP(4)
+INDEX_HEAD_GROUP(1)
+
+__attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, const float *w, const float *keys,
+                                                                int64_t n_keys, int64_t T, int64_t heads, int64_t d,
+                                                                float *scores, int64_t ld_scores) {
     float kt[INDEX_MAX_DIM * BLOCK] __attribute__((aligned(64)));
     for (int64_t e0 = 0; e0 < n_keys; e0 += BLOCK) {
         int64_t m = n_keys - e0 < BLOCK ? n_keys - e0 : BLOCK;
@@ -80,18 +176,12 @@ __attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, 
         for (int64_t j = 0; j < m; j++)
             for (int64_t i = 0; i < d; i++) kt[i * BLOCK + j] = keys[(e0 + j) * d + i];
         for (int64_t t = 0; t < T; t++) {
+            const float *qt = q + t * heads * d, *wt = w + t * heads;
             v16 total = {0};
-            for (int64_t h = 0; h < heads; h++) {
-                const float *qh = q + (t * heads + h) * d;
-                v16 a0 = {0}, a1 = {0};
-                int64_t i = 0;
-                for (; i + 2 <= d; i += 2) { /* two chains: a multiply-add's latency, not its rate */
-                    a0 += qh[i] * load16(kt + i * BLOCK);
-                    a1 += qh[i + 1] * load16(kt + (i + 1) * BLOCK);
-                }
-                if (i < d) a0 += qh[i] * load16(kt + i * BLOCK);
-                total += w[t * heads + h] * relu16(a0 + a1);
-            }
+            int64_t h = 0;
+            for (; h + 8 <= heads; h += 8) total += index_group8(qt + h * d, wt + h, kt, d);
+            for (; h + 4 <= heads; h += 4) total += index_group4(qt + h * d, wt + h, kt, d);
+            for (; h < heads; h++) total += index_group1(qt + h * d, wt + h, kt, d);
             float out[BLOCK];
             memcpy(out, &total, sizeof out);
             memcpy(scores + t * ld_scores + e0, out, sizeof(float) * (size_t)m);
@@ -102,12 +192,12 @@ __attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, 
 int64_t index_max_dim(void) { return INDEX_MAX_DIM; }
 
 int index_select(const float *q, const float *w, const float *keys, int64_t n_keys, const int64_t *visible, int64_t T,
-                 int64_t heads, int64_t d, int64_t k, int64_t *idx, float *scores, IndexScored *heap) {
+                 int64_t heads, int64_t d, int64_t k, int64_t *idx, float *scores, IndexScored *kept) {
     if (d > INDEX_MAX_DIM || d < 1 || heads < 1 || k < 0) return -1;
     index_scores(q, w, keys, n_keys, T, heads, d, scores, n_keys);
     for (int64_t t = 0; t < T; t++) {
         int64_t seen = visible[t] < n_keys ? visible[t] : n_keys;
-        index_top_k(scores + t * n_keys, seen < 0 ? 0 : seen, k, idx + t * k, heap);
+        index_top_k(scores + t * n_keys, seen < 0 ? 0 : seen, k, idx + t * k, kept);
     }
     return 0;
 }

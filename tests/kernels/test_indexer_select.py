@@ -37,8 +37,10 @@ def torch_select(q, w, keys, visible, k):
 
 @pytest.mark.parametrize(
     ("b", "t", "h", "d", "c", "k"),
-    [(1, 5, 8, 32, 200, 16), (2, 3, 3, 7, 37, 8), (1, 16, 1, 33, 16, 4), (1, 4, 4, 64, 513, 64), (1, 3, 2, 8, 5, 8)],
-)
+    [(1, 5, 8, 32, 200, 16), (2, 3, 3, 7, 37, 8), (1, 16, 1, 33, 16, 4), (1, 4, 4, 64, 513, 64), (1, 3, 2, 8, 5, 8),
+     # heads in groups of 8, 4 and 1; at least k whole blocks of 16 keys (the bar from the blocks' maxima)
+     (1, 6, 12, 32, 1000, 16), (2, 4, 13, 16, 2055, 64)],
+)  # fmt: skip
 def test_the_c_selection_keeps_the_torch_top_k(b, t, h, d, c, k):
     g = torch.Generator().manual_seed(b * 1000 + c)
     q, keys = torch.randn(b, t, h, d, generator=g), torch.randn(b, c, d, generator=g)
@@ -49,6 +51,16 @@ def test_the_c_selection_keeps_the_torch_top_k(b, t, h, d, c, k):
     want, scores = torch_select(q, w, keys, visible, k)
     assert got.shape == want.shape == (b, t, k)
     assert_same_choice(got, want, scores, visible)
+
+
+@pytest.mark.parametrize(("n", "k"), [(3000, 64), (2000, 5), (70, 4)])
+def test_exact_ties_go_to_the_lower_index_over_many_blocks(n, k):
+    """Scores from a few values (one head, one dim: the score is the key): many keys tie with the
+    k-th best, so the bar and the candidate buffer must keep the lowest indices among them."""
+    values = torch.randint(0, 4, (1, n, 1), generator=torch.Generator().manual_seed(n)).float()
+    got = cpu.select(torch.ones(1, 1, 1, 1), torch.ones(1, 1, 1), values, torch.tensor([n]), k)
+    want = sorted(range(n), key=lambda e: (-values[0, e, 0].item(), e))[:k]
+    assert got[0, 0].tolist() == want
 
 
 def test_ties_go_to_the_lower_index_and_nothing_visible_selects_nothing():

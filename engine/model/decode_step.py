@@ -57,10 +57,14 @@ class DecodeStep:
         self._empty: dict[int, torch.Tensor] = {}
         self._tables = []  # RoPE tables whose addresses C holds
         # Checkpoints stored in bf16 (the embedded model) hold only bfloat16 values: then the
-        # matrices are read as bf16 copies, half the bytes per token for the same float32
-        # arithmetic (decode is bound by reading weights).
+        # matrices are read in bf16 (the model's own where it holds them so, else copies), half
+        # the bytes per token for the same float32 arithmetic (decode is bound by reading weights).
         matrices = _matrices(model)
-        self.bf16 = sum(m.numel() for m in matrices) * 2 <= BF16_COPY_LIMIT and all(map(_is_bf16, matrices))
+        copied = sum(m.numel() for m in matrices if m.dtype != torch.bfloat16) * 2
+        self.bf16 = copied <= BF16_COPY_LIMIT and all(map(_is_bf16, matrices))
+        # a model held in bf16 multiplies in bf16 on the module path (activations rounded at each
+        # product): then step.c does too where the CPU has bf16 dot products (step.c `linear`)
+        self.bf16_products = self.bf16 and any(m.dtype == torch.bfloat16 for m in matrices)
         self._copies: dict[int, torch.Tensor] = {}
         self._layers = (cpu.LayerWeights * a.n_layers)()
         self._steps = (cpu.LayerStep * a.n_layers)()  # [sequences, layers], grown for bigger batches
@@ -79,10 +83,11 @@ class DecodeStep:
             n_experts=a.n_routed_experts, n_active=a.n_activated_experts, inter=a.moe_inter_dim,
             shared_inter=a.moe_inter_dim * a.n_shared_experts, vocab=a.vocab_size, n_layers=a.n_layers,
             sinkhorn_iters=a.hc_sinkhorn_iters, score_func=cpu.SCORE_FUNCS[a.score_func], hc_eps=a.hc_eps,
-            norm_eps=a.norm_eps, route_scale=a.route_scale, swiglu_limit=a.swiglu_limit, bf16=self.bf16,
-            embed=_ptr(model.embed.weight), hc_head_fn=_ptr(model.hc_head_fn), hc_head_base=_ptr(model.hc_head_base),
-            hc_head_scale=_ptr(model.hc_head_scale), norm=_ptr(model.norm.weight), head=self._mat(model.head.weight),
-            layers=self._layers,
+            norm_eps=a.norm_eps, route_scale=a.route_scale, swiglu_limit=a.swiglu_limit,
+            bf16=2 if self.bf16_products else int(self.bf16),
+            embed=self._floats(model.embed.weight), hc_head_fn=_ptr(model.hc_head_fn),
+            hc_head_base=_ptr(model.hc_head_base), hc_head_scale=_ptr(model.hc_head_scale),
+            norm=_ptr(model.norm.weight), head=self._mat(model.head.weight), layers=self._layers,
         )  # fmt: skip
 
     @staticmethod
@@ -102,6 +107,8 @@ class DecodeStep:
             return False
         limits = cpu.limits(lib)
         tensors = _bound_tensors(model)
+        floats = [t for t in tensors if t.is_floating_point()]
+        bf16_ok = {id(t) for t in (*_matrices(model), model.embed.weight)}  # read as bf16 (the embedding: copied)
         return (
             not a.quant_sim
             and a.hc_mult <= limits.max_streams
@@ -112,17 +119,25 @@ class DecodeStep:
             and a.index_head_dim <= limits.max_index_dim
             and a.score_func in cpu.SCORE_FUNCS
             and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
-            and all(t.dtype == torch.float32 for t in tensors if t.is_floating_point())
+            and all(t.dtype == torch.float32 or (t.dtype == torch.bfloat16 and id(t) in bf16_ok) for t in floats)
             and all(b.ffn.gate.tid2eid.dtype == torch.int64 for b in model.layers if b.ffn.gate.is_hash)
         )
 
     # weights ------------------------------------------------------------------------------
     def _mat(self, t: torch.Tensor | None) -> int | None:
-        """Address of a matrix as step.c reads it: the parameter, or its bf16 copy."""
-        if t is None or not self.bf16:
+        """Address of a matrix as step.c reads it: the parameter, or its bf16 (or fp32) copy."""
+        want = torch.bfloat16 if self.bf16 else torch.float32
+        if t is None or t.dtype == want:
             return _ptr(t)
+        return self._copy(t, want)
+
+    def _floats(self, t: torch.Tensor) -> int:
+        """Address of a tensor step.c reads as float32 (the embedding): the parameter, or a copy."""
+        return _ptr(t) if t.dtype == torch.float32 else self._copy(t, torch.float32)
+
+    def _copy(self, t: torch.Tensor, dtype: torch.dtype) -> int:
         if id(t) not in self._copies:
-            self._copies[id(t)] = t.detach().to(torch.bfloat16).contiguous()
+            self._copies[id(t)] = t.detach().to(dtype).contiguous()
         return self._copies[id(t)].data_ptr()
 
     def _layer_weights(self, block) -> cpu.LayerWeights:
@@ -310,7 +325,7 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 def _is_bf16(t: torch.Tensor) -> bool:
-    return torch.equal(t.detach().to(torch.bfloat16).to(t.dtype), t.detach())
+    return t.dtype == torch.bfloat16 or torch.equal(t.detach().to(torch.bfloat16).to(t.dtype), t.detach())
 
 
 def _matrices(model) -> list[torch.Tensor]:

@@ -124,7 +124,8 @@ def load_model(
     if check_memory:
         from deepfim.engine.model import memory_plan
 
-        plan = memory_plan.plan_weights(args, headers, dtype, keep_quantized, layout, hot_experts=hot_experts)
+        plan = memory_plan.plan_weights(args, headers, dtype, keep_quantized, layout, torch.device(device).type,
+                                        hot_experts=hot_experts)  # fmt: skip
         memory_plan.check_fits(plan, torch.device(device))
     with torch.device("meta"):
         model = Transformer(args)

@@ -90,6 +90,12 @@ def _is_matrix(name: str) -> bool:
     return leaf == "weight" and not module.endswith("norm")
 
 
+def _kept_fp32_on_cpu(name: str) -> bool:
+    """The vocabulary head and the router gates: fp32 on the CPU whatever the dense dtype
+    (quantized.materialize)."""
+    return name == "head.weight" or name.endswith(".ffn.gate.weight")
+
+
 def plan_weights(
     args: ModelArgs,
     headers: dict[str, StoredTensor],
@@ -116,7 +122,10 @@ def plan_weights(
         share = _share(t, layout, n_experts)
         if not share:
             continue
-        row, nbytes = _held_as(key, t, info, headers, fp8, fp4, dense_name, dense_bytes)
+        if device == "cpu" and _kept_fp32_on_cpu(t.name):
+            row, nbytes = _held_as(key, t, info, headers, fp8, fp4, "fp32", 4)
+        else:
+            row, nbytes = _held_as(key, t, info, headers, fp8, fp4, dense_name, dense_bytes)
         if row is None:
             continue
         nbytes *= share

@@ -138,17 +138,22 @@ def pack_experts(moe: nn.Module, scale_dtype: torch.dtype) -> None:
 def materialize(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
     """Gives every meta parameter and buffer uninitialised storage on `device`: matrices (linears,
     embedding, gate, dense experts) in `dtype`, vectors in fp32, quantized weights, their block
-    scales and integer tables as they are; shared tensors stay shared. Not `Module.to_empty`: its
-    `empty_like` on meta tensors runs through torch's Python references, which import sympy (0.6 s
-    of a cold start)."""
+    scales and integer tables as they are; shared tensors stay shared. On the CPU the vocabulary
+    head and the router gates stay fp32 whatever `dtype` is: a bf16 product rounds its output,
+    which moves the log-probabilities the confidence gate reads and flips near-tied expert
+    choices away from the C decode step's (fp32 sums); they are a small share of the weights.
+    Not `Module.to_empty`: its `empty_like` on meta tensors runs through torch's Python
+    references, which import sympy (0.6 s of a cold start)."""
     made: dict[int, torch.Tensor] = {}
+    precise = {id(m) for name, m in model.named_modules() if name == "head" or type(m).__name__ == "Gate"}
     for module in model.modules():
+        held = torch.float32 if device.type == "cpu" and id(module) in precise else dtype
         for store in (module._parameters, module._buffers):
             for key, t in list(store.items()):
                 if t is None:
                     continue
                 if id(t) not in made:
-                    made[id(t)] = torch.empty(t.shape, dtype=_held_dtype(module, key, t, dtype), device=device)
+                    made[id(t)] = torch.empty(t.shape, dtype=_held_dtype(module, key, t, held), device=device)
                 new = made[id(t)]
                 store[key] = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
 

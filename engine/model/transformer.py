@@ -476,10 +476,7 @@ class MoE(nn.Module):
             return moe_gemm.experts_forward(x, weights, idx, experts, limit)
         if use_triton(x, self.w1, self.w2, self.w3):  # dense experts on a GPU: the grouped GEMM too
             return moe_gemm.experts_forward(x, weights, idx, moe_gemm.ExpertWeights(self.w1, self.w2, self.w3), limit)
-        if self.w1.dtype != x.dtype:  # bf16 experts beside fp32 activations
-            return experts_forward(x.to(self.w1.dtype), weights.to(self.w1.dtype), idx, self.w1, self.w2, self.w3,
-                                   limit).to(x.dtype)  # fmt: skip
-        return experts_forward(x, weights, idx, self.w1, self.w2, self.w3, limit)
+        return experts_forward(x, weights, idx, self.w1, self.w2, self.w3, limit)  # bf16 weights: products in bf16
 
 
 # block ----------------------------------------------------------------------------------------

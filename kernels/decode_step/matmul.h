@@ -175,6 +175,129 @@ static void matmul_bf16(const uint16_t *w, const float *x, int64_t ldx, float *y
         for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot_bf16(w + o * in, x + t * ldx, in);
 }
 
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#include <stdlib.h>
+#define MATMUL_BF16_DOT 1
+
+/* bf16 copies of the T rows of x (`ldx` apart, `in` wide), round to nearest even, each row padded
+ * with zeros to a multiple of 32: a per-thread buffer, grown as needed */
+static const uint16_t *bf16_rows(const float *x, int64_t ldx, int64_t in, int64_t T, int64_t *ld) {
+    static __thread uint16_t *buf;
+    static __thread int64_t cap;
+    int64_t width = (in + 31) & ~(int64_t)31;
+    if (T * width > cap) {
+        free(buf);
+        cap = T * width;
+        buf = aligned_alloc(64, (size_t)cap * 2);
+        if (!buf) {
+            cap = 0;
+            return NULL;
+        }
+    }
+    for (int64_t t = 0; t < T; t++) {
+        const float *row = x + t * ldx;
+        uint16_t *out = buf + t * width;
+        for (int64_t i = 0; i < width; i += 32) {
+            int64_t left = in - i; /* the last chunk's lanes past `in` are zeros */
+            int lo = left >= 16 ? 16 : (int)left, hi = left >= 32 ? 16 : left > 16 ? (int)(left - 16) : 0;
+            __m512 a = _mm512_maskz_loadu_ps((__mmask16)((1u << lo) - 1), row + i);
+            __m512 b = _mm512_maskz_loadu_ps((__mmask16)((1u << hi) - 1), row + i + 16);
+            _mm512_store_si512((void *)(out + i), (__m512i)_mm512_cvtne2ps_pbh(b, a));
+        }
+    }
+    *ld = width;
+    return buf;
+}
+
+static inline float hsum512(__m512 v) {
+    v16 u;
+    memcpy(&u, &v, sizeof u);
+    return hsum16(u);
+}
+
+/* y[t * ldy + r] for four weight rows (`in` apart) and four or one rows of bf16 x (`ldx` apart):
+ * one accumulator per output, the row's 32-wide chunks in order, then the lane tree (hsum16).
+ * Written out by hand: with arrays GCC keeps the 16 accumulators on the stack. */
+#define BF16_CHUNK_MASK(in, i) ((in) - (i) >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << ((in) - (i))) - 1))
+#define BF16_W(r)                                                                                    \
+    __m512bh w##r = (__m512bh)(full ? _mm512_loadu_si512((const void *)(w + (r) * in + i))            \
+                                    : _mm512_maskz_loadu_epi16(m, w + (r) * in + i))
+#define BF16_X(t) (__m512bh) _mm512_load_si512((const void *)(x + (t) * ldx + i))
+#define BF16_ROW(t)                                                                                  \
+    {                                                                                                \
+        __m512bh xv = BF16_X(t);                                                                     \
+        a##t##0 = _mm512_dpbf16_ps(a##t##0, w0, xv), a##t##1 = _mm512_dpbf16_ps(a##t##1, w1, xv);   \
+        a##t##2 = _mm512_dpbf16_ps(a##t##2, w2, xv), a##t##3 = _mm512_dpbf16_ps(a##t##3, w3, xv);   \
+    }
+#define BF16_OUT(t)                                                                                  \
+    y[(t) * ldy + 0] = hsum512(a##t##0), y[(t) * ldy + 1] = hsum512(a##t##1),                        \
+    y[(t) * ldy + 2] = hsum512(a##t##2), y[(t) * ldy + 3] = hsum512(a##t##3)
+
+static inline void dot_bf16_tile4(const uint16_t *w, int64_t in, const uint16_t *x, int64_t ldx, float *y,
+                                  int64_t ldy) {
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    for (int64_t i = 0; i < in; i += 32) {
+        __mmask32 m = BF16_CHUNK_MASK(in, i);
+        int full = in - i >= 32; /* a masked load of a whole chunk is slower on some CPUs */
+        BF16_W(0);
+        BF16_W(1);
+        BF16_W(2);
+        BF16_W(3);
+        BF16_ROW(0) BF16_ROW(1) BF16_ROW(2) BF16_ROW(3)
+    }
+    BF16_OUT(0), BF16_OUT(1), BF16_OUT(2), BF16_OUT(3);
+}
+
+static inline void dot_bf16_tile1(const uint16_t *w, int64_t in, const uint16_t *x, int64_t ldx, float *y,
+                                  int64_t ldy) {
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    for (int64_t i = 0; i < in; i += 32) {
+        __mmask32 m = BF16_CHUNK_MASK(in, i);
+        int full = in - i >= 32; /* a masked load of a whole chunk is slower on some CPUs */
+        BF16_W(0);
+        BF16_W(1);
+        BF16_W(2);
+        BF16_W(3);
+        BF16_ROW(0)
+    }
+    BF16_OUT(0);
+}
+
+/* one weight row against one bf16 x row, summed as the tiles sum it */
+static inline float dot_bf16_row(const uint16_t *w, int64_t in, const uint16_t *x) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < in; i += 32) {
+        __mmask32 m = BF16_CHUNK_MASK(in, i);
+        acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_maskz_loadu_epi16(m, w + i),
+                               (__m512bh)_mm512_load_si512((const void *)(x + i)));
+    }
+    return hsum512(acc);
+}
+
+/* `matmul` for bfloat16 weights with the rows of X rounded to bfloat16 too: the CPU's bf16 dot
+ * products (AVX512-BF16: 32 multiply-adds an instruction, sums in float32), as torch's bf16
+ * matmul does for the module path on such a CPU. Returns 0 when the x buffer cannot be had. */
+static int matmul_bf16_dot(const uint16_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out,
+                           int64_t in, int64_t T, int threads) {
+    int64_t ldb;
+    const uint16_t *xb = bf16_rows(x, ldx, in, T, &ldb);
+    if (!xb) return 0;
+    int64_t blocks = out / 4, o = blocks * 4;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && out * in * T >= PARALLEL_MIN)
+    for (int64_t b = 0; b < blocks; b++) {
+        const uint16_t *wb = w + b * 4 * in;
+        int64_t t = 0;
+        for (; t + 4 <= T; t += 4) dot_bf16_tile4(wb, in, xb + t * ldb, ldb, y + t * ldy + b * 4, ldy);
+        for (; t < T; t++) dot_bf16_tile1(wb, in, xb + t * ldb, ldb, y + t * ldy + b * 4, ldy);
+    }
+    for (; o < out; o++)
+        for (int64_t t = 0; t < T; t++) y[t * ldy + o] = dot_bf16_row(w + o * in, in, xb + t * ldb);
+    return 1;
+}
+#endif
+
 #pragma GCC pop_options
 
 #endif

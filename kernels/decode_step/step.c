@@ -77,7 +77,9 @@ typedef struct {
     int64_t index_heads, index_dim, index_topk;
     int64_t n_experts, n_active, inter, shared_inter, vocab, n_layers;
     int64_t sinkhorn_iters, score_func;
-    int64_t bf16;    /* the matrices `linear` reads hold bfloat16 (lossless when every value is one) */
+    int64_t bf16;    /* 0: float32 matrices; 1: bfloat16 (lossless when every value is one); 2: bfloat16,
+                      * and the module path multiplies in bf16 (the model holds them so): `linear`
+                      * rounds the activations too where the CPU has bf16 dot products */
     int64_t threads; /* OpenMP threads for the big matrices (the caller's torch.get_num_threads()) */
     float hc_eps, norm_eps, route_scale, swiglu_limit;
     const float *embed, *hc_head_fn, *hc_head_base, *hc_head_scale, *norm;
@@ -115,14 +117,28 @@ static const void *at(const ModelWeights *M, const void *w, int64_t offset) {
     return (const char *)w + offset * (M->bf16 ? 2 : 4);
 }
 
-/* Y = W X (matmul.h) for the model's matrices, in whichever precision they are held. */
-static void linear(const ModelWeights *M, const void *w, const float *x, int64_t ldx, float *y, int64_t ldy,
-                   int64_t out, int64_t in, int64_t T) {
+/* Y = W X (matmul.h) for the model's matrices, float32 sums of float32 activations against the
+ * matrices in whichever precision they are held: the vocabulary head and the router gates,
+ * whose outputs feed the softmax over the vocabulary and the experts' top-k (as the module path
+ * keeps them in fp32 on the CPU). */
+static void linear_f32(const ModelWeights *M, const void *w, const float *x, int64_t ldx, float *y, int64_t ldy,
+                       int64_t out, int64_t in, int64_t T) {
     int threads = M->threads > 1 ? (int)M->threads : 1;
     if (M->bf16)
         matmul_bf16(w, x, ldx, y, ldy, out, in, T, threads);
     else
         matmul(w, x, ldx, y, ldy, out, in, T, threads);
+}
+
+/* The other matrices: for a model held in bf16 (M->bf16 == 2) on a CPU with bf16 dot products,
+ * the activations are rounded to bf16 too (twice the multiply-adds an instruction, no widening),
+ * as torch's bf16 matmul does for the module path; else as `linear_f32`. */
+static void linear(const ModelWeights *M, const void *w, const float *x, int64_t ldx, float *y, int64_t ldy,
+                   int64_t out, int64_t in, int64_t T) {
+#ifdef MATMUL_BF16_DOT
+    if (M->bf16 == 2 && matmul_bf16_dot(w, x, ldx, y, ldy, out, in, T, M->threads > 1 ? (int)M->threads : 1)) return;
+#endif
+    linear_f32(M, w, x, ldx, y, ldy, out, in, T);
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -486,7 +502,7 @@ static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, co
     float *scores = scratch + s->scores, *xs = scratch + s->xs, *h1 = scratch + s->h1, *h3 = scratch + s->h3;
     float *y = scratch + s->y, *weight = scratch + s->weight;
     int64_t *idx = (int64_t *)(scratch + s->idx);
-    linear(M, L->gate, x, dim, scores, E, E, dim, N);
+    linear_f32(M, L->gate, x, dim, scores, E, E, dim, N);
     for (int64_t t = 0; t < N; t++) route(M, L, tokens[t], scores + t * E, idx + t * K, weight + t * K);
     memset(out, 0, sizeof(float) * N * dim);
     for (int64_t e = 0; e < E; e++) {
@@ -612,6 +628,6 @@ int v4_decode_batch(const ModelWeights *M, LayerStep *steps, int64_t B, const in
             rms_norm(ut, M->norm, dim, M->norm_eps);
         }
     }
-    if (rows) linear(M, M->head, u, dim, logits, M->vocab, M->vocab, dim, rows);
+    if (rows) linear_f32(M, M->head, u, dim, logits, M->vocab, M->vocab, dim, rows);
     return 0;
 }

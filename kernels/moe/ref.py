@@ -1,6 +1,9 @@
 """V4 mixture-of-experts routing and expert compute, fp32 reference (the CPU path).
 
 Dimension legend: N tokens, D hidden, E routed experts, K experts per token, I expert width.
+Expert weights held in another dtype than the activations (bf16 on a CPU that multiplies it
+natively) take part in the products only: each product runs in the weight's dtype and returns
+in the activations', so the SwiGLU and the sums over a token's experts stay fp32.
 """
 
 from __future__ import annotations
@@ -51,6 +54,13 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor, limit: float) -> torch.Tensor:
     return F.silu(gate) * up
 
 
+def _product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T in w's dtype, returned in x's."""
+    if x.dtype == w.dtype:
+        return F.linear(x, w)
+    return F.linear(x.to(w.dtype), w).to(x.dtype)
+
+
 def experts_forward(
     x: torch.Tensor,
     weights: torch.Tensor,
@@ -74,8 +84,8 @@ def experts_forward(
             xt = x[token]
             y = None
             for j, e in enumerate(experts):
-                h = swiglu(F.linear(xt, w1[e]), F.linear(xt, w3[e]), limit) * ws[j]
-                y = F.linear(h, w2[e]) if y is None else y + F.linear(h, w2[e])
+                h = swiglu(_product(xt, w1[e]), _product(xt, w3[e]), limit) * ws[j]
+                y = _product(h, w2[e]) if y is None else y + _product(h, w2[e])
             rows.append(y)
         return torch.stack(rows)
     out = torch.zeros_like(x)
@@ -90,7 +100,7 @@ def experts_forward(
             continue
         tok = token_of[start : start + count]
         xe = x[tok]  # [n_e, D]
-        h = swiglu(xe @ w1[e].t(), xe @ w3[e].t(), limit) * weight_of[start : start + count, None]
-        out.index_add_(0, tok, h @ w2[e].t())
+        h = swiglu(_product(xe, w1[e]), _product(xe, w3[e]), limit) * weight_of[start : start + count, None]
+        out.index_add_(0, tok, _product(h, w2[e]))
         start += count
     return out

@@ -57,6 +57,22 @@ def test_experts_decode_path_matches_grouped_path():
     assert_close("naive", naive, grouped, atol=1e-5, rtol=1e-5)
 
 
+def test_bf16_experts_multiply_in_bf16_and_sum_in_fp32():
+    """bf16 expert weights beside fp32 activations (a CPU that multiplies bf16): each product in
+    bf16, the SwiGLU and the sums over a token's experts in fp32, for both paths."""
+    g = torch.Generator().manual_seed(1)
+    e, d, inter, k = 8, 64, 96, 4
+    w1, w3 = ((torch.randn(e, inter, d, generator=g) * d**-0.5).bfloat16() for _ in range(2))
+    w2 = (torch.randn(e, d, inter, generator=g) * inter**-0.5).bfloat16()
+    x = torch.randn(6, d, generator=g)
+    weights, idx = ref.route(ref.scores_from_logits(torch.randn(6, e, generator=g), "sqrtsoftplus"), k, 1.5)
+    exact = ref.experts_forward(x, weights, idx, w1.float(), w2.float(), w3.float(), 10.0)
+    for n in (6, 1):  # grouped products, and one token's per-expert views
+        got = ref.experts_forward(x[:n], weights[:n], idx[:n], w1, w2, w3, 10.0)
+        assert got.dtype == torch.float32
+        assert_close(f"{n} tokens", got, exact[:n], atol=3e-2, rtol=3e-2)  # bf16-rounded product inputs
+
+
 CASES = [
     pytest.param(63, 24, 6, "sqrtsoftplus", True, id="N63-E24-K6-sqrtsoftplus-bias"),
     pytest.param(111, 100, 6, "sqrtsoftplus", True, id="N111-E100-K6-sqrtsoftplus-bias"),

@@ -24,10 +24,26 @@ def _prefilled(model, lengths: list[int], seed: int):
     return states
 
 
-@pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint", "sigmoid-no-shared-no-hash"])
+def held_in_bf16(model):
+    """The model as a CPU that multiplies bf16 loads it (quantized.materialize): matrices in bf16,
+    the head and the router gates in fp32; step.c then rounds activations at the products too."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name == "head" or type(module).__name__ == "Gate":
+                continue
+            for key, p in module.named_parameters(recurse=False):
+                if key in ("weight", "w1", "w2", "w3") and p.dim() >= 2 and isinstance(
+                    module, (torch.nn.Linear, torch.nn.Embedding, type(model.layers[0].ffn))
+                ):
+                    p.data = p.data.bfloat16()
+    return model
+
+
+@pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint", "bf16-held", "sigmoid-no-shared-no-hash"])
 def test_a_batch_gives_each_sequence_exactly_its_own_call(name):
-    model = make_model(**CONFIGS[name])
+    model = held_in_bf16(make_model(bf16_values=True)) if name == "bf16-held" else make_model(**CONFIGS[name])
     step = DecodeStep.for_model(model)
+    assert step.bf16_products == (name == "bf16-held")
     lengths = [0, 3, 126, 127, 200, 255, 61]  # positions inside and at the edges of windows of every ratio
     batched, alone = _prefilled(model, lengths, 1), _prefilled(model, lengths, 1)
     gen = torch.Generator().manual_seed(2)

@@ -78,7 +78,9 @@ static inline float bf16_to_f32(uint16_t h) {
             a2 += LOAD16(w2 + i) * xv;                                                          \
             a3 += LOAD16(w3 + i) * xv;                                                          \
         }                                                                                       \
-        float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);               \
+        float s[4];                                                                             \
+        hsum16x4(a0, a1, a2, a3, s);                                                            \
+        float s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];                                       \
         for (int64_t i = n16; i < n; i++) {                                                     \
             s0 += TO_F32(w0[i]) * x[i];                                                         \
             s1 += TO_F32(w1[i]) * x[i];                                                         \
@@ -113,7 +115,9 @@ static inline void tile4_f32(const float *w, int64_t ldw, const float *x, int64_
     }
     for (int t = 0; t < 4; t++) {
         const float *xt = x + t * ldx;
-        float s0 = hsum16(acc[t][0]), s1 = hsum16(acc[t][1]), s2 = hsum16(acc[t][2]), s3 = hsum16(acc[t][3]);
+        float s[4];
+        hsum16x4(acc[t][0], acc[t][1], acc[t][2], acc[t][3], s);
+        float s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
         for (int64_t i = n16; i < n; i++) {
             s0 += w0[i] * xt[i];
             s1 += w1[i] * xt[i];
@@ -230,9 +234,13 @@ static inline float hsum512(__m512 v) {
         a##t##0 = _mm512_dpbf16_ps(a##t##0, w0, xv), a##t##1 = _mm512_dpbf16_ps(a##t##1, w1, xv);   \
         a##t##2 = _mm512_dpbf16_ps(a##t##2, w2, xv), a##t##3 = _mm512_dpbf16_ps(a##t##3, w3, xv);   \
     }
-#define BF16_OUT(t)                                                                                  \
-    y[(t) * ldy + 0] = hsum512(a##t##0), y[(t) * ldy + 1] = hsum512(a##t##1),                        \
-    y[(t) * ldy + 2] = hsum512(a##t##2), y[(t) * ldy + 3] = hsum512(a##t##3)
+#define BF16_OUT(t) hsum512x4(a##t##0, a##t##1, a##t##2, a##t##3, y + (t) * ldy)
+
+static inline void hsum512x4(__m512 a, __m512 b, __m512 c, __m512 d, float *y) {
+    v16 u[4];
+    memcpy(&u[0], &a, sizeof a), memcpy(&u[1], &b, sizeof b), memcpy(&u[2], &c, sizeof c), memcpy(&u[3], &d, sizeof d);
+    hsum16x4(u[0], u[1], u[2], u[3], y);
+}
 
 static inline void dot_bf16_tile4(const uint16_t *w, int64_t in, const uint16_t *x, int64_t ldx, float *y,
                                   int64_t ldy) {

@@ -31,8 +31,15 @@ from deepfim.engine.model.transformer import ForwardOutput, Transformer
 from deepfim.engine.serving.healing import HealingVocab
 from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
 from deepfim.engine.serving.sampler import loop_safe_end, repeated_lines_cut, repeated_tokens_cut, sample
-from deepfim.engine.serving.sequence import ActiveRequest, CandidateState
-from deepfim.engine.serving.speculative import CopyDrafter, DraftStats, MtpDrafter, NgramDrafter, SpeculativeConfig
+from deepfim.engine.serving.sequence import NGRAM_KEPT_PRIOR, NGRAM_KEPT_RECOVERY, ActiveRequest, CandidateState
+from deepfim.engine.serving.speculative import (
+    CopyDrafter,
+    DraftLength,
+    DraftStats,
+    MtpDrafter,
+    NgramDrafter,
+    SpeculativeConfig,
+)
 from deepfim.engine.serving.token_choice import TokenChoice
 
 log = logging.getLogger(__name__)
@@ -96,6 +103,8 @@ class ModelRunner:
         self.eos = tokenizer.special.eos
         self._healing_vocab: HealingVocab | None = None  # built at the first healed request
         self._drafts = self.spec.max_draft  # n-gram/MTP draft tokens per sequence in the current step
+        # what verifying T tokens costs here, learned from this runner's single-sequence calls
+        self.draft_length = DraftLength(max(self.spec.max_draft, MAX_COPY_DRAFT) + 1)
         self._copy_room = MAX_COPY_DRAFT  # copy-draft tokens per sequence in the current step
         # MTP state is part of every cached snapshot, so the choice is per runner, not per request.
         # Where the C decode step serves the model (CPU), MTP drafts cost more than they save: the
@@ -133,6 +142,8 @@ class ModelRunner:
         t0 = time.perf_counter()
         outputs = self._run(calls, failed)
         elapsed_ms = (time.perf_counter() - t0) * 1e3  # the step's wall time is each request's wait
+        if len(calls) == 1 and not calls[0].prefill:
+            self.draft_length.observe(len(calls[0].ids), elapsed_ms)
         for req in {id(c.req): c for c in calls}.values():
             if req.prefill:
                 req.req.timings.prefill_ms += elapsed_ms
@@ -302,7 +313,11 @@ class ModelRunner:
             if not drafts and room > 0:
                 if cand.drafter is None:
                     cand.drafter = NgramDrafter(req.prompt_ids + cand.tokens, self.spec.ngram)
-                drafts, source = cand.drafter.propose(room), "ngram"
+                length = self.draft_length.best(cand.ngram_kept, room)
+                if length:
+                    drafts, source = cand.drafter.propose(length), "ngram"
+                else:  # not worth it now; try again once the candidate's record has faded
+                    cand.ngram_kept += (NGRAM_KEPT_PRIOR - cand.ngram_kept) * NGRAM_KEPT_RECOVERY
             if not drafts and cand.mtp_draft is not None and room > 0:
                 drafts, source = [cand.mtp_draft], "mtp"
         if drafts:
@@ -329,6 +344,8 @@ class ModelRunner:
         """Fed [next_token, *drafts] at once: keeps the drafts the model agrees with (token_choice.py)."""
         preds, n_ok, logprobs = self.choice.keep(req, cand, out.logits[0], drafts, source)
         self.draft_stats.record(source, len(drafts), n_ok)
+        if source == "ngram":
+            cand.ngram_kept = (cand.ngram_kept + n_ok / len(drafts)) / 2
         req.timings.draft_tokens += len(drafts)
         req.timings.accepted_draft_tokens += n_ok
         if n_ok < len(drafts):

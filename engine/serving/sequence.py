@@ -17,6 +17,10 @@ from deepfim.engine.serving.speculative import CopyDrafter, NgramDrafter
 _seq_numbers = itertools.count()
 
 
+NGRAM_KEPT_PRIOR = 0.75  # a candidate's first n-gram draft is tried (code repeats itself)
+NGRAM_KEPT_RECOVERY = 0.1  # per step without a draft, its record fades back toward the prior
+
+
 @dataclass
 class CandidateState:
     """One of a request's n continuations."""
@@ -38,6 +42,7 @@ class CandidateState:
     drafter: NgramDrafter | None = None  # speculative drafts from the context (greedy only)
     copier: CopyDrafter | None = None  # copies of what the context holds (accepted by likelihood)
     mtp_draft: int | None = None  # the MTP block's guess for the token after next_token
+    ngram_kept: float = NGRAM_KEPT_PRIOR  # recent share of its n-gram draft tokens the model kept
 
     @property
     def finished(self) -> bool:

@@ -73,3 +73,33 @@ def test_mtp_drafts_keep_greedy_output_identical(tiny_model, runner):
     assert spec == plain
     stats = mtp_runner.draft_stats.as_dict()["mtp"]
     assert stats["proposed"] >= 10 and 0 <= stats["accepted"] <= stats["proposed"]
+
+
+def test_draft_length_drafts_only_what_pays_for_its_verification():
+    """A C-step-like cost (7 tokens cost 3x one): a candidate keeping a fifth of its drafts gets
+    none, one keeping most gets some; costs not yet seen are tried (and so measured)."""
+    from deepfim.engine.serving.speculative import DraftLength
+
+    length = DraftLength(16)
+    assert length.best(0.2, 6) == 6  # nothing measured yet: the full draft is tried
+    for tokens in range(1, 17):
+        length.observe(tokens, 0.55 + 0.25 * tokens)  # ms: 0.8 for one token, 2.3 for seven
+    assert length.best(0.2, 6) == 0
+    assert 0 < length.best(0.9, 6) <= 6
+    assert length.best(0.99, 15) > length.best(0.6, 15)
+    flat = DraftLength(16)  # a GPU: more rows cost about the same
+    for tokens in range(1, 17):
+        flat.observe(tokens, 1.0)
+    assert flat.best(0.2, 6) == 6
+
+
+def test_ngram_drafts_stop_where_they_do_not_pay_and_greedy_output_stays(tiny_model, runner):
+    """A real runner whose single-token calls are cheap against its measured multi-token calls:
+    after its drafts are rejected a candidate stops drafting; the output is greedy's either way."""
+    plain = generate(runner, PROMPT, SamplingParams(max_tokens=40, speculative=False))[0].token_ids
+    spec_runner = ModelRunner(tiny_model, runner.tokenizer, None, SpeculativeConfig(enabled=True, max_draft=6))
+    for tokens in range(1, 18):
+        spec_runner.draft_length.observe(tokens, 0.5 + 10.0 * tokens)  # a draft never pays here
+    out = generate(spec_runner, PROMPT, SamplingParams(max_tokens=40))[0]
+    assert out.token_ids == plain
+    assert spec_runner.draft_stats.as_dict().get("ngram", {"proposed": 0})["proposed"] == 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ from deepfim.context.graph import ImportGraph
 from deepfim.context.lexical import IDENTIFIER, LexicalIndex
 from deepfim.context.records import FileEntry, ImportSpec
 from deepfim.context.secrets import redact
+from deepfim.context.similar_window import LineIndex, best_window
 from deepfim.engine.api import NameHints
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -45,7 +45,6 @@ CONTINUATION_LINES = 4
 QUERY_LINES = 8
 SIMILAR_FILES = 6
 MAX_SIMILAR = 2
-LINE_CACHE_FILES = 128
 OWN_SEARCH_CHARS = 100_000  # of the cursor file, on each side of the cursor
 
 
@@ -92,27 +91,7 @@ class CursorText:
     window_lines: tuple[int, int] = (0, 0)  # lines of the cursor file the window shows
 
 
-class _LineIdentifiers:
-    """Identifier sets per line of recently searched texts, by content (LRU)."""
-
-    def __init__(self) -> None:
-        self._cache: OrderedDict[int, tuple[list[str], list[frozenset[str]]]] = OrderedDict()
-
-    def of(self, text: str) -> tuple[list[str], list[frozenset[str]]]:
-        key = hash(text)
-        found = self._cache.get(key)
-        if found is None:
-            lines = text.split("\n")
-            found = (lines, [frozenset(IDENTIFIER.findall(line)) for line in lines])
-            self._cache[key] = found
-            while len(self._cache) > LINE_CACHE_FILES:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
-        return found
-
-
-_lines = _LineIdentifiers()
+_lines = LineIndex()
 
 
 @dataclass
@@ -298,8 +277,8 @@ def _similar(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> li
     width = max(2, len(query_lines) - 1)
     found = []
     for rel, text, skip in candidates:
-        lines, idents = _lines.of(text)
-        best, best_at = _best_window(idents, query, width, skip)
+        lines, occurrences = _lines.of(text)
+        best, best_at = best_window(occurrences, query, width, skip)
         if best_at >= 0 and best > 0.2:
             end = min(len(lines), best_at + width + CONTINUATION_LINES)
             snippet = "\n".join(lines[best_at:end]) + "\n"
@@ -307,42 +286,6 @@ def _similar(repo: RepoView, cursor: CursorText, options: EvidenceOptions) -> li
             found.append(Evidence("similar", rel, redact(snippet), best, reason))
     found.sort(key=lambda e: -e.score)
     return found[:MAX_SIMILAR]
-
-
-def _best_window(idents: list[frozenset[str]], query: frozenset[str], width: int,
-                 skip: tuple[int, int]) -> tuple[float, int]:  # fmt: skip
-    """(Jaccard similarity, first line) of the `width`-line window whose identifiers are most
-    like `query`'s, among windows that do not overlap lines skip[0]..skip[1] (-1: none).
-
-    The window slides one line at a time, its identifiers counted: each step adds one line and
-    drops one, instead of taking the union of `width` lines again (a new file's context spent
-    most of its time there)."""
-    skip_a, skip_b = skip
-    counts: dict[str, int] = {}
-    shared = 0  # identifiers of the window that are in the query
-    best, best_at = 0.0, -1
-    for i, entering in enumerate(idents):
-        for name in entering:
-            seen = counts.get(name, 0)
-            counts[name] = seen + 1
-            if not seen and name in query:
-                shared += 1
-        start = i - width + 1  # the window is lines start..i
-        if start < 0:
-            continue
-        if shared and not skip_a - width < start <= skip_b:  # (one that overlaps what the prompt shows already)
-            score = shared / (len(query) + len(counts) - shared)
-            if score > best:
-                best, best_at = score, start
-        for name in idents[start]:
-            left = counts[name] - 1
-            if left:
-                counts[name] = left
-            else:
-                del counts[name]
-                if name in query:
-                    shared -= 1
-    return best, best_at
 
 
 def _names(repo: RepoView, cursor: CursorText) -> frozenset[str]:

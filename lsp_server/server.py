@@ -238,6 +238,7 @@ class DeepFimServer(LanguageServer):
             progress.report_threadsafe(f"{done}/{total} files" if total else "indexing", percent)
 
         stats = await asyncio.to_thread(source.scan, on_progress)
+        startup_gc.settle()  # the index lives for the session: out of later full collections
         progress.end(f"{stats.get('files', 0)} files indexed" if source.ready else "indexing failed")
         if source.last_error:
             self.last_error = source.last_error

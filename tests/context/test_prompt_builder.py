@@ -166,16 +166,16 @@ def test_the_window_parts_keep_to_their_budgets(ws, tok):
 
 
 def test_the_sliding_similarity_window_scores_as_the_union_of_its_lines_would():
-    """evidence._best_window counts identifiers as the window slides; the definition it keeps is
-    the Jaccard similarity of the query with the union of `width` lines, skipping windows that
-    overlap the lines the prompt shows already."""
+    """similar_window.best_window scores every window at once from identifier occurrences; the
+    definition it keeps is the Jaccard similarity of the query with the union of `width` lines
+    (the first of equals), skipping windows that overlap the lines the prompt shows already."""
     import random
 
-    from deepfim.context.evidence import _best_window
+    from deepfim.context.similar_window import Occurrences, best_window
 
     rng = random.Random(7)
     names = [f"n{i}" for i in range(12)]
-    for _ in range(200):
+    for _ in range(400):
         idents = [frozenset(rng.sample(names, rng.randint(0, 4))) for _ in range(rng.randint(0, 30))]
         query = frozenset(rng.sample(names, rng.randint(2, 6)))
         width = rng.randint(2, 6)
@@ -188,4 +188,4 @@ def test_the_sliding_similarity_window_scores_as_the_union_of_its_lines_would():
             shared = len(query & window)
             if shared and shared / (len(query) + len(window) - shared) > best:
                 best, best_at = shared / (len(query) + len(window) - shared), i
-        assert _best_window(idents, query, width, skip) == (best, best_at)
+        assert best_window(Occurrences.of(idents), query, width, skip) == (best, best_at)

@@ -25,6 +25,7 @@ def test_pause_then_resume_freezes_the_start_and_collects_again():
     finally:
         gc.unfreeze()  # (also what an in-process engine of an earlier test froze: harmless)
         gc.enable()
+        startup_gc._managed = False  # the rest of the suite's in-process servers: not ours
 
 
 def test_resume_without_pause_leaves_the_collector_alone():
@@ -35,3 +36,17 @@ def test_resume_without_pause_leaves_the_collector_alone():
         assert not gc.isenabled() and gc.get_freeze_count() <= frozen
     finally:
         gc.enable()
+
+
+def test_settle_freezes_what_is_alive_after_a_scan_only_where_the_start_was_managed(monkeypatch):
+    monkeypatch.setattr(startup_gc, "_managed", False)
+    frozen = gc.get_freeze_count()
+    startup_gc.settle()  # an in-process server (tests): the collector is not ours
+    assert gc.get_freeze_count() <= frozen
+    monkeypatch.setattr(startup_gc, "_managed", True)
+    try:
+        index = [{"entry": i} for i in range(20_000)]  # what a scan leaves alive
+        startup_gc.settle()
+        assert gc.isenabled() and gc.get_freeze_count() >= len(index)
+    finally:
+        gc.unfreeze()

@@ -3,33 +3,38 @@
  * Same math as kernels/sparse_attn/ref.py: per query and head one softmax over the raw keys of
  * the sliding window, the compressed entries (all visible ones for HCA, a top-k list for CSA,
  * -1 = none) and a sink logit whose value is zero; K = V. For one query the reference issues
- * ~40 torch ops per layer; here it is one call. Online softmax: a running maximum rescales the
- * accumulated weights and output. Built on first use by cpu.py.
+ * ~40 torch ops per layer; here it is one call. Two passes over a query's keys: the logits, four
+ * keys at a time (their lane sums reduced together: vec.h hsum16x4), then one exponential per
+ * key against the final maximum and the weighted sum of the keys. (One pass with a running
+ * maximum paid a lane sum per key and rescaled the output whenever the maximum rose.)
+ * Built on first use by cpu.py.
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "../vec.h"
 
 #define MAX_DIM 1024
+#define STACK_KEYS 1024 /* keys per query held on the stack; more are allocated */
 
 
-typedef struct {
-    float max, sum;
-    float acc[MAX_DIM];
-} Softmax;
-
-static void add_key(Softmax *s, const float *q, const float *key, int64_t d, float scale) {
-    float logit = vec_dot(q, key, d) * scale;
-    if (logit > s->max) {
-        float shrink = expf(s->max - logit); /* 0 for the first key: max starts at -inf */
-        s->sum *= shrink;
-        for (int64_t i = 0; i < d; i++) s->acc[i] *= shrink;
-        s->max = logit;
+/* logits[j] = scale * q . keys[j] for n keys (pointers), four at a time */
+static void key_logits(const float *q, const float *const *keys, int64_t n, int64_t d, float scale, float *logits) {
+    int64_t d16 = d & ~(int64_t)15, j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = keys[j], *k1 = keys[j + 1], *k2 = keys[j + 2], *k3 = keys[j + 3];
+        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t i = 0; i < d16; i += 16) {
+            v16 qv = load16(q + i);
+            a0 += qv * load16(k0 + i), a1 += qv * load16(k1 + i), a2 += qv * load16(k2 + i), a3 += qv * load16(k3 + i);
+        }
+        float s[4];
+        hsum16x4(a0, a1, a2, a3, s);
+        for (int64_t i = d16; i < d; i++) s[0] += q[i] * k0[i], s[1] += q[i] * k1[i], s[2] += q[i] * k2[i], s[3] += q[i] * k3[i];
+        for (int r = 0; r < 4; r++) logits[j + r] = s[r] * scale;
     }
-    float w = expf(logit - s->max);
-    s->sum += w;
-    for (int64_t i = 0; i < d; i++) s->acc[i] += w * key[i];
+    for (; j < n; j++) logits[j] = vec_dot(q, keys[j], d) * scale;
 }
 
 int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw_start, int64_t q_start,
@@ -37,34 +42,51 @@ int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw
                     int64_t k, const float *sink, float scale, int64_t batch, int64_t tokens, int64_t heads,
                     int64_t d, float *out) {
     if (d > MAX_DIM) return -1;
-    Softmax s;
+    /* a query's keys: its window's raw rows and the compressed entries it sees */
+    int64_t most = (n_raw > 0 ? n_raw : 0) + (topk != 0 ? k : n_comp) + 1;
+    const float *on_stack_keys[STACK_KEYS], **keys = on_stack_keys;
+    float on_stack_logits[STACK_KEYS], *logits = on_stack_logits;
+    if (most > STACK_KEYS) { /* HCA at long context: n_comp entries */
+        keys = malloc(sizeof(float *) * (size_t)most), logits = malloc(sizeof(float) * (size_t)most);
+        if (!keys || !logits) { /* NaN outputs: the caller's check of the logits reports it */
+            free(keys), free(logits);
+            for (int64_t i = 0; i < batch * tokens * heads * d; i++) out[i] = NAN;
+            return -2;
+        }
+    }
     for (int64_t b = 0; b < batch; b++) {
         for (int64_t t = 0; t < tokens; t++) {
-            int64_t pos = q_start + t;
+            int64_t pos = q_start + t, n = 0;
             int64_t lo = pos - window + 1 > raw_start ? pos - window + 1 : raw_start;
             int64_t hi = pos < raw_start + n_raw - 1 ? pos : raw_start + n_raw - 1; /* inclusive */
+            for (int64_t p = lo; p <= hi; p++) keys[n++] = raw + (b * n_raw + p - raw_start) * d;
+            if (comp != 0 && topk != 0) {
+                const int64_t *sel = topk + (b * tokens + t) * k;
+                for (int64_t j = 0; j < k; j++)
+                    if (sel[j] >= 0 && sel[j] < n_comp) keys[n++] = comp + (b * n_comp + sel[j]) * d;
+            } else if (comp != 0) {
+                int64_t vis = visible[t] < n_comp ? visible[t] : n_comp;
+                for (int64_t e = 0; e < vis; e++) keys[n++] = comp + (b * n_comp + e) * d;
+            }
             for (int64_t h = 0; h < heads; h++) {
                 const float *qv = q + ((b * tokens + t) * heads + h) * d;
-                s.max = -INFINITY;
-                s.sum = 0.f;
-                for (int64_t i = 0; i < d; i++) s.acc[i] = 0.f;
-                for (int64_t p = lo; p <= hi; p++) add_key(&s, qv, raw + (b * n_raw + p - raw_start) * d, d, scale);
-                if (comp != 0 && topk != 0) {
-                    const int64_t *sel = topk + (b * tokens + t) * k;
-                    for (int64_t j = 0; j < k; j++)
-                        if (sel[j] >= 0 && sel[j] < n_comp) add_key(&s, qv, comp + (b * n_comp + sel[j]) * d, d, scale);
-                } else if (comp != 0) {
-                    int64_t vis = visible[t] < n_comp ? visible[t] : n_comp;
-                    for (int64_t e = 0; e < vis; e++) add_key(&s, qv, comp + (b * n_comp + e) * d, d, scale);
-                }
-                /* the sink: a logit with a zero value, in the denominator only */
-                float m = s.max > sink[h] ? s.max : sink[h];
-                float keys_scale = s.sum > 0.f ? expf(s.max - m) : 0.f;
-                float denom = s.sum * keys_scale + expf(sink[h] - m);
                 float *o = out + ((b * tokens + t) * heads + h) * d;
-                for (int64_t i = 0; i < d; i++) o[i] = s.acc[i] * keys_scale / denom;
+                key_logits(qv, keys, n, d, scale, logits);
+                /* the sink: a logit with a zero value, in the denominator only */
+                float m = sink[h];
+                for (int64_t j = 0; j < n; j++) m = logits[j] > m ? logits[j] : m;
+                float denom = expf(sink[h] - m);
+                for (int64_t i = 0; i < d; i++) o[i] = 0.f;
+                for (int64_t j = 0; j < n; j++) {
+                    float w = expf(logits[j] - m);
+                    const float *key = keys[j];
+                    denom += w;
+                    for (int64_t i = 0; i < d; i++) o[i] += w * key[i];
+                }
+                for (int64_t i = 0; i < d; i++) o[i] /= denom;
             }
         }
     }
+    if (keys != on_stack_keys) free(keys), free(logits);
     return 0;
 }

@@ -30,27 +30,20 @@ static inline float hsum16(v16 v) {
 }
 
 /* hsum16 of four vectors into y[0..3], each by exactly hsum16's tree (lane i + lane i+8, then j +
- * j+4, then (0 + 2) + (1 + 3)), so results do not depend on which path summed them; with AVX-512
- * the four are reduced together (~15 instructions where four hsum16 take ~40: most of a short
+ * j+4, then (0 + 2) + (1 + 3)), so results do not depend on which path summed them; the four are
+ * reduced together (with AVX-512: ~15 instructions where four hsum16 take ~40, most of a short
  * row's dot product) */
-#ifdef __AVX512F__
-#include <immintrin.h>
 static inline void hsum16x4(v16 a, v16 b, v16 c, v16 d, float *y) {
-    __m512 va, vb, vc, vd;
-    memcpy(&va, &a, sizeof va), memcpy(&vb, &b, sizeof vb), memcpy(&vc, &c, sizeof vc), memcpy(&vd, &d, sizeof vd);
-    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(va, vb, 0x44), _mm512_shuffle_f32x4(va, vb, 0xEE)); /* a.s8|b.s8 */
-    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(vc, vd, 0x44), _mm512_shuffle_f32x4(vc, vd, 0xEE));
-    __m512 s4 = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD)); /* a..d s4 */
-    __m512 f = _mm512_add_ps(s4, _mm512_permute_ps(s4, 0x4E)); /* (0 + 2), (1 + 3) in each 128-bit lane */
-    __m512 g = _mm512_add_ps(f, _mm512_permute_ps(f, 0xB1));   /* (0 + 2) + (1 + 3) */
-    __m512i at = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    _mm_storeu_ps(y, _mm512_castps512_ps128(_mm512_permutexvar_ps(at, g)));
+    v16 ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+             __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    v16 cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+             __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    v16 s4 = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+             __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    v16 f = s4 + __builtin_shufflevector(s4, s4, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    v16 g = f + __builtin_shufflevector(f, f, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    y[0] = g[0], y[1] = g[4], y[2] = g[8], y[3] = g[12];
 }
-#else
-static inline void hsum16x4(v16 a, v16 b, v16 c, v16 d, float *y) {
-    y[0] = hsum16(a), y[1] = hsum16(b), y[2] = hsum16(c), y[3] = hsum16(d);
-}
-#endif
 
 /* sum of a[i] * b[i]: 16 independent lanes, no reassociation flags needed */
 static inline float vec_dot(const float *a, const float *b, int64_t n) {

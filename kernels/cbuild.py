@@ -17,6 +17,7 @@ that needs the library waits only for what is left of it.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import json
@@ -37,31 +38,56 @@ log = logging.getLogger(__name__)
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
 _loaded: dict[Path, ctypes.CDLL | None] = {}
 _prebuilding: dict[Path, threading.Thread] = {}
+_prebuild_args: dict[Path, tuple[tuple[Path, ...], bool]] = {}  # (linked, openmp) of each prebuild
 
 
 def _flag_sets(openmp: bool) -> tuple[tuple[str, ...], ...]:
     return ((*FLAGS, "-fopenmp"), FLAGS) if openmp else (FLAGS,)
 
 
-def prebuild(source: Path, *linked: Path, openmp: bool = False) -> None:
+def prebuild(source: Path, *linked: Path, openmp: bool = False, later: bool = False) -> None:
     """Starts building what `load(source, *linked, openmp=openmp)` will load, on a thread (the
     compiler is a process of its own, so it runs beside the caller's imports on another core).
     Returns at once; does nothing if the library is loaded or being built. A failure is left
-    for `load` to meet and report."""
+    for `load` to meet and report. `later`: the compiler runs at a lower priority (nice 10),
+    for a library the first requests can do without, so the rest of a start goes first."""
     if source in _loaded or source in _prebuilding:
         return
 
     def build() -> None:
         for flags in _flag_sets(openmp):
             try:
-                _build(source, linked, flags)
+                _build(source, linked, flags, nice=10 if later else 0)
                 return
             except (OSError, subprocess.SubprocessError, RuntimeError):
                 continue
 
     thread = threading.Thread(target=build, name=f"deepfim-cbuild-{source.stem}", daemon=True)
-    _prebuilding[source] = thread
+    _prebuilding[source], _prebuild_args[source] = thread, (linked, openmp)
+    if len(_prebuilding) == 1:
+        atexit.register(_finish_prebuilds)
     thread.start()
+
+
+def _finish_prebuilds() -> None:
+    """At exit, lets running prebuilds finish (a process that did not need a library, e.g. a
+    `deepfim complete` served before the C step was built, still leaves it compiled in the
+    cache for the next start, instead of killing its compiler's thread halfway)."""
+    for thread in list(_prebuilding.values()):
+        thread.join(timeout=150)
+
+
+def pending(source: Path) -> bool:
+    """Whether `load(source)` would wait for a compiler: a prebuild is running and its library
+    is not in the cache yet (a cached one is only checked and loaded: no wait worth avoiding)."""
+    thread = _prebuilding.get(source)
+    if source in _loaded or thread is None or not thread.is_alive():
+        return False
+    linked, openmp = _prebuild_args[source]
+    try:
+        return not _target(source, linked, _flag_sets(openmp)[0]).exists()
+    except (OSError, RuntimeError):
+        return True
 
 
 def load(source: Path, *linked: Path, openmp: bool = False) -> ctypes.CDLL | None:
@@ -89,15 +115,24 @@ def load(source: Path, *linked: Path, openmp: bool = False) -> ctypes.CDLL | Non
     return lib
 
 
-def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Path:
+def _compiler() -> str:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler found")
-    sources = (source, *linked)
-    hashed = b"".join(f.read_bytes() for f in _with_headers(sources)) + " ".join(flags).encode()
+    return compiler
+
+
+def _target(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Path:
+    """The cached library of these sources (headers included) and flags."""
+    hashed = b"".join(f.read_bytes() for f in _with_headers((source, *linked))) + " ".join(flags).encode()
     digest = hashlib.sha256(hashed).hexdigest()[:16]
-    out_dir = private_dir(env.cache_dir() / "kernels")
-    target = out_dir / f"{source.stem}-{digest}.so"
+    return private_dir(env.cache_dir() / "kernels") / f"{source.stem}-{digest}.so"
+
+
+def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...], nice: int = 0) -> Path:
+    compiler = _compiler()
+    sources = (source, *linked)
+    target = _target(source, linked, flags)
     if target.exists():
         narrow_file(target)  # built by an older version, before the cache was private
         problem = integrity_problem(target)
@@ -106,8 +141,10 @@ def _build(source: Path, linked: tuple[Path, ...], flags: tuple[str, ...]) -> Pa
         log.warning("compiled kernel %s is damaged (%s); rebuilding it", target, problem)
     started = time.perf_counter()
     with private_temp(target) as tmp_lib:  # atomic: concurrent builders race harmlessly
-        subprocess.run([compiler, *flags, "-o", str(tmp_lib), *map(str, sources), "-lm"], check=True,
-                       capture_output=True, timeout=120)  # fmt: skip
+        command = [compiler, *flags, "-o", str(tmp_lib), *map(str, sources), "-lm"]
+        if nice and shutil.which("nice"):
+            command = ["nice", "-n", str(nice), *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
         data = tmp_lib.read_bytes()
         write_private(_check_path(target), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
     log.debug("built %s in %.0f ms", target.name, (time.perf_counter() - started) * 1000)

@@ -17,6 +17,7 @@ file decides how it runs. `advance(req)` is one request's step, for scripts and 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from deepfim.engine.serving.speculative import (
     SpeculativeConfig,
 )
 from deepfim.engine.serving.token_choice import TokenChoice
+from deepfim.kernels.decode_step import cpu as c_step_cpu
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,15 @@ class ModelRunner:
         self.model = model
         self.device = model.embed.weight.device
         self.profile = profile or ServingProfile.defaults(model.args.fim_orders)
-        self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
+        self.decode_step = None
+        c_step = decode_step is True and self.device.type == "cpu"
+        if c_step and c_step_cpu.building():
+            # a first start: the C step is still compiling; serve on the modules until it is
+            # there (one prefill and a decode of the first request, at most) instead of waiting
+            threading.Thread(target=self._attach_decode_step, name="deepfim-c-step", daemon=True).start()
+        else:
+            self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
+            c_step = self.decode_step is not None
         self.tokenizer = tokenizer
         self.prefix_cache = cache
         self.chunk = cache.block if cache is not None else 128
@@ -111,9 +121,18 @@ class ModelRunner:
         # MTP block and its second pass through the vocabulary head take about as long as a whole
         # decode step, and the block also runs over every prefill chunk (embedded model, 4K
         # context: 2.0-2.3 ms/token with MTP drafts vs 1.3 without, prefill 20% slower).
-        use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and self.decode_step is None
+        use_mtp = self.spec.enabled and self.spec.use_mtp and model.args.n_mtp_layers > 0 and not c_step
         self.mtp = MtpDrafter(model) if use_mtp else None
         self.choice = TokenChoice(tokenizer, model.args.vocab_size, self.profile)
+
+    def _attach_decode_step(self) -> None:
+        """Waits for the C step's build (on its own thread), then serves with it."""
+        try:
+            self.decode_step = DecodeStep.for_model(self.model)
+        except Exception:  # the modules keep serving; `load` has logged why there is no C step
+            log.exception("%s: the C decode step could not be attached", self.name)
+        if self.decode_step is not None:
+            log.info("%s: the C decode step is built; decode steps use it from now on", self.name)
 
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
         return serving_forward(self.model, self.decode_step, ids, state, logits)

@@ -10,7 +10,9 @@ each decode step by at most one chunk. Background work (a workspace's repository
 ahead of need) yields to everything else: while an instant or expert request is active it runs
 in one step of every `BACKGROUND_EVERY`, so a keystroke's decode steps are not each slowed by a
 chunk of it (a cold start's first suggestion decoded at 9 ms/token beside the warm-up, 1.3 alone),
-and a server that is never idle still warms up. Order of choice, for the prefill budget and for
+and a server that is never idle still warms up. 64 steps: a whole instant request (its prefill
+chunks and up to 48 tokens) meets at most one chunk of it (with 16 it met three, ~30 ms each at
+16K tokens of context, on a cold start's first suggestion). Order of choice, for the prefill budget and for
 the `max_sequences` cap on a step:
 1. priority: instant < expert < background;
 2. among equals, the user served least recently (round robin across users), so one user's
@@ -28,7 +30,7 @@ from deepfim.engine.api import Priority
 
 PREFILL_BUDGET = 128  # prompt tokens per step: one full chunk, or several short pieces
 MAX_SEQUENCES = 64  # requests per step (each may carry several candidates)
-BACKGROUND_EVERY = 16  # while other work is active, background work joins one step in this many
+BACKGROUND_EVERY = 64  # while other work is active, background work joins one step in this many
 
 
 class Schedulable(Protocol):

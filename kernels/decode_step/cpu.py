@@ -15,7 +15,8 @@ _HERE = Path(__file__).parent
 _SOURCE = _HERE / "step.c"
 _MHC = _HERE.parent / "mhc" / "mhc.c"
 _INDEX_SELECT = _HERE.parent / "indexer" / "select.c"
-_LINKED = (_HERE.parent / "sparse_attn" / "decode.c", _MHC, _INDEX_SELECT)
+_ATTENTION = _HERE.parent / "sparse_attn" / "decode.c"
+_LINKED = (_ATTENTION, _MHC, _INDEX_SELECT)
 
 i64 = ctypes.c_int64
 ptr = ctypes.c_void_p
@@ -93,12 +94,20 @@ def limits(lib: ctypes.CDLL) -> Limits:
 
 
 def prebuild() -> None:
-    """Starts compiling what a CPU engine loads for its first requests (see `cbuild.prebuild`):
-    this library, and on their own mhc.c and indexer/select.c (the module path's Sinkhorn and
-    indexer selection, in every prefill chunk)."""
-    cbuild.prebuild(_SOURCE, *_LINKED, openmp=True)
+    """Starts compiling what a CPU engine loads (see `cbuild.prebuild`): mhc.c, indexer/select.c
+    and sparse_attn/decode.c on their own (the module path's Sinkhorn, indexer selection and
+    attention for a few queries: a first request needs them), then this library (~1.3 s of
+    compiling), at a lower priority: the engine serves on the module path until it is built
+    (`building`)."""
     cbuild.prebuild(_MHC)
     cbuild.prebuild(_INDEX_SELECT)
+    cbuild.prebuild(_ATTENTION)
+    cbuild.prebuild(_SOURCE, *_LINKED, openmp=True, later=True)
+
+
+def building() -> bool:
+    """Whether this library is being prebuilt and not ready yet."""
+    return cbuild.pending(_SOURCE)
 
 
 def library() -> ctypes.CDLL | None:

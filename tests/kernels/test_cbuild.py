@@ -95,6 +95,31 @@ def test_a_prebuild_is_the_build_that_load_then_uses(tmp_path, monkeypatch):
     assert source not in cbuild._prebuilding
 
 
+def test_a_later_prebuild_is_pending_until_built_then_loads(tmp_path, monkeypatch):
+    """`later` compiles at a lower priority; `pending` says whether `load` would wait for it."""
+    monkeypatch.setenv("DEEPFIM_CACHE_DIR", str(tmp_path / "cache"))
+    source = _answer_library(tmp_path)
+    assert not cbuild.pending(source)
+    cbuild.prebuild(source, later=True)
+    thread = cbuild._prebuilding[source]
+    assert cbuild.pending(source) == thread.is_alive()
+    thread.join()
+    assert not cbuild.pending(source)
+    assert cbuild.load(source).answer() == 42 and not cbuild.pending(source)
+
+
+def test_a_process_that_exits_during_a_prebuild_leaves_the_library_built(tmp_path):
+    """A short-lived process (`deepfim complete` served before the C step was built) waits at exit
+    for its prebuilds, so the next start finds them compiled."""
+    source = _answer_library(tmp_path)
+    code = "\n".join(["from pathlib import Path", "from deepfim.kernels import cbuild",
+                      f"cbuild.prebuild(Path({str(source)!r}), later=True)"])  # fmt: skip
+    env = {**os.environ, "DEEPFIM_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    built = [p.name for p in (tmp_path / "cache" / "kernels").iterdir()]
+    assert any(n.endswith(".so") for n in built) and any(n.endswith(".so.check") for n in built)
+
+
 def test_a_prebuild_that_fails_leaves_load_to_report_it(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("DEEPFIM_CACHE_DIR", str(tmp_path / "cache"))
     source = tmp_path / "broken.c"

@@ -145,7 +145,11 @@ def _class_scope(cls: Node, data: bytes, language: str) -> Scope:
     return Scope(label, header, tuple(members[:MAX_MEMBERS]), every, not _inherits(cls, data, language))
 
 
+@lru_cache(maxsize=4)
 def _parse(text: str, path: str):
+    """(root, bytes, language) of the cursor file's text; the last few kept (trees are read-only
+    here): one request asks for its enclosing class, imports and named classes, each of which
+    parsed the whole file again."""
     spec = for_editor("", path)
     parser = parser_or_none(spec)
     if parser is None or spec.name not in ("python", "javascript", "typescript", "tsx"):

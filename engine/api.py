@@ -52,6 +52,10 @@ class SamplingParams:
     token_healing: bool = True
     # stop when the last complete lines repeat one block of lines three times; keep one copy
     stop_loops: bool = True
+    # stop once the candidate's mean log-probability per token can no longer reach this even if
+    # every later token were certain (its log-probability sum is below floor * max_tokens):
+    # an automatic suggestion under the confidence gate is not shown, so it need not be finished
+    confidence_floor: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 5.0:
@@ -64,6 +68,8 @@ class SamplingParams:
             raise ValueError(f"n must be in [1, 16], got {self.n}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise ValueError(f"stop strings must be non-empty strings, got {self.stop!r}")
+        if self.confidence_floor is not None and not -100.0 <= self.confidence_floor <= 0.0:
+            raise ValueError(f"confidence_floor must be in [-100, 0], got {self.confidence_floor}")
 
     @property
     def is_greedy(self) -> bool:
@@ -124,7 +130,7 @@ class CompletionRequest:
 class Candidate:
     text: str
     token_ids: list[int]  # generated ids; with token healing the first re-generates the prompt's last
-    finish_reason: str  # "eos" | "stop" | "length" | "cancelled"
+    finish_reason: str  # "eos" | "stop" | "length" | "cancelled" | "low_confidence" (confidence_floor)
     logprob: float = 0.0  # sum of log-probabilities of the chosen tokens
 
 

@@ -228,6 +228,11 @@ class CompletionPipeline:
         sampling = preset.sampling
         if ctx.extent is Extent.SINGLE_LINE:
             sampling = dataclasses.replace(sampling, stop=("\n",))
+        # the gate keeps doubtful suggestions from popping up while typing; an explicit request
+        # shows what the model wrote (the user asked, and can dismiss it)
+        gate = None if inp.invoked else confidence_gate(preset, session.profile(preset.name))
+        if gate is not None and sampling.n == 1:  # decoding stops once the gate is out of reach
+            sampling = dataclasses.replace(sampling, confidence_floor=gate)
         request = CompletionRequest(
             prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name,
             hints=packed.built.hints, copy_excluded=packed.built.own_ranges(), anchors=packed.built.anchors(),
@@ -241,9 +246,6 @@ class CompletionPipeline:
         ticket.handle = handle
         if ticket.cancelled.is_set():
             handle.cancel()
-        # the gate keeps doubtful suggestions from popping up while typing; an explicit request
-        # shows what the model wrote (the user asked, and can dismiss it)
-        gate = None if inp.invoked else confidence_gate(preset, session.profile(preset.name))
         return _Prepared(ctx, packed, stream, handle, context_ms, submitted_at, gate)
 
     @staticmethod

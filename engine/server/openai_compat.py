@@ -29,7 +29,7 @@ from deepfim.engine.server.requests import (
     parse_sampling,
 )
 
-FINISH_REASON = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop"}
+FINISH_REASON = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop", "low_confidence": "stop"}
 SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "stop", "n", "seed", "speculative", "token_healing",
                    "stop_loops")  # fmt: skip
 # OpenAI parameters and the value that means "not used": anything else is refused by name

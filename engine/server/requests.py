@@ -96,9 +96,14 @@ def parse_sampling(raw: dict) -> SamplingParams:
             speculative=field(raw, "speculative", bool, True),
             token_healing=field(raw, "token_healing", bool, True),
             stop_loops=field(raw, "stop_loops", bool, True),
+            confidence_floor=_optional_float(field(raw, "confidence_floor", number, None)),
         )
     except ValueError as exc:  # SamplingParams names the bad value
         raise RequestError("bad_request", str(exc)) from None
+
+
+def _optional_float(value):
+    return None if value is None else float(value)
 
 
 def parse_prompt_ids(value: list, vocab_size: int) -> list[int]:

@@ -414,6 +414,8 @@ class ModelRunner:
                 cand.finish_reason = "stop"
             elif len(cand.tokens) >= params.max_tokens:
                 cand.finish_reason = "length"
+            elif params.confidence_floor is not None and cand.logprob < params.confidence_floor * params.max_tokens:
+                cand.finish_reason = "low_confidence"  # no continuation can bring its mean up to the floor
             else:
                 cand.next_token = token
         self._stream(req, cand)

@@ -58,3 +58,17 @@ def test_abort_between_steps(runner):
 
     cand = generate(runner, PROMPT, SamplingParams(max_tokens=50), should_stop=should_stop)[0]
     assert cand.finish_reason == "cancelled" and 0 < len(cand.token_ids) < 50
+
+
+def test_a_confidence_floor_stops_a_candidate_once_the_floor_is_out_of_reach(runner):
+    """Greedy decoding with a floor: the same tokens as without, cut where the log-probability
+    sum fell below floor * max_tokens (no continuation could lift the mean to the floor)."""
+    full = generate(runner, PROMPT, SamplingParams(max_tokens=40))[0]
+    floor = full.logprob / 40 / 4  # reached a quarter of the way, by the random model's logprobs
+    cut = generate(runner, PROMPT, SamplingParams(max_tokens=40, confidence_floor=floor))[0]
+    assert cut.finish_reason == "low_confidence"
+    assert 1 < len(cut.token_ids) < len(full.token_ids) and full.token_ids[: len(cut.token_ids)] == cut.token_ids
+    before = generate(runner, PROMPT, SamplingParams(max_tokens=len(cut.token_ids) - 1))[0]  # one token less
+    assert cut.logprob < floor * 40 <= before.logprob
+    never = generate(runner, PROMPT, SamplingParams(max_tokens=40, confidence_floor=-100.0))[0]
+    assert never.token_ids == full.token_ids and never.finish_reason == full.finish_reason

@@ -8,7 +8,7 @@ language server's `RemoteBackend` sends). ``model`` names a mode (``instant`` by
 greedy answer). Parameters the server does not implement (``logprobs``, ``echo``, ``best_of``,
 penalties, ``logit_bias``) are refused with a 400 that names them, rather than ignored; other
 unknown fields are ignored. DeepFIM fields: ``priority``, ``namespace``, ``speculative``,
-``token_healing``, ``stop_loops``; every response carries ``deepfim`` (token ids, log-probability
+``token_healing``, ``stop_loops``, ``confidence_floor``; every response carries ``deepfim`` (token ids, log-probability
 and timings per candidate) beside the OpenAI fields.
 """
 
@@ -31,7 +31,7 @@ from deepfim.engine.server.requests import (
 
 FINISH_REASON = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop", "low_confidence": "stop"}
 SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "stop", "n", "seed", "speculative", "token_healing",
-                   "stop_loops")  # fmt: skip
+                   "stop_loops", "confidence_floor")  # fmt: skip
 # OpenAI parameters and the value that means "not used": anything else is refused by name
 NOT_IMPLEMENTED = {"logprobs": (None, 0, False), "echo": (None, False), "best_of": (None, 1),
                    "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "logit_bias": (None, {})}  # fmt: skip

@@ -31,6 +31,7 @@ def test_parse_body_accepts_text_and_token_id_prompts():
     )
     assert parsed.spec.sampling.temperature == 1.0 and parsed.text_bytes() == 7
     assert parse_body({"prompt": "x", "model": "expert"}, MODES, 10).spec.priority is Priority.EXPERT
+    assert parse_body({"prompt": "x", "confidence_floor": -0.5}, MODES, 10).spec.sampling.confidence_floor == -0.5
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,8 @@ def test_parse_body_accepts_text_and_token_id_prompts():
         ({"prompt": "x", "max_tokens": True}, "'max_tokens' must be int"),
         ({"prompt": "x", "top_p": 0}, "top_p"),
         ({"prompt": "x", "stop": [""]}, "stop strings"),
+        ({"prompt": "x", "confidence_floor": 0.5}, "confidence_floor"),
+        ({"prompt": "x", "confidence_floor": "high"}, "'confidence_floor' must be"),
         ({"prompt": "x", "priority": "urgent"}, "unknown priority"),
         ({"prompt": "x", "stream": "yes"}, "'stream' must be bool"),
         ({"prompt": "x", "model": "gpt-9"}, "model 'gpt-9' is not served"),

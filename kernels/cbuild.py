@@ -39,6 +39,7 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
 _loaded: dict[Path, ctypes.CDLL | None] = {}
 _prebuilding: dict[Path, threading.Thread] = {}
 _prebuild_args: dict[Path, tuple[tuple[Path, ...], bool]] = {}  # (linked, openmp) of each prebuild
+_build_threads: list[threading.Thread] = []  # every prebuild's thread, for the wait at exit
 
 
 def _flag_sets(openmp: bool) -> tuple[tuple[str, ...], ...]:
@@ -64,8 +65,9 @@ def prebuild(source: Path, *linked: Path, openmp: bool = False, later: bool = Fa
 
     thread = threading.Thread(target=build, name=f"deepfim-cbuild-{source.stem}", daemon=True)
     _prebuilding[source], _prebuild_args[source] = thread, (linked, openmp)
-    if len(_prebuilding) == 1:
+    if not _build_threads:
         atexit.register(_finish_prebuilds)
+    _build_threads.append(thread)
     thread.start()
 
 
@@ -73,7 +75,7 @@ def _finish_prebuilds() -> None:
     """At exit, lets running prebuilds finish (a process that did not need a library, e.g. a
     `deepfim complete` served before the C step was built, still leaves it compiled in the
     cache for the next start, instead of killing its compiler's thread halfway)."""
-    for thread in list(_prebuilding.values()):
+    for thread in _build_threads:  # (`load` pops what it waits for from `_prebuilding`)
         thread.join(timeout=150)
 
 

@@ -16,6 +16,7 @@ file decides how it runs. `advance(req)` is one request's step, for scripts and 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -100,7 +101,9 @@ class ModelRunner:
         if c_step and c_step_cpu.building():
             # a first start: the C step is still compiling; serve on the modules until it is
             # there (one prefill and a decode of the first request, at most) instead of waiting
-            threading.Thread(target=self._attach_decode_step, name="deepfim-c-step", daemon=True).start()
+            attach = threading.Thread(target=self._attach_decode_step, name="deepfim-c-step", daemon=True)
+            attach.start()
+            atexit.register(attach.join, 150)  # a process leaving meanwhile lets it finish, not abort in torch
         else:
             self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
             c_step = self.decode_step is not None

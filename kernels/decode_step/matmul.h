@@ -242,34 +242,30 @@ static inline void hsum512x4(__m512 a, __m512 b, __m512 c, __m512 d, float *y) {
     hsum16x4(u[0], u[1], u[2], u[3], y);
 }
 
+/* the chunk loop of a tile: four weight rows' 32-wide chunks, each applied to the tile's x rows */
+#define BF16_CHUNKS(ROWS)                                                                            \
+    for (int64_t i = 0; i < in; i += 32) {                                                           \
+        __mmask32 m = BF16_CHUNK_MASK(in, i);                                                        \
+        int full = in - i >= 32; /* a masked load of a whole chunk is slower on some CPUs */         \
+        BF16_W(0);                                                                                   \
+        BF16_W(1);                                                                                   \
+        BF16_W(2);                                                                                   \
+        BF16_W(3);                                                                                   \
+        ROWS                                                                                         \
+    }
+
 static inline void dot_bf16_tile4(const uint16_t *w, int64_t in, const uint16_t *x, int64_t ldx, float *y,
                                   int64_t ldy) {
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
     __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-    for (int64_t i = 0; i < in; i += 32) {
-        __mmask32 m = BF16_CHUNK_MASK(in, i);
-        int full = in - i >= 32; /* a masked load of a whole chunk is slower on some CPUs */
-        BF16_W(0);
-        BF16_W(1);
-        BF16_W(2);
-        BF16_W(3);
-        BF16_ROW(0) BF16_ROW(1) BF16_ROW(2) BF16_ROW(3)
-    }
+    BF16_CHUNKS(BF16_ROW(0) BF16_ROW(1) BF16_ROW(2) BF16_ROW(3))
     BF16_OUT(0), BF16_OUT(1), BF16_OUT(2), BF16_OUT(3);
 }
 
 static inline void dot_bf16_tile1(const uint16_t *w, int64_t in, const uint16_t *x, int64_t ldx, float *y,
                                   int64_t ldy) {
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
-    for (int64_t i = 0; i < in; i += 32) {
-        __mmask32 m = BF16_CHUNK_MASK(in, i);
-        int full = in - i >= 32; /* a masked load of a whole chunk is slower on some CPUs */
-        BF16_W(0);
-        BF16_W(1);
-        BF16_W(2);
-        BF16_W(3);
-        BF16_ROW(0)
-    }
+    BF16_CHUNKS(BF16_ROW(0))
     BF16_OUT(0);
 }
 

@@ -54,49 +54,33 @@ static inline int any16(v16i m) {
     return (l[0] | l[1] | l[2] | l[3] | l[4] | l[5] | l[6] | l[7]) != 0;
 }
 
-/* moves the k best of c[0..n) to c[0..k), the k-th best at c[k - 1] (quickselect on `before`,
- * a strict total order: indices are distinct) */
-static void keep_best(IndexScored *c, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        IndexScored pivot = c[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (i <= hi && before(&c[i], &pivot)) i++;
-            while (j >= lo && before(&pivot, &c[j])) j--;
-            if (i <= j) {
-                IndexScored t = c[i];
-                c[i++] = c[j];
-                c[j--] = t;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else break;
+/* `name`(c, n, k): moves the k best of c[0..n) (T, `first(a, b)`: a strictly before b) to c[0..k),
+ * the k-th best at c[k - 1]; returns it. Quickselect (Hoare partition around the middle one). */
+#define QUICKSELECT(name, T, first)                                                                  \
+    static T name(T *c, int64_t n, int64_t k) {                                                      \
+        int64_t lo = 0, hi = n - 1, want = k - 1;                                                    \
+        while (lo < hi) {                                                                            \
+            T pivot = c[lo + (hi - lo) / 2];                                                         \
+            int64_t i = lo, j = hi;                                                                  \
+            while (i <= j) {                                                                         \
+                while (i <= hi && first(c[i], pivot)) i++;                                           \
+                while (j >= lo && first(pivot, c[j])) j--;                                           \
+                if (i <= j) {                                                                        \
+                    T t = c[i];                                                                      \
+                    c[i++] = c[j];                                                                   \
+                    c[j--] = t;                                                                      \
+                }                                                                                    \
+            }                                                                                        \
+            if (want <= j) hi = j;                                                                   \
+            else if (want >= i) lo = i;                                                              \
+            else break;                                                                              \
+        }                                                                                            \
+        return c[want];                                                                              \
     }
-}
-
-/* the k-th largest of x[0..n) (k <= n; x is reordered) */
-static float kth_largest(float *x, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        float pivot = x[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (i <= hi && x[i] > pivot) i++;
-            while (j >= lo && pivot > x[j]) j--;
-            if (i <= j) {
-                float t = x[i];
-                x[i++] = x[j];
-                x[j--] = t;
-            }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else break;
-    }
-    return x[want];
-}
+#define SCORED_FIRST(a, b) before(&(a), &(b)) /* a strict total order: indices are distinct */
+#define LARGER_FIRST(a, b) ((a) > (b))
+QUICKSELECT(keep_best, IndexScored, SCORED_FIRST)
+QUICKSELECT(kth_largest, float, LARGER_FIRST)
 
 int64_t index_top_k_entries(int64_t k, int64_t n) {
     int64_t entries = 2 * (k > 0 ? k : 1), floats = n / BLOCK; /* candidates, then block maxima */

@@ -141,7 +141,10 @@ def _run_suites(args: argparse.Namespace, names: list[str], device: str) -> int:
 
 def _write(out, header, results, t0, load_average, markdown, write_json) -> None:
     """Rewritten after every suite, so a long run that is stopped keeps what it measured."""
+    from deepfim.bench.machine import speed_probe
+
     header["wall_s"] = time.perf_counter() - t0
     header["machine"]["load average (1, 5, 15 min) at end"] = load_average()
+    header["machine"]["CPU speed probe at end"] = speed_probe()
     write_json(out / "results.json", header, results)
     (out / "report.md").write_text(markdown(header, results), encoding="utf-8")

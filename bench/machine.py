@@ -40,6 +40,36 @@ def load_average() -> str:
         return "n/a"
 
 
+def speed_probe() -> str:
+    """One thread's arithmetic (a 256^3 fp32 matmul, in cache) and its reading of a 16 MiB matrix
+    (a matrix-vector product, as a decode step reads weights), medians: the same binaries ran
+    1.5-2x slower for an hour on this shared machine while its load average did not move (the
+    reads slowed, the arithmetic hardly), so a report says how fast the CPU was when it measured."""
+    import statistics
+    import time
+
+    import torch
+
+    def median_s(fn, runs: int) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times[runs // 5 :])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(256, 256), torch.randn(256, 256)
+        m, v = torch.randn(2048, 2048), torch.randn(2048)
+        flops = 2 * 256**3 / median_s(lambda: a @ b, 60) / 1e9
+        gbs = m.numel() * 4 / median_s(lambda: m @ v, 30) / 1e9
+        return f"{flops:.0f} GFLOP/s, {gbs:.0f} GB/s"
+    finally:
+        torch.set_num_threads(threads)
+
+
 def machine() -> dict:
     import torch
 
@@ -49,6 +79,7 @@ def machine() -> dict:
         "memory": f"{_mem_total_gib()} GiB",
         "os": f"{platform.system()} {platform.release()}",
         "load average (1, 5, 15 min) at start": load_average(),
+        "CPU speed probe at start (one thread: 256^3 matmul; 16 MiB matrix x vector)": speed_probe(),
         "torch threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none (no CUDA)",
     }

@@ -59,7 +59,9 @@ export function statusBarText(state: ClientState): StatusBarText {
     return { text: "$(circle-slash) DeepFIM off", tooltip: "DeepFIM: completions are off (DeepFIM: Toggle completions)" };
   }
   const tooltip = [`DeepFIM: ${state.mode} mode`];
-  const work = state.work?.[0];
+  // the latest work begun: a short piece of work (indexing a small workspace) that starts while a
+  // longer one runs (loading the model) is shown, not hidden behind it until it is over
+  const work = state.work?.at(-1);
   const progress = work && `${work.title}${work.percentage === undefined ? "" : ` ${Math.round(work.percentage)}%`}`;
   if (progress !== undefined) {
     tooltip.push(progress);

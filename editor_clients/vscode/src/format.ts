@@ -48,8 +48,13 @@ export function statusBarText(state: ClientState): StatusBarText {
   switch (state.phase) {
     case "failed":
       return { text: "$(error) DeepFIM", tooltip: `DeepFIM: ${state.error ?? "the language server failed"}\nClick for details` };
-    case "starting":
-      return { text: "$(loading~spin) DeepFIM", tooltip: "DeepFIM: starting the language server…" };
+    case "starting": {
+      // the server may announce work before the client has finished starting (indexing begins at
+      // `initialized`): show it, or a short piece of it is over before it could be seen
+      const begun = state.work?.at(-1);
+      const doing = begun && ` ${begun.title}${begun.percentage === undefined ? "" : ` ${Math.round(begun.percentage)}%`}`;
+      return { text: `$(loading~spin) DeepFIM${doing ?? ""}`, tooltip: "DeepFIM: starting the language server…" };
+    }
     case "stopped":
       return { text: "$(debug-disconnect) DeepFIM", tooltip: "DeepFIM: language server stopped\nClick for details" };
     case "running":

@@ -43,9 +43,21 @@ def load_options(checkpoint: str | Path, device: str = "cpu", keep_quantized: bo
     dev = resolve_device(device)
     if dev.type == "cuda":
         return LoadOptions(dev, True if keep_quantized is None else keep_quantized, torch.bfloat16)
+    headers = _headers(Path(checkpoint))  # read once for both decisions
+    dtype = cpu_dense_dtype(Path(checkpoint), headers)
     if keep_quantized is None:
-        keep_quantized = _only_kept_fits(Path(checkpoint))
-    return LoadOptions(dev, keep_quantized, cpu_dense_dtype(Path(checkpoint)))
+        keep_quantized = _only_kept_fits(Path(checkpoint), dtype, headers)
+    return LoadOptions(dev, keep_quantized, dtype)
+
+
+def _headers(checkpoint: Path) -> dict | None:
+    """The checkpoint's stored tensors, or None when they cannot be read (the loader reports why)."""
+    from deepfim.engine.model.loader import CheckpointError, shard_files
+
+    try:
+        return read_headers(shard_files(checkpoint))
+    except (OSError, CheckpointError, ValueError):
+        return None
 
 
 def cpu_multiplies_bf16() -> bool:
@@ -57,17 +69,14 @@ def cpu_multiplies_bf16() -> bool:
 _QUANTIZED = ("F8_E4M3", "F4", "I8", "U8")  # FP8, FP4 (packed in bytes)
 
 
-def cpu_dense_dtype(checkpoint: Path) -> torch.dtype:
+def cpu_dense_dtype(checkpoint: Path, headers: dict | None = None) -> torch.dtype:
     """bf16 where this CPU multiplies it natively and the checkpoint's matrices lose nothing in it:
     every stored matrix (a 2-D or 3-D `...weight` or expert tensor) bf16, or FP8/FP4 with
-    power-of-two (E8M0) block scales; else fp32."""
-    from deepfim.engine.model.loader import CheckpointError, shard_files
-
+    power-of-two (E8M0) block scales; else fp32. `headers`: the checkpoint's, if already read."""
     if not cpu_multiplies_bf16():
         return torch.float32
-    try:
-        headers = read_headers(shard_files(checkpoint))
-    except (OSError, CheckpointError, ValueError):
+    headers = headers if headers is not None else _headers(checkpoint)
+    if headers is None:
         return torch.float32  # the loader reports the checkpoint's problem itself
     for name, stored in headers.items():
         if name.rsplit(".", 1)[-1] not in ("weight", "w1", "w2", "w3") or len(stored.shape) < 2:
@@ -83,24 +92,23 @@ def cpu_dense_dtype(checkpoint: Path) -> torch.dtype:
     return torch.bfloat16
 
 
-def _only_kept_fits(checkpoint: Path) -> bool:
-    """The planner's decision on the CPU: keep the checkpoint form when fp32 weights would not fit
-    the host's free memory and the checkpoint form does."""
-    from deepfim.engine.model.loader import CheckpointError, shard_files
-
+def _only_kept_fits(checkpoint: Path, dtype: torch.dtype, headers: dict | None) -> bool:
+    """The planner's decision on the CPU: keep the checkpoint form when the dense weights (in the
+    `dtype` they would be held in) would not fit the host's free memory and the checkpoint form does."""
     try:
         args = ModelArgs.from_file(checkpoint)
-        headers = read_headers(shard_files(checkpoint))
-    except (ValueError, OSError, CheckpointError):
+    except (ValueError, OSError):
         return False  # the loader reports the checkpoint's problem itself
+    if headers is None:
+        return False
     fp8, fp4 = quantized_modules(headers)
     if not (fp8 or fp4):
         return False
     free = memory_plan.available_bytes(torch.device("cpu"))
-    dense = memory_plan.plan_weights(args, headers, torch.float32, False).weight_bytes
-    kept = memory_plan.plan_weights(args, headers, torch.float32, True).weight_bytes
+    dense = memory_plan.plan_weights(args, headers, dtype, False).weight_bytes
+    kept = memory_plan.plan_weights(args, headers, dtype, True).weight_bytes
     if dense > free >= kept:
-        log.warning("%s: fp32 weights (%.1f GiB) do not fit the %.1f GiB free, keeping FP8/FP4 weights quantized "
+        log.warning("%s: dense weights (%.1f GiB) do not fit the %.1f GiB free, keeping FP8/FP4 weights quantized "
                     "(%.1f GiB)", checkpoint, dense / memory_plan.GiB, free / memory_plan.GiB,
                     kept / memory_plan.GiB)  # fmt: skip
         return True

@@ -167,7 +167,7 @@ class DeepFimServer(LanguageServer):
         self.backend_ready.clear()
         progress = ProgressReporter(self, "DeepFIM: loading model")
         spec = spec_for(self.settings)
-        await progress.begin(", ".join(sorted(set(spec.summary().values()))))
+        progress.begin(", ".join(sorted(set(spec.summary().values()))))
         old, self.session = self.session, None
         if old is not None:
             self.spawn(asyncio.to_thread(old.close))
@@ -231,7 +231,7 @@ class DeepFimServer(LanguageServer):
 
     async def _scan(self, source: ContextSource) -> None:
         progress = ProgressReporter(self, f"DeepFIM: indexing {source.root.name if source.root else ''}")
-        await progress.begin()
+        progress.begin()
 
         def on_progress(done: int, total: int) -> None:
             percent = int(100 * done / total) if total else None

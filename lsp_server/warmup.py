@@ -98,7 +98,7 @@ class RepositoryWarmer:
         state.state, state.pending_tokens, state.prefilled = "warming", len(ids), 0
         name = source.root.name if source.root else ""
         progress = ProgressReporter(self.server, f"DeepFIM: reading {name}")
-        await progress.begin(f"{len(ids):,} tokens")
+        progress.begin(f"{len(ids):,} tokens")
         request = CompletionRequest(
             ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND, mode=Mode.INSTANT,
             prefill_only=True, anchors=(len(ids),), persist=True,

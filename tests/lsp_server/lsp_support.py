@@ -64,8 +64,10 @@ def capabilities() -> types.ClientCapabilities:
     )
 
 
-async def start_client(args: list[str], root: Path, options: dict | None = None) -> LanguageClient:
-    client = make_test_lsp_client()
+async def start_client(
+    args: list[str], root: Path, options: dict | None = None, client: LanguageClient | None = None
+) -> LanguageClient:
+    client = client or make_test_lsp_client()
     env = {**os.environ, "DEEPFIM_CACHE_DIR": str(root.parent / "cache")}
     await client.start_io(*args, env=env)
     client.initialize_result = await client.initialize_session(

@@ -134,6 +134,9 @@ class CopyBackend:
         started = time.perf_counter()
         timings = Timings(queue_ms=(started - handle.submitted_at) * 1000, prompt_tokens=len(request.prompt))
         self._sleep(handle, self._prefill_s_per_1k * len(request.prompt) / 1000)
+        if request.prefill_only:  # a background prefill (the repository part): no FIM parts, no text
+            timings.prefill_ms = (time.perf_counter() - started) * 1000
+            return CompletionResult(candidates=[], timings=timings)
         context, prefix, suffix = _fim_parts(self._tok, request.prompt)
         timings.prefill_ms = (time.perf_counter() - started) * 1000
         decode_start = time.perf_counter()

@@ -59,9 +59,15 @@ def _decoding(status) -> bool:
 
 
 def _repository_idle(status) -> bool:
-    """No background prefill of the repository part running (it counts as an active request)."""
+    """The repository part is prefilled: its background request (counted as an active one) is
+    over, not merely yet to start (the index may still be scanning)."""
     parts = as_dict(status.repository) or {}
-    return not status.loading and all(as_dict(p).get("state") != "warming" for p in parts.values())
+    return (
+        not status.loading
+        and status.index.ready
+        and bool(parts)
+        and all(as_dict(p).get("state") == "warm" for p in parts.values())
+    )
 
 
 async def test_invalid_initialization_options_are_reported(slow_client):

@@ -73,7 +73,9 @@ function M.get(bufnr)
     end
     return exit_error and make("error", "DeepFIM error: " .. short(exit_error)) or make("stopped", "DeepFIM stopped")
   end
-  local work = (progress[client.id] or {})[1]
+  -- the latest work begun: indexing that starts while the model loads is shown, not hidden
+  local list = progress[client.id] or {}
+  local work = list[#list]
   if work then
     local pct = type(work.percentage) == "number" and (" %d%%"):format(work.percentage) or ""
     return make("progress", "DeepFIM " .. work.title .. pct)

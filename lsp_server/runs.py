@@ -81,6 +81,10 @@ class Runs(Generic[T]):
             return None
         return run, typed
 
+    def __len__(self) -> int:
+        """The calls still running."""
+        return sum(not run.task.done() for run in self._runs.values())
+
     def start(self, key: tuple[str, str], anchor: Anchor, call: Callable[[PartialText], Awaitable[T]]) -> Run[T]:
         """Supersede the call in flight for `key` and start `call`."""
         self.supersede(key)

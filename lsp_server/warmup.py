@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 IDLE_S = 2.0
 POLL_S = 0.25
+# How long a warm waits for the model calls in flight to end (see `_after_running_calls`).
+RUNNING_CALLS_WAIT_S = 2.0
 
 
 @dataclass
@@ -74,6 +76,7 @@ class RepositoryWarmer:
         self._running.add(source)
         state = self.states.setdefault(source, WarmState())
         try:
+            await self._after_running_calls()
             spec = prompt_spec(preset_for(Mode.INSTANT, server.settings), session.profile(Mode.INSTANT))
             tok = session.tokenizer
             loop = asyncio.get_running_loop()
@@ -91,6 +94,16 @@ class RepositoryWarmer:
             logger.exception("prefilling the repository part of %s failed", source.root)
         finally:
             self._running.discard(source)
+
+    async def _after_running_calls(self) -> None:
+        """Lets the model calls in flight end first (for at most `RUNNING_CALLS_WAIT_S`): at
+        start, the first requests wait for the model with the warm; if the part were built first
+        they would queue for the context thread behind it and for the engine behind its first
+        prefill chunk (~100 ms of a cold start's first suggestion). Later a keystroke preempts
+        the prefill anyway."""
+        deadline = time.monotonic() + RUNNING_CALLS_WAIT_S
+        while len(self.server.runs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _prefill(self, source: ContextSource, state: WarmState, ids: list[int]) -> None:
         session = self.server.session

@@ -263,8 +263,14 @@ class ModelRunner:
             req.state, req.prefilled = self.model.new_state(), 0
 
     def _next_end(self, req: ActiveRequest) -> int:
+        """The end of the request's next prefill chunk. The 16-token sub-blocks of the prompt's
+        tail are there for the decode step (a keystroke then resumes within 15 tokens); without
+        one (the C step still compiling at a first start, or none here) each would cost a whole
+        module-path forward (embedded model: ~25 ms, about what 128 tokens take), so the tail
+        goes in one call, and a later keystroke resumes from the last block end instead."""
         ids, anchors = req.prompt_ids, req.request.anchors
-        return next(b for b in boundaries(len(ids), self.chunk, anchors) if b > req.prefilled)
+        ends = boundaries(len(ids), self.chunk, anchors, sub_blocks=self.decode_step is not None)
+        return next(b for b in ends if b > req.prefilled)
 
     def _plan_prefill(self, req: ActiveRequest) -> _Call:
         ids, end = req.prompt_ids, self._next_end(req)

@@ -61,7 +61,7 @@ class _Entry:
 SUB_BLOCK = 16
 
 
-def boundaries(length: int, block: int, anchors: tuple[int, ...] = ()) -> list[int]:
+def boundaries(length: int, block: int, anchors: tuple[int, ...] = (), sub_blocks: bool = True) -> list[int]:
     """Where prefill chunks end for a prompt of `length` tokens: every full block, then every
     full 16-token sub-block of the rest, then the prompt's end (128-blocks: 45 -> 16, 32, 45);
     plus the request's `anchors` (the end of the part every cursor file shares, the end of
@@ -72,11 +72,13 @@ def boundaries(length: int, block: int, anchors: tuple[int, ...] = ()) -> list[i
     Chunk ends depend only on positions and anchors, so two prompts that share a prefix (and
     its anchors) share every boundary inside it: a keystroke recomputes at most 15 tokens plus
     the change, in one call (on a CPU a forward of 16 tokens costs about what one of 1 does).
+    `sub_blocks=False` leaves the sub-blocks out: where no decode step serves short calls, each
+    costs what a whole block does (see `ModelRunner._next_end`).
     """
     ends = list(range(block, length - length % block + 1, block))
     inside = [a for a in anchors if 0 < a < length]
     pos = max([ends[-1] if ends else 0, *inside])  # sub-blocks only after the last block end or anchor
-    if length not in anchors:  # an anchored end (a prefill of the shared part) is never typed on
+    if sub_blocks and length not in anchors:  # an anchored end (a prefill of the shared part) is never typed on
         sub = min(SUB_BLOCK, block)
         ends += list(range(pos + sub, length + 1, sub))
     if not ends or ends[-1] != length:

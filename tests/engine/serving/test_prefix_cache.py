@@ -69,6 +69,28 @@ def test_chunk_boundaries_depend_only_on_positions():
     assert boundaries(256, 128) == [128, 256] and boundaries(5, 128) == [5]
     shared = set(boundaries(1000, 128)) & set(boundaries(1001, 128))
     assert max(shared) == 992  # 1000 and 1001 share every chunk up to the last 16-token one
+    assert boundaries(300, 128, sub_blocks=False) == [128, 256, 300]
+    assert boundaries(300, 128, (200,), sub_blocks=False) == [128, 200, 256, 300]
+
+
+def test_the_prompt_tail_is_cut_in_sub_blocks_only_for_a_decode_step(tiny_model, tok, monkeypatch):
+    """Short calls are cheap on the C step only: the modules take the tail in one call."""
+    ids = list(range(300, 600))
+    calls = {}
+    for name, decode_step in (("c step", True), ("modules", False)):
+        runner = ModelRunner(tiny_model, tok, PrefixCache(), SpeculativeConfig(enabled=False), decode_step=decode_step)
+        calls[name] = seen = []
+        real_forward = runner.forward
+        monkeypatch.setattr(
+            runner, "forward", lambda ids, *rest, f=real_forward, s=seen: s.append(len(ids)) or f(ids, *rest)
+        )
+        if runner.decode_step is not None:
+            real_batch = runner.decode_step.batch
+            monkeypatch.setattr(
+                runner.decode_step, "batch", lambda c, f=real_batch, s=seen: s.extend(len(x[0]) for x in c) or f(c)
+            )
+        prefill(runner, ids)
+    assert calls == {"c step": [128, 128, 16, 16, 12], "modules": [128, 128, 44]}
 
 
 def test_same_prompt_again_costs_no_prefill(tiny_model, tok, monkeypatch):

@@ -12,7 +12,10 @@ with SIGBUS on first use, so a library that does not match its record is rebuilt
 
 A first build takes seconds (step.c: 1.3 s at -O3), which a cold start would otherwise spend
 waiting: `prebuild` starts the compiler at process start, beside the imports, and the `load`
-that needs the library waits only for what is left of it.
+that needs the library waits only for what is left of it. A library the first requests can do
+without is built `later`: only once `release_later` says the first request is served (or a
+`load` needs it, or the process exits, or `LATER_AFTER_S` passed), since on two cores a
+compiler beside the first prefill slows it by a third whatever its priority.
 """
 
 from __future__ import annotations
@@ -36,8 +39,13 @@ from deepfim.private_files import narrow_file, private_dir, private_temp, write_
 log = logging.getLogger(__name__)
 
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
+# nice levels of the compilers: below the process's own start (imports, model load); a `later`
+# build below everything
+NICE, NICE_LATER = 10, 19
+LATER_AFTER_S = 10.0  # a `later` build starts by itself after this long
 _loaded: dict[Path, ctypes.CDLL | None] = {}
 _prebuilding: dict[Path, threading.Thread] = {}
+_released: dict[Path, threading.Event] = {}  # set: the prebuild may start compiling
 _prebuild_args: dict[Path, tuple[tuple[Path, ...], bool]] = {}  # (linked, openmp) of each prebuild
 _build_threads: list[threading.Thread] = []  # every prebuild's thread, for the wait at exit
 
@@ -50,31 +58,49 @@ def prebuild(source: Path, *linked: Path, openmp: bool = False, later: bool = Fa
     """Starts building what `load(source, *linked, openmp=openmp)` will load, on a thread (the
     compiler is a process of its own, so it runs beside the caller's imports on another core).
     Returns at once; does nothing if the library is loaded or being built. A failure is left
-    for `load` to meet and report. `later`: the compiler runs at a lower priority (nice 10),
-    for a library the first requests can do without, so the rest of a start goes first."""
+    for `load` to meet and report. `later`: for a library the first requests can do without;
+    it is compiled once released (`release_later`) and at the lowest priority."""
     if source in _loaded or source in _prebuilding:
         return
+    released = threading.Event()
+    if not later:
+        released.set()
 
     def build() -> None:
+        released.wait(LATER_AFTER_S)
         for flags in _flag_sets(openmp):
             try:
-                _build(source, linked, flags, nice=10 if later else 0)
+                _build(source, linked, flags, nice=NICE_LATER if later else NICE)
                 return
             except (OSError, subprocess.SubprocessError, RuntimeError):
                 continue
 
     thread = threading.Thread(target=build, name=f"deepfim-cbuild-{source.stem}", daemon=True)
-    _prebuilding[source], _prebuild_args[source] = thread, (linked, openmp)
+    _prebuilding[source], _prebuild_args[source], _released[source] = thread, (linked, openmp), released
     if not _build_threads:
         atexit.register(_finish_prebuilds)
     _build_threads.append(thread)
     thread.start()
 
 
+def release_later() -> None:
+    """The first request is served: `later` prebuilds may compile now."""
+    for released in _released.values():
+        released.set()
+
+
+def wait_prebuilt(source: Path) -> None:
+    """Waits, without releasing it, until the prebuild of `source` (if any) is over."""
+    thread = _prebuilding.get(source)
+    if thread is not None:
+        thread.join()
+
+
 def _finish_prebuilds() -> None:
-    """At exit, lets running prebuilds finish (a process that did not need a library, e.g. a
-    `deepfim complete` served before the C step was built, still leaves it compiled in the
-    cache for the next start, instead of killing its compiler's thread halfway)."""
+    """At exit, lets prebuilds finish, `later` ones included (a process that did not need a
+    library, e.g. a `deepfim complete` served before the C step was built, still leaves it
+    compiled in the cache for the next start, instead of killing its compiler's thread)."""
+    release_later()
     for thread in _build_threads:  # (`load` pops what it waits for from `_prebuilding`)
         thread.join(timeout=150)
 
@@ -100,6 +126,7 @@ def load(source: Path, *linked: Path, openmp: bool = False) -> ctypes.CDLL | Non
         return _loaded[source]
     building = _prebuilding.pop(source, None)
     if building is not None:
+        _released[source].set()  # needed now
         waited = time.perf_counter()
         building.join()  # its library is in the cache now (or its failure is met again below)
         log.debug("waited %.0f ms for the build of %s", (time.perf_counter() - waited) * 1000, source.name)

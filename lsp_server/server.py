@@ -28,6 +28,7 @@ from pygls.lsp.server import LanguageServer
 
 from deepfim import __version__
 from deepfim.engine.backends import BackendFactory, make_backend
+from deepfim.kernels import cbuild
 from deepfim.lsp_server import problems, startup_gc
 from deepfim.lsp_server.backend_session import BackendSession, spec_for
 from deepfim.lsp_server.context_source import ContextSource
@@ -429,6 +430,8 @@ class DeepFimServer(LanguageServer):
         except Exception as exc:  # the backend failed (e.g. the team server is down): nothing to show
             self.backend_failed(f"completion failed: {exc}")
             return None
+        finally:
+            cbuild.release_later()  # a first suggestion is out: compile what it did without
         if outcome.timings.model_call:
             self.backend_recovered()
         timings = outcome.timings.as_dict()

@@ -129,8 +129,10 @@ class ModelRunner:
         self.choice = TokenChoice(tokenizer, model.args.vocab_size, self.profile)
 
     def _attach_decode_step(self) -> None:
-        """Waits for the C step's build (on its own thread), then serves with it."""
+        """Waits for the C step's build (on its own thread), then serves with it. The build
+        itself waits until the first request is served (`cbuild.release_later`)."""
         try:
+            c_step_cpu.wait_built()
             self.decode_step = DecodeStep.for_model(self.model)
         except Exception:  # the modules keep serving; `load` has logged why there is no C step
             log.exception("%s: the C decode step could not be attached", self.name)

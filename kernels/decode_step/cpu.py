@@ -96,9 +96,9 @@ def limits(lib: ctypes.CDLL) -> Limits:
 def prebuild() -> None:
     """Starts compiling what a CPU engine loads (see `cbuild.prebuild`): mhc.c, indexer/select.c
     and sparse_attn/decode.c on their own (the module path's Sinkhorn, indexer selection and
-    attention for a few queries: a first request needs them), then this library (~1.3 s of
-    compiling), at a lower priority: the engine serves on the module path until it is built
-    (`building`)."""
+    attention for a few queries: a first request needs them), and this library (~1.3 s of
+    compiling) `later`, once the first request is served (`cbuild.release_later`): the engine
+    serves on the module path until it is built (`building`)."""
     cbuild.prebuild(_MHC)
     cbuild.prebuild(_INDEX_SELECT)
     cbuild.prebuild(_ATTENTION)
@@ -108,6 +108,11 @@ def prebuild() -> None:
 def building() -> bool:
     """Whether this library is being prebuilt and not ready yet."""
     return cbuild.pending(_SOURCE)
+
+
+def wait_built() -> None:
+    """Waits for this library's prebuild, if any, without hurrying it (see `prebuild`)."""
+    cbuild.wait_prebuilt(_SOURCE)
 
 
 def library() -> ctypes.CDLL | None:

@@ -95,17 +95,29 @@ def test_a_prebuild_is_the_build_that_load_then_uses(tmp_path, monkeypatch):
     assert source not in cbuild._prebuilding
 
 
-def test_a_later_prebuild_is_pending_until_built_then_loads(tmp_path, monkeypatch):
-    """`later` compiles at a lower priority; `pending` says whether `load` would wait for it."""
+def test_a_later_prebuild_waits_to_be_released_and_is_pending_until_built(tmp_path, monkeypatch):
+    """`later` compiles only once released (the first request served), at the lowest priority;
+    `pending` says whether `load` would wait for it meanwhile."""
     monkeypatch.setenv("DEEPFIM_CACHE_DIR", str(tmp_path / "cache"))
     source = _answer_library(tmp_path)
     assert not cbuild.pending(source)
     cbuild.prebuild(source, later=True)
     thread = cbuild._prebuilding[source]
-    assert cbuild.pending(source) == thread.is_alive()
-    thread.join()
+    thread.join(0.5)
+    assert thread.is_alive() and cbuild.pending(source)
+    assert not (tmp_path / "cache" / "kernels").exists() or not any((tmp_path / "cache" / "kernels").iterdir())
+    cbuild.release_later()
+    cbuild.wait_prebuilt(source)
     assert not cbuild.pending(source)
     assert cbuild.load(source).answer() == 42 and not cbuild.pending(source)
+
+
+def test_a_load_does_not_wait_for_a_later_prebuild_to_be_released(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPFIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cbuild, "LATER_AFTER_S", 60.0)
+    source = _answer_library(tmp_path)
+    cbuild.prebuild(source, later=True)
+    assert cbuild.load(source).answer() == 42  # needed now: built now, not after LATER_AFTER_S
 
 
 def test_a_process_that_exits_during_a_prebuild_leaves_the_library_built(tmp_path):

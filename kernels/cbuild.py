@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from deepfim import env
@@ -44,10 +45,17 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC")
 NICE, NICE_LATER = 10, 19
 LATER_AFTER_S = 10.0  # a `later` build starts by itself after this long
 _loaded: dict[Path, ctypes.CDLL | None] = {}
-_prebuilding: dict[Path, threading.Thread] = {}
-_released: dict[Path, threading.Event] = {}  # set: the prebuild may start compiling
-_prebuild_args: dict[Path, tuple[tuple[Path, ...], bool]] = {}  # (linked, openmp) of each prebuild
-_build_threads: list[threading.Thread] = []  # every prebuild's thread, for the wait at exit
+
+
+@dataclass(frozen=True)
+class _Prebuild:
+    thread: threading.Thread
+    linked: tuple[Path, ...]
+    openmp: bool
+    released: threading.Event  # set: it may compile (at once unless `later`)
+
+
+_prebuilds: dict[Path, _Prebuild] = {}  # every prebuild of the process, for `load` and the wait at exit
 
 
 def _flag_sets(openmp: bool) -> tuple[tuple[str, ...], ...]:
@@ -60,7 +68,7 @@ def prebuild(source: Path, *linked: Path, openmp: bool = False, later: bool = Fa
     Returns at once; does nothing if the library is loaded or being built. A failure is left
     for `load` to meet and report. `later`: for a library the first requests can do without;
     it is compiled once released (`release_later`) and at the lowest priority."""
-    if source in _loaded or source in _prebuilding:
+    if source in _loaded or source in _prebuilds:
         return
     released = threading.Event()
     if not later:
@@ -76,24 +84,23 @@ def prebuild(source: Path, *linked: Path, openmp: bool = False, later: bool = Fa
                 continue
 
     thread = threading.Thread(target=build, name=f"deepfim-cbuild-{source.stem}", daemon=True)
-    _prebuilding[source], _prebuild_args[source], _released[source] = thread, (linked, openmp), released
-    if not _build_threads:
+    if not _prebuilds:
         atexit.register(_finish_prebuilds)
-    _build_threads.append(thread)
+    _prebuilds[source] = _Prebuild(thread, linked, openmp, released)
     thread.start()
 
 
 def release_later() -> None:
     """The first request is served: `later` prebuilds may compile now."""
-    for released in _released.values():
-        released.set()
+    for build in _prebuilds.values():
+        build.released.set()
 
 
 def wait_prebuilt(source: Path) -> None:
     """Waits, without releasing it, until the prebuild of `source` (if any) is over."""
-    thread = _prebuilding.get(source)
-    if thread is not None:
-        thread.join()
+    build = _prebuilds.get(source)
+    if build is not None:
+        build.thread.join()
 
 
 def _finish_prebuilds() -> None:
@@ -101,19 +108,18 @@ def _finish_prebuilds() -> None:
     library, e.g. a `deepfim complete` served before the C step was built, still leaves it
     compiled in the cache for the next start, instead of killing its compiler's thread)."""
     release_later()
-    for thread in _build_threads:  # (`load` pops what it waits for from `_prebuilding`)
-        thread.join(timeout=150)
+    for build in _prebuilds.values():
+        build.thread.join(timeout=150)
 
 
 def pending(source: Path) -> bool:
     """Whether `load(source)` would wait for a compiler: a prebuild is running and its library
     is not in the cache yet (a cached one is only checked and loaded: no wait worth avoiding)."""
-    thread = _prebuilding.get(source)
-    if source in _loaded or thread is None or not thread.is_alive():
+    build = _prebuilds.get(source)
+    if source in _loaded or build is None or not build.thread.is_alive():
         return False
-    linked, openmp = _prebuild_args[source]
     try:
-        return not _target(source, linked, _flag_sets(openmp)[0]).exists()
+        return not _target(source, build.linked, _flag_sets(build.openmp)[0]).exists()
     except (OSError, RuntimeError):
         return True
 
@@ -124,11 +130,11 @@ def load(source: Path, *linked: Path, openmp: bool = False) -> ctypes.CDLL | Non
     (the pragmas are ignored otherwise); the runtime is the libgomp torch has already loaded."""
     if source in _loaded:
         return _loaded[source]
-    building = _prebuilding.pop(source, None)
-    if building is not None:
-        _released[source].set()  # needed now
+    build = _prebuilds.get(source)
+    if build is not None and build.thread.is_alive():
+        build.released.set()  # needed now
         waited = time.perf_counter()
-        building.join()  # its library is in the cache now (or its failure is met again below)
+        build.thread.join()  # its library is in the cache now (or its failure is met again below)
         log.debug("waited %.0f ms for the build of %s", (time.perf_counter() - waited) * 1000, source.name)
     lib = None
     errors = []

@@ -92,7 +92,7 @@ def test_a_prebuild_is_the_build_that_load_then_uses(tmp_path, monkeypatch):
     assert cbuild.load(source).answer() == 42
     built = sorted(p.name for p in (tmp_path / "cache" / "kernels").iterdir())
     assert len(built) == 2 and built[1] == built[0] + ".check"  # one library and its record, no leftovers
-    assert source not in cbuild._prebuilding
+    assert not cbuild._prebuilds[source].thread.is_alive() and not cbuild.pending(source)
 
 
 def test_a_later_prebuild_waits_to_be_released_and_is_pending_until_built(tmp_path, monkeypatch):
@@ -102,7 +102,7 @@ def test_a_later_prebuild_waits_to_be_released_and_is_pending_until_built(tmp_pa
     source = _answer_library(tmp_path)
     assert not cbuild.pending(source)
     cbuild.prebuild(source, later=True)
-    thread = cbuild._prebuilding[source]
+    thread = cbuild._prebuilds[source].thread
     thread.join(0.5)
     assert thread.is_alive() and cbuild.pending(source)
     assert not (tmp_path / "cache" / "kernels").exists() or not any((tmp_path / "cache" / "kernels").iterdir())

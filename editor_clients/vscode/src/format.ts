@@ -43,6 +43,14 @@ export interface StatusBarText {
   tooltip: string;
 }
 
+/** The latest work begun, as the bar shows it: a short piece of work (indexing a small
+ * workspace) that starts while a longer one runs (loading the model) is shown, not hidden
+ * behind it until it is over. */
+function latestWork(state: ClientState): string | undefined {
+  const work = state.work?.at(-1);
+  return work && `${work.title}${work.percentage === undefined ? "" : ` ${Math.round(work.percentage)}%`}`;
+}
+
 export function statusBarText(state: ClientState): StatusBarText {
   const latency = state.lastLatencyMs === undefined ? "" : ` ${Math.round(state.lastLatencyMs)} ms`;
   switch (state.phase) {
@@ -51,9 +59,8 @@ export function statusBarText(state: ClientState): StatusBarText {
     case "starting": {
       // the server may announce work before the client has finished starting (indexing begins at
       // `initialized`): show it, or a short piece of it is over before it could be seen
-      const begun = state.work?.at(-1);
-      const doing = begun && ` ${begun.title}${begun.percentage === undefined ? "" : ` ${Math.round(begun.percentage)}%`}`;
-      return { text: `$(loading~spin) DeepFIM${doing ?? ""}`, tooltip: "DeepFIM: starting the language server…" };
+      const doing = latestWork(state);
+      return { text: `$(loading~spin) DeepFIM${doing ? ` ${doing}` : ""}`, tooltip: "DeepFIM: starting the language server…" };
     }
     case "stopped":
       return { text: "$(debug-disconnect) DeepFIM", tooltip: "DeepFIM: language server stopped\nClick for details" };
@@ -64,10 +71,7 @@ export function statusBarText(state: ClientState): StatusBarText {
     return { text: "$(circle-slash) DeepFIM off", tooltip: "DeepFIM: completions are off (DeepFIM: Toggle completions)" };
   }
   const tooltip = [`DeepFIM: ${state.mode} mode`];
-  // the latest work begun: a short piece of work (indexing a small workspace) that starts while a
-  // longer one runs (loading the model) is shown, not hidden behind it until it is over
-  const work = state.work?.at(-1);
-  const progress = work && `${work.title}${work.percentage === undefined ? "" : ` ${Math.round(work.percentage)}%`}`;
+  const progress = latestWork(state);
   if (progress !== undefined) {
     tooltip.push(progress);
   }

@@ -81,13 +81,18 @@ def body_to_type(text: str, chars: int) -> tuple[str, int, str]:
     raise ValueError("no function body to type in this file")
 
 
-async def open_and_enter(editor: Editor, path: Path, fraction: float = 0.5, invoked: bool = False) -> Answer:
+async def open_and_enter(
+    editor: Editor, path: Path, fraction: float = 0.5, invoked: bool = False, pause_s: float = 0.0
+) -> Answer:
     """Opens the file, presses Enter in the middle of it and asks for a completion: the
-    latency runs from the didOpen."""
+    latency runs from the didOpen; with `pause_s` (the user reads first), from the Enter."""
     text = path.read_text(encoding="utf-8")
     offset, key = enter_offset(text, fraction)
     sent = time.perf_counter()
     uri = editor.open(path, text)
+    if pause_s:
+        await asyncio.sleep(pause_s)
+        sent = time.perf_counter()
     offset = editor.insert(uri, offset, key)
     return await editor.complete(uri, offset, invoked=invoked, sent=sent)
 

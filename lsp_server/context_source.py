@@ -100,6 +100,13 @@ class ContextSource:
     def contains(self, path: Path) -> bool:
         return self.root is not None and path.is_relative_to(self.root)
 
+    def shows(self, path: Path) -> bool:
+        """Whether the served repository part shows the file (its prompts need no copy)."""
+        if self._workspace is None or self.served is None:
+            return False
+        rel = self._workspace.relative(path)
+        return rel is not None and self.served.contains(rel)
+
     def update_buffer(self, path: Path, text: str | None) -> None:
         if self._workspace is not None and self.ready:
             self._workspace.update_buffer(path, text)

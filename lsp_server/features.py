@@ -99,6 +99,7 @@ def register(server: DeepFimServer) -> None:
     def did_open(ls: DeepFimServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.documents.open(params.text_document)
         ls.note_document(params.text_document.uri, "opened")
+        ls.copies.opened(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: DeepFimServer, params: types.DidChangeTextDocumentParams) -> None:

@@ -32,6 +32,7 @@ from deepfim.kernels import cbuild
 from deepfim.lsp_server import problems, startup_gc
 from deepfim.lsp_server.backend_session import BackendSession, spec_for
 from deepfim.lsp_server.context_source import ContextSource
+from deepfim.lsp_server.copy_prefill import CopyPrefiller
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
 from deepfim.lsp_server.editor_settings import Settings, parse_settings
 from deepfim.lsp_server.jsonrpc_protocol import DeepFimProtocol
@@ -91,6 +92,7 @@ class DeepFimServer(LanguageServer):
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task] = set()
         self.warmer = RepositoryWarmer(self)
+        self.copies = CopyPrefiller(self)
         self._copy_pending: dict[Path, set[Path]] = {}  # source root -> documents edited since their copy
         self._log_handler: logging.Handler | None = None
 
@@ -261,6 +263,7 @@ class DeepFimServer(LanguageServer):
     def note_document(self, uri: str, event: str) -> None:
         """Remember a buffer event; the context hears of it before the next pack."""
         if event == "closed":
+            self.copies.closed(uri)
             self.typing_cache.forget(uri)
             self.runs.supersede_document(uri)
         doc = self.documents.get(uri)
@@ -363,6 +366,7 @@ class DeepFimServer(LanguageServer):
         key = (uri, surface)
         started = time.perf_counter()
         self.warmer.touch()
+        self.copies.asked(uri)
         doc = self.documents.get(uri)
         if doc is None or not self.settings.enabled:
             record.nothing("document not open" if doc is None else "completions disabled")
@@ -465,6 +469,7 @@ class DeepFimServer(LanguageServer):
             "cache": self.typing_cache.stats(),
             "engine": session.stats() if session else {},
             "repository": self.warmer.status(),
+            "copies": self.copies.status(),
             "latency_ms": self.latency.summary(),
             "acceptance": self.acceptance.summary(),
             "server": session.server() if session else (self.settings.server or "in-process"),

@@ -14,7 +14,11 @@ quick). Everything goes through a real LSP client over stdio (bench/lsp_client.p
    first suggestion, and a newly opened file's first suggestion;
 5. first starts as after the README's set-up (its main command, `deepfim complete` on the bundled
    example, leaves the C kernels compiled): a fresh cache folder holding only what that command
-   compiled, spawn -> first suggestion.
+   compiled, spawn -> first suggestion;
+6. a workspace several times larger than the repository part (`asyncio` full, `concurrent`
+   quick), where most files come into their prompts as a copy after the part: newly opened
+   files with Enter at once (the request prefills the copy) and, alternating with them, after
+   a pause of `READ_PAUSE_S` (the server prefills an opened file's copy meanwhile).
 Each answer's stage split comes from the server (the item's command arguments; only answers
 that show an item carry one).
 """
@@ -31,14 +35,18 @@ from pathlib import Path
 
 from deepfim.bench import plots
 from deepfim.bench.context import BenchContext
+from deepfim.bench.corpus import copy_package
 from deepfim.bench.lsp_client import Answer, Editor, repository_warm, start, status, stop, wait_for
-from deepfim.bench.lsp_traces import enter_again, open_and_enter, replay_workspace, type_code
+from deepfim.bench.lsp_traces import enter_again, open_and_enter, python_files, replay_workspace, type_code
 from deepfim.bench.report import SuiteResult, Table
 from deepfim.bench.stats import sample_figures, single, summary
 
 AFTER_SETUP = "editor start after set-up -> first suggestion (cold, C kernels compiled)"
 STAGES = ("context", "queue", "prefill", "decode", "post", "total")
 TARGETS = {"p50": "<= 150 ms (issue 14)", "p95": "<= 400 ms (issue 14)"}
+LARGE_AT_ONCE = "larger repository, new file, Enter at once"
+LARGE_PAUSED = "larger repository, new file, Enter after a pause"
+READ_PAUSE_S = 2.0  # between opening a file and the first key: a user reads where they landed
 
 
 def run(ctx: BenchContext, result: SuiteResult) -> None:
@@ -96,6 +104,8 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
         await _first_answer(ctx.tmp / f"latency-cache-kernels-{i}", kernels, root, options, files[-1])
         for i in range(ctx.pick(1, 3))
     ]
+    # 6: a workspace larger than the part (its own server)
+    samples.update(await _larger_repository(ctx, result, options))
     _figures(result, samples, warm_s, restart_warm_s, repo, final)
     _restart_figures(result, restarted)
     _plots(ctx, result, samples)
@@ -117,6 +127,28 @@ async def _start_warm(ctx, root, cache, options, path, samples: dict, name: str)
         await stop(client)
         raise
     return client, editor, time.perf_counter() - spawn, st
+
+
+async def _larger_repository(ctx: BenchContext, result: SuiteResult, options: dict) -> dict[str, list[Answer]]:
+    """Newly opened files of a workspace several times the part's size, alternately Enter at
+    once and Enter after `READ_PAUSE_S` (the latency then runs from the Enter)."""
+    package = ctx.pick("concurrent", "asyncio")
+    root = copy_package(package, ctx.tmp / "latency-large-ws")
+    files = python_files(root)[: ctx.pick(4, 16)]
+    result.settings["larger workspace"] = f"CPython Lib/{package} ({len(files)} files opened)"
+    client = await start(root, ctx.tmp / "latency-large-cache", options)
+    at_once, paused = [], []
+    try:
+        await wait_for(client, repository_warm, ctx.pick(300, 900), "repository warm (larger repository)")
+        editor = Editor(client)
+        for i, path in enumerate(files):
+            if i % 2:
+                paused.append(await open_and_enter(editor, path, pause_s=READ_PAUSE_S))
+            else:
+                at_once.append(await open_and_enter(editor, path))
+    finally:
+        await stop(client)
+    return {LARGE_AT_ONCE: at_once, LARGE_PAUSED: paused}
 
 
 def _setup_kernels(cache: Path) -> Path:
@@ -174,6 +206,10 @@ def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: 
         "restart -> first suggestion": "spawn of `deepfim lsp` on the cache folder of the first run -> first "
         "automatic inlineCompletion answered",
         "restart, new file, warm": "after the restart is warm: didOpen of a file not opened in that run -> answer",
+        LARGE_AT_ONCE: "a workspace several times the repository part's size: didOpen of a file not opened "
+        "before -> Enter at the middle at once -> automatic inlineCompletion answered",
+        LARGE_PAUSED: f"as above, but Enter {READ_PAUSE_S:g} s after the didOpen (the server prefills the file's "
+        "copy meanwhile): Enter -> automatic inlineCompletion answered",
         AFTER_SETUP: "spawn of `deepfim lsp` on a fresh cache folder holding only the C kernels `deepfim complete` "
         "on the bundled example compiled (the README's main command) -> initialize, didOpen, Enter, automatic "
         "inlineCompletion -> answer",

@@ -1,0 +1,104 @@
+"""End to end: a file the repository part does not show has its copy prefilled when it opens
+(lsp_server/copy_prefill.py), so its first suggestion resumes after the copy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import pytest_asyncio
+from lsp_support import Editor, as_dict, engine_counts, inline_params, server_args, start_client, stop_client
+from lsprotocol import types
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# a file made after the scan (so no repository part shows it), too long for the cursor window
+BODY = "".join(f"def rate_{i}(amount, factor={i}):\n    return amount * factor + {i * 13 % 97}\n\n" for i in range(60))
+CURSOR_LINE = 90  # inside the body
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lsp(workspace):
+    client = await start_client(server_args(), workspace, {"maxTokens": 8})
+    yield client
+    await stop_client(client)
+
+
+async def _status(client):
+    return await client.protocol.send_request_async("deepfim/status", {})
+
+
+async def _wait_for(client, predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await _status(client)
+        if predicate(status):
+            return status
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def _warm(status) -> bool:
+    parts = as_dict(status.repository) or {}
+    return bool(parts) and all(as_dict(p).get("state") == "warm" for p in parts.values())
+
+
+def _copies(status) -> dict:
+    return as_dict(status.copies)
+
+
+async def _copy_end(client, uri: str) -> int:
+    """Where the prompt's copy of the cursor file ends (from `deepfim/prompt`)."""
+    params = {"textDocument": {"uri": uri}, "position": {"line": CURSOR_LINE, "character": 0}}
+    prompt = as_dict(await client.protocol.send_request_async("deepfim/prompt", params))
+    ends = [as_dict(s)["end"] for s in prompt["segments"] if as_dict(s)["kind"] == "cursor_copy"]
+    assert ends, "the test file must need a copy"
+    return ends[0]
+
+
+async def _complete(client, uri: str) -> dict:
+    result = await client.protocol.send_request_async(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, CURSOR_LINE, 0)
+    )
+    assert result is not None and result.items, "the model must answer something here"
+    return as_dict(result.items[0].command.arguments[0])["timings"]
+
+
+async def test_an_opened_files_copy_is_prefilled_before_its_first_request(lsp, workspace):
+    status = await _wait_for(lsp, _warm)
+    before = _copies(status)["prefilled"]
+    editor = Editor(lsp)
+    uri = editor.open(workspace / "rates.py", BODY)
+    status = await _wait_for(lsp, lambda s: _copies(s)["prefilled"] > before and _copies(s)["running"] == 0)
+    requests = engine_counts(status)["requests"]
+    end = await _copy_end(lsp, uri)
+    timings = as_dict(await _complete(lsp, uri))
+    # the first request found the copy in the prefix cache: it prefilled its window only
+    assert timings["cached_tokens"] >= end
+    assert engine_counts(await _status(lsp))["requests"] == requests + 1  # no prefill was started again
+
+
+async def test_a_file_asked_at_once_is_left_to_its_request(lsp, workspace):
+    await _wait_for(lsp, _warm)
+    before = _copies(await _status(lsp))
+    editor = Editor(lsp)
+    uri = editor.open(workspace / "fees.py", BODY.replace("rate_", "fee_"))
+    end = await _copy_end(lsp, uri)
+    timings = as_dict(await _complete(lsp, uri))
+    # the copy was new to the engine: the request prefilled it (what every first request did before)
+    assert timings["cached_tokens"] < end
+    after = await _wait_for(lsp, lambda s: _copies(s)["skipped"] > before["skipped"])
+    assert _copies(after)["prefilled"] == before["prefilled"]
+
+
+async def test_secret_and_closed_files_are_never_prefilled(lsp, workspace):
+    await _wait_for(lsp, _warm)
+    before = _copies(await _status(lsp))
+    editor = Editor(lsp)
+    editor.open(workspace / ".env.production", "API_TOKEN=" + "x" * 40 + "\n" + BODY, language_id="dotenv")
+    uri = editor.open(workspace / "closed.py", BODY.replace("rate_", "gone_"))
+    editor.close(uri)
+    await asyncio.sleep(0.6)  # past the open delay of both
+    after = _copies(await _wait_for(lsp, lambda s: _copies(s)["running"] == 0))
+    assert after["prefilled"] == before["prefilled"]

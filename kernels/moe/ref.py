@@ -61,6 +61,34 @@ def _product(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return F.linear(x.to(w.dtype), w).to(x.dtype)
 
 
+# Inference on many tokens runs every expert in one batched product over the tokens padded to
+# the busiest expert's count, while that pads at most this many times the (token, expert) pairs:
+# ~20 ops a layer where a loop over the experts issues ~15 per expert (a 128-token prefill chunk
+# of the embedded model: ~10 % faster). The products are the loop's, row for row.
+PADDED_MAX_WASTE = 4
+
+
+def _experts_padded(x, weights, order, counts, m: int, w1, w2, w3, limit: float) -> torch.Tensor:
+    """`experts_forward` as three batched products over [E, M, ...] (M: the most pairs of one expert)."""
+    n_pairs, e, k = order.numel(), w1.shape[0], weights.shape[-1]
+    expert = torch.repeat_interleave(torch.arange(e, device=x.device), counts)  # of each sorted pair
+    slot = torch.arange(n_pairs, device=x.device) - (torch.cumsum(counts, 0) - counts)[expert]
+    rows = expert * m + slot  # each sorted pair's row in the padded [E * M] layout
+    token = order // k
+
+    def padded(inp: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        out = inp.new_zeros(e * m, inp.shape[-1], dtype=dtype)
+        out[rows] = inp.to(dtype)
+        return out.view(e, m, -1)
+
+    def product(inp: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # `_product` for every expert at once
+        return torch.bmm(inp, w.transpose(1, 2)).view(e * m, -1)[rows].to(x.dtype)
+
+    xs = padded(x[token], w1.dtype)
+    h = swiglu(product(xs, w1), product(xs, w3), limit) * weights.reshape(-1)[order, None]
+    return torch.zeros_like(x).index_add_(0, token, product(padded(h, w2.dtype), w2))
+
+
 def experts_forward(
     x: torch.Tensor,
     weights: torch.Tensor,
@@ -88,10 +116,14 @@ def experts_forward(
                 y = _product(h, w2[e]) if y is None else y + _product(h, w2[e])
             rows.append(y)
         return torch.stack(rows)
-    out = torch.zeros_like(x)
     flat_idx = idx.reshape(-1)
     order = flat_idx.argsort(stable=True)
-    counts = torch.bincount(flat_idx, minlength=w1.shape[0]).tolist()
+    counts = torch.bincount(flat_idx, minlength=w1.shape[0])
+    busiest = int(counts.max())
+    if not torch.is_grad_enabled() and w1.shape[0] * busiest <= PADDED_MAX_WASTE * n * k:
+        return _experts_padded(x, weights, order, counts, busiest, w1, w2, w3, limit)
+    counts = counts.tolist()
+    out = torch.zeros_like(x)
     token_of = order // k
     weight_of = weights.reshape(-1)[order]
     start = 0

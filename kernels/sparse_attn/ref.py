@@ -92,11 +92,10 @@ def _block(q, raw_kv, raw_start, q_start, window, comp_kv, visible, topk_idx, si
             comp_mask = comp_mask.unsqueeze(0).expand(b, t, c)
         elif c > GATHER_RATIO * topk_idx.shape[-1]:
             valid = topk_idx >= 0  # [B, T, K]
-            gathered = torch.gather(
-                comp_kv.unsqueeze(1).expand(b, t, c, d),
-                2,
-                topk_idx.clamp_min(0).unsqueeze(-1).expand(b, t, -1, d),
-            )  # [B, T, K, d]
+            # whole rows by index (a gather over the expanded [B, T, C, d] view reads element by
+            # element: 5x slower for a 128-token chunk at 16K tokens)
+            rows = topk_idx.clamp_min(0) + (torch.arange(b, device=dev) * c).view(b, 1, 1)
+            gathered = comp_kv.reshape(b * c, d).index_select(0, rows.reshape(-1)).view(b, t, -1, d)  # [B, T, K, d]
             sc = torch.einsum("bhtd,btkd->bhtk", qh, gathered) * scale
             parts.append(sc.masked_fill(~valid.unsqueeze(1), float("-inf")))
         else:

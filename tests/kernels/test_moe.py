@@ -73,6 +73,34 @@ def test_bf16_experts_multiply_in_bf16_and_sum_in_fp32():
         assert_close(f"{n} tokens", got, exact[:n], atol=3e-2, rtol=3e-2)  # bf16-rounded product inputs
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_inference_pads_the_experts_into_one_product_with_the_loops_results(dtype, monkeypatch):
+    """Without autograd, many tokens go through one batched product per projection (tokens padded
+    to the busiest expert): bf16 products bit for bit the loop's (with autograd); skewed routing,
+    which would pad too much, takes the loop."""
+    g = torch.Generator().manual_seed(2)
+    e, d, inter, k, n = 16, 64, 96, 2, 128
+    w1, w3 = ((torch.randn(e, inter, d, generator=g) * d**-0.5).to(dtype) for _ in range(2))
+    w2 = (torch.randn(e, d, inter, generator=g) * inter**-0.5).to(dtype)
+    x = torch.randn(n, d, generator=g) * 4
+    weights, idx = ref.route(ref.scores_from_logits(torch.randn(n, e, generator=g), "sqrtsoftplus"), k, 1.5)
+    loop = ref.experts_forward(x, weights, idx, w1, w2, w3, 10.0)  # autograd on: the loop
+    padded = []
+    monkeypatch.setattr(ref, "_experts_padded", lambda *a: padded.append(1) or _PADDED(*a))
+    with torch.no_grad():
+        got = ref.experts_forward(x, weights, idx, w1, w2, w3, 10.0)
+        skewed = torch.zeros_like(idx)
+        skewed[:, 1] = torch.arange(n) % (e - 1) + 1  # every token on expert 0: 16 * 128 rows for 256 pairs
+        ref.experts_forward(x, weights, skewed, w1, w2, w3, 10.0)
+    assert padded == [1]
+    if dtype is torch.bfloat16:
+        assert torch.equal(got, loop)
+    else:
+        assert_close("padded", got, loop, atol=1e-5, rtol=1e-5)
+
+
+_PADDED = ref._experts_padded
+
 CASES = [
     pytest.param(63, 24, 6, "sqrtsoftplus", True, id="N63-E24-K6-sqrtsoftplus-bias"),
     pytest.param(111, 100, 6, "sqrtsoftplus", True, id="N111-E100-K6-sqrtsoftplus-bias"),

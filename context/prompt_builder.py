@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from deepfim.context.evidence import CursorText, Evidence, EvidenceOptions, RepoView, gather
 from deepfim.context.repository_part import EMPTY, RepositoryPart
@@ -127,6 +127,26 @@ class BuiltPrompt:
         out = [self.shared_tokens]
         out += [s.end for s in self.prompt.segments if s.kind == "cursor_copy"]
         return tuple(sorted(set(a for a in out if 0 < a < len(self.prompt))))
+
+    def copy_end(self) -> int | None:
+        """Where the copy of the cursor file ends (None: the prompt has none)."""
+        return next((s.end for s in self.prompt.segments if s.kind == "cursor_copy"), None)
+
+    def without_copy(self) -> BuiltPrompt:
+        """The same prompt without the cursor file's copy: what the language server sends while
+        the engine does not hold that copy yet, as it sends no repository part before it holds
+        one (`lsp_server/copy_prefill.py`). Training meets this shape too: a sample whose room
+        leaves no copy budget (`engine/training/repo_samples.py`)."""
+        copy = next((s for s in self.prompt.segments if s.kind == "cursor_copy"), None)
+        if copy is None:
+            return self
+        n = copy.end - copy.start
+        prompt = Prompt(self.prompt.ids[: copy.start] + self.prompt.ids[copy.end :], order=self.prompt.order)
+        prompt.segments = [
+            s if s.end <= copy.start else replace(s, start=s.start - n, end=s.end - n)
+            for s in self.prompt.segments if s is not copy
+        ]  # fmt: skip
+        return replace(self, prompt=prompt)
 
     @property
     def shared_tokens(self) -> int:

@@ -49,6 +49,9 @@ class PackedContext:
     def elapsed_ms(self) -> float:
         return self.built.elapsed_ms
 
+    def without_copy(self) -> PackedContext:
+        return PackedContext(self.built.without_copy(), self.source, self.included)
+
 
 class ContextSource:
     """Context for the documents under one root (or for loose files when `root` is None)."""

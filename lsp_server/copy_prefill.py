@@ -1,49 +1,60 @@
-"""Prefills an opened file's copy in the background, before its first keystroke.
+"""Prefills an opened file's copy in the background; until the engine holds it, automatic
+requests leave the copy out.
 
 A file the repository part does not show (beyond the part's budget, or edited this session)
 comes into its prompts as a copy right after the part (`context/prompt_builder.py`): up to
 the `cursor_file` budget (3,696 tokens by default), the same wherever the cursor is. In a
 repository larger than the part that is most files, and their first suggestion prefilled the
-copy with its window (1-2 s on a small CPU). Here the copy is prefilled when the file opens,
-and again when its copy or the part under it is renewed, at background priority (a keystroke
-preempts it within one chunk), so a first suggestion prefills its window only.
+copy with its window (1-2 s on a small CPU). Now an automatic request sends its prompt
+without a copy the engine does not hold (`holds`), as prompts carry no repository part before
+the engine holds one, and the copy is prefilled in the background once the user pauses: no
+keystroke waits for a copy. A request that finds its copy missing (the file just opened, the
+part renewed under it, the engine dropped it) has it prefilled. Explicit requests (expert
+mode) keep their copy.
 
-It waits `OPEN_DELAY_S` first: a completion asked for by then prefills the copy itself (a
-prefill beside it would only take turns with it), and the files an editor restores at start
-wait for the part, after which the warmer hands them here (`after_warm`).
+The prefill runs only while the user is idle (`IDLE_S` without a key or a request): a key
+that arrives during a background chunk waits for the rest of it (~50 ms at 16K tokens on one
+core), so a key cancels the prefill, and it starts again at the next pause from the last
+128-token block it finished (the prefix cache holds each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
+
+from deepfim.context.prompt_builder import BuiltPrompt
 from deepfim.engine.api import CompletionRequest, Priority, SamplingParams
 from deepfim.lsp_server.modes import preset_for, prompt_spec
 
 logger = logging.getLogger(__name__)
 
-OPEN_DELAY_S = 0.15
-# After the part is renewed every copy's position changes; only the files used last are
-# prefilled again (each is up to a few thousand tokens of background work).
-AFTER_WARM_FILES = 2
+IDLE_S = 0.3
+POLL_S = 0.05
 
 
 @dataclass
 class CopyStats:
-    """What `deepfim/status` says about the copies prefilled so far."""
+    """What `deepfim/status` says about the copies of opened files."""
 
-    prefilled: int = 0  # copies the engine now holds
-    tokens: int = 0  # of those copies (the prompt up to each copy's end)
-    skipped: int = 0  # opens that needed none (the part shows the file, it is small) or were asked first
+    prefilled: int = 0  # copies prefilled
+    tokens: int = 0  # the prompts up to those copies' ends
+    not_needed: int = 0  # files whose prompts have no copy (the part shows them, or they are small)
+    left_out: int = 0  # automatic requests sent without a copy the engine did not hold yet
     last_ms: float = 0.0
 
     def as_dict(self, running: int) -> dict:
-        return {"prefilled": self.prefilled, "tokens": self.tokens, "skipped": self.skipped,
-                "running": running, "last_ms": round(self.last_ms, 1)}  # fmt: skip
+        return {"prefilled": self.prefilled, "tokens": self.tokens, "not_needed": self.not_needed,
+                "left_out": self.left_out, "running": running, "last_ms": round(self.last_ms, 1)}  # fmt: skip
+
+
+def _key(ids: list[int]) -> bytes:
+    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).digest()
 
 
 class CopyPrefiller:
@@ -51,62 +62,85 @@ class CopyPrefiller:
         self.server = server
         self.stats = CopyStats()
         self._running: dict[str, asyncio.Task] = {}
-        self._asked: set[str] = set()  # documents a completion was asked in since their last schedule
-        self._recent: OrderedDict[str, None] = OrderedDict()  # documents, least recently used first
+        self._held: dict[str, bytes] = {}  # uri -> key of the prompt up to the end of its prefilled copy
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._activity = 0  # keys and requests so far
+        self._last_activity = 0.0
 
     def opened(self, uri: str) -> None:
-        self._use(uri)
+        self._held.pop(uri, None)
         self.schedule(uri)
 
-    def asked(self, uri: str) -> None:
-        """A completion in `uri`: it prefills the copy itself."""
-        self._use(uri)
-        self._asked.add(uri)
+    def touch(self) -> None:
+        """A key or a completion request: a prefill running now stops until the next pause."""
+        self._activity += 1
+        self._last_activity = time.monotonic()
 
     def closed(self, uri: str) -> None:
-        self._recent.pop(uri, None)
-        self._asked.discard(uri)
+        self._held.pop(uri, None)
         task = self._running.pop(uri, None)
         if task is not None:
             task.cancel()
 
-    def after_warm(self, source) -> None:
-        """The source's part is served anew: the copies of its files used last move with it."""
-        uris = [u for u in reversed(self._recent) if self._source_of(u) is source][:AFTER_WARM_FILES]
-        for uri in uris:
-            self.schedule(uri, delay=0.0)
+    def holds(self, uri: str, built: BuiltPrompt) -> bool:
+        """Whether the engine holds `built`'s copy (True when it has none). Called on the context
+        thread; a copy not held is prefilled (again)."""
+        end = built.copy_end()
+        if end is None or self._held.get(uri) == _key(built.prompt.ids[:end]):
+            return True
+        self.stats.left_out += 1
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._ensure, uri)
+        return False
 
     def status(self) -> dict:
         return self.stats.as_dict(len(self._running))
 
-    def schedule(self, uri: str, delay: float = OPEN_DELAY_S) -> None:
+    def schedule(self, uri: str) -> None:
+        self._loop = asyncio.get_running_loop()
         old = self._running.pop(uri, None)
         if old is not None:
             old.cancel()  # a copy of text or a part that is gone now
-        self._asked.discard(uri)
-        task = self.server.spawn(self._prefill(uri, delay))
+        task = self.server.spawn(self._prefill(uri))
         self._running[uri] = task
         task.add_done_callback(lambda t, u=uri: self._running.pop(u, None) if self._running.get(u) is t else None)
 
-    def _use(self, uri: str) -> None:
-        self._recent.pop(uri, None)
-        self._recent[uri] = None
+    def _ensure(self, uri: str) -> None:
+        if uri not in self._running and self.server.documents.get(uri) is not None:
+            self.schedule(uri)
 
-    def _source_of(self, uri: str):
-        doc = self.server.documents.get(uri)
-        return None if doc is None or doc.path is None else self.server.source_for(doc.path)
+    async def _idle(self) -> None:
+        while time.monotonic() - self._last_activity < IDLE_S:
+            await asyncio.sleep(POLL_S)
 
-    async def _prefill(self, uri: str, delay: float) -> None:
+    async def _run_while_idle(self, session, request: CompletionRequest) -> None:
+        """Prefills `request` in the pauses between keys (see the module's docstring)."""
+        while True:
+            await self._idle()
+            activity = self._activity
+            handle = session.backend.submit(request)
+            try:
+                while not handle.done() and self._activity == activity:
+                    await asyncio.sleep(POLL_S)
+            except asyncio.CancelledError:
+                handle.cancel()
+                raise
+            if handle.done():
+                handle.result()  # raises what the engine raised
+                return
+            handle.cancel()  # a key: the rest waits for the next pause
+
+    async def _prefill(self, uri: str) -> None:
         server = self.server
-        await asyncio.sleep(delay)
+        await self._idle()
         session, doc = server.session, server.documents.get(uri)
         if session is None or doc is None or doc.path is None or not server.settings.enabled:
-            return
+            return  # a request once the engine is there asks for it (`holds`)
         source = server.source_for(doc.path)
         if source.is_private(doc.path) or (source.indexed and source.served is None):
-            return  # never completed; or the part is still to come (the warmer calls `after_warm`)
-        if uri in self._asked or source.shows(doc.path):
-            self.stats.skipped += 1  # its first completion is on it already; the part shows the file
+            return  # never completed; the part is still to come (the first request after it asks)
+        if source.shows(doc.path):
+            self.stats.not_needed += 1
             return
         started = time.perf_counter()
         try:
@@ -118,21 +152,18 @@ class CopyPrefiller:
                 server.pipeline.executor, source.pack, session.tokenizer, doc.path, "", doc.text, spec
             )
             built = packed.built
-            end = next((s.end for s in built.prompt.segments if s.kind == "cursor_copy"), None)
-            if end is None or uri in self._asked:
-                self.stats.skipped += 1
+            end = built.copy_end()
+            if end is None:
+                self.stats.not_needed += 1
                 return
             ids = built.prompt.ids[:end]
             request = CompletionRequest(
-                ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND, mode=preset.name,
-                prefill_only=True, anchors=tuple(a for a in built.anchors() if a <= end),
+                ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND,
+                mode=preset.name, prefill_only=True, anchors=tuple(a for a in built.anchors() if a <= end),
             )  # fmt: skip
-            handle = session.backend.submit(request)
-            try:
-                await asyncio.wrap_future(handle.future)
-            except asyncio.CancelledError:
-                handle.cancel()
-                raise
+            await self._run_while_idle(session, request)
+            if server.documents.get(uri) is doc:
+                self._held[uri] = _key(ids)
             self.stats.prefilled += 1
             self.stats.tokens += len(ids)
             self.stats.last_ms = (time.perf_counter() - started) * 1000

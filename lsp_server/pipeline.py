@@ -17,12 +17,13 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepfim.context.languages import for_editor
-from deepfim.context.prompt_builder import PromptSpec
+from deepfim.context.prompt_builder import BuiltPrompt, PromptSpec
 from deepfim.engine.api import CancelledError as EngineCancelled
 from deepfim.engine.api import CompletionHandle, CompletionRequest, CompletionResult, Timings
 from deepfim.lsp_server.backend_session import BackendSession
@@ -42,6 +43,9 @@ class CompletionInput:
     prefix: str  # document text before the cursor
     suffix: str  # document text after the cursor
     invoked: bool = False  # asked for explicitly: the confidence gate does not apply
+    # whether the engine holds the prompt's copy of the cursor file (`CopyPrefiller.holds`); an
+    # automatic request leaves out a copy it does not hold (a keystroke never waits for one)
+    copy_held: Callable[[BuiltPrompt], bool] | None = None
 
 
 @dataclass
@@ -222,6 +226,8 @@ class CompletionPipeline:
         try:
             spec = spec or prompt_spec(preset, session.profile(preset.name))
             packed = source.pack(session.tokenizer, inp.path, inp.prefix, inp.suffix, spec)
+            if inp.copy_held is not None and not inp.invoked and not inp.copy_held(packed.built):
+                packed = packed.without_copy()
         except PrivateFile as exc:
             logger.info("no completion: %s", exc)
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason="private file")

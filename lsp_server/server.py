@@ -16,6 +16,7 @@ The handlers themselves are registered in `features.py`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -27,6 +28,7 @@ from pygls.exceptions import FeatureRequestError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from deepfim import __version__
+from deepfim.engine.api import Mode
 from deepfim.engine.backends import BackendFactory, make_backend
 from deepfim.kernels import cbuild
 from deepfim.lsp_server import problems, startup_gc
@@ -270,6 +272,8 @@ class DeepFimServer(LanguageServer):
         path = doc.path if doc is not None else uri_to_path(uri)
         source = self.source_for(path)
         self.warmer.touch(source if event == "edited" else None)
+        if event == "edited":
+            self.copies.touch()
         if event == "edited" and path is not None and source.root is not None:
             self._copy_pending.setdefault(source.root, set()).add(path)
         if self._dirty.get(uri) != "opened" or event == "closed":
@@ -319,6 +323,8 @@ class DeepFimServer(LanguageServer):
         packed = await loop.run_in_executor(
             self.pipeline.executor, source.pack, tok, doc.path, doc.text[:offset], doc.text[offset:], spec
         )
+        if mode == Mode.INSTANT and not self.copies.holds(uri, packed.built):
+            packed = packed.without_copy()  # what an automatic request sends now
         segments = [
             {"kind": s.kind, "start": s.start, "end": s.end, "path": s.path, "reason": s.reason}
             for s in packed.prompt.segments
@@ -366,7 +372,7 @@ class DeepFimServer(LanguageServer):
         key = (uri, surface)
         started = time.perf_counter()
         self.warmer.touch()
-        self.copies.asked(uri)
+        self.copies.touch()
         doc = self.documents.get(uri)
         if doc is None or not self.settings.enabled:
             record.nothing("document not open" if doc is None else "completions disabled")
@@ -428,7 +434,8 @@ class DeepFimServer(LanguageServer):
             return None
         self._flush_context()
         source = self.source_for(doc.path)
-        inp = CompletionInput(doc.path, doc.language_id, prefix, suffix, invoked)
+        held = functools.partial(self.copies.holds, doc.uri)
+        inp = CompletionInput(doc.path, doc.language_id, prefix, suffix, invoked, held)
         try:
             outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial)
         except Exception as exc:  # the backend failed (e.g. the team server is down): nothing to show

@@ -90,7 +90,6 @@ class RepositoryWarmer:
                 await self._prefill(source, state, ids)
             source.served = part
             state.state, state.tokens, state.pending_tokens = "warm", len(ids), 0
-            server.copies.after_warm(source)  # the copies after the part moved with it
         except Exception:
             logger.exception("prefilling the repository part of %s failed", source.root)
         finally:

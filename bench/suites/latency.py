@@ -17,8 +17,9 @@ quick). Everything goes through a real LSP client over stdio (bench/lsp_client.p
    compiled, spawn -> first suggestion;
 6. a workspace several times larger than the repository part (`asyncio` full, `concurrent`
    quick), where most files come into their prompts as a copy after the part: newly opened
-   files with Enter at once (the request prefills the copy) and, alternating with them, after
-   a pause of `READ_PAUSE_S` (the server prefills an opened file's copy meanwhile).
+   files with Enter at once (the request goes without the copy, which the server prefills
+   after it) and, alternating with them, after a pause of `READ_PAUSE_S` (the copy is
+   prefilled by then and in the prompt).
 Each answer's stage split comes from the server (the item's command arguments; only answers
 that show an item carry one).
 """
@@ -207,9 +208,10 @@ def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: 
         "automatic inlineCompletion answered",
         "restart, new file, warm": "after the restart is warm: didOpen of a file not opened in that run -> answer",
         LARGE_AT_ONCE: "a workspace several times the repository part's size: didOpen of a file not opened "
-        "before -> Enter at the middle at once -> automatic inlineCompletion answered",
-        LARGE_PAUSED: f"as above, but Enter {READ_PAUSE_S:g} s after the didOpen (the server prefills the file's "
-        "copy meanwhile): Enter -> automatic inlineCompletion answered",
+        "before -> Enter at the middle at once -> automatic inlineCompletion answered (its prompt without the "
+        "file's copy, not prefilled yet)",
+        LARGE_PAUSED: f"as above, but Enter {READ_PAUSE_S:g} s after the didOpen (the server has prefilled the "
+        "file's copy meanwhile; the prompt holds it): Enter -> automatic inlineCompletion answered",
         AFTER_SETUP: "spawn of `deepfim lsp` on a fresh cache folder holding only the C kernels `deepfim complete` "
         "on the bundled example compiled (the README's main command) -> initialize, didOpen, Enter, automatic "
         "inlineCompletion -> answer",

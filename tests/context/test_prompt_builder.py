@@ -129,6 +129,28 @@ def test_an_edited_file_leaves_the_part_and_comes_back_as_a_fixed_copy(ws, tok):
     assert "return pricing.round_cents" not in tok.decode(one.prompt.ids[copy.start : copy.end])
 
 
+def test_without_its_copy_a_prompt_is_the_part_then_the_window(ws, tok):
+    """What the language server sends while the engine does not hold a copy: the same ids with
+    the copy cut out, every later segment moved back by its length."""
+    path = ws.root / "shop/cart.py"
+    ws.update_buffer(path, CART)
+    part = ws.repository_part(tok, 4096, refresh=True)  # the edited file left out: a copy
+    built = ws.prompt(tok, NARROW, path, CART, "", repository=part)
+    copy = next(s for s in built.prompt.segments if s.kind == "cursor_copy")
+    assert built.copy_end() == copy.end
+    cut = built.without_copy()
+    assert cut.copy_end() is None and built.copy_end() == copy.end  # the original is left as it was
+    assert cut.prompt.ids == built.prompt.ids[: copy.start] + built.prompt.ids[copy.end :]
+    moved = [(s.kind, s.path, s.start, s.end) for s in built.prompt.segments if s is not copy]
+    n = copy.num_tokens
+    assert [(s.kind, s.path, s.start, s.end) for s in cut.prompt.segments] == [
+        (k, p, a - n * (a >= copy.end), b - n * (a >= copy.end)) for k, p, a, b in moved
+    ]
+    assert cut.shared_tokens == copy.start and cut.anchors() == (copy.start,)
+    assert tok.decode(cut.prompt.ids[cut.shared_tokens :]) == tok.decode(built.prompt.ids[copy.end :])
+    assert cut.without_copy() is cut
+
+
 def test_an_edit_in_an_unrelated_file_does_not_change_the_served_part(ws, tok):
     served = ws.repository_part(tok, 4096)
     ws.update_buffer(ws.root / "shop/pricing.py", REPO["shop/pricing.py"] + "\n\ndef extra():\n    pass\n")

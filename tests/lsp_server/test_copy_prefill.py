@@ -1,5 +1,6 @@
 """End to end: a file the repository part does not show has its copy prefilled when it opens
-(lsp_server/copy_prefill.py), so its first suggestion resumes after the copy."""
+(lsp_server/copy_prefill.py): its first suggestion resumes after the copy; one asked for
+before that goes without the copy instead of prefilling it."""
 
 from __future__ import annotations
 
@@ -57,9 +58,9 @@ async def _copy_end(client, uri: str) -> int:
     return ends[0]
 
 
-async def _complete(client, uri: str) -> dict:
+async def _complete(client, uri: str, line: int = CURSOR_LINE) -> dict:
     result = await client.protocol.send_request_async(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, CURSOR_LINE, 0)
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, 0)
     )
     assert result is not None and result.items, "the model must answer something here"
     return as_dict(result.items[0].command.arguments[0])["timings"]
@@ -79,17 +80,22 @@ async def test_an_opened_files_copy_is_prefilled_before_its_first_request(lsp, w
     assert engine_counts(await _status(lsp))["requests"] == requests + 1  # no prefill was started again
 
 
-async def test_a_file_asked_at_once_is_left_to_its_request(lsp, workspace):
-    await _wait_for(lsp, _warm)
-    before = _copies(await _status(lsp))
+async def test_a_request_before_the_copy_is_held_goes_without_it(lsp, workspace):
+    status = await _wait_for(lsp, _warm)
+    before = _copies(status)
     editor = Editor(lsp)
     uri = editor.open(workspace / "fees.py", BODY.replace("rate_", "fee_"))
-    end = await _copy_end(lsp, uri)
-    timings = as_dict(await _complete(lsp, uri))
-    # the copy was new to the engine: the request prefilled it (what every first request did before)
-    assert timings["cached_tokens"] < end
-    after = await _wait_for(lsp, lambda s: _copies(s)["skipped"] > before["skipped"])
-    assert _copies(after)["prefilled"] == before["prefilled"]
+    first = as_dict(await _complete(lsp, uri))  # at once: the copy is not prefilled yet
+    assert _copies(await _status(lsp))["left_out"] > before["left_out"]
+    await _wait_for(lsp, lambda s: _copies(s)["prefilled"] > before["prefilled"] and _copies(s)["running"] == 0)
+    end = await _copy_end(lsp, uri)  # held now: the prompt shows it
+    # the first prompt was the part and the window: shorter than the part and the copy alone
+    assert (
+        first["prompt_tokens"] < end
+        and first["cached_tokens"] >= as_dict(next(iter(as_dict(status.repository).values())))["tokens"] - 1
+    )
+    second = as_dict(await _complete(lsp, uri, CURSOR_LINE + 40))
+    assert second["cached_tokens"] >= end > first["prompt_tokens"]
 
 
 async def test_secret_and_closed_files_are_never_prefilled(lsp, workspace):
@@ -102,3 +108,18 @@ async def test_secret_and_closed_files_are_never_prefilled(lsp, workspace):
     await asyncio.sleep(0.6)  # past the open delay of both
     after = _copies(await _wait_for(lsp, lambda s: _copies(s)["running"] == 0))
     assert after["prefilled"] == before["prefilled"]
+
+
+async def test_the_prefill_waits_for_the_user_to_pause(lsp, workspace):
+    await _wait_for(lsp, _warm)
+    before = _copies(await _status(lsp))
+    editor = Editor(lsp)
+    typed = editor.open(workspace / "notes.py", "x = 1\n")
+    uri = editor.open(workspace / "levies.py", BODY.replace("rate_", "levy_"))
+    for i in range(20):  # a key every 50 ms for a second: never a pause of IDLE_S
+        editor.insert(typed, 1, i % 5, "y")
+        await asyncio.sleep(0.05)
+        assert _copies(await _status(lsp))["prefilled"] == before["prefilled"]
+    await _wait_for(lsp, lambda s: _copies(s)["prefilled"] > before["prefilled"] and _copies(s)["running"] == 0)
+    end = await _copy_end(lsp, uri)
+    assert as_dict(await _complete(lsp, uri))["cached_tokens"] >= end

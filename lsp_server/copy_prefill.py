@@ -69,6 +69,7 @@ class CopyPrefiller:
 
     def opened(self, uri: str) -> None:
         self._held.pop(uri, None)
+        self.touch()  # the user is moving: a key or a request may follow at once
         self.schedule(uri)
 
     def touch(self) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import sys
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -143,6 +144,21 @@ def send_raw_request(client: LanguageClient, msg_id: str, method: str, params) -
     client.protocol._request_futures[msg_id] = future
     client.protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
     return asyncio.wrap_future(future)
+
+
+async def status(client: LanguageClient):
+    return await client.protocol.send_request_async("deepfim/status", {})
+
+
+async def wait_for_status(client: LanguageClient, predicate, timeout: float = 120.0):
+    """The first `deepfim/status` answer that satisfies `predicate` (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = await status(client)
+        if predicate(answer):
+            return answer
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
 
 
 def as_dict(node):

@@ -5,11 +5,20 @@ before that goes without the copy instead of prefilling it."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import pytest_asyncio
-from lsp_support import Editor, as_dict, engine_counts, inline_params, server_args, start_client, stop_client
+from lsp_support import (
+    Editor,
+    as_dict,
+    engine_counts,
+    inline_params,
+    server_args,
+    start_client,
+    stop_client,
+    wait_for_status,
+)
+from lsp_support import status as server_status
 from lsprotocol import types
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -24,20 +33,6 @@ async def lsp(workspace):
     client = await start_client(server_args(), workspace, {"maxTokens": 8})
     yield client
     await stop_client(client)
-
-
-async def _status(client):
-    return await client.protocol.send_request_async("deepfim/status", {})
-
-
-async def _wait_for(client, predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = await _status(client)
-        if predicate(status):
-            return status
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def _warm(status) -> bool:
@@ -67,27 +62,27 @@ async def _complete(client, uri: str, line: int = CURSOR_LINE) -> dict:
 
 
 async def test_an_opened_files_copy_is_prefilled_before_its_first_request(lsp, workspace):
-    status = await _wait_for(lsp, _warm)
+    status = await wait_for_status(lsp, _warm)
     before = _copies(status)["prefilled"]
     editor = Editor(lsp)
     uri = editor.open(workspace / "rates.py", BODY)
-    status = await _wait_for(lsp, lambda s: _copies(s)["prefilled"] > before and _copies(s)["running"] == 0)
+    status = await wait_for_status(lsp, lambda s: _copies(s)["prefilled"] > before and _copies(s)["running"] == 0)
     requests = engine_counts(status)["requests"]
     end = await _copy_end(lsp, uri)
     timings = as_dict(await _complete(lsp, uri))
     # the first request found the copy in the prefix cache: it prefilled its window only
     assert timings["cached_tokens"] >= end
-    assert engine_counts(await _status(lsp))["requests"] == requests + 1  # no prefill was started again
+    assert engine_counts(await server_status(lsp))["requests"] == requests + 1  # no prefill was started again
 
 
 async def test_a_request_before_the_copy_is_held_goes_without_it(lsp, workspace):
-    status = await _wait_for(lsp, _warm)
+    status = await wait_for_status(lsp, _warm)
     before = _copies(status)
     editor = Editor(lsp)
     uri = editor.open(workspace / "fees.py", BODY.replace("rate_", "fee_"))
     first = as_dict(await _complete(lsp, uri))  # at once: the copy is not prefilled yet
-    assert _copies(await _status(lsp))["left_out"] > before["left_out"]
-    await _wait_for(lsp, lambda s: _copies(s)["prefilled"] > before["prefilled"] and _copies(s)["running"] == 0)
+    assert _copies(await server_status(lsp))["left_out"] > before["left_out"]
+    await wait_for_status(lsp, lambda s: _copies(s)["prefilled"] > before["prefilled"] and _copies(s)["running"] == 0)
     end = await _copy_end(lsp, uri)  # held now: the prompt shows it
     # the first prompt was the part and the window: shorter than the part and the copy alone
     assert (
@@ -99,27 +94,27 @@ async def test_a_request_before_the_copy_is_held_goes_without_it(lsp, workspace)
 
 
 async def test_secret_and_closed_files_are_never_prefilled(lsp, workspace):
-    await _wait_for(lsp, _warm)
-    before = _copies(await _status(lsp))
+    await wait_for_status(lsp, _warm)
+    before = _copies(await server_status(lsp))
     editor = Editor(lsp)
     editor.open(workspace / ".env.production", "API_TOKEN=" + "x" * 40 + "\n" + BODY, language_id="dotenv")
     uri = editor.open(workspace / "closed.py", BODY.replace("rate_", "gone_"))
     editor.close(uri)
     await asyncio.sleep(0.6)  # past the open delay of both
-    after = _copies(await _wait_for(lsp, lambda s: _copies(s)["running"] == 0))
+    after = _copies(await wait_for_status(lsp, lambda s: _copies(s)["running"] == 0))
     assert after["prefilled"] == before["prefilled"]
 
 
 async def test_the_prefill_waits_for_the_user_to_pause(lsp, workspace):
-    await _wait_for(lsp, _warm)
-    before = _copies(await _status(lsp))
+    await wait_for_status(lsp, _warm)
+    before = _copies(await server_status(lsp))
     editor = Editor(lsp)
     typed = editor.open(workspace / "notes.py", "x = 1\n")
     uri = editor.open(workspace / "levies.py", BODY.replace("rate_", "levy_"))
     for i in range(20):  # a key every 50 ms for a second: never a pause of IDLE_S
         editor.insert(typed, 1, i % 5, "y")
         await asyncio.sleep(0.05)
-        assert _copies(await _status(lsp))["prefilled"] == before["prefilled"]
-    await _wait_for(lsp, lambda s: _copies(s)["prefilled"] > before["prefilled"] and _copies(s)["running"] == 0)
+        assert _copies(await server_status(lsp))["prefilled"] == before["prefilled"]
+    await wait_for_status(lsp, lambda s: _copies(s)["prefilled"] > before["prefilled"] and _copies(s)["running"] == 0)
     end = await _copy_end(lsp, uri)
     assert as_dict(await _complete(lsp, uri))["cached_tokens"] >= end

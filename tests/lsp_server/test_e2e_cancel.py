@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import pytest_asyncio
-from lsp_support import Editor, as_dict, engine_counts, inline_params, server_args, start_client, stop_client, utf16_len
+from lsp_support import (
+    Editor,
+    as_dict,
+    engine_counts,
+    inline_params,
+    server_args,
+    start_client,
+    stop_client,
+    utf16_len,
+    wait_for_status,
+)
+from lsp_support import status as server_status
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
@@ -34,20 +44,6 @@ async def slow_client(workspace):
     await stop_client(lsp)
 
 
-async def _status(client):
-    return await client.protocol.send_request_async("deepfim/status", {})
-
-
-async def _wait_for(client, predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = await _status(client)
-        if predicate(status):
-            return status
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
 def _counts(status) -> tuple[int, int]:
     """(active, cancelled) requests of the backend."""
     counts = engine_counts(status)
@@ -71,14 +67,14 @@ def _repository_idle(status) -> bool:
 
 
 async def test_invalid_initialization_options_are_reported(slow_client):
-    await _wait_for(slow_client, lambda s: not s.loading)
+    await wait_for_status(slow_client, lambda s: not s.loading)
     messages = [m.message for m in slow_client.messages if "deepfim.contextBudget" in m.message]
     assert messages and "-5" in messages[0]
 
 
 async def test_cancelled_request_ends_without_result_and_stops_decoding(slow_client, workspace):
     editor = Editor(slow_client)
-    idle = await _wait_for(slow_client, _repository_idle)  # the warmer's request would count as ours
+    idle = await wait_for_status(slow_client, _repository_idle)  # the warmer's request would count as ours
     submitted = engine_counts(idle)["requests"]
     uri = editor.open(workspace / "cancel.py", FILLER + TEXT)
     line = FILLER_LINES + 1
@@ -87,12 +83,14 @@ async def test_cancelled_request_ends_without_result_and_stops_decoding(slow_cli
         slow_client.protocol.send_request_async("textDocument/inlineCompletion", params, msg_id="slow-1")
     )
     # ours is in the engine (submitted, running): the cancellation must reach its prefill
-    before = await _wait_for(slow_client, lambda s: engine_counts(s)["requests"] > submitted and _counts(s)[0] >= 1)
+    before = await wait_for_status(
+        slow_client, lambda s: engine_counts(s)["requests"] > submitted and _counts(s)[0] >= 1
+    )
     slow_client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="slow-1"))
     with pytest.raises(JsonRpcRequestCancelled):
         await asyncio.wait_for(request, 10)
     # the request stops within a prefill chunk or a decode step (how soon: bench/bench_lsp_responsiveness.py)
-    after = await _wait_for(slow_client, lambda s: _counts(s)[0] == 0)
+    after = await wait_for_status(slow_client, lambda s: _counts(s)[0] == 0)
     assert _counts(after)[1] == _counts(before)[1] + 1
     # the server keeps serving: a short completion right after
     editor.insert(uri, line, utf16_len('x = "ΩЖ'), '"\ny = "fast')
@@ -121,14 +119,14 @@ async def test_newer_request_supersedes_the_running_one(double_client, workspace
     first = asyncio.ensure_future(
         client.text_document_inline_completion_async(inline_params(uri, 1, utf16_len('x = "ΩЖ'), invoked=True))
     )
-    before = await _wait_for(client, _decoding)
+    before = await wait_for_status(client, _decoding)
     editor.insert(uri, 1, utf16_len('x = "ΩЖ'), '"\ny = "fast')
     second = client.text_document_inline_completion_async(inline_params(uri, 2, utf16_len('y = "fast')))
     superseded, latest = await asyncio.wait_for(asyncio.gather(first, second), 10)
     assert list(superseded.items) == []
     assert latest.items and latest.items[0].range.start == types.Position(line=2, character=len('y = "fast'))
     assert latest.items[0].insert_text == ' path"'
-    assert _counts(await _status(client))[1] == _counts(before)[1] + 1
+    assert _counts(await server_status(client))[1] == _counts(before)[1] + 1
     editor.close(uri)
 
 
@@ -138,11 +136,11 @@ async def test_typing_what_the_model_is_streaming_joins_its_call(double_client, 
     editor = Editor(client)
     uri = editor.open(workspace / "join.py", text)
     await client.text_document_inline_completion_async(inline_params(uri, 0, len("label = prod")))
-    before = (await _wait_for(client, lambda s: hasattr(s.engine, "requests"))).engine  # started
+    before = (await wait_for_status(client, lambda s: hasattr(s.engine, "requests"))).engine  # started
     first = asyncio.ensure_future(
         client.text_document_inline_completion_async(inline_params(uri, 1, len("other = product.")))
     )
-    await _wait_for(client, lambda s: s.engine.streamed_pieces >= before.streamed_pieces + 2)
+    await wait_for_status(client, lambda s: s.engine.streamed_pieces >= before.streamed_pieces + 2)
     editor.insert(uri, 1, len("other = product."), "n")  # the first character the model streamed
     second = client.text_document_inline_completion_async(inline_params(uri, 1, len("other = product.n")))
     whole, rest = await asyncio.wait_for(asyncio.gather(first, second), 10)
@@ -150,6 +148,6 @@ async def test_typing_what_the_model_is_streaming_joins_its_call(double_client, 
     assert rest.items[0].insert_text == "ame_and_price_label"
     timings = rest.items[0].command.arguments[0]["timings"]
     assert timings["joined"] is True and timings["model_call"] is False
-    after = (await _status(client)).engine
+    after = (await server_status(client)).engine
     assert after.requests == before.requests + 1 and after.cancelled == before.cancelled  # one call, kept
     editor.close(uri)

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 IDLE_S = 0.3
 POLL_S = 0.05
+# An editor restoring a session opens many files at once: only the last opened wait for their
+# prefill; an older one is prefilled when a request in it finds its copy missing.
+MAX_PENDING = 4
 
 
 @dataclass
@@ -104,6 +107,8 @@ class CopyPrefiller:
             old.cancel()  # a copy of text or a part that is gone now
         task = self.server.spawn(self._prefill(uri))
         self._running[uri] = task
+        while len(self._running) > MAX_PENDING:
+            self._running.pop(next(iter(self._running))).cancel()
         task.add_done_callback(lambda t, u=uri: self._running.pop(u, None) if self._running.get(u) is t else None)
 
     def _ensure(self, uri: str) -> None:

@@ -21,6 +21,8 @@ from lsp_support import (
 from lsp_support import status as server_status
 from lsprotocol import types
 
+from deepfim.lsp_server.copy_prefill import MAX_PENDING
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # a file made after the scan (so no repository part shows it), too long for the cursor window
@@ -45,12 +47,18 @@ def _copies(status) -> dict:
 
 
 async def _copy_end(client, uri: str) -> int:
-    """Where the prompt's copy of the cursor file ends (from `deepfim/prompt`)."""
+    """Where the prompt's copy of the cursor file ends once the engine holds it (`deepfim/prompt`
+    shows the copy only then; asking for a copy not held has it prefilled, as a request does:
+    the warmer may renew the part under it while a test runs)."""
     params = {"textDocument": {"uri": uri}, "position": {"line": CURSOR_LINE, "character": 0}}
-    prompt = as_dict(await client.protocol.send_request_async("deepfim/prompt", params))
-    ends = [as_dict(s)["end"] for s in prompt["segments"] if as_dict(s)["kind"] == "cursor_copy"]
-    assert ends, "the test file must need a copy"
-    return ends[0]
+    for _ in range(20):
+        prompt = as_dict(await client.protocol.send_request_async("deepfim/prompt", params))
+        ends = [as_dict(s)["end"] for s in prompt["segments"] if as_dict(s)["kind"] == "cursor_copy"]
+        if ends:
+            return ends[0]
+        await asyncio.sleep(0.1)
+        await wait_for_status(client, lambda s: _copies(s)["running"] == 0)
+    raise AssertionError("the test file must need a copy, and the engine must come to hold it")
 
 
 async def _complete(client, uri: str, line: int = CURSOR_LINE) -> dict:
@@ -103,6 +111,20 @@ async def test_secret_and_closed_files_are_never_prefilled(lsp, workspace):
     await asyncio.sleep(0.6)  # past the open delay of both
     after = _copies(await wait_for_status(lsp, lambda s: _copies(s)["running"] == 0))
     assert after["prefilled"] == before["prefilled"]
+
+
+async def test_a_burst_of_opens_prefills_only_the_last_ones(lsp, workspace):
+    """An editor restoring a session: the files opened last wait for their prefill; an older one
+    is prefilled when a request in it finds its copy missing. (Before any test that edits: an
+    edit renews the part after a pause, and the new part may show these open buffers.)"""
+    await wait_for_status(lsp, _warm)
+    before = _copies(await server_status(lsp))
+    editor = Editor(lsp)
+    uris = [editor.open(workspace / f"tab_{i}.py", BODY.replace("rate_", f"tab{i}_")) for i in range(MAX_PENDING + 2)]
+    done = lambda s: _copies(s)["prefilled"] >= before["prefilled"] + MAX_PENDING and _copies(s)["running"] == 0  # noqa: E731
+    assert _copies(await wait_for_status(lsp, done))["prefilled"] == before["prefilled"] + MAX_PENDING
+    first = as_dict(await _complete(lsp, uris[0]))  # not prefilled: goes without its copy, and asks for it
+    assert first["prompt_tokens"] < await _copy_end(lsp, uris[0])
 
 
 async def test_the_prefill_waits_for_the_user_to_pause(lsp, workspace):

@@ -25,8 +25,8 @@ copy of the cursor file (when it is not in that part: edited this session, or be
 budget) does not depend on the cursor position; then comes the cursor window, cut so that
 typing on a line only appends tokens (`window.py`). The engine's prefix cache therefore
 recomputes, per keystroke, the typed tokens; per new line, the evidence and near prefix; per
-newly opened file, its window (its copy the language server prefills when the file opens:
-`lsp_server/copy_prefill.py`).
+newly opened file, its window (its copy the language server prefills in the background and
+leaves out of prompts until then: `lsp_server/copy_prefill.py`).
 
 Context levels (the evaluation's "no context / current file / packed repository"): NONE is
 the window alone, FILE adds the cursor file's copy and evidence found in it, REPOSITORY adds

@@ -12,7 +12,7 @@ keystroke waits for a copy. A request that finds its copy missing (the file just
 part renewed under it, the engine dropped it) has it prefilled. Explicit requests (expert
 mode) keep their copy.
 
-The prefill runs only while the user is idle (`IDLE_S` without a key or a request): a key
+The prefill runs only while the user is idle (`IDLE_S` without an open, a key or a request): a key
 that arrives during a background chunk waits for the rest of it (~50 ms at 16K tokens on one
 core), so a key cancels the prefill, and it starts again at the next pause from the last
 128-token block it finished (the prefix cache holds each).

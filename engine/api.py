@@ -125,6 +125,14 @@ class CompletionRequest:
     anchors: tuple[int, ...] = ()
     persist: bool = False  # also keep the anchors' states on disk (the repository part: a restart is warm)
 
+    @classmethod
+    def background_prefill(
+        cls, ids: list[int], anchors: tuple[int, ...], mode: Mode = Mode.INSTANT, persist: bool = False
+    ) -> CompletionRequest:
+        """Computes and caches the state after `ids` ahead of need, yielding to every other request."""
+        return cls(ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND, mode=mode,
+                   prefill_only=True, anchors=anchors, persist=persist)  # fmt: skip
+
 
 @dataclass
 class Candidate:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepfim.context.prompt_builder import BuiltPrompt
-from deepfim.engine.api import CompletionRequest, Priority, SamplingParams
+from deepfim.engine.api import CompletionRequest
 from deepfim.lsp_server.modes import preset_for, prompt_spec
 
 logger = logging.getLogger(__name__)
@@ -163,10 +163,8 @@ class CopyPrefiller:
                 self.stats.not_needed += 1
                 return
             ids = built.prompt.ids[:end]
-            request = CompletionRequest(
-                ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND,
-                mode=preset.name, prefill_only=True, anchors=tuple(a for a in built.anchors() if a <= end),
-            )  # fmt: skip
+            anchors = tuple(a for a in built.anchors() if a <= end)
+            request = CompletionRequest.background_prefill(ids, anchors, preset.name)
             await self._run_while_idle(session, request)
             if server.documents.get(uri) is doc:
                 self._held[uri] = _key(ids)

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from deepfim.engine.api import CompletionRequest, Mode, Priority, SamplingParams
+from deepfim.engine.api import CompletionRequest, Mode
 from deepfim.engine.model.prompt_format import repo_header_ids
 from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.modes import preset_for, prompt_spec
@@ -112,10 +112,7 @@ class RepositoryWarmer:
         name = source.root.name if source.root else ""
         progress = ProgressReporter(self.server, f"DeepFIM: reading {name}")
         progress.begin(f"{len(ids):,} tokens")
-        request = CompletionRequest(
-            ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND, mode=Mode.INSTANT,
-            prefill_only=True, anchors=(len(ids),), persist=True,
-        )  # fmt: skip
+        request = CompletionRequest.background_prefill(ids, (len(ids),), Mode.INSTANT, persist=True)
         handle = session.backend.submit(request)
         try:
             while not handle.done():

@@ -33,7 +33,7 @@ STAGE_HEADROOM = 64  # tokens a stage's decode (n_decode) and keystroke (2 + 8) 
 
 def run(ctx: BenchContext, result: SuiteResult) -> None:
     from deepfim.engine import DEFAULT_MODEL_DIR
-    from deepfim.engine.api import CompletionRequest, Priority, SamplingParams
+    from deepfim.engine.api import CompletionRequest, SamplingParams
     from deepfim.engine.model.config import ModelArgs
     from deepfim.engine.model.tokenizer import Tokenizer
     from deepfim.engine.serving.local_backend import LocalBackend, LocalBackendConfig
@@ -69,13 +69,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
                 )
                 break
             try:
-                request = CompletionRequest(
-                    ids[:length],
-                    SamplingParams(max_tokens=1, speculative=False),
-                    priority=Priority.BACKGROUND,
-                    prefill_only=True,
-                    anchors=(length,),
-                )
+                request = CompletionRequest.background_prefill(ids[:length], (length,))
                 handle = backend.submit(request)
                 while not handle.done():
                     time.sleep(0.5)
@@ -120,7 +114,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
 def _threads(ctx: BenchContext, result: SuiteResult, tokens: int) -> None:
     """Prefill with one thread and with every core: on a shared machine, OpenMP threads that
     wait for a busy core can make more threads much slower than one."""
-    from deepfim.engine.api import CompletionRequest, Priority, SamplingParams
+    from deepfim.engine.api import CompletionRequest
     from deepfim.engine.model.tokenizer import Tokenizer
     from deepfim.engine.serving.local_backend import LocalBackend, LocalBackendConfig
 
@@ -128,13 +122,7 @@ def _threads(ctx: BenchContext, result: SuiteResult, tokens: int) -> None:
         backend = LocalBackend(ctx.checkpoint, config=LocalBackendConfig(threads=threads))
         try:
             ids = packed_ids(Tokenizer.from_file(backend.tokenizer_path), tokens)
-            request = CompletionRequest(
-                ids,
-                SamplingParams(max_tokens=1, speculative=False),
-                priority=Priority.BACKGROUND,
-                prefill_only=True,
-                anchors=(tokens,),
-            )
+            request = CompletionRequest.background_prefill(ids, (tokens,))
             ms = backend.submit(request).result(3600).timings.prefill_ms
         finally:
             backend.close()

@@ -67,18 +67,10 @@ class CopyPrefiller:
         self._running: dict[str, asyncio.Task] = {}
         self._held: dict[str, bytes] = {}  # uri -> key of the prompt up to the end of its prefilled copy
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._activity = 0  # keys and requests so far
-        self._last_activity = 0.0
 
     def opened(self, uri: str) -> None:
         self._held.pop(uri, None)
-        self.touch()  # the user is moving: a key or a request may follow at once
         self.schedule(uri)
-
-    def touch(self) -> None:
-        """A key or a completion request: a prefill running now stops until the next pause."""
-        self._activity += 1
-        self._last_activity = time.monotonic()
 
     def closed(self, uri: str) -> None:
         self._held.pop(uri, None)
@@ -115,18 +107,22 @@ class CopyPrefiller:
         if uri not in self._running and self.server.documents.get(uri) is not None:
             self.schedule(uri)
 
+    def _last_activity(self) -> float:
+        """When the user last opened, edited or asked (the warmer's clock: `RepositoryWarmer.touch`)."""
+        return self.server.warmer.last_activity
+
     async def _idle(self) -> None:
-        while time.monotonic() - self._last_activity < IDLE_S:
+        while time.monotonic() - self._last_activity() < IDLE_S:
             await asyncio.sleep(POLL_S)
 
     async def _run_while_idle(self, session, request: CompletionRequest) -> None:
         """Prefills `request` in the pauses between keys (see the module's docstring)."""
         while True:
             await self._idle()
-            activity = self._activity
+            since = self._last_activity()
             handle = session.backend.submit(request)
             try:
-                while not handle.done() and self._activity == activity:
+                while not handle.done() and self._last_activity() == since:
                     await asyncio.sleep(POLL_S)
             except asyncio.CancelledError:
                 handle.cancel()

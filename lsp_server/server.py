@@ -272,8 +272,6 @@ class DeepFimServer(LanguageServer):
         path = doc.path if doc is not None else uri_to_path(uri)
         source = self.source_for(path)
         self.warmer.touch(source if event == "edited" else None)
-        if event == "edited":
-            self.copies.touch()
         if event == "edited" and path is not None and source.root is not None:
             self._copy_pending.setdefault(source.root, set()).add(path)
         if self._dirty.get(uri) != "opened" or event == "closed":
@@ -372,7 +370,6 @@ class DeepFimServer(LanguageServer):
         key = (uri, surface)
         started = time.perf_counter()
         self.warmer.touch()
-        self.copies.touch()
         doc = self.documents.get(uri)
         if doc is None or not self.settings.enabled:
             record.nothing("document not open" if doc is None else "completions disabled")

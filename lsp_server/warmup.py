@@ -55,12 +55,13 @@ class RepositoryWarmer:
         self.server = server
         self.states: dict[ContextSource, WarmState] = {}
         self._running: set[ContextSource] = set()
-        self._last_activity = time.monotonic()
+        self.last_activity = time.monotonic()
         self._stale: set[ContextSource] = set()
 
     def touch(self, source: ContextSource | None = None) -> None:
-        """A keystroke or an edit: refreshes wait until the user pauses."""
-        self._last_activity = time.monotonic()
+        """An open, a keystroke, an edit or a request: refreshes (and copy prefills,
+        `copy_prefill.py`) wait until the user pauses."""
+        self.last_activity = time.monotonic()
         if source is not None and source.indexed:
             self._stale.add(source)
 
@@ -131,7 +132,7 @@ class RepositoryWarmer:
         """The refresh loop: when the user pauses after edits, fix copies and re-warm."""
         while True:
             await asyncio.sleep(POLL_S * 2)
-            if not self._stale or time.monotonic() - self._last_activity < IDLE_S:
+            if not self._stale or time.monotonic() - self.last_activity < IDLE_S:
                 continue
             stale, self._stale = self._stale, set()
             for source in stale:

@@ -21,12 +21,9 @@ core), so a key cancels the prefill, and it starts again at the next pause from 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
-
-import numpy as np
 
 from deepfim.context.prompt_builder import BuiltPrompt
 from deepfim.engine.api import CompletionRequest
@@ -56,16 +53,12 @@ class CopyStats:
                 "left_out": self.left_out, "running": running, "last_ms": round(self.last_ms, 1)}  # fmt: skip
 
 
-def _key(ids: list[int]) -> bytes:
-    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).digest()
-
-
 class CopyPrefiller:
     def __init__(self, server) -> None:
         self.server = server
         self.stats = CopyStats()
         self._running: dict[str, asyncio.Task] = {}
-        self._held: dict[str, bytes] = {}  # uri -> key of the prompt up to the end of its prefilled copy
+        self._held: dict[str, list[int]] = {}  # uri -> the prompt up to the end of its prefilled copy
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def opened(self, uri: str) -> None:
@@ -81,9 +74,9 @@ class CopyPrefiller:
     def holds(self, uri: str, built: BuiltPrompt) -> bool:
         """Whether the engine holds `built`'s copy (True when it has none). Called on the context
         thread; a copy not held is prefilled (again)."""
-        end = built.copy_end()
-        if end is None or self._held.get(uri) == _key(built.prompt.ids[:end]):
-            return True
+        end, held = built.copy_end(), self._held.get(uri)
+        if end is None or (held is not None and len(held) == end and built.prompt.ids[:end] == held):
+            return True  # a list comparison: ~0.1 ms at 18K tokens where hashing them took 0.7 ms a request
         self.stats.left_out += 1
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._ensure, uri)
@@ -163,7 +156,7 @@ class CopyPrefiller:
             request = CompletionRequest.background_prefill(ids, anchors, preset.name)
             await self._run_while_idle(session, request)
             if server.documents.get(uri) is doc:
-                self._held[uri] = _key(ids)
+                self._held[uri] = ids
             self.stats.prefilled += 1
             self.stats.tokens += len(ids)
             self.stats.last_ms = (time.perf_counter() - started) * 1000

@@ -57,7 +57,11 @@ class Indexer:
         self._trees = TreeCache()  # files edited lately: their next parse is incremental
 
     # -- disk ------------------------------------------------------------------------------
-    def scan(self, progress: Callable[[int, int], None] | None = None) -> None:
+    def scan(
+        self, progress: Callable[[int, int], None] | None = None, pause: Callable[[], object] | None = None
+    ) -> None:
+        """Brings the index up to date with the disk. `pause()` is called before each file read
+        and parsed; it may block (the language server's `ScanPacing`: no scan beside a completion)."""
         with self._scan_lock:
             t0 = time.perf_counter()
             s = self.settings
@@ -95,6 +99,8 @@ class Indexer:
             if progress:
                 progress(reused, total)
             for i, c in enumerate(todo, 1):
+                if pause is not None:
+                    pause()
                 self._index_candidate(c, mark_edited=not first)
                 if progress and (i % 16 == 0 or i == len(todo)):
                     progress(reused + i, total)

@@ -97,13 +97,16 @@ class Workspace:
         return secret_path_reason(rel if rel is not None else Path(path).as_posix()) is not None
 
     # -- indexing --------------------------------------------------------------------------
-    def scan(self, progress: Callable[[int, int], None] | None = None) -> IndexStats:
+    def scan(
+        self, progress: Callable[[int, int], None] | None = None, pause: Callable[[], object] | None = None
+    ) -> IndexStats:
         """Brings the index up to date with the disk; cheap when little changed. Safe to repeat.
 
         Args:
             progress: called as ``progress(done, total)`` while files are processed.
+            pause: called before each file is read and parsed; it may block.
         """
-        self._indexer.scan(progress)
+        self._indexer.scan(progress, pause)
         return self.stats()
 
     def reindex(self, path: Path | str) -> bool:

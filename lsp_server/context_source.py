@@ -83,13 +83,13 @@ class ContextSource:
         """Whether a workspace index exists at all (else: current-file prompts only)."""
         return self._workspace is not None
 
-    def scan(self, progress: Callable[..., None] | None = None) -> dict:
-        """Index the workspace (blocking; run it on its own thread)."""
+    def scan(self, progress: Callable[..., None] | None = None, pause: Callable[[], object] | None = None) -> dict:
+        """Index the workspace (blocking; run it on its own thread). `pause`: see `Workspace.scan`."""
         workspace = self._workspace  # `close` may run meanwhile (the server shutting down)
         if workspace is None:
             return {}
         try:
-            self._stats = asdict(workspace.scan(progress=progress))
+            self._stats = asdict(workspace.scan(progress=progress, pause=pause))
             self._ready.set()
             try:
                 workspace.start_watching()

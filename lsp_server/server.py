@@ -44,6 +44,7 @@ from deepfim.lsp_server.positions import ENCODINGS, UTF16
 from deepfim.lsp_server.progress import ProgressReporter
 from deepfim.lsp_server.request_log import RequestRecord
 from deepfim.lsp_server.runs import Anchor, PartialText, Runs
+from deepfim.lsp_server.scan_pacing import ScanPacing
 from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats
 from deepfim.lsp_server.typing_cache import TypingCache, rest_after
 from deepfim.lsp_server.warmup import RepositoryWarmer
@@ -94,6 +95,7 @@ class DeepFimServer(LanguageServer):
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task] = set()
         self.warmer = RepositoryWarmer(self)
+        self.scan_pacing = ScanPacing()  # index scans wait for the engine and for completions
         self.copies = CopyPrefiller(self)
         self._copy_pending: dict[Path, set[Path]] = {}  # source root -> documents edited since their copy
         self._log_handler: logging.Handler | None = None
@@ -235,6 +237,7 @@ class DeepFimServer(LanguageServer):
             self.pipeline.executor.submit(source.close)
 
     async def _scan(self, source: ContextSource) -> None:
+        await self.backend_ready.wait()  # beside the engine's import, both take twice as long (scan_pacing.py)
         progress = ProgressReporter(self, f"DeepFIM: indexing {source.root.name if source.root else ''}")
         progress.begin()
 
@@ -242,7 +245,7 @@ class DeepFimServer(LanguageServer):
             percent = int(100 * done / total) if total else None
             progress.report_threadsafe(f"{done}/{total} files" if total else "indexing", percent)
 
-        stats = await asyncio.to_thread(source.scan, on_progress)
+        stats = await asyncio.to_thread(source.scan, on_progress, self.scan_pacing.wait_turn)
         startup_gc.settle()  # the index lives for the session: out of later full collections
         progress.end(f"{stats.get('files', 0)} files indexed" if source.ready else "indexing failed")
         if source.last_error:
@@ -357,7 +360,8 @@ class DeepFimServer(LanguageServer):
         mode = "expert" if invoked else self.mode
         record = RequestRecord(uri, position.line, position.character, surface, invoked, mode)
         try:
-            served = await self._complete_at(uri, position, invoked, surface, record)
+            with self.scan_pacing.completion():
+                served = await self._complete_at(uri, position, invoked, surface, record)
         except BaseException as exc:
             record.log_failure(exc)
             raise

@@ -123,3 +123,16 @@ def test_packing_before_the_first_scan_uses_the_cursor_file_alone(root, make_wor
     result = prompt_of(ws, tok, root / "app/main.py", REPO["app/main.py"], "", 4096)
     assert result.repository.files == () and "def run" in tok.decode(result.prompt.ids)
     assert ws.scan().ready is True
+
+
+def test_a_scan_pauses_before_each_file_it_reads(root, make_workspace):
+    """`pause` runs before every file is read and parsed, and may hold the scan there (the
+    language server holds it while a completion is in flight: lsp_server/scan_pacing.py)."""
+    ws = make_workspace(root, scan=False)
+    indexed_at_pause: list[int] = []
+    ws.scan(pause=lambda: indexed_at_pause.append(ws.stats().files))
+    assert indexed_at_pause == [0, 1, 2]  # one pause per file, each before that file is indexed
+    assert ws.stats().files == 3
+    again: list[int] = []
+    ws.scan(pause=lambda: again.append(1))
+    assert again == []  # nothing changed on disk: nothing to read, no pause

@@ -59,6 +59,15 @@ def packed_ids(tok, budget: int, repo_name: str = "cpython") -> list[int]:
     return ids
 
 
+def copy_stdlib(dest: Path) -> Path:
+    """A private copy of the whole standard library (no tests, no site-packages: ~600 files) as
+    one workspace folder: a repository of the size real ones are."""
+    root = dest / "Lib"
+    skip = ("__pycache__", "test", "tests", "site-packages", "idlelib", "lib2to3", "ensurepip", "turtledemo")
+    shutil.copytree(STDLIB, root, ignore=shutil.ignore_patterns(*skip))
+    return root
+
+
 def copy_package(name: str, dest: Path) -> Path:
     """A private copy of the stdlib package `name` (e.g. "email") as a workspace folder."""
     src = STDLIB / name

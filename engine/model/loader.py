@@ -191,7 +191,7 @@ def load_weights(model: Transformer, keys: dict[str, Path], layout=None) -> None
                 value, scale = _dequantize(k, raw, scale), None
         except (ValueError, SafetensorError) as exc:
             problem = str(exc)
-        if problem is None and not kept and value.is_floating_point() and not torch.isfinite(value).all():
+        if problem is None and not kept and value.is_floating_point() and not _finite(value):
             problem = f"{k}: {int((~torch.isfinite(value)).sum())} non-finite values (NaN/Inf): corrupt weights"
         if problem:
             problems.append(problem)
@@ -213,6 +213,14 @@ def load_weights(model: Transformer, keys: dict[str, Path], layout=None) -> None
             problems.append(f"missing tensor {name} {tuple(p.shape)}")
     if problems:
         raise CheckpointError("checkpoint does not match the model:\n  " + "\n  ".join(problems))
+
+
+def _finite(value: torch.Tensor) -> bool:
+    """Whether every value is finite. A NaN or an Inf makes the float32 sum non-finite, and a sum
+    of finite weights reaches float32's range only if the tensor is absurd: then every value is
+    checked. The sum is a vectorized reduction: 20 ms for the embedded model's 262 tensors on one
+    core, where `isfinite(...).all()` took 69 ms of its cold start."""
+    return bool(torch.isfinite(value.sum(dtype=torch.float32))) or bool(torch.isfinite(value).all())
 
 
 def _short(items: list[int]) -> str:

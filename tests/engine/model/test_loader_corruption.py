@@ -35,6 +35,14 @@ def test_a_bad_tensor_is_refused_by_name(tiny_checkpoint, tmp_path, edit, named)
         load_model(ckpt)
 
 
+def test_finite_weights_whose_sum_overflows_load(tiny_checkpoint, tmp_path):
+    """The finiteness check sums each tensor first (loader._finite); a sum past float32's range
+    with every value finite is checked value by value, not refused."""
+    ckpt = _copy(tiny_checkpoint, tmp_path / "c")
+    _rewrite(ckpt, lambda t: t["head.weight"].view(-1)[:4].fill_(3e38))
+    assert torch.isinf(load_model(ckpt).head.weight.sum(dtype=torch.float32))
+
+
 def _flip_bytes(path, count: int, seed: int = 0) -> None:
     data = bytearray(path.read_bytes())
     header = 8 + int.from_bytes(data[:8], "little")  # leave the safetensors header readable

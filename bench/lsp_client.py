@@ -158,6 +158,12 @@ class Editor:
         ident = types.TextDocumentIdentifier(uri=uri)
         self.client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=ident))
 
+    def rest_cursor(self, uri: str, offset: int) -> None:
+        """The cursor comes to rest at `offset` (`deepfim/cursor`, as the editor clients send it)."""
+        here = position_after(self.docs[uri][0], offset)
+        params = {"textDocument": {"uri": uri}, "position": {"line": here.line, "character": here.character}}
+        self.client.protocol.notify("deepfim/cursor", params)
+
     def insert(self, uri: str, offset: int, key: str) -> int:
         """Types `key` at `offset`; returns the offset after it."""
         doc = self.docs[uri]

@@ -97,6 +97,22 @@ async def open_and_enter(
     return await editor.complete(uri, offset, invoked=invoked, sent=sent)
 
 
+async def open_rest_and_type(
+    editor: Editor, path: Path, pause_s: float, key: str | None = None, fraction: float = 0.5
+) -> Answer:
+    """Opens the file, puts the cursor at the end of a line in the middle of it (the client
+    reports where it rests: `deepfim/cursor`), pauses `pause_s` as a user reading, then presses
+    Enter there (or types `key`) and asks; the latency runs from the key."""
+    text = path.read_text(encoding="utf-8")
+    offset, enter = enter_offset(text, fraction)
+    uri = editor.open(path, text)
+    editor.rest_cursor(uri, offset)
+    await asyncio.sleep(pause_s)
+    sent = time.perf_counter()
+    offset = editor.insert(uri, offset, enter if key is None else key)
+    return await editor.complete(uri, offset, sent=sent)
+
+
 async def enter_again(editor: Editor, path: Path, fraction: float, invoked: bool = False) -> Answer:
     """In a file already open: Enter at another line, then a completion (latency from the edit)."""
     uri = path.as_uri()

@@ -12,10 +12,7 @@ keystroke waits for a copy. A request that finds its copy missing (the file just
 part renewed under it, the engine dropped it) has it prefilled. Explicit requests (expert
 mode) keep their copy.
 
-The prefill runs only while the user is idle (`IDLE_S` without an open, a key or a request): a key
-that arrives during a background chunk waits for the rest of it (~50 ms at 16K tokens on one
-core), so a key cancels the prefill, and it starts again at the next pause from the last
-128-token block it finished (the prefix cache holds each).
+The prefill runs only while the user pauses (`idle_prefill.py`).
 """
 
 from __future__ import annotations
@@ -27,12 +24,11 @@ from dataclasses import dataclass
 
 from deepfim.context.prompt_builder import BuiltPrompt
 from deepfim.engine.api import CompletionRequest
+from deepfim.lsp_server.idle_prefill import prefill_while_idle, wait_idle
 from deepfim.lsp_server.modes import preset_for, prompt_spec
 
 logger = logging.getLogger(__name__)
 
-IDLE_S = 0.3
-POLL_S = 0.05
 # An editor restoring a session opens many files at once: only the last opened wait for their
 # prefill; an older one is prefilled when a request in it finds its copy missing.
 MAX_PENDING = 4
@@ -71,12 +67,17 @@ class CopyPrefiller:
         if task is not None:
             task.cancel()
 
-    def holds(self, uri: str, built: BuiltPrompt) -> bool:
-        """Whether the engine holds `built`'s copy (True when it has none). Called on the context
-        thread; a copy not held is prefilled (again)."""
+    def held(self, uri: str, built: BuiltPrompt) -> bool:
+        """Whether the engine holds `built`'s copy (True when it has none)."""
         end, held = built.copy_end(), self._held.get(uri)
-        if end is None or (held is not None and len(held) == end and built.prompt.ids[:end] == held):
-            return True  # a list comparison: ~0.1 ms at 18K tokens where hashing them took 0.7 ms a request
+        # a list comparison: ~0.1 ms at 18K tokens where hashing them took 0.7 ms a request
+        return end is None or (held is not None and len(held) == end and built.prompt.ids[:end] == held)
+
+    def holds(self, uri: str, built: BuiltPrompt) -> bool:
+        """`held`, for a request (on the context thread): a copy not held is counted and
+        prefilled (again)."""
+        if self.held(uri, built):
+            return True
         self.stats.left_out += 1
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._ensure, uri)
@@ -84,6 +85,10 @@ class CopyPrefiller:
 
     def status(self) -> dict:
         return self.stats.as_dict(len(self._running))
+
+    def running(self, uri: str) -> asyncio.Task | None:
+        """The prefill of `uri`'s copy, while it runs or waits for a pause."""
+        return self._running.get(uri)
 
     def schedule(self, uri: str) -> None:
         self._loop = asyncio.get_running_loop()
@@ -100,34 +105,9 @@ class CopyPrefiller:
         if uri not in self._running and self.server.documents.get(uri) is not None:
             self.schedule(uri)
 
-    def _last_activity(self) -> float:
-        """When the user last opened, edited or asked (the warmer's clock: `RepositoryWarmer.touch`)."""
-        return self.server.warmer.last_activity
-
-    async def _idle(self) -> None:
-        while time.monotonic() - self._last_activity() < IDLE_S:
-            await asyncio.sleep(POLL_S)
-
-    async def _run_while_idle(self, session, request: CompletionRequest) -> None:
-        """Prefills `request` in the pauses between keys (see the module's docstring)."""
-        while True:
-            await self._idle()
-            since = self._last_activity()
-            handle = session.backend.submit(request)
-            try:
-                while not handle.done() and self._last_activity() == since:
-                    await asyncio.sleep(POLL_S)
-            except asyncio.CancelledError:
-                handle.cancel()
-                raise
-            if handle.done():
-                handle.result()  # raises what the engine raised
-                return
-            handle.cancel()  # a key: the rest waits for the next pause
-
     async def _prefill(self, uri: str) -> None:
         server = self.server
-        await self._idle()
+        await wait_idle(server)
         session, doc = server.session, server.documents.get(uri)
         if session is None or doc is None or doc.path is None or not server.settings.enabled:
             return  # a request once the engine is there asks for it (`holds`)
@@ -154,7 +134,7 @@ class CopyPrefiller:
             ids = built.prompt.ids[:end]
             anchors = tuple(a for a in built.anchors() if a <= end)
             request = CompletionRequest.background_prefill(ids, anchors, preset.name)
-            await self._run_while_idle(session, request)
+            await prefill_while_idle(server, session, request)
             if server.documents.get(uri) is doc:
                 self._held[uri] = ids
             self.stats.prefilled += 1

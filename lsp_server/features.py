@@ -175,6 +175,17 @@ def register(server: DeepFimServer) -> None:
             )
         return await ls.prompt_at(str(doc.get("uri")), types.Position(line=line, character=character), mode)
 
+    @server.feature("deepfim/cursor")
+    def cursor(ls: DeepFimServer, params: Any) -> None:
+        args = params_dict(params)
+        doc, pos = args.get("textDocument") or {}, args.get("position") or {}
+        line, character = pos.get("line"), pos.get("character")
+        if not isinstance(doc, dict) or not isinstance(line, int) or not isinstance(character, int):
+            raise JsonRpcInvalidParams(
+                f"expected {{textDocument: {{uri}}, position: {{line, character}}}}, got {args!r}"
+            )
+        ls.cursors.rested(str(doc.get("uri")), line, character)
+
     @server.feature("deepfim/setMode")
     def set_mode(ls: DeepFimServer, params: Any) -> dict:
         mode = params_dict(params).get("mode")

@@ -35,6 +35,7 @@ from deepfim.lsp_server import problems, startup_gc
 from deepfim.lsp_server.backend_session import BackendSession, spec_for
 from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.copy_prefill import CopyPrefiller
+from deepfim.lsp_server.cursor_prefetch import CursorPrefetcher
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
 from deepfim.lsp_server.editor_settings import Settings, parse_settings
 from deepfim.lsp_server.jsonrpc_protocol import DeepFimProtocol
@@ -97,6 +98,7 @@ class DeepFimServer(LanguageServer):
         self.warmer = RepositoryWarmer(self)
         self.scan_pacing = ScanPacing()  # index scans wait for the engine and for completions
         self.copies = CopyPrefiller(self)
+        self.cursors = CursorPrefetcher(self)
         self._copy_pending: dict[Path, set[Path]] = {}  # source root -> documents edited since their copy
         self._log_handler: logging.Handler | None = None
 
@@ -478,6 +480,7 @@ class DeepFimServer(LanguageServer):
             "engine": session.stats() if session else {},
             "repository": self.warmer.status(),
             "copies": self.copies.status(),
+            "cursor": self.cursors.status(),
             "latency_ms": self.latency.summary(),
             "acceptance": self.acceptance.summary(),
             "server": session.server() if session else (self.settings.server or "in-process"),

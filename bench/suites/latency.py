@@ -11,7 +11,9 @@ quick). Everything goes through a real LSP client over stdio (bench/lsp_client.p
    real function body back key by key (keystroke -> response, cancelling as editors do);
 3. expert mode (explicit, Invoked): a newly opened file, then the same request again;
 4. restart with the same cache folder (persisted prefix snapshots): spawn -> warm, spawn ->
-   first suggestion, and a newly opened file's first suggestion;
+   first suggestion, a newly opened file's first suggestion, and newly opened files (new to
+   this server) where the cursor rests `REST_PAUSE_S` before the first key, an Enter or a
+   character (the clients report the resting place: `deepfim/cursor`);
 5. first starts as after the README's set-up (its main command, `deepfim complete` on the bundled
    example, leaves the C kernels compiled): a fresh cache folder holding only what that command
    compiled, spawn -> first suggestion;
@@ -41,7 +43,14 @@ from deepfim.bench import plots
 from deepfim.bench.context import BenchContext
 from deepfim.bench.corpus import copy_package, copy_stdlib
 from deepfim.bench.lsp_client import Answer, Editor, repository_warm, start, status, stop, wait_for
-from deepfim.bench.lsp_traces import enter_again, open_and_enter, python_files, replay_workspace, type_code
+from deepfim.bench.lsp_traces import (
+    enter_again,
+    open_and_enter,
+    open_rest_and_type,
+    python_files,
+    replay_workspace,
+    type_code,
+)
 from deepfim.bench.report import SuiteResult, Table
 from deepfim.bench.stats import sample_figures, single, summary
 
@@ -51,6 +60,9 @@ TARGETS = {"p50": "<= 150 ms (issue 14)", "p95": "<= 400 ms (issue 14)"}
 LARGE_AT_ONCE = "larger repository, new file, Enter at once"
 LARGE_PAUSED = "larger repository, new file, Enter after a pause"
 READ_PAUSE_S = 2.0  # between opening a file and the first key: a user reads where they landed
+REST_PAUSE_S = 1.0  # the cursor put somewhere, then the first key: a user looks before typing
+REST_ENTER = "new file, cursor rested, Enter"
+REST_KEY = "new file, cursor rested, a character"
 REAL_SIZE_FIRST = "real-size repository: editor start -> first suggestion (cold, C kernels compiled)"
 REAL_SIZE_DURING = "real-size repository: new file while the index is built"
 REAL_SIZE_FILES = ("json/decoder.py", "csv.py", "json/encoder.py", "shlex.py", "textwrap.py", "fnmatch.py")
@@ -66,6 +78,7 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     # "first suggestion" would time an empty answer. Off, every timed answer is the suggestion.
     package, root, files, options = replay_workspace(ctx, "latency", debounceMs=8, confidenceGate=False)
     n_open, n_expert, chars = ctx.pick(3, 12), ctx.pick(1, 3), ctx.pick(48, 420)
+    n_rest = ctx.pick(2, 6)
     need = 2 + n_open + n_expert + 2
     if len(files) < need:
         raise RuntimeError(f"{root} has {len(files)} usable files, the traces need {need}")
@@ -76,6 +89,7 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     }
     cache = ctx.tmp / "latency-cache"
     typing_file, opened, expert_files = files[0], files[1 : 1 + n_open], files[1 + n_open : 1 + n_open + n_expert]
+    rest_files = files[1 : 1 + 2 * n_rest]  # opened in the first run only: new to the restarted server
     samples: dict[str, list[Answer]] = {}
 
     # 1 + 2 + 3: a cold start (empty cache folder), then the warm workspace
@@ -102,6 +116,8 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     )
     try:
         samples["restart, new file, warm"] = [await open_and_enter(editor, files[-3])]
+        samples[REST_ENTER] = [await open_rest_and_type(editor, p, REST_PAUSE_S) for p in rest_files[::2]]
+        samples[REST_KEY] = [await open_rest_and_type(editor, p, REST_PAUSE_S, " ") for p in rest_files[1::2]]
     finally:
         await stop(client)
 
@@ -235,6 +251,10 @@ def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: 
         "new file, warm workspace": "didOpen of a file not opened before (repository part warm) -> Enter at the middle "
         "-> automatic inlineCompletion answered",
         "same file, second Enter": "Enter at 3/4 of a file opened before -> automatic inlineCompletion answered",
+        REST_ENTER: f"didOpen of a file not opened before, the cursor put at the end of a line in the middle "
+        f"(`deepfim/cursor`, as the clients send once it rests), {REST_PAUSE_S:g} s, Enter -> automatic "
+        "inlineCompletion answered (latency from the Enter)",
+        REST_KEY: f"as above, but a space typed at the end of that line after {REST_PAUSE_S:g} s",
         "typing (keystroke -> response)": "didChange of one key -> automatic inlineCompletion answered; keys a later "
         "key cancelled are left out",
         "expert, new file": "didOpen of a new file, Enter, invoked (explicit) inlineCompletion -> answer (expert mode)",

@@ -7,6 +7,8 @@ message rather than a Lua error. Skipped only when `deepfim lsp` itself cannot s
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from nvim_driver import deepfim_binary
 from nvim_helpers import (
@@ -180,4 +182,22 @@ def test_bad_checkpoint_path_is_named_by_the_server(make_nvim, tmp_path):
         "the server's message about the checkpoint",
     )
     assert "LSP[deepfim]" in messages
+    assert_no_lua_errors(nvim)
+
+
+def test_where_the_cursor_rests_reaches_the_server(editor):
+    """Normal-mode moves are reported once the cursor rests (`deepfim/cursor`,
+    editor_clients/nvim/lua/deepfim/cursor.lua): a burst of moves is one report."""
+    nvim = editor
+    nvim.input("<Esc>")
+    nvim.wait_for("vim.fn.mode() == 'n'", QUICK_S, "normal mode")
+    before = server_status(nvim)["cursor"]["reported"]
+    for line in (3, 4, 5, 6, 7):  # faster than the rest delay: only the last place counts
+        nvim.lua(f"vim.api.nvim_win_set_cursor(0, {{ {line}, 0 }})")
+        nvim.command("doautocmd CursorMoved")
+    deadline = time.monotonic() + QUICK_S
+    while server_status(nvim)["cursor"]["reported"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a second report would have come by now
+    assert server_status(nvim)["cursor"]["reported"] == before + 1
     assert_no_lua_errors(nvim)

@@ -119,6 +119,9 @@ export function statusReport(status: Status): string[] {
     const rate = typeof acc.rate === "number" ? ` (${Math.round(acc.rate * 100)}%)` : "";
     lines.push(`acceptance: ${acc.shown ?? 0} shown, ${acc.accepted ?? 0} accepted, ${acc.rejected ?? 0} rejected${rate}`);
   }
+  if (status.cursor?.reported) {
+    lines.push(`cursor rests: ${status.cursor.reported} reported, prompts prepared at ${status.cursor.prefetched ?? 0}`);
+  }
   if (status.last_error) {
     lines.push(`last error: ${status.last_error}`);
   }

@@ -13,6 +13,7 @@ export interface Status {
   cache?: Record<string, unknown>;
   latency_ms?: { count?: number; p50?: number | null; p95?: number | null };
   acceptance?: { shown?: number; accepted?: number; rejected?: number; rate?: number | null };
+  cursor?: { reported?: number; prefetched?: number };
   server?: string;
   last_error?: string | null;
 }

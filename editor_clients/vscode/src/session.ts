@@ -5,6 +5,7 @@ import { DidChangeConfigurationNotification, type LanguageClient } from "vscode-
 
 import { Activity } from "./activity";
 import { ACCEPT_COMMAND, createClient } from "./client";
+import { CursorReporter } from "./cursor";
 import { statusReport } from "./format";
 import { checkLaunch } from "./launch";
 import { DeepfimApi, isAcceptArgument } from "./protocol";
@@ -17,6 +18,8 @@ export class Session {
   private command = "";
   /** Our own `deepfim.accept`, only when the server does not offer it as a workspace command. */
   private acceptCommand: vscode.Disposable | undefined;
+  /** Where the cursor rests, for the server to prepare that prompt (`deepfim/cursor`). */
+  private cursorEvents: vscode.Disposable[] = [];
   private readonly activity: Activity;
 
   constructor(
@@ -70,6 +73,7 @@ export class Session {
       if (!offered.includes(ACCEPT_COMMAND)) {
         this.acceptCommand = vscode.commands.registerCommand(ACCEPT_COMMAND, (argument: unknown) => this.accept(argument));
       }
+      this.reportCursor(client);
       this.bar.update({ phase: "running" });
     } catch (error) {
       this.client = undefined;
@@ -106,10 +110,37 @@ export class Session {
     }
   }
 
+  private reportCursor(client: LanguageClient): void {
+    const reporter = new CursorReporter((params) => {
+      if (client.isRunning()) {
+        void client.sendNotification("deepfim/cursor", params);
+      }
+    });
+    this.cursorEvents = [
+      vscode.window.onDidChangeTextEditorSelection((event) => {
+        const { active, isEmpty } = event.selections[0] ?? { active: undefined, isEmpty: false };
+        if (active === undefined || !["file", "untitled"].includes(event.textEditor.document.uri.scheme)) {
+          return;
+        }
+        reporter.moved({ uri: event.textEditor.document.uri.toString(), line: active.line, character: active.character }, isEmpty);
+      }),
+      vscode.workspace.onDidChangeTextDocument(() => {
+        reporter.edited();
+      }),
+      new vscode.Disposable(() => {
+        reporter.cancel();
+      }),
+    ];
+  }
+
   async stop(): Promise<void> {
     this.activity.clear();
     this.acceptCommand?.dispose();
     this.acceptCommand = undefined;
+    for (const event of this.cursorEvents) {
+      event.dispose();
+    }
+    this.cursorEvents = [];
     const client = this.client;
     this.client = undefined;
     this.api = undefined;

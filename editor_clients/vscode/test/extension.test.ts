@@ -103,6 +103,21 @@ describe("extension against the real server", { skip: problem ?? false, timeout:
     assert.match(seen.at(-1) ?? "", /^\$\(sparkle\) DeepFIM instant \d+ ms$/);
   });
 
+  test("where the cursor rests reaches the server, once a burst of moves is over", async () => {
+    const selection = shim.emitter("onDidChangeTextEditorSelection");
+    const uri = (document as { uri: unknown }).uri;
+    for (const line of [1, 2, 3, 4]) {
+      const active = { line, character: 0 };
+      selection.fire({ textEditor: { document: { uri } }, selections: [{ active, isEmpty: true }] });
+    }
+    const reported = await waitFor("the cursor report", 10_000, () => {
+      void shim.commands.executeCommand("deepfim.showStatus");
+      const text = shim.recorded.messages.at(-1)?.text ?? "";
+      return /cursor rests: \d+ reported/.exec(text)?.[0];
+    });
+    assert.equal(reported, "cursor rests: 1 reported");
+  });
+
   test("switch mode and toggle reach the server", async () => {
     shim.recorded.quickPickAnswer = "expert";
     await shim.commands.executeCommand("deepfim.switchMode");

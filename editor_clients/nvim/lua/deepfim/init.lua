@@ -54,6 +54,11 @@ function M.attach(bufnr)
   vim.api.nvim_create_autocmd("InsertEnter", { group = group, buffer = bufnr, callback = completion.schedule })
   vim.api.nvim_create_autocmd("CursorMovedI", { group = group, buffer = bufnr, callback = completion.on_moved })
   vim.api.nvim_create_autocmd({ "InsertLeave", "BufLeave" }, { group = group, buffer = bufnr, callback = completion.on_leave })
+  local cursor = require("deepfim.cursor")
+  vim.api.nvim_create_autocmd({ "CursorMoved", "BufEnter" }, {
+    group = group, buffer = bufnr, callback = function() cursor.moved(bufnr) end,
+  })
+  vim.api.nvim_create_autocmd({ "TextChanged", "TextChangedI" }, { group = group, buffer = bufnr, callback = cursor.edited })
 end
 
 ---Forget attachments so the next `attach` starts a fresh server (`:DeepFIM restart`).

@@ -199,6 +199,16 @@ function M.cancel(client, request_id)
   end
 end
 
+---Send a notification to `client` (a stopped client drops it).
+---@param client vim.lsp.Client
+---@param method string
+---@param params table
+function M.notify_to(client, method, params)
+  if client and not client:is_stopped() then
+    call(client, "notify", method, params)
+  end
+end
+
 ---Notify the server without waiting for an answer (statistics: accept/reject).
 ---Custom methods are requests in the protocol; their `null` result is ignored.
 ---@param method string

@@ -284,6 +284,7 @@ export const window = {
   tabGroups: { all: [], onDidChangeTabs: noop, onDidChangeTabGroups: noop },
   onDidChangeActiveTextEditor: emitter("onDidChangeActiveTextEditor").event,
   onDidChangeVisibleTextEditors: emitter("onDidChangeVisibleTextEditors").event,
+  onDidChangeTextEditorSelection: emitter("onDidChangeTextEditorSelection").event,
   createOutputChannel: (name: string) => logChannel(name),
   createStatusBarItem: () => {
     const item = {

@@ -53,10 +53,19 @@ def test_progress_and_expert_requests_are_echoed_outside_messages(make_nvim, tmp
     nvim = make_nvim({"cmd": [deepfim_binary(), "lsp"]}, record_messages=True)
     nvim.command("edit shop.py")
     nvim.wait_for(READY, SUGGESTION_S, "the ready state")
+    # the index scan starts once the engine is up (lsp_server/scan_pacing.py): its end comes after
+    nvim.wait_for(
+        "vim.iter(_G.test_messages):any(function(m) return m.text:find(' files indexed$') end)",
+        SUGGESTION_S,
+        "the end of indexing on the command line",
+    )
     texts = [m["text"] for m in echoed(nvim)]
     assert "DeepFIM: loading model (embedded)" in texts, texts
     assert "DeepFIM: loading model: model ready" in texts, texts
     assert any(re.fullmatch(r"DeepFIM: indexing \S+: \d+ files indexed", t) for t in texts), texts
+    assert texts.index("DeepFIM: loading model: model ready") < next(
+        i for i, t in enumerate(texts) if t.endswith(" files indexed")
+    )
 
     fresh_insert_at_end(nvim)
     nvim.input(" item<M-\\>")

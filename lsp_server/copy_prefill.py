@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 from deepfim.context.prompt_builder import BuiltPrompt
 from deepfim.engine.api import CompletionRequest
-from deepfim.lsp_server.idle_prefill import prefill_while_idle, wait_idle
-from deepfim.lsp_server.modes import preset_for, prompt_spec
+from deepfim.lsp_server.idle_prefill import automatic_prompt, prefill_while_idle, wait_idle
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +118,7 @@ class CopyPrefiller:
             return
         started = time.perf_counter()
         try:
-            server._flush_context()
-            preset = preset_for(server.mode, server.settings)
-            spec = prompt_spec(preset, session.profile(preset.name))
-            loop = asyncio.get_running_loop()
-            packed = await loop.run_in_executor(
-                server.pipeline.executor, source.pack, session.tokenizer, doc.path, "", doc.text, spec
-            )
+            packed, mode = await automatic_prompt(server, session, source, doc.path, "", doc.text)
             built = packed.built
             end = built.copy_end()
             if end is None:
@@ -133,7 +126,7 @@ class CopyPrefiller:
                 return
             ids = built.prompt.ids[:end]
             anchors = tuple(a for a in built.anchors() if a <= end)
-            request = CompletionRequest.background_prefill(ids, anchors, preset.name)
+            request = CompletionRequest.background_prefill(ids, anchors, mode)
             await prefill_while_idle(server, session, request)
             if server.documents.get(uri) is doc:
                 self._held[uri] = ids

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from lsprotocol import types
 
 from deepfim.engine.api import CompletionRequest
-from deepfim.lsp_server.idle_prefill import prefill_while_idle, wait_idle
-from deepfim.lsp_server.modes import preset_for, prompt_spec
+from deepfim.lsp_server.idle_prefill import automatic_prompt, prefill_while_idle, wait_idle
 
 logger = logging.getLogger(__name__)
 
@@ -94,18 +93,12 @@ class CursorPrefetcher:
             return  # never completed; before the part, the first request after it prefetches as much
         started = time.perf_counter()
         try:
-            server._flush_context()
-            preset = preset_for(server.mode, server.settings)
-            spec = prompt_spec(preset, session.profile(preset.name))
-            loop = asyncio.get_running_loop()
-            packed = await loop.run_in_executor(
-                server.pipeline.executor, source.pack, session.tokenizer, doc.path, prefix, suffix, spec
-            )
+            packed, mode = await automatic_prompt(server, session, source, doc.path, prefix, suffix)
             if not server.copies.held(uri, packed.built):
                 packed = packed.without_copy()  # what an automatic request sends while the copy is not held
             built = packed.built
             ids = built.prompt.ids
-            request = CompletionRequest.background_prefill(ids, built.anchors(), preset.name)
+            request = CompletionRequest.background_prefill(ids, built.anchors(), mode)
             await prefill_while_idle(server, session, request)
             self.stats.prefetched += 1
             self.stats.tokens += len(ids) - built.shared_tokens

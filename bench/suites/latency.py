@@ -142,11 +142,8 @@ async def _start_warm(ctx, root, cache, options, path, samples: dict, name: str)
     then waits until the repository part is warm. Returns (client, editor, spawn -> warm s,
     that status); the caller stops the client."""
     spawn = time.perf_counter()
-    client = await start(root, cache, options)
+    client, editor, first = await _spawn_and_ask(root, cache, options, path)
     try:
-        editor = Editor(client)
-        first = await open_and_enter(editor, path)
-        first.latency_ms = (time.perf_counter() - spawn) * 1000
         samples[name] = [first]
         st = await wait_for(client, repository_warm, ctx.pick(300, 900), "repository warm")
     except BaseException:
@@ -186,12 +183,8 @@ async def _real_size_start(ctx: BenchContext, result: SuiteResult, kernels: Path
     result.settings["real-size workspace"] = f"CPython Lib without tests ({n_files} .py files)"
     cache = ctx.tmp / "latency-stdlib-cache"
     shutil.copytree(kernels, cache / "kernels")
-    spawn = time.perf_counter()
-    client = await start(root, cache, options)
+    client, editor, first = await _spawn_and_ask(root, cache, options, first_file)
     try:
-        editor = Editor(client)
-        first = await open_and_enter(editor, first_file)
-        first.latency_ms = (time.perf_counter() - spawn) * 1000
         during = [await open_and_enter(editor, p) for p in others]
         st = await status(client)
         index = st["index"]
@@ -218,14 +211,24 @@ def _setup_kernels(cache: Path) -> Path:
 async def _first_answer(cache: Path, kernels: Path, root: Path, options: dict, path: Path) -> Answer:
     """Spawn -> first answer of a server whose cache folder holds only a copy of `kernels`."""
     shutil.copytree(kernels, cache / "kernels")
+    client, _, first = await _spawn_and_ask(root, cache, options, path)
+    await stop(client)
+    return first
+
+
+async def _spawn_and_ask(root: Path, cache: Path, options: dict, path: Path) -> tuple:
+    """Spawns the server, opens `path`, presses Enter and asks: (client, editor, the answer timed
+    from the spawn). The caller stops the client."""
     spawn = time.perf_counter()
     client = await start(root, cache, options)
     try:
-        first = await open_and_enter(Editor(client), path)
-        first.latency_ms = (time.perf_counter() - spawn) * 1000
-        return first
-    finally:
+        editor = Editor(client)
+        first = await open_and_enter(editor, path)
+    except BaseException:
         await stop(client)
+        raise
+    first.latency_ms = (time.perf_counter() - spawn) * 1000
+    return client, editor, first
 
 
 def _restart_figures(result: SuiteResult, st: dict) -> None:

@@ -93,16 +93,17 @@ def limits(lib: ctypes.CDLL) -> Limits:
     return Limits(*out)
 
 
-def prebuild() -> None:
+def prebuild(later: bool = True) -> None:
     """Starts compiling what a CPU engine loads (see `cbuild.prebuild`): mhc.c, indexer/select.c
     and sparse_attn/decode.c on their own (the module path's Sinkhorn, indexer selection and
     attention for a few queries: a first request needs them), and this library (~1.3 s of
     compiling) `later`, once the first request is served (`cbuild.release_later`): the engine
-    serves on the module path until it is built (`building`)."""
+    serves on the module path until it is built (`building`). `later=False` compiles it at once
+    too (the team server: no single first request to protect, many clients' decode waiting)."""
     cbuild.prebuild(_MHC)
     cbuild.prebuild(_INDEX_SELECT)
     cbuild.prebuild(_ATTENTION)
-    cbuild.prebuild(_SOURCE, *_LINKED, openmp=True, later=True)
+    cbuild.prebuild(_SOURCE, *_LINKED, openmp=True, later=later)
 
 
 def building() -> bool:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from deepfim.context.prompt_builder import BuiltPrompt
 from deepfim.engine.api import CompletionRequest
-from deepfim.lsp_server.idle_prefill import automatic_prompt, prefill_while_idle, wait_idle
+from deepfim.lsp_server.idle_prefill import prefill_while_idle, wait_idle
 
 logger = logging.getLogger(__name__)
 
@@ -108,17 +108,16 @@ class CopyPrefiller:
         server = self.server
         await wait_idle(server)
         session, doc = server.session, server.documents.get(uri)
-        if session is None or doc is None or doc.path is None or not server.settings.enabled:
-            return  # a request once the engine is there asks for it (`holds`)
-        source = server.source_for(doc.path)
-        if source.is_private(doc.path) or (source.indexed and source.served is None):
-            return  # never completed; the part is still to come (the first request after it asks)
+        source = server.prefill_source(doc)
+        if source is None:
+            return  # a request once it applies asks for it (`holds`)
         if source.shows(doc.path):
             self.stats.not_needed += 1
             return
         started = time.perf_counter()
         try:
-            packed, mode = await automatic_prompt(server, session, source, doc.path, "", doc.text)
+            mode = server.mode  # of automatic requests
+            packed = await server.pack_prompt(session, doc.path, "", doc.text, mode)
             built = packed.built
             end = built.copy_end()
             if end is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from lsprotocol import types
 
 from deepfim.engine.api import CompletionRequest
-from deepfim.lsp_server.idle_prefill import automatic_prompt, prefill_while_idle, wait_idle
+from deepfim.lsp_server.idle_prefill import prefill_while_idle, wait_idle
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,14 @@ class CursorPrefetcher:
         return self.stats.as_dict()
 
     async def _prefetch(self, uri: str, doc, text: str, offset: int) -> None:
-        await self._prefetch_one(uri, doc, text, text[:offset], text[offset:])
         entered = after_enter(text[:offset], text[offset:])
-        if entered is not None and self.server.documents.get(uri) is doc and doc.text == text:
-            await self._prefetch_one(uri, doc, text, entered, text[offset:])
+        for prefix in (text[:offset], *([entered] if entered is not None else [])):
+            if not await self._prefetch_one(uri, doc, text, prefix, text[offset:]):
+                return
 
-    async def _prefetch_one(self, uri: str, doc, text: str, prefix: str, suffix: str) -> None:
+    async def _prefetch_one(self, uri: str, doc, text: str, prefix: str, suffix: str) -> bool:
         """Prefills the prompt an automatic request at `prefix`|`suffix` would send, once the
-        user pauses, while `doc` still holds `text`."""
+        user pauses, while `doc` still holds `text`; False when the buffer changed first."""
         server = self.server
         await wait_idle(server)
         copy = server.copies.running(uri)
@@ -85,15 +85,13 @@ class CursorPrefetcher:
         session = server.session
         if server.documents.get(uri) is not doc or doc.text != text:
             self.stats.moot += 1
-            return
-        if session is None or doc.path is None or not server.settings.enabled:
-            return
-        source = server.source_for(doc.path)
-        if source.is_private(doc.path) or (source.indexed and source.served is None):
-            return  # never completed; before the part, the first request after it prefetches as much
+            return False
+        if server.prefill_source(doc) is None:
+            return True
         started = time.perf_counter()
         try:
-            packed, mode = await automatic_prompt(server, session, source, doc.path, prefix, suffix)
+            mode = server.mode  # of automatic requests
+            packed = await server.pack_prompt(session, doc.path, prefix, suffix, mode)
             if not server.copies.held(uri, packed.built):
                 packed = packed.without_copy()  # what an automatic request sends while the copy is not held
             built = packed.built
@@ -109,6 +107,7 @@ class CursorPrefetcher:
             raise
         except Exception:
             logger.exception("prefetching the prompt at the cursor in %s failed", doc.path)
+        return True
 
 
 OPENERS = (":", "{", "(", "[")  # a line ending so: editors indent the next one a level deeper

@@ -13,8 +13,6 @@ import asyncio
 import time
 
 from deepfim.engine.api import CompletionRequest
-from deepfim.lsp_server.context_source import PackedContext
-from deepfim.lsp_server.modes import preset_for, prompt_spec
 
 IDLE_S = 0.3
 POLL_S = 0.05
@@ -28,19 +26,6 @@ def last_activity(server) -> float:
 async def wait_idle(server) -> None:
     while time.monotonic() - last_activity(server) < IDLE_S:
         await asyncio.sleep(POLL_S)
-
-
-async def automatic_prompt(server, session, source, path, prefix: str, suffix: str) -> tuple[PackedContext, str]:
-    """(the prompt an automatic request at `prefix`|`suffix` of `path` would pack now, before the
-    rule that leaves out a copy the engine does not hold; its mode), packed on the context thread."""
-    server._flush_context()
-    preset = preset_for(server.mode, server.settings)
-    spec = prompt_spec(preset, session.profile(preset.name))
-    loop = asyncio.get_running_loop()
-    packed = await loop.run_in_executor(
-        server.pipeline.executor, source.pack, session.tokenizer, path, prefix, suffix, spec
-    )
-    return packed, preset.name
 
 
 async def prefill_while_idle(server, session, request: CompletionRequest) -> None:

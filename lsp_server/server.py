@@ -33,7 +33,7 @@ from deepfim.engine.backends import BackendFactory, make_backend
 from deepfim.kernels import cbuild
 from deepfim.lsp_server import problems, startup_gc
 from deepfim.lsp_server.backend_session import BackendSession, spec_for
-from deepfim.lsp_server.context_source import ContextSource
+from deepfim.lsp_server.context_source import ContextSource, PackedContext
 from deepfim.lsp_server.copy_prefill import CopyPrefiller
 from deepfim.lsp_server.cursor_prefetch import CursorPrefetcher
 from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
@@ -307,6 +307,29 @@ class DeepFimServer(LanguageServer):
 
         self.pipeline.executor.submit(apply)
 
+    async def pack_prompt(self, session: BackendSession, path: Path | None, prefix: str, suffix: str,
+                          mode: str) -> PackedContext:  # fmt: skip
+        """The prompt a completion in `mode` at `prefix`|`suffix` of `path` packs now, on the
+        context thread (before the rule that leaves out a copy the engine does not hold)."""
+        self._flush_context()
+        spec = prompt_spec(preset_for(mode, self.settings), session.profile(mode))
+        loop = asyncio.get_running_loop()
+        source = self.source_for(path)
+        return await loop.run_in_executor(
+            self.pipeline.executor, source.pack, session.tokenizer, path, prefix, suffix, spec
+        )
+
+    def prefill_source(self, doc: Document | None) -> ContextSource | None:
+        """The context source of a background prefill for `doc` (its copy, where the cursor
+        rests), or None: no engine or document, completions off, a secret file, or a workspace
+        whose repository part is not served yet (the first request after it asks for as much)."""
+        if self.session is None or doc is None or doc.path is None or not self.settings.enabled:
+            return None
+        source = self.source_for(doc.path)
+        if source.is_private(doc.path) or (source.indexed and source.served is None):
+            return None
+        return source
+
     async def prompt_at(self, uri: str, position: types.Position, mode: str) -> dict:
         """The prompt a completion at `position` would send, without calling the model
         (`deepfim/prompt`; what `deepfim context` shows from the command line)."""
@@ -317,15 +340,8 @@ class DeepFimServer(LanguageServer):
             await self.backend_ready.wait()
         if self.session is None:
             return {"ids": [], "segments": [], "error": self.last_error}
-        self._flush_context()
         offset = doc.offset_at(position, self.encoding)
-        source = self.source_for(doc.path)
-        spec = prompt_spec(preset_for(mode, self.settings), self.session.profile(mode))
-        tok = self.session.tokenizer
-        loop = asyncio.get_running_loop()
-        packed = await loop.run_in_executor(
-            self.pipeline.executor, source.pack, tok, doc.path, doc.text[:offset], doc.text[offset:], spec
-        )
+        packed = await self.pack_prompt(self.session, doc.path, doc.text[:offset], doc.text[offset:], mode)
         if mode == Mode.INSTANT and not self.copies.holds(uri, packed.built):
             packed = packed.without_copy()  # what an automatic request sends now
         segments = [

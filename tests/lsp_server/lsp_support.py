@@ -192,3 +192,19 @@ def engine_counts(status) -> dict:
 
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
+
+
+def repository_warm(status) -> bool:
+    """Every workspace's repository part is prefilled (`deepfim/status` repository state)."""
+    parts = as_dict(status.repository) or {}
+    return bool(parts) and all(as_dict(p).get("state") == "warm" for p in parts.values())
+
+
+async def complete_timings(client: LanguageClient, uri: str, line: int, character: int) -> dict:
+    """An automatic completion at (line, character): the stage timings of its first item (the
+    model must answer something there)."""
+    result = await client.protocol.send_request_async(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, character)
+    )
+    assert result is not None and result.items, "the model must answer something here"
+    return as_dict(as_dict(result.items[0].command.arguments[0])["timings"])

@@ -11,15 +11,15 @@ import pytest_asyncio
 from lsp_support import (
     Editor,
     as_dict,
+    complete_timings,
     engine_counts,
-    inline_params,
+    repository_warm,
     server_args,
     start_client,
     stop_client,
     wait_for_status,
 )
 from lsp_support import status as server_status
-from lsprotocol import types
 
 from deepfim.lsp_server.copy_prefill import MAX_PENDING
 
@@ -35,11 +35,6 @@ async def lsp(workspace):
     client = await start_client(server_args(), workspace, {"maxTokens": 8})
     yield client
     await stop_client(client)
-
-
-def _warm(status) -> bool:
-    parts = as_dict(status.repository) or {}
-    return bool(parts) and all(as_dict(p).get("state") == "warm" for p in parts.values())
 
 
 def _copies(status) -> dict:
@@ -62,15 +57,11 @@ async def _copy_end(client, uri: str) -> int:
 
 
 async def _complete(client, uri: str, line: int = CURSOR_LINE) -> dict:
-    result = await client.protocol.send_request_async(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, 0)
-    )
-    assert result is not None and result.items, "the model must answer something here"
-    return as_dict(result.items[0].command.arguments[0])["timings"]
+    return await complete_timings(client, uri, line, 0)
 
 
 async def test_an_opened_files_copy_is_prefilled_before_its_first_request(lsp, workspace):
-    status = await wait_for_status(lsp, _warm)
+    status = await wait_for_status(lsp, repository_warm)
     before = _copies(status)["prefilled"]
     editor = Editor(lsp)
     uri = editor.open(workspace / "rates.py", BODY)
@@ -84,7 +75,7 @@ async def test_an_opened_files_copy_is_prefilled_before_its_first_request(lsp, w
 
 
 async def test_a_request_before_the_copy_is_held_goes_without_it(lsp, workspace):
-    status = await wait_for_status(lsp, _warm)
+    status = await wait_for_status(lsp, repository_warm)
     before = _copies(status)
     editor = Editor(lsp)
     uri = editor.open(workspace / "fees.py", BODY.replace("rate_", "fee_"))
@@ -102,7 +93,7 @@ async def test_a_request_before_the_copy_is_held_goes_without_it(lsp, workspace)
 
 
 async def test_secret_and_closed_files_are_never_prefilled(lsp, workspace):
-    await wait_for_status(lsp, _warm)
+    await wait_for_status(lsp, repository_warm)
     before = _copies(await server_status(lsp))
     editor = Editor(lsp)
     editor.open(workspace / ".env.production", "API_TOKEN=" + "x" * 40 + "\n" + BODY, language_id="dotenv")
@@ -117,7 +108,7 @@ async def test_a_burst_of_opens_prefills_only_the_last_ones(lsp, workspace):
     """An editor restoring a session: the files opened last wait for their prefill; an older one
     is prefilled when a request in it finds its copy missing. (Before any test that edits: an
     edit renews the part after a pause, and the new part may show these open buffers.)"""
-    await wait_for_status(lsp, _warm)
+    await wait_for_status(lsp, repository_warm)
     before = _copies(await server_status(lsp))
     editor = Editor(lsp)
     uris = [editor.open(workspace / f"tab_{i}.py", BODY.replace("rate_", f"tab{i}_")) for i in range(MAX_PENDING + 2)]
@@ -128,7 +119,7 @@ async def test_a_burst_of_opens_prefills_only_the_last_ones(lsp, workspace):
 
 
 async def test_the_prefill_waits_for_the_user_to_pause(lsp, workspace):
-    await wait_for_status(lsp, _warm)
+    await wait_for_status(lsp, repository_warm)
     before = _copies(await server_status(lsp))
     editor = Editor(lsp)
     typed = editor.open(workspace / "notes.py", "x = 1\n")

@@ -8,9 +8,17 @@ import asyncio
 
 import pytest
 import pytest_asyncio
-from lsp_support import Editor, as_dict, inline_params, server_args, start_client, stop_client, wait_for_status
+from lsp_support import (
+    Editor,
+    as_dict,
+    complete_timings,
+    repository_warm,
+    server_args,
+    start_client,
+    stop_client,
+    wait_for_status,
+)
 from lsp_support import status as server_status
-from lsprotocol import types
 
 from deepfim.lsp_server.cursor_prefetch import after_enter
 
@@ -33,27 +41,14 @@ def _cursor(status) -> dict:
     return as_dict(status.cursor)
 
 
-def _warm(status) -> bool:
-    parts = as_dict(status.repository) or {}
-    return bool(parts) and all(as_dict(p).get("state") == "warm" for p in parts.values())
-
-
 def _rest(client, uri: str, line: int, character: int) -> None:
     client.protocol.notify(
         "deepfim/cursor", {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
     )
 
 
-async def _complete(client, uri: str, line: int, character: int) -> dict:
-    result = await client.protocol.send_request_async(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, line, character)
-    )
-    assert result is not None and result.items, "the model must answer something here"
-    return as_dict(as_dict(result.items[0].command.arguments[0])["timings"])
-
-
 async def _opened_and_rested(lsp, workspace, name: str) -> tuple[Editor, str, int]:
-    await wait_for_status(lsp, _warm)
+    await wait_for_status(lsp, repository_warm)
     before = _cursor(await server_status(lsp))["prefetched"]
     editor = Editor(lsp)
     uri = editor.open(workspace / name, BODY.replace("levy_", f"{name[:-3]}_"))
@@ -67,7 +62,7 @@ async def _opened_and_rested(lsp, workspace, name: str) -> tuple[Editor, str, in
 async def test_the_first_key_where_the_cursor_rested_resumes_at_the_prompts_end(lsp, workspace):
     editor, uri, end = await _opened_and_rested(lsp, workspace, "tolls.py")
     editor.insert(uri, LINE, end, " ")
-    timings = await _complete(lsp, uri, LINE, end + 1)
+    timings = await complete_timings(lsp, uri, LINE, end + 1)
     assert timings["prompt_tokens"] - timings["cached_tokens"] <= 16  # not the window's ~400 tokens
 
 
@@ -75,7 +70,7 @@ async def test_the_first_key_where_the_cursor_rested_resumes_at_the_prompts_end(
 async def test_an_enter_where_the_cursor_rested_resumes_near_the_prompts_end(lsp, workspace):
     editor, uri, end = await _opened_and_rested(lsp, workspace, "duties.py")
     editor.insert(uri, LINE, end, "\n    ")
-    timings = await _complete(lsp, uri, LINE + 1, 4)
+    timings = await complete_timings(lsp, uri, LINE + 1, 4)
     # the suffix, the far prefix and most evidence came from the prefetch; evidence drawn from
     # the file itself may differ at the end (the prefetch saw the buffer before the Enter)
     assert timings["prompt_tokens"] - timings["cached_tokens"] <= 64
@@ -84,18 +79,18 @@ async def test_an_enter_where_the_cursor_rested_resumes_near_the_prompts_end(lsp
 @IN_MODULE_LOOP
 async def test_without_a_rest_the_window_is_prefilled_by_the_request(lsp, workspace):
     """The control: the same file and key with no `deepfim/cursor` prefill the whole window."""
-    await wait_for_status(lsp, _warm)
+    await wait_for_status(lsp, repository_warm)
     editor = Editor(lsp)
     uri = editor.open(workspace / "excises.py", BODY.replace("levy_", "excises_"))
     end = len(BODY.split("\n")[LINE])
     editor.insert(uri, LINE, end, " ")
-    timings = await _complete(lsp, uri, LINE, end + 1)
+    timings = await complete_timings(lsp, uri, LINE, end + 1)
     assert timings["prompt_tokens"] - timings["cached_tokens"] > 100
 
 
 @IN_MODULE_LOOP
 async def test_a_position_whose_buffer_changed_is_not_prefetched(lsp, workspace):
-    await wait_for_status(lsp, _warm)
+    await wait_for_status(lsp, repository_warm)
     before = _cursor(await server_status(lsp))
     editor = Editor(lsp)
     uri = editor.open(workspace / "tariffs.py", BODY.replace("levy_", "tariffs_"))

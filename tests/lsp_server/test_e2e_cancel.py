@@ -8,9 +8,9 @@ import pytest
 import pytest_asyncio
 from lsp_support import (
     Editor,
-    as_dict,
     engine_counts,
     inline_params,
+    repository_warm,
     server_args,
     start_client,
     stop_client,
@@ -57,13 +57,7 @@ def _decoding(status) -> bool:
 def _repository_idle(status) -> bool:
     """The repository part is prefilled: its background request (counted as an active one) is
     over, not merely yet to start (the index may still be scanning)."""
-    parts = as_dict(status.repository) or {}
-    return (
-        not status.loading
-        and status.index.ready
-        and bool(parts)
-        and all(as_dict(p).get("state") == "warm" for p in parts.values())
-    )
+    return not status.loading and status.index.ready and repository_warm(status)
 
 
 async def test_invalid_initialization_options_are_reported(slow_client):

@@ -1,20 +1,39 @@
 /* Float32 vector helpers shared by the CPU C kernels (GCC/Clang vector extensions: AVX-512,
- * AVX2 or SSE, whatever -march=native gives). cbuild hashes this header with each source. */
+ * AVX2 or SSE/NEON, whatever -march=native gives). cbuild hashes this header with each source.
+ *
+ * The kernels compute on `vf`, a vector of the machine's own width: VL = 16 lanes with AVX-512,
+ * 8 with AVX, 4 otherwise. A generic vector wider than the machine's is no register type for
+ * GCC (v16 on AVX2): every operation on it went through the stack, and the kernels, written in
+ * v16, ran 5-15x slower on an AVX2 core than their arithmetic needs. Sums run in VL-lane chains
+ * reduced by one lane tree (`hsumv`), so a build gives the same results on every path through
+ * it (batch invariance); builds for other widths differ from it by float32 rounding. */
 #ifndef DEEPFIM_VEC_H
 #define DEEPFIM_VEC_H
 
 #include <stdint.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64)));
+#if defined(__AVX512F__)
+#define VL 16
+#elif defined(__AVX__)
+#define VL 8
+#else
+#define VL 4
+#endif
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef int32_t vfi __attribute__((vector_size(VL * 4)));
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v4 __attribute__((vector_size(16)));
 
-static inline v16 load16(const float *p) {
-    v16 v;
+static inline vf loadv(const float *p) {
+    vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
+
+#if VL == 16
+typedef vf v16;
 
 /* a tree of vector adds: a scalar loop over the 16 lanes is a 16-add dependency chain per row */
 static inline float hsum16(v16 v) {
@@ -45,13 +64,52 @@ static inline void hsum16x4(v16 a, v16 b, v16 c, v16 d, float *y) {
     y[0] = g[0], y[1] = g[4], y[2] = g[8], y[3] = g[12];
 }
 
-/* sum of a[i] * b[i]: 16 independent lanes, no reassociation flags needed */
+#endif
+
+/* the lanes of a vf summed by a fixed tree: halves added until four lanes are left, then
+ * (0 + 2) + (1 + 3) (with VL = 16, hsum16's tree) */
+static inline float hsumv(vf v) {
+#if VL == 16
+    return hsum16(v);
+#else
+#if VL == 8
+    v4 a, b;
+    memcpy(&a, &v, sizeof a);
+    memcpy(&b, (const char *)&v + sizeof a, sizeof b);
+    v4 s4 = a + b;
+#else
+    v4 s4 = v;
+#endif
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+#endif
+}
+
+/* hsumv of four vectors into y[0..3], each by exactly hsumv's tree */
+static inline void hsumv_x4(vf a, vf b, vf c, vf d, float *y) {
+#if VL == 16
+    hsum16x4(a, b, c, d, y);
+#else
+    y[0] = hsumv(a), y[1] = hsumv(b), y[2] = hsumv(c), y[3] = hsumv(d);
+#endif
+}
+
+/* max(s, 0) per lane: the comparison's all-ones lanes keep s's bits */
+static inline vf reluv(vf s) {
+    vf zero = {0};
+    vfi bits;
+    memcpy(&bits, &s, sizeof bits);
+    bits &= (vfi)(s > zero);
+    memcpy(&s, &bits, sizeof s);
+    return s;
+}
+
+/* sum of a[i] * b[i]: VL independent lanes, no reassociation flags needed */
 static inline float vec_dot(const float *a, const float *b, int64_t n) {
-    v16 acc = {0};
-    int64_t n16 = n & ~(int64_t)15;
-    for (int64_t i = 0; i < n16; i += 16) acc += load16(a + i) * load16(b + i);
-    float s = hsum16(acc);
-    for (int64_t i = n16; i < n; i++) s += a[i] * b[i];
+    vf acc = {0};
+    int64_t nv = n & ~(int64_t)(VL - 1);
+    for (int64_t i = 0; i < nv; i += VL) acc += loadv(a + i) * loadv(b + i);
+    float s = hsumv(acc);
+    for (int64_t i = nv; i < n; i++) s += a[i] * b[i];
     return s;
 }
 

@@ -34,15 +34,15 @@ enum { PARALLEL_MIN = 1 << 15, BF16_SLICE = 256 };
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")
 
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef uint16_t u16v __attribute__((vector_size(VL * 2)));
+typedef uint32_t u32v __attribute__((vector_size(VL * 4)));
 
-/* 16 bfloat16 -> float32: the bf16 bits are the high half of the float's */
-static inline v16 load16_bf16(const uint16_t *p) {
-    u16x16 h;
+/* VL bfloat16 -> float32: the bf16 bits are the high half of the float's */
+static inline vf loadv_bf16(const uint16_t *p) {
+    u16v h;
     memcpy(&h, p, sizeof h);
-    u32x16 bits = __builtin_convertvector(h, u32x16) << 16;
-    v16 f;
+    u32v bits = __builtin_convertvector(h, u32v) << 16;
+    vf f;
     memcpy(&f, &bits, sizeof f);
     return f;
 }
@@ -54,34 +54,34 @@ static inline float bf16_to_f32(uint16_t h) {
     return f;
 }
 
-/* dot_<name>(w, x, n) and rows4_<name>(w, ldw, x, n, y) for weights of element type W (read 16
- * at a time by LOAD16, one at a time by TO_F32) against float32 x. rows4 multiplies the first n
+/* dot_<name>(w, x, n) and rows4_<name>(w, ldw, x, n, y) for weights of element type W (read VL
+ * at a time by LOADV, one at a time by TO_F32) against float32 x. rows4 multiplies the first n
  * elements of four weight rows (`ldw` elements apart) by x: each load of x feeds four
  * independent accumulator chains. */
-#define WEIGHT_KERNELS(name, W, LOAD16, TO_F32)                                                  \
+#define WEIGHT_KERNELS(name, W, LOADV, TO_F32)                                                   \
     static inline float dot_##name(const W *w, const float *x, int64_t n) {                     \
-        v16 acc = {0};                                                                          \
-        int64_t n16 = n & ~(int64_t)15;                                                         \
-        for (int64_t i = 0; i < n16; i += 16) acc += LOAD16(w + i) * load16(x + i);             \
-        float s = hsum16(acc);                                                                  \
-        for (int64_t i = n16; i < n; i++) s += TO_F32(w[i]) * x[i];                             \
+        vf acc = {0};                                                                           \
+        int64_t nv = n & ~(int64_t)(VL - 1);                                                    \
+        for (int64_t i = 0; i < nv; i += VL) acc += LOADV(w + i) * loadv(x + i);                \
+        float s = hsumv(acc);                                                                   \
+        for (int64_t i = nv; i < n; i++) s += TO_F32(w[i]) * x[i];                              \
         return s;                                                                               \
     }                                                                                           \
     static inline void rows4_##name(const W *w, int64_t ldw, const float *x, int64_t n, float *y) { \
         const W *w0 = w, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;                        \
-        int64_t n16 = n & ~(int64_t)15;                                                         \
-        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                             \
-        for (int64_t i = 0; i < n16; i += 16) {                                                 \
-            v16 xv = load16(x + i);                                                             \
-            a0 += LOAD16(w0 + i) * xv;                                                          \
-            a1 += LOAD16(w1 + i) * xv;                                                          \
-            a2 += LOAD16(w2 + i) * xv;                                                          \
-            a3 += LOAD16(w3 + i) * xv;                                                          \
+        int64_t nv = n & ~(int64_t)(VL - 1);                                                    \
+        vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                              \
+        for (int64_t i = 0; i < nv; i += VL) {                                                  \
+            vf xv = loadv(x + i);                                                               \
+            a0 += LOADV(w0 + i) * xv;                                                           \
+            a1 += LOADV(w1 + i) * xv;                                                           \
+            a2 += LOADV(w2 + i) * xv;                                                           \
+            a3 += LOADV(w3 + i) * xv;                                                           \
         }                                                                                       \
         float s[4];                                                                             \
-        hsum16x4(a0, a1, a2, a3, s);                                                            \
+        hsumv_x4(a0, a1, a2, a3, s);                                                            \
         float s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];                                       \
-        for (int64_t i = n16; i < n; i++) {                                                     \
+        for (int64_t i = nv; i < n; i++) {                                                      \
             s0 += TO_F32(w0[i]) * x[i];                                                         \
             s1 += TO_F32(w1[i]) * x[i];                                                         \
             s2 += TO_F32(w2[i]) * x[i];                                                         \
@@ -91,34 +91,42 @@ static inline float bf16_to_f32(uint16_t h) {
     }
 
 #define AS_FLOAT(v) (v)
-WEIGHT_KERNELS(f32, float, load16, AS_FLOAT)
-WEIGHT_KERNELS(bf16, uint16_t, load16_bf16, bf16_to_f32)
+WEIGHT_KERNELS(f32, float, loadv, AS_FLOAT)
+WEIGHT_KERNELS(bf16, uint16_t, loadv_bf16, bf16_to_f32)
 
-/* rows4_f32 for four rows of x at once (`ldx` apart) into y[t * ldy + r]: 16 accumulators, each
- * load of a weight or an x vector feeds four of them. Every output is summed exactly as rows4_f32
+/* Rows of x a tile takes at once: 4 x TILE_ROWS accumulators, four weight vectors and one of x
+ * must stay in registers (32 vector registers with AVX-512 or on ARM, 16 with AVX2 or SSE) */
+#if VL == 16 || defined(__aarch64__)
+#define TILE_ROWS 4
+#else
+#define TILE_ROWS 2
+#endif
+
+/* rows4_f32 for TILE_ROWS rows of x at once (`ldx` apart) into y[t * ldy + r]: each load of a
+ * weight or an x vector feeds several accumulators. Every output is summed exactly as rows4_f32
  * sums it, so results do not depend on whether a row went through here or there. */
 static inline void tile4_f32(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t n, float *y,
                              int64_t ldy) {
     const float *w0 = w, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-    int64_t n16 = n & ~(int64_t)15;
-    v16 acc[4][4];
+    int64_t nv = n & ~(int64_t)(VL - 1);
+    vf acc[TILE_ROWS][4];
     memset(acc, 0, sizeof acc);
-    for (int64_t i = 0; i < n16; i += 16) {
-        v16 a = load16(w0 + i), b = load16(w1 + i), c = load16(w2 + i), d = load16(w3 + i);
-        for (int t = 0; t < 4; t++) {
-            v16 xv = load16(x + t * ldx + i);
+    for (int64_t i = 0; i < nv; i += VL) {
+        vf a = loadv(w0 + i), b = loadv(w1 + i), c = loadv(w2 + i), d = loadv(w3 + i);
+        for (int t = 0; t < TILE_ROWS; t++) {
+            vf xv = loadv(x + t * ldx + i);
             acc[t][0] += a * xv;
             acc[t][1] += b * xv;
             acc[t][2] += c * xv;
             acc[t][3] += d * xv;
         }
     }
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < TILE_ROWS; t++) {
         const float *xt = x + t * ldx;
         float s[4];
-        hsum16x4(acc[t][0], acc[t][1], acc[t][2], acc[t][3], s);
+        hsumv_x4(acc[t][0], acc[t][1], acc[t][2], acc[t][3], s);
         float s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
-        for (int64_t i = n16; i < n; i++) {
+        for (int64_t i = nv; i < n; i++) {
             s0 += w0[i] * xt[i];
             s1 += w1[i] * xt[i];
             s2 += w2[i] * xt[i];
@@ -133,7 +141,7 @@ static inline void tile4_f32(const float *w, int64_t ldw, const float *x, int64_
 static inline void block_f32(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t n, int64_t T,
                              float (*acc)[4]) {
     int64_t t = 0;
-    for (; t + 4 <= T; t += 4) tile4_f32(w, ldw, x + t * ldx, ldx, n, acc[t], 4);
+    for (; t + TILE_ROWS <= T; t += TILE_ROWS) tile4_f32(w, ldw, x + t * ldx, ldx, n, acc[t], 4);
     for (; t < T; t++) rows4_f32(w, ldw, x + t * ldx, n, acc[t]);
 }
 

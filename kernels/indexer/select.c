@@ -4,11 +4,11 @@
  * and keep the k best, best first (ties: the lower index), -1 where fewer than k are visible.
  *
  * Why: at long context this is most of a prefill (16K tokens: 40% of a 128-token chunk; the
- * score tensor is [T, H, N] before the sum over heads). Here the keys are read in blocks of 16,
- * transposed once into registers' layout (d-major), and every query's heads are scored against
- * the block with broadcast multiply-adds, eight heads' chains at a time: no horizontal sums, no
- * [T, H, N] tensor, one [T, N] row of scores per query, which the top-k then reads while it is
- * in cache (README.md: how the top-k skips most keys).
+ * score tensor is [T, H, N] before the sum over heads). Here the keys are read in blocks of VL
+ * (a vector's lanes, vec.h), transposed once into registers' layout (d-major), and every query's
+ * heads are scored against the block with broadcast multiply-adds, eight heads' chains at a time:
+ * no horizontal sums, no [T, H, N] tensor, one [T, N] row of scores per query, which the top-k
+ * then reads while it is in cache (README.md: how the top-k skips most keys).
  */
 #include <math.h>
 #include <stdint.h>
@@ -18,19 +18,7 @@
 #include "../vec.h"
 #include "select.h"
 
-enum { BLOCK = 16 };
-
-typedef int32_t v16i __attribute__((vector_size(64)));
-
-/* max(s, 0) per lane: the comparison's all-ones lanes keep s's bits */
-static inline v16 relu16(v16 s) {
-    v16 zero = {0};
-    v16i bits;
-    memcpy(&bits, &s, sizeof bits);
-    bits &= (v16i)(s > zero);
-    memcpy(&s, &bits, sizeof s);
-    return s;
-}
+enum { BLOCK = VL };
 
 /* strict weak order: higher score first, then lower index */
 static int before(const IndexScored *a, const IndexScored *b) {
@@ -43,15 +31,12 @@ static int by_score_desc(const void *a, const void *b) {
 }
 
 /* whether any lane of a comparison's result is set: an OR tree over its lanes */
-static inline int any16(v16i m) {
-    typedef int32_t v8i __attribute__((vector_size(32)));
-    v8i lo, hi;
-    memcpy(&lo, &m, sizeof lo);
-    memcpy(&hi, (const char *)&m + sizeof lo, sizeof hi);
-    lo |= hi;
-    int32_t l[8];
-    memcpy(l, &lo, sizeof l);
-    return (l[0] | l[1] | l[2] | l[3] | l[4] | l[5] | l[6] | l[7]) != 0;
+static inline int anyv(vfi m) {
+    int32_t l[VL];
+    memcpy(l, &m, sizeof l);
+    int32_t any = 0;
+    for (int j = 0; j < VL; j++) any |= l[j];
+    return any != 0;
 }
 
 /* `name`(c, n, k): moves the k best of c[0..n) (T, `first(a, b)`: a strictly before b) to c[0..k),
@@ -88,7 +73,7 @@ int64_t index_top_k_entries(int64_t k, int64_t n) {
 }
 
 void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexScored *kept) {
-    /* The bar a score must pass to be a candidate: with at least k whole blocks of 16, each of the
+    /* The bar a score must pass to be a candidate: with at least k whole blocks, each of the
      * k blocks with the highest maxima holds a key scoring at least the k-th highest maximum, so
      * no key below it is among the k best (keys scoring it exactly may be). Candidates go into
      * `kept` (2k entries); when it is full, the k best stay and the k-th best score is the bar:
@@ -100,7 +85,7 @@ void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexS
     if (keep > 0 && blocks >= keep) {
         float *maxima = (float *)(kept + room);
         for (int64_t b = 0; b < blocks; b++) {
-            v16 v = load16(scores + b * BLOCK);
+            vf v = loadv(scores + b * BLOCK);
             float out[BLOCK];
             memcpy(out, &v, sizeof out);
             float m = out[0];
@@ -112,8 +97,8 @@ void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexS
     for (int64_t i = 0; i < n && keep > 0; i += BLOCK) {
         int64_t m = n - i < BLOCK ? n - i : BLOCK;
         if (rule && m == BLOCK) {
-            v16 v = load16(scores + i), x = v - v + bar;
-            if (!any16(rule == 1 ? (v16i)(v >= x) : (v16i)(v > x))) continue;
+            vf v = loadv(scores + i), x = v - v + bar;
+            if (!anyv(rule == 1 ? (vfi)(v >= x) : (vfi)(v > x))) continue;
         }
         for (int64_t j = i; j < i + m; j++) {
             if (rule == 1 ? !(scores[j] >= bar) : rule == 2 ? !(scores[j] > bar) : 0) continue;
@@ -133,16 +118,16 @@ void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexS
  * multiply-adds (one per head), each reading the same key vector. One chain per head (or two, as
  * before) waits on the multiply-add's latency; eight keep both of a core's FMA units busy. */
 #define INDEX_HEAD_GROUP(G)                                                                          \
-    static inline __attribute__((always_inline, optimize("fp-contract=fast"))) v16 index_group##G(   \
+    static inline __attribute__((always_inline, optimize("fp-contract=fast"))) vf index_group##G(    \
         const float *q, const float *w, const float *kt, int64_t d) {                               \
-        v16 acc[G];                                                                                  \
-        for (int j = 0; j < G; j++) acc[j] = (v16){0};                                              \
+        vf acc[G];                                                                                   \
+        for (int j = 0; j < G; j++) acc[j] = (vf){0};                                               \
         for (int64_t i = 0; i < d; i++) {                                                            \
-            v16 kv = load16(kt + i * BLOCK);                                                         \
+            vf kv = loadv(kt + i * BLOCK);                                                           \
             _Pragma("GCC unroll 8") for (int j = 0; j < G; j++) acc[j] += q[j * d + i] * kv;         \
         }                                                                                            \
-        v16 total = {0};                                                                             \
-        for (int j = 0; j < G; j++) total += w[j] * relu16(acc[j]);                                  \
+        vf total = {0};                                                                              \
+        for (int j = 0; j < G; j++) total += w[j] * reluv(acc[j]);                                   \
         return total;                                                                                \
     }
 INDEX_HEAD_GROUP(8)
@@ -155,13 +140,13 @@ __attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, 
     float kt[INDEX_MAX_DIM * BLOCK] __attribute__((aligned(64)));
     for (int64_t e0 = 0; e0 < n_keys; e0 += BLOCK) {
         int64_t m = n_keys - e0 < BLOCK ? n_keys - e0 : BLOCK;
-        /* kt[i * 16 + j] = keys[e0 + j][i]; missing keys of the last block are zero */
+        /* kt[i * BLOCK + j] = keys[e0 + j][i]; missing keys of the last block are zero */
         if (m < BLOCK) memset(kt, 0, sizeof(float) * (size_t)(d * BLOCK));
         for (int64_t j = 0; j < m; j++)
             for (int64_t i = 0; i < d; i++) kt[i * BLOCK + j] = keys[(e0 + j) * d + i];
         for (int64_t t = 0; t < T; t++) {
             const float *qt = q + t * heads * d, *wt = w + t * heads;
-            v16 total = {0};
+            vf total = {0};
             int64_t h = 0;
             for (; h + 8 <= heads; h += 8) total += index_group8(qt + h * d, wt + h, kt, d);
             for (; h + 4 <= heads; h += 4) total += index_group4(qt + h * d, wt + h, kt, d);

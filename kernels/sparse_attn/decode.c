@@ -4,7 +4,7 @@
  * the sliding window, the compressed entries (all visible ones for HCA, a top-k list for CSA,
  * -1 = none) and a sink logit whose value is zero; K = V. For one query the reference issues
  * ~40 torch ops per layer; here it is one call. Two passes over a query's keys: the logits, four
- * keys at a time (their lane sums reduced together: vec.h hsum16x4), then one exponential per
+ * keys at a time (their lane sums reduced together: vec.h hsumv_x4), then one exponential per
  * key against the final maximum and the weighted sum of the keys. (One pass with a running
  * maximum paid a lane sum per key and rescaled the output whenever the maximum rose.)
  * Built on first use by cpu.py.
@@ -21,17 +21,17 @@
 
 /* logits[j] = scale * q . keys[j] for n keys (pointers), four at a time */
 static void key_logits(const float *q, const float *const *keys, int64_t n, int64_t d, float scale, float *logits) {
-    int64_t d16 = d & ~(int64_t)15, j = 0;
+    int64_t dv = d & ~(int64_t)(VL - 1), j = 0;
     for (; j + 4 <= n; j += 4) {
         const float *k0 = keys[j], *k1 = keys[j + 1], *k2 = keys[j + 2], *k3 = keys[j + 3];
-        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-        for (int64_t i = 0; i < d16; i += 16) {
-            v16 qv = load16(q + i);
-            a0 += qv * load16(k0 + i), a1 += qv * load16(k1 + i), a2 += qv * load16(k2 + i), a3 += qv * load16(k3 + i);
+        vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t i = 0; i < dv; i += VL) {
+            vf qv = loadv(q + i);
+            a0 += qv * loadv(k0 + i), a1 += qv * loadv(k1 + i), a2 += qv * loadv(k2 + i), a3 += qv * loadv(k3 + i);
         }
         float s[4];
-        hsum16x4(a0, a1, a2, a3, s);
-        for (int64_t i = d16; i < d; i++) s[0] += q[i] * k0[i], s[1] += q[i] * k1[i], s[2] += q[i] * k2[i], s[3] += q[i] * k3[i];
+        hsumv_x4(a0, a1, a2, a3, s);
+        for (int64_t i = dv; i < d; i++) s[0] += q[i] * k0[i], s[1] += q[i] * k1[i], s[2] += q[i] * k2[i], s[3] += q[i] * k3[i];
         for (int r = 0; r < 4; r++) logits[j + r] = s[r] * scale;
     }
     for (; j < n; j++) logits[j] = vec_dot(q, keys[j], d) * scale;

@@ -28,7 +28,7 @@
 #include "../vec.h"
 
 /* tokens of one sequence per call; rows (tokens of all sequences) per call */
-enum { MAX_TOKENS = 16, MAX_ROWS = 256, MAX_ACTIVE = 64, MAX_STREAMS = 8, MAX_HEAD_DIM = 1024, MAX_INDEX_HEADS = 128 };
+enum { MAX_TOKENS = 128, MAX_ROWS = 256, MAX_ACTIVE = 64, MAX_STREAMS = 8, MAX_HEAD_DIM = 1024, MAX_INDEX_HEADS = 128 };
 #define MATMUL_MAX_ROWS MAX_ROWS
 #include "matmul.h"
 
@@ -238,7 +238,8 @@ static int64_t take(int64_t *used, int64_t floats) {
 
 static Layout layout(const ModelWeights *M, int64_t N, int64_t max_keys) {
     Layout s;
-    int64_t used = 0, n = M->n_hc, dim = M->dim, T = MAX_TOKENS, hd = M->head_dim;
+    /* a sequence's tokens: at most all the call's rows */
+    int64_t used = 0, n = M->n_hc, dim = M->dim, T = min64(N, MAX_TOKENS), hd = M->head_dim;
     s.u = take(&used, N * dim);
     s.f = take(&used, N * dim);
     s.post = take(&used, N * n);

@@ -108,6 +108,44 @@ def test_multi_token_calls_equal_the_module_path(name):
     assert_same_state(fast_state, slow_state)
 
 
+@pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint"])
+def test_prefill_block_calls_equal_the_module_path(name):
+    """Calls of up to a whole 128-token prefill block, across every window and compressor
+    boundary of the tiny config (windows of 4 and 128, a sliding window of 128)."""
+    model = make_model(**CONFIGS[name])
+    sizes = [128, 1, 127, 64, 33, 128, 3, 96]
+    ids = torch.randint(0, model.args.vocab_size, (sum(sizes),), generator=torch.Generator().manual_seed(8)).tolist()
+    fast_state, slow_state = model.new_state(), model.new_state()
+    fast = decode(model, fast_state, ids, kernel=True, chunks=sizes)
+    slow = decode(model, slow_state, ids, kernel=False, chunks=sizes)
+    assert (fast - slow).abs().max().item() <= TOL
+    assert_same_state(fast_state, slow_state)
+
+
+def test_c_step_results_do_not_depend_on_how_a_prompt_is_chunked():
+    """The prefix cache may end prefill chunks anywhere the C step serves them: each token's
+    sums run the same whatever the call's other rows (matmul.h, select.c, decode.c), so the
+    logits and the next state are bit for bit the same in one call of 128 or in any pieces."""
+    model = make_model(**CONFIGS["bf16-checkpoint"])
+    gen = torch.Generator().manual_seed(9)
+    prompt = torch.randint(0, model.args.vocab_size, (1, 300), generator=gen)
+    ids = torch.randint(0, model.args.vocab_size, (128 + 8,), generator=gen).tolist()
+    results = []
+    for chunks in ([128] + [1] * 8, [16] * 8 + [8], [5, 100, 23, 8], [1] * 136):
+        with torch.no_grad():
+            state = model.new_state()
+            model(prompt, state)
+        results.append((decode(model, state, ids, kernel=True, chunks=chunks)[:, -9:], state))
+    (first, first_state), others = results[0], results[1:]
+    for logits, state in others:
+        assert torch.equal(logits, first)  # the last 9 tokens' logits, after every chunking
+        for ca, cb in zip(first_state.layers, state.layers, strict=True):
+            assert torch.equal(ca.window, cb.window)
+            for sa, sb in ((ca.comp, cb.comp), (ca.index, cb.index)):
+                if sa is not None and sa.entries.count:
+                    assert torch.equal(sa.entries.tensor(), sb.entries.tensor())
+
+
 def test_keep_first_after_a_multi_token_call_equals_the_module_path():
     """Rejected drafts are taken back from the C call's undo records exactly as from the modules'."""
     model = make_model()
@@ -179,7 +217,7 @@ def test_the_runner_hands_the_c_step_only_the_calls_it_covers(monkeypatch, tiny_
     assert runner.decode_step is not None and runner.mtp is None  # MTP drafts cost more than they save here
     assert ModelRunner(model, runner.tokenizer, decode_step=False).decode_step is None
     limit = runner.decode_step.max_tokens
-    assert limit == 16  # step.c's MAX_TOKENS, read from the library
+    assert limit == 128  # step.c's MAX_TOKENS, read from the library: a whole prefill block
     calls = []
     real = DecodeStep.batch
     monkeypatch.setattr(DecodeStep, "batch", lambda self, c: calls.extend(len(i) for i, _, _ in c) or real(self, c))

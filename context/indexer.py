@@ -21,6 +21,7 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context import discovery, extract
+from deepfim.context.disk_texts import DiskTexts, signature
 from deepfim.context.cache import IndexCache
 from deepfim.context.index import WorkspaceIndex
 from deepfim.context.languages import language_for
@@ -45,6 +46,7 @@ class Indexer:
         self.index = WorkspaceIndex()
         self.buffers: dict[str, str] = {}
         self._redacted: dict[str, tuple[str, str]] = {}  # rel -> (buffer text, that text redacted)
+        self._disk_texts = DiskTexts()  # files' redacted texts while their stat is unchanged
         self.ready = False
         self.last_scan = (0.0, 0, 0)  # seconds, reused, read
         self._on_edit = on_edit
@@ -168,11 +170,17 @@ class Indexer:
         if entry.from_buffer:
             text = buffers.get(entry.rel)
             return None if text is None else self.redacted_buffer(entry.rel, text)
-        text, _ = discovery.read_text(self.root / entry.rel, self.settings.max_file_bytes)
+        path = self.root / entry.rel
+        stat = signature(path)  # before the read: a write after it changes the stat
+        known = self._disk_texts.get(entry.rel, stat, entry.digest)
+        if known is not None:
+            return known
+        text, _ = discovery.read_text(path, self.settings.max_file_bytes)
         if text is None or extract.digest(text) != entry.digest:
             with self.lock:  # changed on disk since indexed: left out now, re-indexed next time
                 self._pending_disk.add(entry.rel)
             return None
+        self._disk_texts.put(entry.rel, stat, entry.digest, text)
         return text
 
     def reindex_changed(self) -> None:

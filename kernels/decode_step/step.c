@@ -535,9 +535,17 @@ static void moe(const ModelWeights *M, const LayerWeights *L, const float *x, co
 static void hc_post(float *x, const float *f, const float *post, const float *comb, int64_t n, int64_t dim,
                     float *copy) {
     memcpy(copy, x, sizeof(float) * n * dim);
+    int64_t dv = dim & ~(int64_t)(VL - 1);
     for (int64_t j = 0; j < n; j++) {
         float *xj = x + j * dim;
-        for (int64_t i = 0; i < dim; i++) {
+        /* VL elements at a time, each summed in the scalar tail's order (no fused operations here) */
+        for (int64_t i = 0; i < dv; i += VL) {
+            vf acc = {0};
+            for (int64_t s = 0; s < n; s++) acc += comb[s * n + j] * loadv(copy + s * dim + i);
+            vf y = post[j] * loadv(f + i) + acc;
+            memcpy(xj + i, &y, sizeof y);
+        }
+        for (int64_t i = dv; i < dim; i++) {
             float acc = 0.f;
             for (int64_t s = 0; s < n; s++) acc += comb[s * n + j] * copy[s * dim + i];
             xj[i] = post[j] * f[i] + acc;

@@ -128,7 +128,13 @@ int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *
         for (int k = 0; k < nn; k++) logits[k] = mix[2 * n + k] * scale[2] + base[2 * n + k];
         sinkhorn_fwd(logits, comb + t * nn, 1, n, iters, eps);
         float *ut = u + t * dim;
-        for (int64_t d = 0; d < dim; d++) {
+        int64_t dv = dim & ~(int64_t)(VL - 1), d = 0;
+        for (; d < dv; d += VL) { /* VL elements at a time, each summed in the tail's order */
+            vf acc = {0};
+            for (int i = 0; i < n; i++) acc += pre[i] * loadv(xt + (int64_t)i * dim + d);
+            memcpy(ut + d, &acc, sizeof acc);
+        }
+        for (; d < dim; d++) {
             float acc = 0.f;
             for (int i = 0; i < n; i++) acc += pre[i] * xt[(int64_t)i * dim + d];
             ut[d] = acc;

@@ -95,26 +95,20 @@ def test_c_step_equals_module_step_from_position_zero(name):
     assert_same_state(fast_state, slow_state)
 
 
-@pytest.mark.parametrize("name", ["all-layer-types", "reordered-layer-types", "bf16-checkpoint"])
-def test_multi_token_calls_equal_the_module_path(name):
-    """Calls of 2..16 tokens (speculative verification) cross window and compressor boundaries."""
+VERIFY_SIZES = [2, 5, 16, 3, 7, 4, 1, 9, 16, 11, 13, 6, 8, 15, 10, 12, 14] * 3  # speculative verification
+BLOCK_SIZES = [128, 1, 127, 64, 33, 128, 3, 96]  # prefill chunks up to a whole 128-token block
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [(name, VERIFY_SIZES) for name in ("all-layer-types", "reordered-layer-types", "bf16-checkpoint")]
+    + [(name, BLOCK_SIZES) for name in ("all-layer-types", "bf16-checkpoint")],
+)
+def test_multi_token_calls_equal_the_module_path(name, sizes):
+    """Calls of 2..128 tokens cross window and compressor boundaries (windows of 4 and 128, a
+    sliding window of 128)."""
     model = make_model(**CONFIGS[name])
-    sizes = [2, 5, 16, 3, 7, 4, 1, 9, 16, 11, 13, 6, 8, 15, 10, 12, 14] * 3
     ids = torch.randint(0, model.args.vocab_size, (sum(sizes),), generator=torch.Generator().manual_seed(5)).tolist()
-    fast_state, slow_state = model.new_state(), model.new_state()
-    fast = decode(model, fast_state, ids, kernel=True, chunks=sizes)
-    slow = decode(model, slow_state, ids, kernel=False, chunks=sizes)
-    assert (fast - slow).abs().max().item() <= TOL
-    assert_same_state(fast_state, slow_state)
-
-
-@pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint"])
-def test_prefill_block_calls_equal_the_module_path(name):
-    """Calls of up to a whole 128-token prefill block, across every window and compressor
-    boundary of the tiny config (windows of 4 and 128, a sliding window of 128)."""
-    model = make_model(**CONFIGS[name])
-    sizes = [128, 1, 127, 64, 33, 128, 3, 96]
-    ids = torch.randint(0, model.args.vocab_size, (sum(sizes),), generator=torch.Generator().manual_seed(8)).tolist()
     fast_state, slow_state = model.new_state(), model.new_state()
     fast = decode(model, fast_state, ids, kernel=True, chunks=sizes)
     slow = decode(model, slow_state, ids, kernel=False, chunks=sizes)

@@ -21,8 +21,8 @@ from pathlib import Path
 import msgpack
 
 from deepfim.context import discovery, extract
-from deepfim.context.disk_texts import DiskTexts, signature
 from deepfim.context.cache import IndexCache
+from deepfim.context.disk_texts import DiskTexts, signature
 from deepfim.context.index import WorkspaceIndex
 from deepfim.context.languages import language_for
 from deepfim.context.records import FileEntry, SkipRecord

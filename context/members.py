@@ -16,6 +16,7 @@ from functools import cache, lru_cache
 from tree_sitter import Node, Query, QueryCursor
 
 from deepfim.context.languages import for_editor, grammar, parser_or_none
+from deepfim.context.trees import TreeCache, reparse
 
 SELF_ATTRIBUTE = re.compile(r"\bself\.([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)")
 MAX_MEMBERS = 64
@@ -145,6 +146,11 @@ def _class_scope(cls: Node, data: bytes, language: str) -> Scope:
     return Scope(label, header, tuple(members[:MAX_MEMBERS]), every, not _inherits(cls, data, language))
 
 
+# the cursor files' last trees: a keystroke's text parses incrementally from the text before it
+# (a whole-file parse per key was a third of a keystroke's prompt on a 2-core machine)
+_last_trees = TreeCache(capacity=4)
+
+
 @lru_cache(maxsize=4)
 def _parse(text: str, path: str):
     """(root, bytes, language) of the cursor file's text; the last few kept (trees are read-only
@@ -155,7 +161,11 @@ def _parse(text: str, path: str):
     if parser is None or spec.name not in ("python", "javascript", "typescript", "tsx"):
         return None, None, spec.name
     data = text.encode("utf-8", "surrogatepass")
-    return parser.parse(data).root_node, data, spec.name
+    last = _last_trees.take(path, spec.name)
+    # `reparse` edits the tree it is given: a copy, so roots handed out from it stay as they were
+    tree = parser.parse(data) if last is None else reparse(parser, last[0], last[1].copy(), data)
+    _last_trees.put(path, spec.name, data, tree)
+    return tree.root_node, data, spec.name
 
 
 def enclosing_class(text: str, path: str, line: int) -> Scope | None:

@@ -25,10 +25,15 @@ def _common_prefix(a: bytes, b: bytes) -> int:
     i = 0
     while i < n and a[i : i + _CHUNK] == b[i : i + _CHUNK]:
         i += _CHUNK
-    end = min(i + _CHUNK, n)
-    while i < end and a[i] == b[i]:
-        i += 1
-    return min(i, n)
+    # inside the first chunk that differs: halve it (a byte loop here took ~1 ms a parse)
+    lo, hi = min(i, n), min(i + _CHUNK, n)  # a[:lo] == b[:lo]; they differ before hi, or hi == n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
@@ -36,9 +41,14 @@ def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
     n = 0
     while n + _CHUNK <= limit and a[len(a) - n - _CHUNK : len(a) - n] == b[len(b) - n - _CHUNK : len(b) - n]:
         n += _CHUNK
-    while n < limit and a[len(a) - n - 1] == b[len(b) - n - 1]:
-        n += 1
-    return n
+    lo, hi = n, min(n + _CHUNK, limit)  # the last lo bytes are equal; at most hi are
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid : len(a) - lo] == b[len(b) - mid : len(b) - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _point(data: bytes, offset: int) -> tuple[int, int]:

@@ -140,3 +140,57 @@ def test_incremental_reparse_equals_a_fresh_parse(rel):
         text = text[:a] + rng.choice(["", "x", "\n", "def f(y):\n    return y\n", "}", "class Z:\n  pass\n"]) + text[b:]
         incremental = extract(rel, language, text, len(text), 0, 40, trees=trees)
         assert incremental == extract(rel, language, text, len(text), 0, 40)
+
+
+def test_the_changed_range_is_found_as_a_byte_loop_finds_it():
+    """trees.py's common prefix and suffix (chunks, then halving) against the plain definition."""
+    import random
+
+    from deepfim.context.trees import _common_prefix, _common_suffix
+
+    def prefix(a, b):
+        i = 0
+        while i < min(len(a), len(b)) and a[i] == b[i]:
+            i += 1
+        return i
+
+    def suffix(a, b, limit):
+        n = 0
+        while n < limit and a[len(a) - n - 1] == b[len(b) - n - 1]:
+            n += 1
+        return n
+
+    rng = random.Random(3)
+    for _ in range(600):
+        a = bytes(rng.randrange(3) for _ in range(rng.choice([0, 1, 5, 100, 4095, 4096, 4097, 9000])))
+        b = bytearray(a)
+        cut = sorted(rng.randrange(len(a) + 1) for _ in range(2))
+        b[cut[0] : cut[1]] = rng.choice([b"", b"x", b"xy\n"])
+        b = bytes(b)
+        start = _common_prefix(a, b)
+        assert start == prefix(a, b)
+        limit = min(len(a), len(b)) - start
+        assert _common_suffix(a, b, limit) == suffix(a, b, limit)
+
+
+def test_the_enclosing_class_after_keystrokes_equals_a_fresh_parse():
+    """members.py parses a cursor file incrementally from its previous text; a root it handed
+    out before stays as it was."""
+    from deepfim.context import members
+    from deepfim.context.trees import TreeCache
+
+    path, text = "app/models.py", POLYGLOT["py/app/models.py"]
+    at = text.index("self.name = name\n") + len("self.name = name\n")
+    line = text[:at].count("\n")
+    first_root = members._parse(text, path)[0]
+    first_tree = str(first_root)
+    for ch in "        value = self.":
+        text = text[:at] + ch + text[at:]
+        at += 1
+        got = members.enclosing_class(text, path, line)  # parsed from the tree of the text before
+        incremental, members._last_trees = members._last_trees, TreeCache()
+        members._parse.cache_clear()
+        fresh = members.enclosing_class(text, path, line)  # parsed from nothing
+        members._last_trees = incremental
+        assert got == fresh and got.name == "class User"
+    assert str(first_root) == first_tree  # the reparses edited copies, not this tree

@@ -112,6 +112,12 @@ def _finish_prebuilds() -> None:
         build.thread.join(timeout=150)
 
 
+def prebuilding(source: Path) -> bool:
+    """Whether a prebuild of `source` is still running (no file is hashed: cheap per call)."""
+    build = _prebuilds.get(source)
+    return build is not None and build.thread.is_alive()
+
+
 def pending(source: Path) -> bool:
     """Whether `load(source)` would wait for a compiler: a prebuild is running and its library
     is not in the cache yet (a cached one is only checked and loaded: no wait worth avoiding)."""

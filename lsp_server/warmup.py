@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from deepfim.engine.api import CompletionRequest, Mode
 from deepfim.engine.model.prompt_format import repo_header_ids
+from deepfim.kernels import cbuild
+from deepfim.kernels.decode_step import cpu as c_step_cpu
 from deepfim.lsp_server.context_source import ContextSource
 from deepfim.lsp_server.modes import preset_for, prompt_spec
 from deepfim.lsp_server.progress import ProgressReporter
@@ -88,6 +90,7 @@ class RepositoryWarmer:
                 return
             ids = repo_header_ids(tok, source.root.name if source.root else None) + list(part.ids)
             if part.ids:
+                await self._after_c_step()
                 await self._prefill(source, state, ids)
             source.served = part
             state.state, state.tokens, state.pending_tokens = "warm", len(ids), 0
@@ -105,6 +108,17 @@ class RepositoryWarmer:
         deadline = time.monotonic() + RUNNING_CALLS_WAIT_S
         while len(self.server.runs) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+
+    async def _after_c_step(self) -> None:
+        """At a first start the in-process engine serves on the modules while its C decode step
+        compiles (engine/serving/model_runner.py). A part prefilled then would be slower, and is
+        not persisted: later chunks take the C step, whose sums differ from the modules' by
+        rounding, so the state is not what a cold run computes (`ModelState.on_modules`). The
+        first suggestions are out by now: the build may start (`release_later`), and the part
+        waits for it."""
+        if c_step_cpu.compiling():
+            cbuild.release_later()
+            await asyncio.to_thread(c_step_cpu.wait_built)
 
     async def _prefill(self, source: ContextSource, state: WarmState, ids: list[int]) -> None:
         session = self.server.session

@@ -157,6 +157,10 @@ class ModelState:
     mtp: list[LayerCache] = field(default_factory=list)
     mtp_pos: int = 0  # positions the MTP blocks have consumed (they lag the main model by one)
     last_hidden: torch.Tensor | None = None  # [B, 1, n, D] final streams at pos-1 (MTP input)
+    # a chunk was computed on the module path while a C decode step was compiling (a first
+    # start): later chunks take the C step, whose sums differ from the modules' by rounding, so
+    # this state is not what a cold run computes and is never persisted (serving/model_runner.py)
+    on_modules: bool = False
 
     @classmethod
     def empty(cls, layer_kinds: tuple[LayerKind, ...], n_mtp: int) -> ModelState:

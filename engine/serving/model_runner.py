@@ -98,7 +98,9 @@ class ModelRunner:
         self.profile = profile or ServingProfile.defaults(model.args.fim_orders)
         self.decode_step = None
         c_step = decode_step is True and self.device.type == "cpu"
-        if c_step and c_step_cpu.building():
+        self._c_step_coming = c_step and c_step_cpu.building()
+        self._attach_lock = threading.Lock()
+        if self._c_step_coming:
             # a first start: the C step is still compiling; serve on the modules until it is
             # there (one prefill and a decode of the first request, at most) instead of waiting
             attach = threading.Thread(target=self._attach_decode_step, name="deepfim-c-step", daemon=True)
@@ -131,16 +133,31 @@ class ModelRunner:
     def _attach_decode_step(self) -> None:
         """Waits for the C step's build (on its own thread), then serves with it. The build
         itself waits until the first request is served (`cbuild.release_later`)."""
-        try:
-            c_step_cpu.wait_built()
-            self.decode_step = DecodeStep.for_model(self.model)
-        except Exception:  # the modules keep serving; `load` has logged why there is no C step
-            log.exception("%s: the C decode step could not be attached", self.name)
+        c_step_cpu.wait_built()
+        self._attach_built_step()
+
+    def _attach_built_step(self) -> None:
+        """Attaches the built C step, once (from the waiting thread, or from the first call after
+        the build: that call and every later one then take the C step)."""
+        with self._attach_lock:
+            if not self._c_step_coming:
+                return
+            try:
+                self.decode_step = DecodeStep.for_model(self.model)
+            except Exception:  # the modules keep serving; `load` has logged why there is no C step
+                log.exception("%s: the C decode step could not be attached", self.name)
+            finally:
+                self._c_step_coming = False
         if self.decode_step is not None:
             log.info("%s: the C decode step is built; decode steps use it from now on", self.name)
 
     def forward(self, ids: list[int], state, logits: str) -> ForwardOutput:
-        return serving_forward(self.model, self.decode_step, ids, state, logits)
+        if self._c_step_coming and not c_step_cpu.compiling():
+            self._attach_built_step()
+        step = self.decode_step
+        if step is None and self._c_step_coming:
+            state.on_modules = True  # not what a cold run computes once the C step is there
+        return serving_forward(self.model, step, ids, state, logits)
 
     # a step -----------------------------------------------------------------------------------
     def advance(self, req: ActiveRequest) -> None:
@@ -284,7 +301,8 @@ class ModelRunner:
                 self.mtp.observe(req.state, out.streams)
                 self.mtp.advance(req.state, ids[:end])
             if self.prefix_cache is not None:
-                persist = req.request.persist and end in req.request.anchors
+                cold_like = not getattr(req.state, "on_modules", False)  # see ModelState.on_modules
+                persist = req.request.persist and end in req.request.anchors and cold_like
                 self.prefix_cache.insert(req.user, ids[:end], req.state, persist=persist)
             if last:
                 req.last_logits = out.logits[0, -1]

@@ -111,6 +111,11 @@ def building() -> bool:
     return cbuild.pending(_SOURCE)
 
 
+def compiling() -> bool:
+    """Whether this library's prebuild is still running (cheaper than `building`)."""
+    return cbuild.prebuilding(_SOURCE)
+
+
 def wait_built() -> None:
     """Waits for this library's prebuild, if any, without hurrying it (see `prebuild`)."""
     cbuild.wait_prebuilt(_SOURCE)

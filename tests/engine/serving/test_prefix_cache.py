@@ -199,6 +199,40 @@ def test_a_restart_resumes_from_the_persisted_part_bit_identically(tiny_model, t
     assert torch.equal(hot.last_logits, cold.last_logits)
 
 
+def test_a_part_prefilled_while_the_c_step_compiles_is_not_persisted(tiny_model, tok, tmp_path, monkeypatch):
+    """At a first start the modules serve until the C step is built; a state they computed part
+    of differs by rounding from the all-C cold run a restart compares with, so it stays in memory
+    only. The first call after the build attaches the C step, and a part prefilled from then on
+    is persisted."""
+    import threading
+
+    from deepfim.kernels.decode_step import cpu as c_step_cpu
+
+    built, waiter = threading.Event(), threading.Event()
+    monkeypatch.setattr(c_step_cpu, "building", lambda: True)
+    monkeypatch.setattr(c_step_cpu, "compiling", lambda: not built.is_set())
+    monkeypatch.setattr(c_step_cpu, "wait_built", lambda: waiter.wait(30))  # the attach thread stays out
+    part = list(range(500, 1100))
+    runner = ModelRunner(tiny_model, tok, PrefixCache(store=_store(tmp_path)), SpeculativeConfig(enabled=False))
+    try:
+        assert runner.decode_step is None
+        assert prefill_anchored(runner, part, (len(part),), persist=True, prefill_only=True).prefill_done
+        folder = tmp_path / "snapshots-v1" / "m1"
+        assert not list(folder.glob("*.safetensors"))
+        built.set()
+        other = list(range(2000, 2600))
+        prefill_anchored(runner, other, (len(other),), persist=True, prefill_only=True)
+        assert runner.decode_step is not None  # attached by that prefill's first call
+        assert len(list(folder.glob("*.safetensors"))) == 1
+    finally:
+        waiter.set()
+    restarted = ModelRunner(tiny_model, tok, PrefixCache(store=_store(tmp_path)), SpeculativeConfig(enabled=False))
+    prompt = other + [7, 8, 9, 10]
+    hot = prefill_anchored(restarted, prompt, (len(other),))
+    cold = prefill_anchored(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), prompt, (len(other),))
+    assert hot.timings.cached_tokens == len(other) and torch.equal(hot.last_logits, cold.last_logits)
+
+
 def test_a_restarted_warmer_loads_its_part_from_disk(tiny_model, tok, tmp_path):
     """The warmer of a restarted server asks for exactly the part it persisted: no prefill."""
     part = list(range(500, 1100))

@@ -16,9 +16,7 @@ file decides how it runs. `advance(req)` is one request's step, for scripts and 
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,15 +96,11 @@ class ModelRunner:
         self.profile = profile or ServingProfile.defaults(model.args.fim_orders)
         self.decode_step = None
         c_step = decode_step is True and self.device.type == "cpu"
+        # a first start: the C step is still compiling; serve on the modules until it is there
+        # (one prefill and a decode of the first request, at most) instead of waiting; the first
+        # call after the build attaches it (`forward`)
         self._c_step_coming = c_step and c_step_cpu.building()
-        self._attach_lock = threading.Lock()
-        if self._c_step_coming:
-            # a first start: the C step is still compiling; serve on the modules until it is
-            # there (one prefill and a decode of the first request, at most) instead of waiting
-            attach = threading.Thread(target=self._attach_decode_step, name="deepfim-c-step", daemon=True)
-            attach.start()
-            atexit.register(attach.join, 150)  # a process leaving meanwhile lets it finish, not abort in torch
-        else:
+        if not self._c_step_coming:
             self.decode_step = DecodeStep.for_model(model) if decode_step is True else decode_step or None
             c_step = self.decode_step is not None
         self.tokenizer = tokenizer
@@ -130,24 +124,14 @@ class ModelRunner:
         self.mtp = MtpDrafter(model) if use_mtp else None
         self.choice = TokenChoice(tokenizer, model.args.vocab_size, self.profile)
 
-    def _attach_decode_step(self) -> None:
-        """Waits for the C step's build (on its own thread), then serves with it. The build
-        itself waits until the first request is served (`cbuild.release_later`)."""
-        c_step_cpu.wait_built()
-        self._attach_built_step()
-
     def _attach_built_step(self) -> None:
-        """Attaches the built C step, once (from the waiting thread, or from the first call after
-        the build: that call and every later one then take the C step)."""
-        with self._attach_lock:
-            if not self._c_step_coming:
-                return
-            try:
-                self.decode_step = DecodeStep.for_model(self.model)
-            except Exception:  # the modules keep serving; `load` has logged why there is no C step
-                log.exception("%s: the C decode step could not be attached", self.name)
-            finally:
-                self._c_step_coming = False
+        """Attaches the C step once its build is over (the build itself waits until the first
+        request is served: `cbuild.release_later`); this call and every later one take it."""
+        self._c_step_coming = False
+        try:
+            self.decode_step = DecodeStep.for_model(self.model)
+        except Exception:  # the modules keep serving; `load` has logged why there is no C step
+            log.exception("%s: the C decode step could not be attached", self.name)
         if self.decode_step is not None:
             log.info("%s: the C decode step is built; decode steps use it from now on", self.name)
 

@@ -208,24 +208,20 @@ def test_a_part_prefilled_while_the_c_step_compiles_is_not_persisted(tiny_model,
 
     from deepfim.kernels.decode_step import cpu as c_step_cpu
 
-    built, waiter = threading.Event(), threading.Event()
+    built = threading.Event()
     monkeypatch.setattr(c_step_cpu, "building", lambda: True)
     monkeypatch.setattr(c_step_cpu, "compiling", lambda: not built.is_set())
-    monkeypatch.setattr(c_step_cpu, "wait_built", lambda: waiter.wait(30))  # the attach thread stays out
     part = list(range(500, 1100))
     runner = ModelRunner(tiny_model, tok, PrefixCache(store=_store(tmp_path)), SpeculativeConfig(enabled=False))
-    try:
-        assert runner.decode_step is None
-        assert prefill_anchored(runner, part, (len(part),), persist=True, prefill_only=True).prefill_done
-        folder = tmp_path / "snapshots-v1" / "m1"
-        assert not list(folder.glob("*.safetensors"))
-        built.set()
-        other = list(range(2000, 2600))
-        prefill_anchored(runner, other, (len(other),), persist=True, prefill_only=True)
-        assert runner.decode_step is not None  # attached by that prefill's first call
-        assert len(list(folder.glob("*.safetensors"))) == 1
-    finally:
-        waiter.set()
+    assert runner.decode_step is None
+    assert prefill_anchored(runner, part, (len(part),), persist=True, prefill_only=True).prefill_done
+    folder = tmp_path / "snapshots-v1" / "m1"
+    assert not list(folder.glob("*.safetensors"))
+    built.set()
+    other = list(range(2000, 2600))
+    prefill_anchored(runner, other, (len(other),), persist=True, prefill_only=True)
+    assert runner.decode_step is not None  # attached by that prefill's first call
+    assert len(list(folder.glob("*.safetensors"))) == 1
     restarted = ModelRunner(tiny_model, tok, PrefixCache(store=_store(tmp_path)), SpeculativeConfig(enabled=False))
     prompt = other + [7, 8, 9, 10]
     hot = prefill_anchored(restarted, prompt, (len(other),))

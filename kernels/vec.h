@@ -35,16 +35,14 @@ static inline vf loadv(const float *p) {
 #if VL == 16
 typedef vf v16;
 
-/* a tree of vector adds: a scalar loop over the 16 lanes is a 16-add dependency chain per row */
+/* a tree of vector adds: a scalar loop over the 16 lanes is a 16-add dependency chain per row.
+ * The halves are taken by shuffles, not by memcpy from the vector's address: an address-taken
+ * accumulator stays in memory, and a dot product's loop then stored and reloaded it every step
+ * (vec_dot in hc_pre: ~10 cycles a step instead of 4) */
 static inline float hsum16(v16 v) {
-    v8 lo, hi;
-    memcpy(&lo, &v, sizeof lo);
-    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
-    v8 s8 = lo + hi;
-    v4 a, b;
-    memcpy(&a, &s8, sizeof a);
-    memcpy(&b, (const char *)&s8 + sizeof a, sizeof b);
-    v4 s4 = a + b;
+    v8 s8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+            __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    v4 s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
@@ -73,10 +71,7 @@ static inline float hsumv(vf v) {
     return hsum16(v);
 #else
 #if VL == 8
-    v4 a, b;
-    memcpy(&a, &v, sizeof a);
-    memcpy(&b, (const char *)&v + sizeof a, sizeof b);
-    v4 s4 = a + b;
+    v4 s4 = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
 #else
     v4 s4 = v;
 #endif

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../vec.h"
 
@@ -35,6 +36,33 @@ static void key_logits(const float *q, const float *const *keys, int64_t n, int6
         for (int r = 0; r < 4; r++) logits[j + r] = s[r] * scale;
     }
     for (; j < n; j++) logits[j] = vec_dot(q, keys[j], d) * scale;
+}
+
+/* o = sum of w[j] * keys[j] over n keys, summed in key order for every element (as a scalar loop
+ * over the keys would), with the output in registers: 4 vectors of it per pass over the keys.
+ * (A loop that added each key into o in memory loaded and stored the output once per key.) */
+static void weighted_sum(const float *w, const float *const *keys, int64_t n, int64_t d, float *o) {
+    int64_t i = 0;
+    for (; i + 4 * VL <= d; i += 4 * VL) {
+        vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int64_t j = 0; j < n; j++) {
+            const float *k = keys[j] + i;
+            float wj = w[j];
+            a0 += wj * loadv(k), a1 += wj * loadv(k + VL), a2 += wj * loadv(k + 2 * VL), a3 += wj * loadv(k + 3 * VL);
+        }
+        memcpy(o + i, &a0, sizeof a0), memcpy(o + i + VL, &a1, sizeof a1);
+        memcpy(o + i + 2 * VL, &a2, sizeof a2), memcpy(o + i + 3 * VL, &a3, sizeof a3);
+    }
+    for (; i + VL <= d; i += VL) {
+        vf a = {0};
+        for (int64_t j = 0; j < n; j++) a += w[j] * loadv(keys[j] + i);
+        memcpy(o + i, &a, sizeof a);
+    }
+    for (; i < d; i++) {
+        float a = 0.f;
+        for (int64_t j = 0; j < n; j++) a += w[j] * keys[j][i];
+        o[i] = a;
+    }
 }
 
 int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw_start, int64_t q_start,
@@ -76,13 +104,8 @@ int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw
                 float m = sink[h];
                 for (int64_t j = 0; j < n; j++) m = logits[j] > m ? logits[j] : m;
                 float denom = expf(sink[h] - m);
-                for (int64_t i = 0; i < d; i++) o[i] = 0.f;
-                for (int64_t j = 0; j < n; j++) {
-                    float w = expf(logits[j] - m);
-                    const float *key = keys[j];
-                    denom += w;
-                    for (int64_t i = 0; i < d; i++) o[i] += w * key[i];
-                }
+                for (int64_t j = 0; j < n; j++) logits[j] = expf(logits[j] - m), denom += logits[j];
+                weighted_sum(logits, keys, n, d, o);
                 for (int64_t i = 0; i < d; i++) o[i] /= denom;
             }
         }

@@ -108,4 +108,18 @@ static inline float vec_dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* vec_dot(r_k, x, n) for four rows into y[0..3], each summed exactly as vec_dot sums it; the four
+ * chains run side by side (a single chain waits on its adds) and share each load of x */
+static inline void vec_dot_x4(const float *r0, const float *r1, const float *r2, const float *r3, const float *x,
+                              int64_t n, float *y) {
+    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    int64_t nv = n & ~(int64_t)(VL - 1);
+    for (int64_t i = 0; i < nv; i += VL) {
+        vf xv = loadv(x + i);
+        a0 += loadv(r0 + i) * xv, a1 += loadv(r1 + i) * xv, a2 += loadv(r2 + i) * xv, a3 += loadv(r3 + i) * xv;
+    }
+    hsumv_x4(a0, a1, a2, a3, y);
+    for (int64_t i = nv; i < n; i++) y[0] += r0[i] * x[i], y[1] += r1[i] * x[i], y[2] += r2[i] * x[i], y[3] += r3[i] * x[i];
+}
+
 #endif

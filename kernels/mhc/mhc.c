@@ -108,23 +108,6 @@ int sinkhorn_bwd(const float *logits, const float *grad_out, float *grad_in, int
     return 0;
 }
 
-/* y[r] = scale * vec_dot(w + r * ldw, x, n) for r < 4, each summed exactly as vec_dot sums it;
- * the four chains run side by side (one chain waits on its adds: 24 of them a token, twice a
- * layer, were most of hc_pre) */
-static void dot4(const float *w, int64_t ldw, const float *x, int64_t n, float *y, float scale) {
-    const float *w0 = w, *w1 = w + ldw, *w2 = w + 2 * ldw, *w3 = w + 3 * ldw;
-    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    int64_t nv = n & ~(int64_t)(VL - 1);
-    for (int64_t i = 0; i < nv; i += VL) {
-        vf xv = loadv(x + i);
-        a0 += loadv(w0 + i) * xv, a1 += loadv(w1 + i) * xv, a2 += loadv(w2 + i) * xv, a3 += loadv(w3 + i) * xv;
-    }
-    float s[4];
-    hsumv_x4(a0, a1, a2, a3, s);
-    for (int64_t i = nv; i < n; i++) s[0] += w0[i] * x[i], s[1] += w1[i] * x[i], s[2] += w2[i] * x[i], s[3] += w3[i] * x[i];
-    for (int k = 0; k < 4; k++) y[k] = s[k] * scale;
-}
-
 /* kernels/mhc/ref.py `hc_pre` for T tokens (inference: no backward): RMS-normalised streams
  * projected by fn, then pre/post gates, Sinkhorn'd comb and the pre-weighted stream sum. In
  * torch this is ~15 ops per call, twice per layer per decoded token. */
@@ -138,7 +121,11 @@ int hc_pre_fwd(const float *x, const float *fn, const float *base, const float *
         const float *xt = x + t * nd;
         float inv_rms = 1.0f / sqrtf(vec_dot(xt, xt, nd) / (float)nd + norm_eps);
         int r = 0;
-        for (; r + 4 <= m; r += 4) dot4(fn + (int64_t)r * nd, nd, xt, nd, mix + r, inv_rms);
+        for (; r + 4 <= m; r += 4) { /* four chains side by side: one alone waits on its adds */
+            const float *w = fn + (int64_t)r * nd;
+            vec_dot_x4(w, w + nd, w + 2 * nd, w + 3 * nd, xt, nd, mix + r);
+            for (int k = r; k < r + 4; k++) mix[k] *= inv_rms;
+        }
         for (; r < m; r++) mix[r] = vec_dot(fn + (int64_t)r * nd, xt, nd) * inv_rms;
         for (int i = 0; i < n; i++) {
             pre[i] = 1.0f / (1.0f + expf(-(mix[i] * scale[0] + base[i]))) + eps;

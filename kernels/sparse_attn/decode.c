@@ -20,20 +20,12 @@
 #define STACK_KEYS 1024 /* keys per query held on the stack; more are allocated */
 
 
-/* logits[j] = scale * q . keys[j] for n keys (pointers), four at a time */
+/* logits[j] = scale * q . keys[j] for n keys (pointers), four at a time (vec.h vec_dot_x4) */
 static void key_logits(const float *q, const float *const *keys, int64_t n, int64_t d, float scale, float *logits) {
-    int64_t dv = d & ~(int64_t)(VL - 1), j = 0;
+    int64_t j = 0;
     for (; j + 4 <= n; j += 4) {
-        const float *k0 = keys[j], *k1 = keys[j + 1], *k2 = keys[j + 2], *k3 = keys[j + 3];
-        vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-        for (int64_t i = 0; i < dv; i += VL) {
-            vf qv = loadv(q + i);
-            a0 += qv * loadv(k0 + i), a1 += qv * loadv(k1 + i), a2 += qv * loadv(k2 + i), a3 += qv * loadv(k3 + i);
-        }
-        float s[4];
-        hsumv_x4(a0, a1, a2, a3, s);
-        for (int64_t i = dv; i < d; i++) s[0] += q[i] * k0[i], s[1] += q[i] * k1[i], s[2] += q[i] * k2[i], s[3] += q[i] * k3[i];
-        for (int r = 0; r < 4; r++) logits[j + r] = s[r] * scale;
+        vec_dot_x4(keys[j], keys[j + 1], keys[j + 2], keys[j + 3], q, d, logits + j);
+        for (int r = 0; r < 4; r++) logits[j + r] *= scale;
     }
     for (; j < n; j++) logits[j] = vec_dot(q, keys[j], d) * scale;
 }

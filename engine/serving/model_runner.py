@@ -253,7 +253,9 @@ class ModelRunner:
         req.started = True
         ids, anchors = req.prompt_ids, req.request.anchors
         cache, need_logits = self.prefix_cache, not req.request.prefill_only
-        match = cache.match(req.user, ids, anchors, need_logits) if cache is not None else None
+        if cache is not None:
+            req.cache_keys = cache.keys(req.user, ids, anchors)
+        match = cache.match(req.cache_keys, need_logits) if cache is not None else None
         if match is not None and match.state is not None:
             req.state, req.prefilled = match.state, match.length
             req.timings.cached_tokens = match.length
@@ -287,7 +289,7 @@ class ModelRunner:
             if self.prefix_cache is not None:
                 cold_like = not getattr(req.state, "on_modules", False)  # see ModelState.on_modules
                 persist = req.request.persist and end in req.request.anchors and cold_like
-                self.prefix_cache.insert(req.user, ids[:end], req.state, persist=persist)
+                self.prefix_cache.insert(req.cache_keys, req.state, persist=persist)
             if last:
                 req.last_logits = out.logits[0, -1]
                 if not torch.isfinite(req.last_logits).all():
@@ -296,7 +298,7 @@ class ModelRunner:
                         "corrupt (`deepfim checksum --verify DIR` checks a checkpoint that has a manifest)"
                     )
                 if self.prefix_cache is not None:
-                    self.prefix_cache.insert_exact(req.user, ids, req.state, req.last_logits)
+                    self.prefix_cache.insert_exact(req.cache_keys, req.state, req.last_logits)
                 self._start_candidates(req)
 
         return _Call(req, ids[req.prefilled : end], req.state, "last" if last else "none", done, True)

@@ -11,6 +11,7 @@ import torch
 from deepfim.engine.api import Candidate, CompletionHandle, CompletionRequest, StreamCallback, Timings
 from deepfim.engine.model.state import ModelState
 from deepfim.engine.model.tokenizer import StreamDecoder, Tokenizer
+from deepfim.engine.serving.prefix_cache import PromptKeys
 from deepfim.engine.serving.sampler import StopChecker
 from deepfim.engine.serving.speculative import CopyDrafter, NgramDrafter
 
@@ -59,6 +60,7 @@ class ActiveRequest:
     state: ModelState | None = None  # prompt state while prefilling
     prefilled: int = 0  # prompt tokens in `state`
     started: bool = False  # prefix cache consulted
+    cache_keys: PromptKeys | None = None  # the prompt's prefix-cache keys, hashed once at the start
     prefill_done: bool = False  # a prefill-only request has cached its whole prompt
     last_logits: torch.Tensor | None = None
     candidates: list[CandidateState] = field(default_factory=list)

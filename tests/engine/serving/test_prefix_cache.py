@@ -10,7 +10,7 @@ import torch
 from deepfim.engine.api import CompletionHandle, CompletionRequest, SamplingParams
 from deepfim.engine.model.tokenizer import Tokenizer
 from deepfim.engine.serving.model_runner import ModelRunner
-from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
+from deepfim.engine.serving.prefix_cache import PrefixCache, PromptKeys, boundaries
 from deepfim.engine.serving.sequence import ActiveRequest
 from deepfim.engine.serving.speculative import SpeculativeConfig
 
@@ -115,10 +115,35 @@ def test_namespaces_never_share_state(tiny_model, tok):
     runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
     secret = list(range(2000, 2600))
     prefill(runner, secret, namespace="user:alice")
-    assert cache.match("user:bob", secret).length == 0
-    assert cache.match("user:alice", secret).length == len(secret)
+    assert cache.match(cache.keys("user:bob", secret)).length == 0
+    assert cache.match(cache.keys("user:alice", secret)).length == len(secret)
     bob = prefill(runner, secret, namespace="user:bob")
     assert bob.timings.cached_tokens == 0
+
+
+def test_a_positions_key_depends_only_on_the_tokens_before_it():
+    ids = list(range(5000, 5300))
+    longer, shorter = PromptKeys("alice", ids, 128), PromptKeys("alice", ids[:200], 128)
+    for end in (5, 16, 128, 144, 200):
+        assert longer.at(end) == shorter.at(end)
+    assert longer.at(256) != PromptKeys("alice", ids[:255] + [7], 128).at(256)
+    assert longer.at(128) != PromptKeys("bob", ids, 128).at(128)
+    assert longer.exact != shorter.exact and longer.exact != PromptKeys("bob", ids, 128).exact
+    assert [end for end, _ in longer.boundaries()] == boundaries(300, 128)
+    with pytest.raises(ValueError):
+        longer.at(301)
+
+
+def test_an_insert_off_a_chunk_boundary_is_refused(tiny_model, tok):
+    cache = PrefixCache()
+    runner = ModelRunner(tiny_model, tok, cache, SpeculativeConfig(enabled=False))
+    ids = list(range(300, 500))
+    state = tiny_model.new_state()
+    runner.forward(ids, state, "none")
+    assert state.pos == 200
+    with pytest.raises(ValueError, match="not on a chunk boundary"):
+        cache.insert(cache.keys("alice", ids + [9, 9, 9]), state)  # 200 of 203: not a chunk end
+    cache.insert(cache.keys("alice", ids), state)  # the prompt's end is one
 
 
 def test_lru_eviction_respects_the_budget(tiny_model, tok):
@@ -128,7 +153,7 @@ def test_lru_eviction_respects_the_budget(tiny_model, tok):
         prefill(runner, [4000 + k] + list(range(10, 10 + 600)))
     stats = cache.stats()
     assert stats["bytes"] <= 1_500_000 and stats["evictions"] > 0
-    assert cache.match("alice", [4003] + list(range(10, 610))).length > 0  # the newest survives
+    assert cache.match(cache.keys("alice", [4003] + list(range(10, 610)))).length > 0  # the newest survives
     # the running count of shared bytes is what the cache's buffers hold, after the evictions
     entries = cache._entries.values()
     buffers = {id(b): b for e in entries for b in e.buffers}

@@ -253,9 +253,10 @@ class ModelRunner:
         req.started = True
         ids, anchors = req.prompt_ids, req.request.anchors
         cache, need_logits = self.prefix_cache, not req.request.prefill_only
+        match = None
         if cache is not None:
             req.cache_keys = cache.keys(req.user, ids, anchors)
-        match = cache.match(req.cache_keys, need_logits) if cache is not None else None
+            match = cache.match(req.cache_keys, need_logits)
         if match is not None and match.state is not None:
             req.state, req.prefilled = match.state, match.length
             req.timings.cached_tokens = match.length

@@ -109,6 +109,7 @@ class PromptKeys:
             key = hashlib.blake2b(key + self._arr[start : start + block].tobytes(), digest_size=16).digest()
             self._blocks.append(key)
         self.exact = hashlib.blake2b(f"exact:{namespace}".encode() + self._arr.tobytes(), digest_size=16).digest()
+        self.ends = boundaries(self.length, block, anchors)  # where chunks end: the keys a cache holds
 
     def at(self, end: int) -> bytes:
         """The key of the state after the first `end` tokens."""
@@ -121,9 +122,9 @@ class PromptKeys:
         tail = self._arr[whole * self.block : end].tobytes()
         return hashlib.blake2b(b"tail" + base + tail, digest_size=16).digest()
 
-    def boundaries(self) -> list[tuple[int, bytes]]:
+    def keyed_ends(self) -> list[tuple[int, bytes]]:
         """(end, key) for every chunk boundary of the prompt (see `boundaries`)."""
-        return [(end, self.at(end)) for end in boundaries(self.length, self.block, self.anchors)]
+        return [(end, self.at(end)) for end in self.ends]
 
 
 class PrefixCache:
@@ -167,7 +168,7 @@ class PrefixCache:
                 self.hit_tokens += keys.length
                 return MatchResult(exact.state.snapshot(), keys.length, exact.logits)
             anchored = set(keys.anchors)
-            for end, key in reversed(keys.boundaries()):
+            for end, key in reversed(keys.keyed_ends()):
                 if end == keys.length and need_logits:
                     continue  # a snapshot has no logits: at least the last chunk is recomputed
                 entry = self._entries.get(key)
@@ -186,7 +187,7 @@ class PrefixCache:
     def insert(self, keys: PromptKeys, state: ModelState, persist: bool = False) -> None:
         """Remembers `state` as the state after the prompt's first `state.pos` tokens; `persist`
         also writes it to the store (the repository part: a restart resumes from it)."""
-        if state.pos not in boundaries(keys.length, self.block, keys.anchors):
+        if state.pos not in keys.ends:
             raise ValueError(f"snapshot at {state.pos} of {keys.length} tokens is not on a chunk boundary")
         key = keys.at(state.pos)
         self._put(key, state.kept(), None)

@@ -129,7 +129,7 @@ def test_a_positions_key_depends_only_on_the_tokens_before_it():
     assert longer.at(256) != PromptKeys("alice", ids[:255] + [7], 128).at(256)
     assert longer.at(128) != PromptKeys("bob", ids, 128).at(128)
     assert longer.exact != shorter.exact and longer.exact != PromptKeys("bob", ids, 128).exact
-    assert [end for end, _ in longer.boundaries()] == boundaries(300, 128)
+    assert longer.ends == [end for end, _ in longer.keyed_ends()] == boundaries(300, 128)
     with pytest.raises(ValueError):
         longer.at(301)
 

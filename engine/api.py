@@ -180,6 +180,9 @@ class CompletionHandle:
         self.cancel_event = threading.Event()
         self.submitted_at = time.perf_counter()
         self.prefilled = 0  # prompt tokens whose state is computed (progress of a long prefill)
+        # the engine's timings as it writes them (in-process engines; None from a team server):
+        # queue, prefill and cached tokens are final once the first token is streamed
+        self.live_timings: Timings | None = None
 
     def cancel(self) -> None:
         """Ask the engine to stop; the decode loop checks this between steps."""
@@ -196,8 +199,10 @@ class CompletionHandle:
         return self.future.result(timeout)
 
 
-# Called with (candidate index, new text) as tokens are produced.
-StreamCallback = Callable[[int, str], None]
+# Called with (candidate index, new text, mean log-probability per token of all the candidate's
+# text streamed so far; None from a team server that does not send it) as tokens are produced:
+# the mean lets a caller show a first part before the end under the gate the whole would face.
+StreamCallback = Callable[[int, str, float | None], None]
 
 
 class CompletionBackend(Protocol):

@@ -38,6 +38,10 @@ class Settings:
     confidence_gate: float | bool | None = None
     max_tokens: int = 48  # instant mode; expert uses 4x
     debounce_ms: int = 8
+    # an automatic suggestion of several lines still being written this many milliseconds after
+    # the request is shown with its complete lines; the rest follows when they are accepted
+    # (0: always wait for the whole)
+    show_by_ms: int = 150
     log_file: str | None = None
     log_level: str | None = None  # "DEBUG" ... "ERROR"; None: `deepfim lsp --log-level` decides
 
@@ -155,6 +159,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "confidenceGate": ("confidence_gate", _optional_gate),
     "maxTokens": ("max_tokens", _int_range(1, 2048)),
     "debounceMs": ("debounce_ms", _int_range(0, 2000)),
+    "showByMs": ("show_by_ms", _int_range(0, 10000)),
     "logFile": ("log_file", _optional_string),
     "logLevel": ("log_level", _optional_log_level),
 }

@@ -3,6 +3,12 @@
     cursor text → analyse (extent, stop rule) + pack context → engine (streamed; stopped
     early by the stop rule, or by cancellation) → shape each candidate → rank
 
+With a deadline (`show_by_s`, the server's `showByMs`), a suggestion of several lines still
+being written when it passes is shown with the lines it has complete, if they clear the
+confidence gate; the engine writes the rest meanwhile (`CompletionOutcome.rest`), which the
+server keeps for when the user accepts them (a first line costs tens of milliseconds of
+decode; four lines, up to a hundred on a small CPU).
+
 `CompletionPipeline.complete` is shared by the language server and `deepfim complete`.
 Work that costs CPU (tree-sitter, tokenizing, packing, shaping) runs on one context thread
 so the LSP event loop keeps reading messages; the engine decodes on its own threads. If the
@@ -79,6 +85,9 @@ class CompletionOutcome:
     finish_reason: str = ""
     scores: list[float] = field(default_factory=list)  # mean log-probability per token of each item
     reason: str = ""  # why there is nothing to show, when `items` is empty
+    # shown before the end (the deadline passed): the whole suggestion, still being written;
+    # await it (None: cancelled, failed or nothing) or cancel it
+    rest: asyncio.Future[CompletionOutcome | None] | None = None
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -100,6 +109,23 @@ class _CancelToken:
             self.handle.cancel()
 
 
+def complete_lines(text: str) -> str | None:
+    """`text` up to its last line break, if a line before it has something on it."""
+    end = text.rfind("\n")
+    return text[:end] if end > 0 and text[:end].strip() else None
+
+
+@dataclass
+class _ShowBy:
+    """The deadline of a request that may be shown before its end, and what it showed."""
+
+    at: float  # perf_counter time
+    gate: float | None  # the confidence gate the lines shown must clear
+    loop: asyncio.AbstractEventLoop
+    shown: asyncio.Future[tuple[str, float]]  # resolved with (lines, their mean log-probability)
+    shown_at: float | None = None
+
+
 @dataclass
 class _Stream:
     """Text streamed per candidate; asks the engine to stop once the stop rule has decided."""
@@ -108,13 +134,15 @@ class _Stream:
     n: int
     ticket: _CancelToken
     partial: PartialText | None = None
+    show_by: _ShowBy | None = None
     texts: dict[int, str] = field(default_factory=dict)
+    means: dict[int, float] = field(default_factory=dict)  # mean log-probability per token so far
     done: set[int] = field(default_factory=set)
     first_at: float | None = None
     last_at: float | None = None
     stopped_early: bool = False
 
-    def on_text(self, index: int, delta: str) -> None:
+    def on_text(self, index: int, delta: str, mean_logprob: float | None = None) -> None:
         now = time.perf_counter()
         self.first_at = self.first_at or now
         self.last_at = now
@@ -122,6 +150,8 @@ class _Stream:
             return
         text = self.texts.get(index, "") + delta
         self.texts[index] = text
+        if mean_logprob is not None:
+            self.means[index] = mean_logprob
         if index == 0 and self.partial is not None:
             self.partial.text = text
         if self.ctx.limit.cut(text) is not None:
@@ -129,6 +159,27 @@ class _Stream:
             if len(self.done) >= self.n and self.ticket.handle is not None:
                 self.stopped_early = True
                 self.ticket.handle.cancel()
+        elif self.show_by is not None:
+            self._maybe_show(text, now, mean_logprob)
+
+    def _maybe_show(self, text: str, now: float, mean_logprob: float | None) -> None:
+        """Past the deadline, shows the complete lines if they clear the gate (engine thread)."""
+        show = self.show_by
+        if show.shown_at is not None or now < show.at:
+            return
+        lines = complete_lines(text)
+        if lines is None:
+            return
+        if show.gate is not None and (mean_logprob is None or mean_logprob < show.gate):
+            return  # the next line may bring the mean up; the whole suggestion is gated anyway
+        show.shown_at = now
+        score = mean_logprob if mean_logprob is not None else 0.0
+        show.loop.call_soon_threadsafe(_resolve, show.shown, (lines, score))
+
+
+def _resolve(future: asyncio.Future, value) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 @dataclass
@@ -162,11 +213,14 @@ class CompletionPipeline:
         debounce_s: float = 0.0,
         partial: PartialText | None = None,
         spec: PromptSpec | None = None,
+        show_by_s: float | None = None,
     ) -> CompletionOutcome:
         """Complete at the cursor; cancel the awaiting task to abort (decode included).
 
         `partial`, if given, follows the first candidate's raw text as it streams in; `spec`
-        overrides the prompt the mode and the checkpoint's profile ask for (evaluation).
+        overrides the prompt the mode and the checkpoint's profile ask for (evaluation). With
+        `show_by_s` (seconds from the call, debounce included), a single candidate still being
+        written then may come back with its complete lines and the whole in `outcome.rest`.
         """
         started = time.perf_counter()
         timings = StageTimings()
@@ -175,9 +229,11 @@ class CompletionPipeline:
             timings.debounce_ms = (time.perf_counter() - started) * 1000
         loop = asyncio.get_running_loop()
         ticket = _CancelToken()
+        handed_on = False  # the engine goes on writing for `outcome.rest`
         try:
+            show_by = _ShowBy(started + show_by_s, None, loop, loop.create_future()) if show_by_s is not None else None
             prepared = await loop.run_in_executor(
-                self._executor, self._prepare, inp, preset, session, source, ticket, partial, spec
+                self._executor, self._prepare, inp, preset, session, source, ticket, partial, spec, show_by
             )
             timings.context_ms = prepared.context_ms
             outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value)
@@ -186,20 +242,76 @@ class CompletionPipeline:
                 return self._finish_timing(outcome, started)
             outcome.context_files = prepared.packed.included if prepared.packed else []
             outcome.context_source = prepared.packed.source if prepared.packed else "file"
-            result = await self._wait(prepared)
-            post_start = time.perf_counter()
-            self._engine_timings(timings, prepared, result)
-            outcome.items, outcome.scores, outcome.finish_reason, outcome.reason = await loop.run_in_executor(
-                self._executor, self._post, prepared, result
-            )
-            timings.post_ms = (time.perf_counter() - post_start) * 1000
+            shown = await self._wait_for_lines(prepared)
+            if shown is not None:
+                outcome = self._lines_outcome(outcome, prepared, *shown)
+                if outcome.items:
+                    rest = self._rest(prepared, ticket, dataclasses.replace(timings), preset.name)
+                    outcome.rest = asyncio.ensure_future(rest)
+                    handed_on = True
+                    return self._finish_timing(outcome, started)
+                # nothing left of them after shaping: wait for the whole suggestion after all
+                outcome = CompletionOutcome([], timings, preset.name, prepared.ctx.extent.value,
+                                            outcome.context_files, outcome.context_source)  # fmt: skip
+            await self._whole(outcome, prepared)
             return self._finish_timing(outcome, started)
         except asyncio.CancelledError:
             ticket.cancel()
             raise
         finally:
-            if not ticket.cancelled.is_set() and ticket.handle is not None and not ticket.handle.done():
-                ticket.cancel()  # an error on our side must not leave the engine decoding
+            if not handed_on:
+                self._stop_engine(ticket)  # an error on our side must not leave the engine decoding
+
+    async def _whole(self, outcome: CompletionOutcome, prepared: _Prepared) -> None:
+        """Waits for the engine's result and fills `outcome` with its shaped, ranked candidates."""
+        result = await self._wait(prepared)
+        post_start = time.perf_counter()
+        self._engine_timings(outcome.timings, prepared, result)
+        outcome.items, outcome.scores, outcome.finish_reason, outcome.reason = await asyncio.get_running_loop(
+        ).run_in_executor(self._executor, self._post, prepared, result)  # fmt: skip
+        outcome.timings.post_ms = (time.perf_counter() - post_start) * 1000
+
+    async def _rest(
+        self, prepared: _Prepared, ticket: _CancelToken, timings: StageTimings, mode: str
+    ) -> CompletionOutcome | None:
+        """The whole of a suggestion shown before its end; None if it was cancelled, failed or
+        came to nothing."""
+        outcome = CompletionOutcome([], timings, mode, prepared.ctx.extent.value)
+        try:
+            await self._whole(outcome, prepared)
+            return outcome if outcome.items else None
+        except asyncio.CancelledError:
+            ticket.cancel()
+            raise
+        except Exception:  # the backend failed: what was shown stays shown
+            logger.warning("the rest of a suggestion shown early failed", exc_info=True)
+            return None
+        finally:
+            self._stop_engine(ticket)
+
+    @staticmethod
+    def _stop_engine(ticket: _CancelToken) -> None:
+        if not ticket.cancelled.is_set() and ticket.handle is not None and not ticket.handle.done():
+            ticket.cancel()
+
+    def _lines_outcome(
+        self, outcome: CompletionOutcome, prepared: _Prepared, lines: str, score: float
+    ) -> CompletionOutcome:
+        """`outcome` with the complete lines shown at the deadline, shaped and gated like a whole one."""
+        stream = prepared.stream
+        t = outcome.timings
+        live = prepared.handle.live_timings if prepared.handle is not None else None
+        if live is not None:
+            t.queue_ms, t.prefill_ms, t.cached_tokens = live.queue_ms, live.prefill_ms, live.cached_tokens
+        elif stream.first_at is not None:
+            t.prefill_ms = (stream.first_at - prepared.submitted_at) * 1000
+        t.decode_ms = (stream.show_by.shown_at - (stream.first_at or stream.show_by.shown_at)) * 1000
+        t.model_call = True
+        t.prompt_tokens = len(prepared.packed.prompt) if prepared.packed is not None else 0
+        items, scores, _, reason = self._ranked(prepared, [(lines, score, 1)], "stop")
+        outcome.items, outcome.scores, outcome.reason = items, scores, reason
+        outcome.finish_reason = "shown_by_deadline"
+        return outcome
 
     @staticmethod
     def _finish_timing(outcome: CompletionOutcome, started: float) -> CompletionOutcome:
@@ -215,6 +327,7 @@ class CompletionPipeline:
         ticket: _CancelToken,
         partial: PartialText | None = None,
         spec: PromptSpec | None = None,
+        show_by: _ShowBy | None = None,
     ) -> _Prepared:
         """On the context thread: analyse the cursor, pack the prompt, submit."""
         start = time.perf_counter()
@@ -243,7 +356,11 @@ class CompletionPipeline:
             prompt=packed.prompt.ids, sampling=sampling, priority=preset.priority, mode=preset.name,
             hints=packed.built.hints, copy_excluded=packed.built.own_ranges(), anchors=packed.built.anchors(),
         )  # fmt: skip
-        stream = _Stream(ctx, sampling.n, ticket, partial)
+        if show_by is not None and (sampling.n > 1 or ctx.extent is Extent.SINGLE_LINE):
+            show_by = None  # one line is shown whole; several candidates are ranked whole
+        elif show_by is not None:
+            show_by.gate = gate
+        stream = _Stream(ctx, sampling.n, ticket, partial, show_by)
         context_ms = (time.perf_counter() - start) * 1000
         if ticket.cancelled.is_set():
             return _Prepared(ctx, packed, None, None, context_ms, reason="cancelled")
@@ -253,6 +370,21 @@ class CompletionPipeline:
         if ticket.cancelled.is_set():
             handle.cancel()
         return _Prepared(ctx, packed, stream, handle, context_ms, submitted_at, gate)
+
+    @staticmethod
+    async def _wait_for_lines(prepared: _Prepared) -> tuple[str, float] | None:
+        """The lines shown at the deadline, if the stream shows some before the engine ends."""
+        show_by = prepared.stream.show_by if prepared.stream is not None else None
+        if show_by is None:
+            return None
+        engine_future = asyncio.wrap_future(prepared.handle.future)
+        engine_future.add_done_callback(_consume)  # `_wait` reads the result (its own wrapper)
+        # asyncio.wait leaves both running when it returns or is cancelled
+        await asyncio.wait((engine_future, show_by.shown), return_when=asyncio.FIRST_COMPLETED)
+        if engine_future.done():
+            show_by.shown.cancel()
+            return None
+        return show_by.shown.result()
 
     @staticmethod
     async def _wait(prepared: _Prepared) -> CompletionResult | None:
@@ -299,11 +431,20 @@ class CompletionPipeline:
             raw = [(c.text, c.logprob, max(len(c.token_ids), 1)) for c in result.candidates]
             finish = result.candidates[0].finish_reason
         else:
-            texts = prepared.stream.texts
-            raw = [(texts[i], 0.0, 1) for i in sorted(texts)]
+            # stopped by the stop rule: the engine's result is gone, the stream's means are left
+            # (the gate applies to them as to a whole candidate's)
+            texts, means = prepared.stream.texts, prepared.stream.means
+            raw = [(texts[i], means.get(i, 0.0), 1) for i in sorted(texts)]
             finish = "stop"
         if prepared.stream.stopped_early:
             finish = "stop"
+        return CompletionPipeline._ranked(prepared, raw, finish)
+
+    @staticmethod
+    def _ranked(
+        prepared: _Prepared, raw: list[tuple[str, float, int]], finish: str
+    ) -> tuple[list[str], list[float], str, str]:
+        """Shapes, ranks and gates (text, logprob, tokens) candidates."""
         ranked = rank([(shape(text, prepared.ctx), logprob, n) for text, logprob, n in raw])
         scores = [r.score for r in ranked]
         if ranked and prepared.gate is not None and ranked[0].score < prepared.gate:

@@ -36,6 +36,7 @@ class RequestRecord:
     mode: str = ""
     answered_by: str = ""  # "model", "typing-through cache", "model call in flight"
     reason: str = ""  # why nothing was shown
+    shown_by_deadline: bool = False  # its complete lines were shown while the rest is written
     timings: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
@@ -49,6 +50,8 @@ class RequestRecord:
         if items:
             sizes = ", ".join(f"{len(text)} chars" for text in items)
             outcome = f"shown {len(items)} ({sizes}) from the {self.answered_by or 'model'}"
+            if self.shown_by_deadline:
+                outcome += " by the deadline (the rest is being written)"
         else:
             outcome = f"nothing shown: {self.reason or 'no suggestion'}"
         logger.debug("%s", self._line(outcome))

@@ -94,6 +94,14 @@ class Runs(Generic[T]):
         run.task.add_done_callback(lambda _: self._forget(key, run))
         return run
 
+    def go_on(self, key: tuple[str, str], anchor: Anchor, partial: PartialText, rest: Awaitable[T]) -> Run[T]:
+        """Keeps writing, under `key`, a call whose first part was shown (its run is ending):
+        a request typing along it joins it; a new call supersedes it, with no one waiting."""
+        run = Run(anchor, partial, asyncio.ensure_future(rest))
+        self._runs[key] = run
+        run.task.add_done_callback(lambda _: self._forget(key, run))
+        return run
+
     def _forget(self, key: tuple[str, str], run: Run[T]) -> None:
         if self._runs.get(key) is run:
             del self._runs[key]

@@ -40,7 +40,7 @@ from deepfim.lsp_server.documents import Document, DocumentStore, uri_to_path
 from deepfim.lsp_server.editor_settings import Settings, parse_settings
 from deepfim.lsp_server.jsonrpc_protocol import DeepFimProtocol
 from deepfim.lsp_server.modes import preset_for, prompt_spec
-from deepfim.lsp_server.pipeline import CompletionInput, CompletionPipeline
+from deepfim.lsp_server.pipeline import CompletionInput, CompletionOutcome, CompletionPipeline
 from deepfim.lsp_server.positions import ENCODINGS, UTF16
 from deepfim.lsp_server.progress import ProgressReporter
 from deepfim.lsp_server.request_log import RequestRecord
@@ -417,7 +417,7 @@ class DeepFimServer(LanguageServer):
         run = self.runs.start(
             key,
             Anchor.at(prefix, suffix),
-            lambda partial: self._complete_with_model(doc, prefix, suffix, invoked, started, partial, record),
+            lambda partial: self._complete_with_model(doc, prefix, suffix, invoked, started, partial, record, key),
         )
         served = await self.runs.wait(run)
         if served is None and run.superseded:
@@ -442,10 +442,13 @@ class DeepFimServer(LanguageServer):
         started: float,
         partial: PartialText,
         record: RequestRecord,
+        key: tuple[str, str],
     ) -> Suggestions | None:
         mode = "expert" if invoked else self.mode
         preset = preset_for(mode, self.settings)
         debounce = self.settings.debounce_ms / 1000 if preset.debounce else 0.0
+        # only automatic instant suggestions: an explicit request asked for the whole of it
+        show_by = self.settings.show_by_ms / 1000 if mode == Mode.INSTANT and not invoked else None
         if not self.backend_ready.is_set():
             await self.backend_ready.wait()
         if self.session is None:
@@ -456,7 +459,8 @@ class DeepFimServer(LanguageServer):
         held = functools.partial(self.copies.holds, doc.uri)
         inp = CompletionInput(doc.path, doc.language_id, prefix, suffix, invoked, held)
         try:
-            outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial)
+            outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial,
+                                                   show_by_s=show_by or None)  # fmt: skip
         except Exception as exc:  # the backend failed (e.g. the team server is down): nothing to show
             self.backend_failed(f"completion failed: {exc}")
             return None
@@ -472,9 +476,26 @@ class DeepFimServer(LanguageServer):
             record.nothing(outcome.reason)
             return None
         suggestion_id = f"s{next(self._ids)}"
-        self.typing_cache.store(doc.uri, Anchor.at(prefix, suffix), outcome.items[0], suggestion_id)
+        anchor = Anchor.at(prefix, suffix)
+        self.typing_cache.store(doc.uri, anchor, outcome.items[0], suggestion_id)
         self.acceptance.on_shown(suggestion_id, len(outcome.items[0]))
+        if outcome.rest is not None:
+            record.shown_by_deadline = True
+            self.runs.go_on(key, anchor, partial, self._rest_of(doc.uri, suggestion_id, outcome))
         return Suggestions(suggestion_id, outcome.items, timings)
+
+    async def _rest_of(self, uri: str, suggestion_id: str, shown: CompletionOutcome) -> Suggestions | None:
+        """The whole of a suggestion shown by the deadline: kept where typing through or
+        accepting what was shown finds it (the typing-through cache), and handed to a request
+        that joins the call while it is still being written."""
+        whole = await shown.rest
+        if whole is None or not whole.items or not whole.items[0].startswith(shown.items[0]):
+            return None  # the lines shown stay what there is
+        self.typing_cache.extend(uri, suggestion_id, whole.items[0])
+        timings = whole.timings.as_dict()
+        logger.debug("rest of %s written: %d characters more, decode %.1f ms in all", suggestion_id,
+                     len(whole.items[0]) - len(shown.items[0]), timings["decode_ms"])  # fmt: skip
+        return Suggestions(suggestion_id, [whole.items[0]], timings)
 
     # status and shutdown ----------------------------------------------------------------
 

@@ -45,6 +45,15 @@ class TypingCache:
     def store(self, uri: str, anchor: Anchor, text: str, suggestion_id: str) -> None:
         self._entries[uri] = _Entry(suggestion_id, text, anchor)
 
+    def extend(self, uri: str, suggestion_id: str, text: str) -> bool:
+        """Lets suggestion `suggestion_id` go on as `text` (it was shown before its end), if it is
+        still the document's and `text` starts with it."""
+        entry = self._entries.get(uri)
+        if entry is None or entry.suggestion_id != suggestion_id or not text.startswith(entry.text):
+            return False
+        self._entries[uri] = _Entry(suggestion_id, text, entry.anchor)
+        return True
+
     def forget(self, uri: str) -> None:
         self._entries.pop(uri, None)
 

@@ -322,7 +322,7 @@ class RemoteBackend:
                 if on_text is not None:
                     for choice in event.get("choices", []):
                         try:
-                            on_text(choice["index"], choice["text"])
+                            on_text(choice["index"], choice["text"], choice.get("mean_logprob"))
                         except Exception:
                             log.exception("on_text callback failed")
         raise RemoteBackendError(f"team server {self.address} ended the stream without a result")

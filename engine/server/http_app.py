@@ -47,8 +47,8 @@ class QueueSink:
     def __init__(self) -> None:
         self.events: asyncio.Queue[tuple] = asyncio.Queue()
 
-    def on_text(self, job: Job, index: int, text: str) -> None:
-        self.events.put_nowait(("text", index, text))
+    def on_text(self, job: Job, index: int, text: str, mean_logprob: float) -> None:
+        self.events.put_nowait(("text", index, text, mean_logprob))
 
     def on_done(self, job: Job, result, error) -> None:
         self.events.put_nowait(("done", result, error))
@@ -108,18 +108,19 @@ class EventStream:
     def _events(self, events: list[tuple]) -> tuple[bytes, bool]:
         """SSE bytes of queued events (consecutive text of one candidate merged), and whether the
         last is the end."""
-        parts, texts = [], []  # texts: [(index, text)] not yet written
+        parts, texts = [], []  # texts: [(index, text, mean log-probability)] not yet written
         for event in events:
             if event[0] == "text":
-                if texts and texts[-1][0] == event[1]:
-                    texts[-1] = (event[1], texts[-1][1] + event[2])
+                _, index, text, mean = event
+                if texts and texts[-1][0] == index:
+                    texts[-1] = (index, texts[-1][1] + text, mean)  # the mean is of all text so far
                 else:
-                    texts.append((event[1], event[2]))
+                    texts.append((index, text, mean))
                 continue
             _, result, error = event
             body = error_body(error.code, error.message) if error is not None else finish_chunk(self.job, result)
             parts.append(json.dumps(body))
-        chunks = [json.dumps(text_chunk(self.job, index, text)) for index, text in texts]
+        chunks = [json.dumps(text_chunk(self.job, index, text, mean)) for index, text, mean in texts]
         out = b"".join(b"data: " + p.encode() + b"\n\n" for p in chunks + parts)
         last = events[-1][0] == "done"
         return out + (b"data: [DONE]\n\n" if last else b""), last

@@ -121,8 +121,10 @@ def response_body(job, result: CompletionResult) -> dict:
     return {**_envelope(job), "choices": choices, "usage": usage, "deepfim": extension}
 
 
-def text_chunk(job, index: int, text: str) -> dict:
-    return {**_envelope(job), "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": None}]}
+def text_chunk(job, index: int, text: str, mean_logprob: float) -> dict:
+    """A streamed piece; `mean_logprob` (our extension) is per token over the candidate's text so far."""
+    choice = {"text": text, "index": index, "logprobs": None, "finish_reason": None, "mean_logprob": mean_logprob}
+    return {**_envelope(job), "choices": [choice]}
 
 
 def finish_chunk(job, result: CompletionResult) -> dict:

@@ -39,7 +39,7 @@ access_log = logging.getLogger("deepfim.access")
 class JobSink(Protocol):
     """Where a job's output goes (an HTTP response)."""
 
-    def on_text(self, job: Job, index: int, text: str) -> None: ...
+    def on_text(self, job: Job, index: int, text: str, mean_logprob: float) -> None: ...
 
     def on_done(self, job: Job, result: CompletionResult | None, error: RequestError | None) -> None: ...
 
@@ -232,8 +232,8 @@ class CompletionService:
         loop = self.loop
         assert loop is not None, "service used before the server started"
 
-        def on_text(index: int, text: str) -> None:  # engine thread
-            _post(loop, self._text, job, index, text)
+        def on_text(index: int, text: str, mean_logprob: float) -> None:  # engine thread
+            _post(loop, self._text, job, index, text, mean_logprob)
 
         try:
             job.handle = self.backend.submit(job.request, on_text)
@@ -247,13 +247,13 @@ class CompletionService:
             return
         job.handle.future.add_done_callback(lambda fut: _post(loop, self._done, job, fut))
 
-    def _text(self, job: Job, index: int, text: str) -> None:
+    def _text(self, job: Job, index: int, text: str, mean_logprob: float) -> None:
         if job.finished or not text:
             return
         if job.first_text_at is None:
             job.first_text_at = time.perf_counter()
             self.metrics.first_text.labels(job.spec.mode).observe(job.first_text_at - job.arrived)
-        job.sink.on_text(job, index, text)
+        job.sink.on_text(job, index, text, mean_logprob)
 
     def _done(self, job: Job, fut: concurrent.futures.Future) -> None:
         try:

@@ -16,6 +16,7 @@ file decides how it runs. `advance(req)` is one request's step, for scripts and 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -461,8 +462,11 @@ class ModelRunner:
             if req.request.sampling.stop_loops:
                 end = min(end, loop_safe_end(cand.text))
         if end > cand.streamed:
+            # the tokens that wrote the text up to `end` (those starting before it)
+            tokens = min(len(cand.token_logprobs), bisect.bisect_left(cand.token_ends, end) + 1)
+            mean = sum(cand.token_logprobs[:tokens]) / tokens if tokens else 0.0
             try:
-                req.on_text(cand.index, cand.text[cand.streamed : end])
+                req.on_text(cand.index, cand.text[cand.streamed : end], mean)
             except Exception:  # a broken consumer must not kill the engine loop
                 log.exception("stream callback of %s failed", req.request.request_id)
             cand.streamed = end

@@ -75,6 +75,7 @@ class ActiveRequest:
     def __post_init__(self) -> None:
         self.stop = StopChecker(self.request.sampling.stop)
         self.timings.prompt_tokens = len(self.request.prompt)
+        self.handle.live_timings = self.timings
         prompt, self.heal = self.request.prompt, ""
         healing = self.request.sampling.token_healing and not self.request.prefill_only
         if healing and len(prompt) > 1 and prompt[-1] not in self.tokenizer.special_id_set:

@@ -111,6 +111,7 @@ def server_probes(tmp_path) -> dict[str, list]:
         "confidenceGate": [-0.5, -20, 0, -1, False, True, 0.5, -20.5, "high", None],
         "maxTokens": [1, 2048, 0, 2049, "lots", False],
         "debounceMs": [0, 8, 2000, -1, 2001, "8"],
+        "showByMs": [0, 150, 10000, -1, 10001, 1.5, "soon"],
     }
 
 

@@ -163,7 +163,7 @@ class CopyBackend:
                 if piece and on_text is not None:
                     with self._lock:
                         self._stats["streamed_pieces"] += 1
-                    on_text(k, piece)
+                    on_text(k, piece, -0.1 * (k + 1))  # the mean its candidate's logprob says
         timings.decode_ms = (time.perf_counter() - decode_start) * 1000
         timings.generated_tokens = sum(len(ids) for ids in out_ids)
         with self._lock:

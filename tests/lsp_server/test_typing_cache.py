@@ -36,3 +36,12 @@ def test_forget():
     cache = _cache()
     cache.forget("u")
     assert cache.lookup("u", PREFIX + "u", SUFFIX) is None
+
+
+def test_a_suggestion_shown_before_its_end_goes_on_as_written():
+    cache = _cache()
+    assert cache.lookup("u", PREFIX + "ute(items)", SUFFIX) is None  # all of what was shown, accepted
+    assert not cache.extend("u", "s2", "ute(items)\nprint(1)")  # another suggestion's rest
+    assert not cache.extend("u", "s1", "ute(other)\n")  # not going on from what was shown
+    assert cache.extend("u", "s1", "ute(items)\nreturn total")
+    assert cache.lookup("u", PREFIX + "ute(items)", SUFFIX).remaining == "\nreturn total"

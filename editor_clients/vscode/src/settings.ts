@@ -25,6 +25,7 @@ export interface ServerSettings {
   confidenceGate: number | false | null;
   maxTokens: number;
   debounceMs: number;
+  showByMs: number;
   logFile: string | null;
   logLevel: LogLevel | null;
 }
@@ -43,6 +44,7 @@ export const DEFAULT_SETTINGS: Readonly<ServerSettings> = {
   confidenceGate: null,
   maxTokens: 48,
   debounceMs: 8,
+  showByMs: 150,
   logFile: null,
   logLevel: null,
 };
@@ -70,6 +72,7 @@ const INT_KEYS = [
   ["contextBudget", 256],
   ["maxTokens", 1],
   ["debounceMs", 0],
+  ["showByMs", 0],
 ] as const;
 
 function describe(value: unknown): string {

@@ -33,6 +33,7 @@ test("every protocol setting is passed through", () => {
       confidenceGate: -0.5,
       maxTokens: 64,
       debounceMs: 0,
+      showByMs: 400,
       logFile: "/tmp/deepfim.log",
       logLevel: "DEBUG",
     }),
@@ -53,6 +54,7 @@ test("every protocol setting is passed through", () => {
     confidenceGate: -0.5,
     maxTokens: 64,
     debounceMs: 0,
+    showByMs: 400,
     logFile: "/tmp/deepfim.log",
     logLevel: "debug",
   });

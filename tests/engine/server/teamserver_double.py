@@ -166,7 +166,7 @@ class PrefixCacheEchoBackend:
                 delta = dec.push(token)
                 a.texts[i] += delta
                 if delta and a.on_text is not None:
-                    a.on_text(i, delta)
+                    a.on_text(i, delta, 0.0)  # no log-probabilities here: every token certain
             if any(s in a.texts[0] for s in req.sampling.stop):
                 finish = "stop"
             elif len(a.emitted) >= req.sampling.max_tokens:

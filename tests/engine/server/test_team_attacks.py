@@ -26,7 +26,7 @@ class Bystander:
         tok = Tokenizer.from_file(self.client.tokenizer_path)
         self.chunks: list[str] = []
         req = CompletionRequest(tok.encode("def bystander():\n"), SamplingParams(max_tokens=150))
-        self.handle = self.client.submit(req, lambda i, text: self.chunks.append(text))
+        self.handle = self.client.submit(req, lambda i, text, mean: self.chunks.append(text))
 
     def check(self) -> None:
         result = self.handle.result(30)

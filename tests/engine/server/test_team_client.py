@@ -51,12 +51,16 @@ def test_streamed_text_matches_result_for_every_candidate(team):
     tok = Tokenizer.from_file(client.tokenizer_path)
     streamed = {0: "", 1: ""}
 
-    def on_text(index, text):
+    means = []
+
+    def on_text(index, text, mean_logprob):
         streamed[index] += text
+        means.append(mean_logprob)
 
     req = CompletionRequest(tok.encode("for item in items:\n"), SamplingParams(max_tokens=6, n=2, temperature=0.8))
     result = client.submit(req, on_text).result(30)
     assert [c.text for c in result.candidates] == [streamed[0], streamed[1]]
+    assert means and all(m is not None and m <= 0.0 for m in means)  # the server sends each piece's mean
     assert result.timings.prompt_tokens == len(req.prompt) and result.timings.generated_tokens > 0
 
 

@@ -47,7 +47,7 @@ def test_sixteen_concurrent_clients_are_all_served(team):
             prompt = tok.encode(f"# {name} request {k}\ndef handler_{k}(event):\n")
             chunks: list[str] = []
             result = client.submit(
-                CompletionRequest(prompt, SamplingParams(max_tokens=24)), lambda i, t, sink=chunks: sink.append(t)
+                CompletionRequest(prompt, SamplingParams(max_tokens=24)), lambda i, t, m, sink=chunks: sink.append(t)
             )
             out.append((result.result(60).text, "".join(chunks), prompt))
         return out
@@ -107,7 +107,7 @@ def test_cancel_through_the_remote_handle_stops_the_engine(team):
     got_text = threading.Event()
     # the tiny random model decodes all 250 tokens of this prompt (no EOS): only a cancel ends it early
     handle = client.submit(
-        CompletionRequest(tok.encode("import os\n"), SamplingParams(max_tokens=250)), lambda i, t: got_text.set()
+        CompletionRequest(tok.encode("import os\n"), SamplingParams(max_tokens=250)), lambda i, t, m: got_text.set()
     )
     assert got_text.wait(10)
     handle.cancel()
@@ -167,7 +167,7 @@ def test_engine_failures_become_request_errors(team):
     client = team.client("bob")
     team.backend.fail_next = RuntimeError("CUDA out of memory")
     started = threading.Event()
-    oom = client.submit(CompletionRequest([1, 2, 3], SamplingParams(max_tokens=50)), lambda i, t: started.set())
+    oom = client.submit(CompletionRequest([1, 2, 3], SamplingParams(max_tokens=50)), lambda i, t, m: started.set())
     with pytest.raises(RemoteError) as info:
         oom.result(30)
     assert (info.value.code, info.value.message) == ("backend_error", "CUDA out of memory")

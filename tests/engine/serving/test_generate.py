@@ -3,6 +3,7 @@ streaming, abort between steps."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from serving_support import PROMPT
 
@@ -43,10 +44,19 @@ def test_stop_strings_cut_text_and_streaming_never_shows_them(runner):
     assert len(full) > 6
     stop = full[3:6]
     streamed: list[str] = []
-    cand = generate(runner, PROMPT, SamplingParams(max_tokens=16, stop=(stop,)), lambda i, t: streamed.append(t))[0]
+    cand = generate(runner, PROMPT, SamplingParams(max_tokens=16, stop=(stop,)), lambda i, t, m: streamed.append(t))[0]
     assert cand.finish_reason == "stop"
     assert cand.text == full[: full.index(stop)]
     assert "".join(streamed) == cand.text
+
+
+def test_each_piece_streams_the_mean_log_probability_of_the_text_so_far(runner):
+    means: list[float] = []
+    cand = generate(runner, PROMPT, SamplingParams(max_tokens=12), lambda i, t, m: means.append(m))[0]
+    assert cand.finish_reason == "length" and len(means) >= 2
+    assert all(m <= 0.0 for m in means)
+    # the last piece ends the text: its mean is the whole candidate's
+    assert means[-1] == pytest.approx(cand.logprob / len(cand.token_ids), abs=1e-5)
 
 
 def test_abort_between_steps(runner):

@@ -18,6 +18,7 @@ local M = {}
 ---@field contextBudget? integer instant-mode context budget in tokens (default 4096)
 ---@field maxTokens? integer instant-mode max generated tokens (default 48)
 ---@field debounceMs? integer server-side per-document debounce (default 8)
+---@field showByMs? integer show a multi-line suggestion's complete lines after this long, the rest on accept (default 150; 0: wait for all)
 ---@field logFile? string server log file (default: stderr, i.e. the LSP log)
 ---@field logLevel? string "debug" logs one line per completion request (default: the server's)
 

@@ -117,6 +117,7 @@ M.server = {
   confidenceGate = optional(gate),
   maxTokens = integer(1, 2048),
   debounceMs = integer(0, 2000),
+  showByMs = integer(0, 10000),
   logFile = optional(text),
   logLevel = optional(log_level),
 }

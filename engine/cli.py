@@ -172,7 +172,7 @@ def _generate(args: argparse.Namespace) -> int:
                             stop=tuple(args.stop), seed=args.seed)  # fmt: skip
     prompt = build_fim_prompt(runner.tokenizer, prefix, suffix, order)
     t0 = time.perf_counter()
-    stream = None if args.json else (lambda _i, text: print(text, end="", flush=True))
+    stream = None if args.json else (lambda _i, text, _mean: print(text, end="", flush=True))
     cand = generate(runner, prompt.ids, params, stream)[0]
     elapsed = (time.perf_counter() - t0) * 1e3
     if args.json:

@@ -102,6 +102,6 @@ def test_a_completion_stuck_in_a_loop_stops_after_the_first_copy(shipped):
     line = looping.text.split("\n")[0] + "\n"
     assert looping.text.startswith(line * 3)  # the model repeats one line until the budget ends
     streamed: list[str] = []
-    guarded = generate(shipped, ids, SamplingParams(max_tokens=60), lambda i, t: streamed.append(t))[0]
+    guarded = generate(shipped, ids, SamplingParams(max_tokens=60), lambda i, t, m: streamed.append(t))[0]
     assert guarded.text == line and guarded.finish_reason == "stop"
     assert "".join(streamed) == guarded.text and len(guarded.token_ids) < len(looping.token_ids)

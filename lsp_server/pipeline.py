@@ -142,7 +142,7 @@ class _Stream:
     last_at: float | None = None
     stopped_early: bool = False
 
-    def on_text(self, index: int, delta: str, mean_logprob: float | None = None) -> None:
+    def on_text(self, index: int, delta: str, mean_logprob: float | None) -> None:
         now = time.perf_counter()
         self.first_at = self.first_at or now
         self.last_at = now

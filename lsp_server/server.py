@@ -448,7 +448,8 @@ class DeepFimServer(LanguageServer):
         preset = preset_for(mode, self.settings)
         debounce = self.settings.debounce_ms / 1000 if preset.debounce else 0.0
         # only automatic instant suggestions: an explicit request asked for the whole of it
-        show_by = self.settings.show_by_ms / 1000 if mode == Mode.INSTANT and not invoked else None
+        early = mode == Mode.INSTANT and not invoked and self.settings.show_by_ms > 0
+        show_by = self.settings.show_by_ms / 1000 if early else None
         if not self.backend_ready.is_set():
             await self.backend_ready.wait()
         if self.session is None:
@@ -459,8 +460,9 @@ class DeepFimServer(LanguageServer):
         held = functools.partial(self.copies.holds, doc.uri)
         inp = CompletionInput(doc.path, doc.language_id, prefix, suffix, invoked, held)
         try:
-            outcome = await self.pipeline.complete(inp, preset, self.session, source, debounce, partial,
-                                                   show_by_s=show_by or None)  # fmt: skip
+            outcome = await self.pipeline.complete(
+                inp, preset, self.session, source, debounce, partial, show_by_s=show_by
+            )
         except Exception as exc:  # the backend failed (e.g. the team server is down): nothing to show
             self.backend_failed(f"completion failed: {exc}")
             return None

@@ -16,7 +16,6 @@ file decides how it runs. `advance(req)` is one request's step, for scripts and 
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -414,7 +413,7 @@ class ModelRunner:
         else:
             cand.tokens.append(token)
             cand.logprob += logprob
-            cand.token_logprobs.append(logprob)
+            cand.logprob_sums.append(cand.logprob)
             for drafter in (cand.drafter, cand.copier):
                 if drafter is not None:
                     drafter.append(token)
@@ -462,9 +461,8 @@ class ModelRunner:
             if req.request.sampling.stop_loops:
                 end = min(end, loop_safe_end(cand.text))
         if end > cand.streamed:
-            # the tokens that wrote the text up to `end` (those starting before it)
-            tokens = min(len(cand.token_logprobs), bisect.bisect_left(cand.token_ends, end) + 1)
-            mean = sum(cand.token_logprobs[:tokens]) / tokens if tokens else 0.0
+            tokens = cand.tokens_before(end)
+            mean = cand.logprob_of(tokens) / tokens if tokens else 0.0
             try:
                 req.on_text(cand.index, cand.text[cand.streamed : end], mean)
             except Exception:  # a broken consumer must not kill the engine loop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class CandidateState:
     token_ends: list[int] = field(default_factory=list)  # len(text) after each token
     next_token: int | None = None  # sampled, not yet fed to the model
     logprob: float = 0.0
-    token_logprobs: list[float] = field(default_factory=list)
+    logprob_sums: list[float] = field(default_factory=list)  # `logprob` after each token
     raw_text: str = ""  # everything decoded, including the healed prompt text
     text: str = ""  # decoded after the prompt (stop strings not yet cut)
     cut: int | None = None  # where a stop string or a loop begins: the text returned ends there
@@ -48,6 +49,15 @@ class CandidateState:
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+    def tokens_before(self, end: int) -> int:
+        """How many tokens wrote the text before `end`: those that start before it (the last
+        may run past it)."""
+        return min(len(self.tokens), bisect.bisect_left(self.token_ends, end) + 1) if end > 0 else 0
+
+    def logprob_of(self, tokens: int) -> float:
+        """The log-probability of the first `tokens` tokens."""
+        return self.logprob_sums[tokens - 1] if tokens else 0.0
 
 
 @dataclass
@@ -116,7 +126,7 @@ class ActiveRequest:
                 out.append(Candidate(c.text, list(c.tokens), c.finish_reason or "cancelled", c.logprob))
                 continue
             # the tokens the cut text still shows (one cut through may be partly shown)
-            kept = sum(1 for i in range(len(c.tokens)) if (c.token_ends[i - 1] if i else 0) < c.cut)
-            logprob = sum(c.token_logprobs[:kept]) if len(c.token_logprobs) == len(c.tokens) else c.logprob
+            kept = c.tokens_before(c.cut)
+            logprob = c.logprob_of(kept) if len(c.logprob_sums) == len(c.tokens) else c.logprob
             out.append(Candidate(c.text[: c.cut], c.tokens[:kept], c.finish_reason or "cancelled", logprob))
         return out

@@ -141,9 +141,15 @@ class ContextSource:
         return self._workspace.repository_part(tokenizer, budget, refresh)
 
     def pack(
-        self, tokenizer: Tokenizer, path: Path | None, prefix: str, suffix: str, spec: PromptSpec
+        self,
+        tokenizer: Tokenizer,
+        path: Path | None,
+        prefix: str,
+        suffix: str,
+        spec: PromptSpec,
+        copy_wanted: Callable[[str], bool] | None = None,
     ) -> PackedContext:
-        """The prompt for a cursor in `path`.
+        """The prompt for a cursor in `path` (`copy_wanted`: `prompt_builder.build_prompt`'s).
 
         Raises:
             PrivateFile: `path` is secret; it must not be completed at all.
@@ -154,7 +160,7 @@ class ContextSource:
         if self._workspace is not None and self.ready and path is not None:
             part = self.served if self.served is not None or self.parts_on_demand else EMPTY
             try:
-                built = self._workspace.prompt(tokenizer, spec, path, prefix, suffix, repo_name, part)
+                built = self._workspace.prompt(tokenizer, spec, path, prefix, suffix, repo_name, part, copy_wanted)
                 files = [f.rel for f in built.repository.files] + sorted({e.path for e in built.evidence})
                 return PackedContext(built, "workspace", files)
             except PrivateFileError as exc:
@@ -167,7 +173,8 @@ class ContextSource:
         if store is None:
             store = self._loose_stores[tokenizer] = TokenStore(tokenizer, None)
         cursor = CursorFile(name, prefix, suffix)
-        return PackedContext(build_prompt(store, spec, cursor, repo_name, None, NO_WORKSPACE), "file", [])
+        built = build_prompt(store, spec, cursor, repo_name, None, NO_WORKSPACE, copy_wanted)
+        return PackedContext(built, "file", [])
 
     def stats(self) -> dict:
         stats = {"files": 0, "definitions": 0, "bytes": 0}

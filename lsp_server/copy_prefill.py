@@ -53,7 +53,8 @@ class CopyPrefiller:
         self.server = server
         self.stats = CopyStats()
         self._running: dict[str, asyncio.Task] = {}
-        self._held: dict[str, list[int]] = {}  # uri -> the prompt up to the end of its prefilled copy
+        # uri -> (the prompt up to the end of its prefilled copy, the copy's text)
+        self._held: dict[str, tuple[list[int], str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def opened(self, uri: str) -> None:
@@ -70,17 +71,30 @@ class CopyPrefiller:
         """Whether the engine holds `built`'s copy (True when it has none)."""
         end, held = built.copy_end(), self._held.get(uri)
         # a list comparison: ~0.1 ms at 18K tokens where hashing them took 0.7 ms a request
-        return end is None or (held is not None and len(held) == end and built.prompt.ids[:end] == held)
+        return end is None or (held is not None and len(held[0]) == end and built.prompt.ids[:end] == held[0])
 
     def holds(self, uri: str, built: BuiltPrompt) -> bool:
         """`held`, for a request (on the context thread): a copy not held is counted and
         prefilled (again)."""
         if self.held(uri, built):
             return True
+        self._left_out(uri)
+        return False
+
+    def may_hold(self, uri: str, text: str) -> bool:
+        """Whether the engine may hold a copy of `text` for `uri`, asked before the copy is
+        tokenized (`build_prompt`'s `copy_wanted`; `holds` then checks the tokens): a request
+        leaves out a copy of other text without tokenizing it, counted and prefilled as there."""
+        held = self._held.get(uri)
+        if held is not None and held[1] == text:
+            return True
+        self._left_out(uri)
+        return False
+
+    def _left_out(self, uri: str) -> None:
         self.stats.left_out += 1
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._ensure, uri)
-        return False
 
     def status(self) -> dict:
         return self.stats.as_dict(len(self._running))
@@ -127,8 +141,8 @@ class CopyPrefiller:
             anchors = tuple(a for a in built.anchors() if a <= end)
             request = CompletionRequest.background_prefill(ids, anchors, mode)
             await prefill_while_idle(server, session, request)
-            if server.documents.get(uri) is doc:
-                self._held[uri] = ids
+            if server.documents.get(uri) is doc and built.copy_text is not None:
+                self._held[uri] = (ids, built.copy_text)
             self.stats.prefilled += 1
             self.stats.tokens += len(ids)
             self.stats.last_ms = (time.perf_counter() - started) * 1000

@@ -49,9 +49,11 @@ class CompletionInput:
     prefix: str  # document text before the cursor
     suffix: str  # document text after the cursor
     invoked: bool = False  # asked for explicitly: the confidence gate does not apply
-    # whether the engine holds the prompt's copy of the cursor file (`CopyPrefiller.holds`); an
+    # whether the engine holds the prompt's copy of the cursor file (`CopyPrefiller.holds`), and
+    # whether it may hold a copy of that text (`may_hold`, asked before tokenizing it): an
     # automatic request leaves out a copy it does not hold (a keystroke never waits for one)
     copy_held: Callable[[BuiltPrompt], bool] | None = None
+    copy_wanted: Callable[[str], bool] | None = None
 
 
 @dataclass
@@ -338,7 +340,8 @@ class CompletionPipeline:
             return _Prepared(ctx, None, None, None, (time.perf_counter() - start) * 1000, reason=reason)
         try:
             spec = spec or prompt_spec(preset, session.profile(preset.name))
-            packed = source.pack(session.tokenizer, inp.path, inp.prefix, inp.suffix, spec)
+            wanted = None if inp.invoked else inp.copy_wanted
+            packed = source.pack(session.tokenizer, inp.path, inp.prefix, inp.suffix, spec, wanted)
             if inp.copy_held is not None and not inp.invoked and not inp.copy_held(packed.built):
                 packed = packed.without_copy()
         except PrivateFile as exc:

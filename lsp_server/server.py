@@ -458,7 +458,8 @@ class DeepFimServer(LanguageServer):
         self._flush_context()
         source = self.source_for(doc.path)
         held = functools.partial(self.copies.holds, doc.uri)
-        inp = CompletionInput(doc.path, doc.language_id, prefix, suffix, invoked, held)
+        wanted = functools.partial(self.copies.may_hold, doc.uri)
+        inp = CompletionInput(doc.path, doc.language_id, prefix, suffix, invoked, held, wanted)
         try:
             outcome = await self.pipeline.complete(
                 inp, preset, self.session, source, debounce, partial, show_by_s=show_by

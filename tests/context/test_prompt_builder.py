@@ -151,6 +151,27 @@ def test_without_its_copy_a_prompt_is_the_part_then_the_window(ws, tok):
     assert cut.without_copy() is cut
 
 
+def test_a_copy_not_wanted_is_left_out_untokenized(ws, tok):
+    """`copy_wanted` is asked with the copy's text before it is tokenized: the language server
+    leaves out a copy the engine does not hold; the prompt is then exactly `without_copy`'s."""
+    path = ws.root / "shop/cart.py"
+    ws.update_buffer(path, CART)
+    part = ws.repository_part(tok, 4096, refresh=True)
+    asked = []
+    whole = ws.prompt(tok, NARROW, path, CART, "", repository=part)
+    left_out = ws.prompt(tok, NARROW, path, CART, "", repository=part, copy_wanted=lambda t: asked.append(t) and False)
+    assert asked == [CART] == [whole.copy_text] and left_out.copy_text == CART
+    assert left_out.copy_end() is None and left_out.prompt.ids == whole.without_copy().prompt.ids
+    assert [(s.kind, s.start, s.end) for s in left_out.prompt.segments] == [
+        (s.kind, s.start, s.end) for s in whole.without_copy().prompt.segments
+    ]
+    kept = ws.prompt(tok, NARROW, path, CART, "", repository=part, copy_wanted=lambda t: True)
+    assert kept.prompt.ids == whole.prompt.ids
+    in_part = ws.prompt(tok, NARROW, ws.root / "shop/models.py", "class Item:\n", "", repository=part,
+                        copy_wanted=lambda t: asked.append(t))  # fmt: skip
+    assert len(asked) == 1 and in_part.copy_text is None  # the part shows it: no copy to ask about
+
+
 def test_an_edit_in_an_unrelated_file_does_not_change_the_served_part(ws, tok):
     served = ws.repository_part(tok, 4096)
     ws.update_buffer(ws.root / "shop/pricing.py", REPO["shop/pricing.py"] + "\n\ndef extra():\n    pass\n")

@@ -35,8 +35,10 @@ from deepfim.engine.api import NameHints
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RECEIVER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.([A-Za-z_][A-Za-z0-9_]*)?")
-ANNOTATED = r"\b{name}\s*:\s*([A-Z][A-Za-z0-9_]*)"
-ASSIGNED = r"\b{name}\s*=\s*([A-Z][A-Za-z0-9_]*)\s*\("
+# (variable, class) of `name: Class` and `name = Class(`: one compiled pattern each for every
+# variable (a pattern per receiver name was compiled afresh each time: ~7 ms a new file's prompt)
+ANNOTATED = re.compile(r"\b([A-Za-z_]\w*)\s*:\s*([A-Z][A-Za-z0-9_]*)")
+ASSIGNED = re.compile(r"\b([A-Za-z_]\w*)\s*=\s*([A-Z][A-Za-z0-9_]*)\s*\(")
 DOTTED_NAME = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.[A-Za-z_]")  # `pricing.tax_for`, not `a.b.c`'s `b`
 MAX_KNOWN_MODULES = 6
 COMMON = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "cls", "this", "super"}
@@ -92,6 +94,13 @@ class CursorText:
 
 
 _lines = LineIndex()
+
+
+def read_ahead(text: str) -> None:
+    """Builds the similar-code search's line index of a workspace file's `text` ahead of the
+    prompts that search it (`Workspace.read_ahead`): a newly opened file's first prompt built
+    it for ~3 candidate files, ~20 ms of its context stage on a 2-core machine."""
+    _lines.of(text)
 
 
 @dataclass
@@ -190,7 +199,7 @@ def _resolve(repo: RepoView, cursor: CursorText, receiver: str, text: str) -> _F
                     return found
     before = cursor.lines_before[-4000:]
     for pattern in (ANNOTATED, ASSIGNED):
-        typed = re.findall(pattern.format(name=re.escape(last)), before)
+        typed = [cls for name, cls in pattern.findall(before) if name == last]
         if typed:
             last = typed[-1]
             break

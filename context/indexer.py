@@ -119,6 +119,7 @@ class Indexer:
         """Reads, checks and parses one file outside the lock, then stores the result."""
         with self.lock:
             old = self.index.entries.get(c.rel)
+        stat = signature(c.path)  # before the read, as `text_of` takes it
         text, reason = discovery.read_text(c.path, self.settings.max_file_bytes)
         entry = None
         if text is not None:
@@ -140,6 +141,7 @@ class Indexer:
             self._dirty = True
             if entry is not None:
                 self.index.put(entry)
+                self._disk_texts.put(c.rel, stat, entry.digest, text)  # the evidence reads it next
                 if mark_edited and old is not None and old.digest != entry.digest:
                     self._on_edit(c.rel)
             elif reason == "vanished":

@@ -20,7 +20,7 @@ import numpy as np
 
 from deepfim.context.lexical import IDENTIFIER
 
-LINE_CACHE_FILES = 128
+LINE_CACHE_FILES = 128  # also how many files `Workspace.read_ahead` prepares
 
 
 @dataclass

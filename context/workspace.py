@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deepfim import env
-from deepfim.context import ignore
+from deepfim.context import evidence, ignore
 from deepfim.context.cache import IndexCache, workspace_cache_dir
 from deepfim.context.evidence import RepoView
 from deepfim.context.indexer import Indexer
@@ -35,6 +35,7 @@ from deepfim.context.records import FileEntry, IndexStats
 from deepfim.context.repository_part import RepositoryPart, build_repository_part
 from deepfim.context.secrets import secret_path_reason
 from deepfim.context.settings import ContextSettings
+from deepfim.context.similar_window import LINE_CACHE_FILES
 from deepfim.context.tokens import TokenStore, tokenizer_fingerprint
 from deepfim.context.watch import Watcher
 from deepfim.engine.model.tokenizer import Tokenizer
@@ -263,6 +264,28 @@ class Workspace:
                 progress(min(i + 64, len(entries)), len(entries))
         self.save()
         return sum(len(store.get(TokenStore.key(e.digest, "whole")) or ()) for e in entries)
+
+    def read_ahead_order(self) -> list[str]:
+        """The indexed files `read_ahead` prepares, those beside the files opened or edited
+        lately first (the evidence of a file opened next is likeliest to come from there), at
+        most as many as the similar-code search keeps."""
+        with self._lock:
+            rels = sorted(self._indexer.index.entries)
+            near = {rel.rpartition("/")[0] for rel in self._recent(self._edited) + self._recent(self._opened)}
+        rels.sort(key=lambda rel: rel.rpartition("/")[0] not in near)  # stable: by path within each
+        return rels[:LINE_CACHE_FILES]
+
+    def read_ahead(self, rels: list[str]) -> None:
+        """Reads files `rels` (as the evidence reads them: `Indexer.text_of`, kept while unchanged)
+        and builds their similar-code line index, so a newly opened file's first prompt finds
+        both done."""
+        with self._lock:
+            entries = [e for e in (self._indexer.index.entries.get(rel) for rel in rels) if e is not None]
+            buffers = dict(self._indexer.buffers)
+        for entry in entries:
+            text = self._indexer.text_of(entry, buffers)
+            if text is not None:
+                evidence.read_ahead(text)
 
     def repository_part(self, tokenizer: Tokenizer, budget: int, refresh: bool = False) -> RepositoryPart:
         """The repository part of every prompt (`repository_part.py`) for `budget` tokens.

@@ -127,6 +127,14 @@ class ContextSource:
         if self._workspace is not None and self.ready:
             self._workspace.snapshot_copy(path)
 
+    def read_ahead_order(self) -> list[str]:
+        return self._workspace.read_ahead_order() if self._workspace is not None and self.ready else []
+
+    def read_ahead(self, rels: list[str]) -> None:
+        """Prepares what a newly opened file's evidence reads (`Workspace.read_ahead`)."""
+        if self._workspace is not None and self.ready:
+            self._workspace.read_ahead(rels)
+
     def is_private(self, path: Path | None) -> bool:
         if path is None:
             return False

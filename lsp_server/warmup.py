@@ -25,6 +25,7 @@ from deepfim.engine.model.prompt_format import repo_header_ids
 from deepfim.kernels import cbuild
 from deepfim.kernels.decode_step import cpu as c_step_cpu
 from deepfim.lsp_server.context_source import ContextSource
+from deepfim.lsp_server.idle_prefill import wait_idle
 from deepfim.lsp_server.modes import preset_for, prompt_spec
 from deepfim.lsp_server.progress import ProgressReporter
 
@@ -34,6 +35,7 @@ IDLE_S = 2.0
 POLL_S = 0.25
 # How long a warm waits for the model calls in flight to end (see `_after_running_calls`).
 RUNNING_CALLS_WAIT_S = 2.0
+READ_AHEAD_BATCH = 2  # files per context-thread call (~3-10 ms each on a 2-core machine)
 
 
 @dataclass
@@ -45,11 +47,12 @@ class WarmState:
     pending_tokens: int = 0
     prefilled: int = 0
     last_ms: float = 0.0
+    read_ahead: int = 0  # files read ahead for the evidence since warm (`_read_ahead`)
 
     def as_dict(self) -> dict:
         return {"state": self.state, "tokens": self.tokens, "pending_tokens": self.pending_tokens,
                 "progress": round(self.prefilled / self.pending_tokens, 3) if self.pending_tokens else 1.0,
-                "last_ms": round(self.last_ms, 1)}  # fmt: skip
+                "last_ms": round(self.last_ms, 1), "read_ahead": self.read_ahead}  # fmt: skip
 
 
 class RepositoryWarmer:
@@ -94,10 +97,31 @@ class RepositoryWarmer:
                 await self._prefill(source, state, ids)
             source.served = part
             state.state, state.tokens, state.pending_tokens = "warm", len(ids), 0
+            server.spawn(self._read_ahead(source, state))
         except Exception:
             logger.exception("prefilling the repository part of %s failed", source.root)
         finally:
             self._running.discard(source)
+
+    async def _read_ahead(self, source: ContextSource, state: WarmState) -> None:
+        """Once warm, reads ahead what a newly opened file's evidence reads (the files beside it
+        and their similar-code line index), a few files at a time on the context thread, only
+        while the user pauses: a request waits behind at most one batch."""
+        loop, executor = asyncio.get_running_loop(), self.server.pipeline.executor
+        started = time.perf_counter()
+        try:
+            rels = await loop.run_in_executor(executor, source.read_ahead_order)
+            state.read_ahead = 0
+            for i in range(0, len(rels), READ_AHEAD_BATCH):
+                await wait_idle(self.server)
+                await loop.run_in_executor(executor, source.read_ahead, rels[i : i + READ_AHEAD_BATCH])
+                state.read_ahead = min(i + READ_AHEAD_BATCH, len(rels))
+        except Exception:
+            logger.exception("reading ahead in %s failed", source.root)
+            return
+        logger.debug(
+            "read ahead %d files of %s in %.0f ms", len(rels), source.root, (time.perf_counter() - started) * 1000
+        )
 
     async def _after_running_calls(self) -> None:
         """Lets the model calls in flight end first (for at most `RUNNING_CALLS_WAIT_S`): at

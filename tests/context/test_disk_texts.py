@@ -38,6 +38,21 @@ def test_an_unchanged_file_is_read_once(tmp_path, make_workspace, monkeypatch):
     assert reads == ["util.py"]
 
 
+def test_a_file_the_scan_read_is_not_read_again(tmp_path, make_workspace, monkeypatch):
+    """The scan keeps the text it indexed: a newly opened file's evidence then reads no file."""
+    root = write_tree(tmp_path / "repo", REPO)
+    ws = make_workspace(root, scan=False)
+    ix = _quiet_indexer(ws)
+    time.sleep(0.1)
+    ws.scan()
+    reads = []
+    real = discovery.read_text
+    monkeypatch.setattr(discovery, "read_text", lambda path, limit: reads.append(path.name) or real(path, limit))
+    assert ix.text_of(ix.index.entries["app/main.py"], {}).startswith("from app.util import helper")
+    assert ix.text_of(ix.index.entries["app/util.py"], {}) == "def helper():\n    return 'one'\n"
+    assert reads == []
+
+
 def test_a_rewrite_keeping_size_and_mtime_is_read_again(tmp_path, make_workspace):
     root = write_tree(tmp_path / "repo", REPO)
     ws = make_workspace(root)

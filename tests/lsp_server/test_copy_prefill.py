@@ -60,6 +60,17 @@ async def _complete(client, uri: str, line: int = CURSOR_LINE) -> dict:
     return await complete_timings(client, uri, line, 0)
 
 
+async def test_once_warm_the_files_evidence_reads_are_read_ahead(lsp, workspace):
+    """The warmer prepares what a newly opened file's evidence reads (the files' texts and their
+    similar-code index, `Workspace.read_ahead`): here every indexed file, the workspace is small."""
+
+    def read_ahead(s) -> bool:
+        part = as_dict(next(iter(as_dict(s.repository).values()))) if repository_warm(s) else {}
+        return part.get("read_ahead", 0) >= as_dict(s.index)["files"] > 0
+
+    await wait_for_status(lsp, read_ahead)
+
+
 async def test_an_opened_files_copy_is_prefilled_before_its_first_request(lsp, workspace):
     status = await wait_for_status(lsp, repository_warm)
     before = _copies(status)["prefilled"]

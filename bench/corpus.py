@@ -1,5 +1,7 @@
-"""Real code for the benchmarks, deterministic and offline: the running interpreter's CPython
-standard library (present wherever the project's venv is)."""
+"""Real code for the benchmarks, deterministic: the running interpreter's CPython standard
+library (present wherever the project's venv is, offline), and the evaluation repositories
+(`EVAL_REPOS`: real repositories outside the embedded model's training corpus, which holds the
+standard library), fetched once from PyPI as `deepfim eval --fetch` fetches them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sysconfig
 from pathlib import Path
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
+EVAL_REPOS_DIR = Path(__file__).resolve().parents[1] / "data" / "eval" / "repos"  # `deepfim eval`'s default
 
 
 def stdlib_files(limit_bytes: int) -> list[tuple[str, str]]:
@@ -75,4 +78,17 @@ def copy_package(name: str, dest: Path) -> Path:
         raise FileNotFoundError(f"{src}: no such stdlib package")
     root = dest / name
     shutil.copytree(src, root, ignore=shutil.ignore_patterns("__pycache__", "test", "tests"))
+    return root
+
+
+def copy_eval_repo(name: str, dest: Path) -> Path:
+    """A private copy of evaluation repository `name` (its whole source distribution, tests
+    included) as a workspace folder, fetched into `EVAL_REPOS_DIR` first if it is not there."""
+    from deepfim.engine.training.sdist_sources import EVAL_REPOS
+    from deepfim.engine.training.sdists import fetch_sdist
+
+    version, _ = EVAL_REPOS[name]
+    fetched = fetch_sdist(name, version, EVAL_REPOS_DIR / name)
+    root = dest / name
+    shutil.copytree(fetched.root, root, ignore=shutil.ignore_patterns("__pycache__"))
     return root

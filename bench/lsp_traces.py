@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from deepfim.bench.corpus import copy_package
+from deepfim.bench.corpus import copy_eval_repo, copy_package
 from deepfim.bench.lsp_client import Answer, Editor, gaps_ms, keystrokes
 
 
@@ -36,17 +36,25 @@ def enter_offset(text: str, fraction: float) -> tuple[int, str] | None:
     return None
 
 
+OUTSIDE_REPO = "boltons"  # 61 Python files, 1.1 MB: some twenty times the repository part
+
+
 def replay_workspace(ctx, tag: str, **options) -> tuple[str, Path, list[Path], dict]:
-    """(package, root, usable files, server options) of a private copy of a CPython package:
-    `email` in a full run, `importlib` (with small budgets) in a quick one."""
-    package = ctx.pick("importlib", "email")
-    root = copy_package(package, ctx.tmp / f"{tag}-ws")
+    """(what it is, root, usable files, server options) of the workspace the traces replay: in a
+    full run a private copy of a real repository outside the embedded model's training corpus
+    (`OUTSIDE_REPO`, fetched from PyPI once), in a quick one (CI size, no download, figures not
+    claims) CPython's `importlib`, with small budgets."""
+    if ctx.quick:
+        root, what = copy_package("importlib", ctx.tmp / f"{tag}-ws"), "CPython Lib/importlib (quick)"
+    else:
+        root = copy_eval_repo(OUTSIDE_REPO, ctx.tmp / f"{tag}-ws")
+        what = f"{OUTSIDE_REPO} (PyPI sdist, outside the training corpus)"
     options = {"mode": "instant", **options}
     if ctx.quick:
         options.update(repositoryBudget=2048, contextBudget=1024, maxTokens=16)
     if ctx.checkpoint:
         options["checkpoint"] = str(ctx.checkpoint)
-    return package, root, python_files(root), options
+    return what, root, python_files(root), options
 
 
 def python_files(root: Path, min_lines: int = 40) -> list[Path]:

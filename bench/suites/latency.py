@@ -1,7 +1,9 @@
 """latency: what a user of `deepfim lsp` waits for, on a real repository that is not the example.
 
-A copy of a CPython standard-library package is the workspace (`email` full, `importlib`
-quick). Everything goes through a real LSP client over stdio (bench/lsp_client.py):
+The workspace is a copy of a real repository outside the embedded model's training corpus
+(boltons, from its PyPI sdist, fetched once; `lsp_traces.replay_workspace`) in a full run, and
+CPython's `importlib` in a quick one (the stdlib is in the corpus: quick figures are no claim).
+Everything goes through a real LSP client over stdio (bench/lsp_client.py):
 
 1. cold start (empty cache folder): spawn the server, open a file, press Enter, ask: editor
    start -> first suggestion; then spawn -> the repository part prefilled ("warm" in
@@ -76,14 +78,14 @@ async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     # The checkpoint's confidence gate hides a doubtful suggestion once it is decoded: the time
     # is the same, but most answers then show nothing (3 of 12 new files with it on) and a
     # "first suggestion" would time an empty answer. Off, every timed answer is the suggestion.
-    package, root, files, options = replay_workspace(ctx, "latency", debounceMs=8, confidenceGate=False)
+    workspace, root, files, options = replay_workspace(ctx, "latency", debounceMs=8, confidenceGate=False)
     n_open, n_expert, chars = ctx.pick(3, 12), ctx.pick(1, 3), ctx.pick(48, 420)
     n_rest = ctx.pick(2, 6)
     need = 2 + n_open + n_expert + 2
     if len(files) < need:
         raise RuntimeError(f"{root} has {len(files)} usable files, the traces need {need}")
     result.settings = {
-        "workspace": f"CPython Lib/{package} ({len(files)} Python files used)",
+        "workspace": f"{workspace} ({len(files)} Python files used)",
         "options": options,
         "characters typed (up to, one function body)": chars,
     }
@@ -376,7 +378,7 @@ def _plots(ctx: BenchContext, result: SuiteResult, samples: dict) -> None:
         plots.cdf(
             ctx.out / "latency_cdf.png",
             series,
-            "deepfim lsp: request -> answer, real LSP client (CPython package workspace)",
+            "deepfim lsp: request -> answer, real LSP client (a real repository's workspace)",
             marks={"150 ms": 150, "400 ms": 400},
         )
     )

@@ -1,11 +1,11 @@
 """prefix: how much of each prompt the prefix cache serves, in a replayed editing session.
 
-The session runs through `deepfim lsp` and a real LSP client on a CPython package workspace
-(as the latency suite): once the repository part is warm, files are opened (Enter in the
-middle, a completion), a second Enter lands in each, and a function body is typed back key by
-key. The server's own request log (`logLevel: debug`, one line per completion request) gives
-every model call's prompt tokens and the tokens served from the prefix cache; the rest were
-recomputed.
+The session runs through `deepfim lsp` and a real LSP client on the latency suite's workspace
+(`lsp_traces.replay_workspace`: a real repository outside the training corpus): once the
+repository part is warm, files are opened (Enter in the middle, a completion), a second Enter
+lands in each, and a function body is typed back key by key. The server's own request log
+(`logLevel: debug`, one line per completion request) gives every model call's prompt tokens
+and the tokens served from the prefix cache; the rest were recomputed.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
 
 async def _run(ctx: BenchContext, result: SuiteResult) -> None:
     log = ctx.tmp / "prefix-server.log"
-    package, root, files, options = replay_workspace(ctx, "prefix", logLevel="debug", logFile=str(log))
+    workspace, root, files, options = replay_workspace(ctx, "prefix", logLevel="debug", logFile=str(log))
     n_open, chars = ctx.pick(3, 8), ctx.pick(48, 300)
     result.settings = {
-        "workspace": f"CPython Lib/{package}",
+        "workspace": workspace,
         "files opened": n_open,
         "typed characters": chars,
         "options": {k: v for k, v in options.items() if k != "logFile"},

@@ -140,6 +140,36 @@ def test_c_step_results_do_not_depend_on_how_a_prompt_is_chunked():
                     assert torch.equal(sa.entries.tensor(), sb.entries.tensor())
 
 
+@pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint"])
+def test_c_step_results_do_not_depend_on_the_thread_count(name):
+    """A call's tokens are split among the OpenMP threads for their selection and attention
+    (step.c attend_sequence): bit for bit what one thread computes, at every layer type."""
+    model = make_model(**CONFIGS[name])
+    gen = torch.Generator().manual_seed(11)
+    prompt = torch.randint(0, model.args.vocab_size, (1, 300), generator=gen)
+    ids = torch.randint(0, model.args.vocab_size, (128 + 64 + 5,), generator=gen).tolist()
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 4, 3):  # one part; four parts of 32 / 16 tokens; three uneven ones
+            torch.set_num_threads(1)  # the module path's prompt: torch's sums may split by thread
+            with torch.no_grad():
+                state = model.new_state()
+                model(prompt, state)
+            torch.set_num_threads(threads)
+            results.append((decode(model, state, ids, kernel=True, chunks=[128, 64, 5]), state))
+    finally:
+        torch.set_num_threads(before)
+    (first, first_state), others = results[0], results[1:]
+    for logits, state in others:
+        assert torch.equal(logits, first)
+        for ca, cb in zip(first_state.layers, state.layers, strict=True):
+            assert torch.equal(ca.window, cb.window)
+            for sa, sb in ((ca.comp, cb.comp), (ca.index, cb.index)):
+                if sa is not None and sa.entries.count:
+                    assert torch.equal(sa.entries.tensor(), sb.entries.tensor())
+
+
 def test_keep_first_after_a_multi_token_call_equals_the_module_path():
     """Rejected drafts are taken back from the C call's undo records exactly as from the modules'."""
     model = make_model()

@@ -133,8 +133,12 @@ async def wait_for(client: LanguageClient, predicate, timeout_s: float, what: st
 
 
 def repository_warm(st: dict) -> bool:
+    """Every workspace's repository part is prefilled and its files are read ahead (as a user
+    who opens a file seconds after the start finds them)."""
     repos = st.get("repository") or {}
-    return bool(repos) and all(r.get("state") == "warm" for r in repos.values())
+    return bool(repos) and all(
+        r.get("state") == "warm" and r.get("read_ahead", 0) >= r.get("read_ahead_files", 0) for r in repos.values()
+    )
 
 
 class Editor:

@@ -47,12 +47,14 @@ class WarmState:
     pending_tokens: int = 0
     prefilled: int = 0
     last_ms: float = 0.0
-    read_ahead: int = 0  # files read ahead for the evidence since warm (`_read_ahead`)
+    read_ahead: int = 0  # files read ahead for the evidence since warm (`_read_ahead`)...
+    read_ahead_files: int = 0  # ...of these
 
     def as_dict(self) -> dict:
         return {"state": self.state, "tokens": self.tokens, "pending_tokens": self.pending_tokens,
                 "progress": round(self.prefilled / self.pending_tokens, 3) if self.pending_tokens else 1.0,
-                "last_ms": round(self.last_ms, 1), "read_ahead": self.read_ahead}  # fmt: skip
+                "last_ms": round(self.last_ms, 1), "read_ahead": self.read_ahead,
+                "read_ahead_files": self.read_ahead_files}  # fmt: skip
 
 
 class RepositoryWarmer:
@@ -111,7 +113,7 @@ class RepositoryWarmer:
         started = time.perf_counter()
         try:
             rels = await loop.run_in_executor(executor, source.read_ahead_order)
-            state.read_ahead = 0
+            state.read_ahead, state.read_ahead_files = 0, len(rels)
             for i in range(0, len(rels), READ_AHEAD_BATCH):
                 await wait_idle(self.server)
                 await loop.run_in_executor(executor, source.read_ahead, rels[i : i + READ_AHEAD_BATCH])

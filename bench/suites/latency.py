@@ -334,7 +334,7 @@ def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: 
             warm_s,
             "s",
             "spawn -> `deepfim/status` repository state 'warm' (index built, repository part prefilled "
-            "in the background)",
+            "in the background) and its files read ahead (`read_ahead`)",
         )
     )
     result.add(
@@ -343,7 +343,7 @@ def _figures(result: SuiteResult, samples: dict, warm_s: float, restart_warm_s: 
             "restart -> workspace warm (persisted snapshots)",
             restart_warm_s,
             "s",
-            "spawn on the first run's cache folder -> repository state 'warm'",
+            "spawn on the first run's cache folder -> repository state 'warm', files read ahead",
         )
     )
     result.add(

@@ -66,7 +66,7 @@ async def test_once_warm_the_files_evidence_reads_are_read_ahead(lsp, workspace)
 
     def read_ahead(s) -> bool:
         part = as_dict(next(iter(as_dict(s.repository).values()))) if repository_warm(s) else {}
-        return part.get("read_ahead", 0) >= as_dict(s.index)["files"] > 0
+        return part.get("read_ahead", 0) == part.get("read_ahead_files") >= as_dict(s.index)["files"] > 0
 
     await wait_for_status(lsp, read_ahead)
 

@@ -68,11 +68,12 @@ export interface ClientSettings {
 const DEVICE = /^(cpu|cuda(:\d+)?)$/;
 
 const PATH_KEYS = ["checkpoint", "expertCheckpoint", "server", "token", "tlsCa", "logFile"] as const;
+/** Integer settings: [key, minimum, maximum] (the server's own bounds, lsp_server/editor_settings.py). */
 const INT_KEYS = [
-  ["contextBudget", 256],
-  ["maxTokens", 1],
-  ["debounceMs", 0],
-  ["showByMs", 0],
+  ["contextBudget", 256, Infinity],
+  ["maxTokens", 1, Infinity],
+  ["debounceMs", 0, Infinity],
+  ["showByMs", 0, 10000],
 ] as const;
 
 function describe(value: unknown): string {
@@ -140,12 +141,13 @@ export function readSettings(config: ConfigSource): ClientSettings {
     problems.push(`deepfim.confidenceGate must be a number in [-20, 0], false or null, got ${describe(gate)}`);
   }
 
-  for (const [key, minimum] of INT_KEYS) {
+  for (const [key, minimum, maximum] of INT_KEYS) {
     const value = config.get(key);
-    if (typeof value === "number" && Number.isInteger(value) && value >= minimum) {
+    if (typeof value === "number" && Number.isInteger(value) && value >= minimum && value <= maximum) {
       server[key] = value;
     } else if (value !== undefined && value !== null) {
-      problems.push(`deepfim.${key} must be an integer >= ${minimum}, got ${describe(value)}`);
+      const range = maximum === Infinity ? `>= ${minimum}` : `from ${minimum} to ${maximum}`;
+      problems.push(`deepfim.${key} must be an integer ${range}, got ${describe(value)}`);
     }
   }
 

@@ -103,10 +103,11 @@ test("empty path settings mean the default, and a command string is split", () =
   assert.deepEqual(command, ["python", "-m", "deepfim", "lsp"]);
 });
 
-test("the defaults and minimums in package.json are the ones the code applies", () => {
+test("the defaults and bounds in package.json are the ones the code applies", () => {
   interface Property {
     default: unknown;
     minimum?: number;
+    maximum?: number;
   }
   const manifest = JSON.parse(readFileSync(join(__dirname, "../../package.json"), "utf8")) as {
     contributes: { configuration: { properties: Record<string, Property> } };
@@ -121,6 +122,11 @@ test("the defaults and minimums in package.json are the ones the code applies", 
       const name = key.replace(/^deepfim\./, "");
       assert.deepEqual(readSettings(config({ [name]: property.minimum })).problems, [], key);
       assert.equal(readSettings(config({ [name]: property.minimum - 1 })).problems.length, 1, key);
+    }
+    if (property.maximum !== undefined) {
+      const name = key.replace(/^deepfim\./, "");
+      assert.deepEqual(readSettings(config({ [name]: property.maximum })).problems, [], key);
+      assert.match(readSettings(config({ [name]: property.maximum + 1 })).problems[0] ?? "", /from \d+ to \d+/, key);
     }
   }
 });

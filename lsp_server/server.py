@@ -46,7 +46,7 @@ from deepfim.lsp_server.progress import ProgressReporter
 from deepfim.lsp_server.request_log import RequestRecord
 from deepfim.lsp_server.runs import Anchor, PartialText, Runs
 from deepfim.lsp_server.scan_pacing import ScanPacing
-from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats
+from deepfim.lsp_server.stats import AcceptanceStats, LatencyStats, ShownByDeadline
 from deepfim.lsp_server.typing_cache import TypingCache, rest_after
 from deepfim.lsp_server.warmup import RepositoryWarmer
 
@@ -87,6 +87,7 @@ class DeepFimServer(LanguageServer):
         self.typing_cache = TypingCache()
         self.latency = LatencyStats()
         self.acceptance = AcceptanceStats()
+        self.shown_by_deadline = ShownByDeadline()
         self.last_error: str | None = None
         self.backend_trouble = False  # a failure was reported to the editor; quiet until it recovers
         self._load_generation = 0
@@ -484,6 +485,7 @@ class DeepFimServer(LanguageServer):
         self.acceptance.on_shown(suggestion_id, len(outcome.items[0]))
         if outcome.rest is not None:
             record.shown_by_deadline = True
+            self.shown_by_deadline.shown += 1
             self.runs.go_on(key, anchor, partial, self._rest_of(doc.uri, suggestion_id, outcome))
         return Suggestions(suggestion_id, outcome.items, timings)
 
@@ -491,9 +493,15 @@ class DeepFimServer(LanguageServer):
         """The whole of a suggestion shown by the deadline: kept where typing through or
         accepting what was shown finds it (the typing-through cache), and handed to a request
         that joins the call while it is still being written."""
-        whole = await shown.rest
+        try:
+            whole = await shown.rest
+        except BaseException:
+            self.shown_by_deadline.dropped += 1
+            raise
         if whole is None or not whole.items or not whole.items[0].startswith(shown.items[0]):
+            self.shown_by_deadline.dropped += 1
             return None  # the lines shown stay what there is
+        self.shown_by_deadline.completed += 1
         self.typing_cache.extend(uri, suggestion_id, whole.items[0])
         timings = whole.timings.as_dict()
         logger.debug("rest of %s written: %d characters more, decode %.1f ms in all", suggestion_id,
@@ -523,6 +531,7 @@ class DeepFimServer(LanguageServer):
             "cursor": self.cursors.status(),
             "latency_ms": self.latency.summary(),
             "acceptance": self.acceptance.summary(),
+            "shown_by_deadline": self.shown_by_deadline.as_dict(),
             "server": session.server() if session else (self.settings.server or "in-process"),
             "last_error": self.last_error,
         }

@@ -1,4 +1,5 @@
-"""Local statistics for `deepfim/status`: recent latencies and acceptance of suggestions.
+"""Local statistics for `deepfim/status`: recent latencies, acceptance of suggestions and the
+suggestions shown by the `showByMs` deadline.
 
 Kept in memory only and never sent anywhere.
 """
@@ -6,6 +7,7 @@ Kept in memory only and never sent anywhere.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,3 +82,17 @@ class AcceptanceStats:
             "accepted_chars": self.accepted_chars,
             "rate": round(self.accepted / self.shown, 3) if self.shown else 0.0,
         }
+
+
+@dataclass
+class ShownByDeadline:
+    """Suggestions shown by the `showByMs` deadline with their complete lines (`shown`), and what
+    became of the rest: written whole and served on accept (`completed`), or not (`dropped`: the
+    decode failed, was superseded by another call, or the whole did not go on from the lines)."""
+
+    shown: int = 0
+    completed: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict:
+        return {"shown": self.shown, "completed": self.completed, "dropped": self.dropped}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from lsp_double_backend import CopyBackend
-from lsp_support import ENGINE, EXAMPLE, Editor, inline_params, repository_warm, wait_for_status
+from lsp_support import ENGINE, EXAMPLE, Editor, as_dict, inline_params, repository_warm, status, wait_for_status
 from lsprotocol import types
 
 from deepfim.engine import DEFAULT_MODEL_DIR
@@ -156,6 +156,7 @@ async def test_the_lines_shown_by_the_deadline_and_the_rest_make_the_whole_sugge
     assert "\n" in whole.strip(), f"the model wrote one line here: {whole!r}"
     editor.close(uri)  # forgets the typing-through cache
 
+    before = as_dict((await status(client)).shown_by_deadline)
     _configure(client, showByMs=1)  # past the deadline by the first token
     uri = editor.open(path, FIXTURE)
     shown = await _first_item(client, uri, LINE, CHARACTER)
@@ -168,5 +169,11 @@ async def test_the_lines_shown_by_the_deadline_and_the_rest_make_the_whole_sugge
     line, character = LINE + len(end) - 1, (CHARACTER if len(end) == 1 else 0) + len(end[-1])
     rest = await _first_item(client, uri, line, character)
     assert shown + rest == whole
+    after = as_dict((await status(client)).shown_by_deadline)  # deepfim/status counts both
+    assert (after["shown"], after["completed"], after["dropped"]) == (
+        before["shown"] + 1,
+        before["completed"] + 1,
+        before["dropped"],
+    )
     editor.close(uri)
     _configure(client, showByMs=150, maxTokens=48)

@@ -99,6 +99,20 @@ class CopyPrefiller:
     def status(self) -> dict:
         return self.stats.as_dict(len(self._running))
 
+    def has(self, uri: str) -> bool:
+        """Whether the engine holds a prefilled copy of `uri` (of its text at the time)."""
+        return uri in self._held
+
+    def defer(self, uri: str) -> bool:
+        """Stops the prefill of `uri`'s copy while something more urgent is prefilled (the window
+        where the cursor rests); True if one ran or waited: `schedule` it again after (it resumes
+        from the last block it finished, which the prefix cache holds)."""
+        task = self._running.pop(uri, None)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
     def running(self, uri: str) -> asyncio.Task | None:
         """The prefill of `uri`'s copy, while it runs or waits for a pause."""
         return self._running.get(uri)

@@ -69,16 +69,35 @@ class CursorPrefetcher:
 
     async def _prefetch(self, uri: str, doc, text: str, offset: int) -> None:
         entered = after_enter(text[:offset], text[offset:])
-        for prefix in (text[:offset], *([entered] if entered is not None else [])):
-            if not await self._prefetch_one(uri, doc, text, prefix, text[offset:]):
-                return
+        prefixes = (text[:offset], *([entered] if entered is not None else []))
+        # What a request sends now comes first: a newly opened file's copy still being prefilled
+        # (~0.5-1 s of a big file on a small CPU) kept these windows waiting past a 1 s pause, and
+        # the key after it prefilled its window itself (`deepfim bench latency`, cursor rested).
+        # The copy waits (resuming from its last finished block); once it is held, requests
+        # send it, so the windows are prefetched again after it.
+        deferred = self.server.copies.defer(uri)
+        try:
+            for prefix in prefixes:
+                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:], after_copy=False):
+                    return
+        finally:
+            if deferred and self.server.documents.get(uri) is doc:
+                self.server.copies.schedule(uri)
+        copy = self.server.copies.running(uri) if deferred else None
+        if copy is not None:
+            await asyncio.wait({copy})  # its task may be cancelled
+        if deferred and self.server.copies.has(uri):  # else no copy came of it: the windows stand
+            for prefix in prefixes:
+                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:], after_copy=True):
+                    return
 
-    async def _prefetch_one(self, uri: str, doc, text: str, prefix: str, suffix: str) -> bool:
+    async def _prefetch_one(self, uri: str, doc, text: str, prefix: str, suffix: str, after_copy: bool) -> bool:
         """Prefills the prompt an automatic request at `prefix`|`suffix` would send, once the
-        user pauses, while `doc` still holds `text`; False when the buffer changed first."""
+        user pauses (`after_copy`: and the file's copy prefill is done), while `doc` still holds
+        `text`; False when the buffer changed first."""
         server = self.server
         await wait_idle(server)
-        copy = server.copies.running(uri)
+        copy = server.copies.running(uri) if after_copy else None
         if copy is not None:
             await asyncio.wait({copy})  # the copy comes first in the prompt; its task may be cancelled
             await wait_idle(server)

@@ -77,6 +77,20 @@ async def test_an_enter_where_the_cursor_rested_resumes_near_the_prompts_end(lsp
 
 
 @IN_MODULE_LOOP
+async def test_the_window_where_the_cursor_rests_comes_before_the_files_copy(lsp, workspace):
+    """A newly opened file's copy (~1 s of prefill for a big file on a small CPU) waits while the
+    windows an automatic request sends now are prefetched: a key after a short pause hits them."""
+    await wait_for_status(lsp, lambda s: repository_warm(s) and as_dict(s.copies)["running"] == 0)
+    copies_before = as_dict((await server_status(lsp)).copies)["prefilled"]
+    editor, uri, end = await _opened_and_rested(lsp, workspace, "tariffs.py")
+    assert as_dict((await server_status(lsp)).copies)["prefilled"] == copies_before  # deferred
+    editor.insert(uri, LINE, end, " ")
+    timings = await complete_timings(lsp, uri, LINE, end + 1)  # sent without the copy, not held yet
+    assert timings["prompt_tokens"] - timings["cached_tokens"] <= 16
+    await wait_for_status(lsp, lambda s: as_dict(s.copies)["prefilled"] > copies_before)  # then the copy
+
+
+@IN_MODULE_LOOP
 async def test_without_a_rest_the_window_is_prefilled_by_the_request(lsp, workspace):
     """The control: the same file and key with no `deepfim/cursor` prefill the whole window."""
     await wait_for_status(lsp, repository_warm)

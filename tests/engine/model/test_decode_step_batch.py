@@ -32,8 +32,10 @@ def held_in_bf16(model):
             if name == "head" or type(module).__name__ == "Gate":
                 continue
             for key, p in module.named_parameters(recurse=False):
-                if key in ("weight", "w1", "w2", "w3") and p.dim() >= 2 and isinstance(
-                    module, (torch.nn.Linear, torch.nn.Embedding, type(model.layers[0].ffn))
+                if (
+                    key in ("weight", "w1", "w2", "w3")
+                    and p.dim() >= 2
+                    and isinstance(module, (torch.nn.Linear, torch.nn.Embedding, type(model.layers[0].ffn)))
                 ):
                     p.data = p.data.bfloat16()
     return model

@@ -103,15 +103,15 @@ class CopyPrefiller:
         """Whether the engine holds a prefilled copy of `uri` (of its text at the time)."""
         return uri in self._held
 
-    def defer(self, uri: str) -> bool:
-        """Stops the prefill of `uri`'s copy while something more urgent is prefilled (the window
-        where the cursor rests); True if one ran or waited: `schedule` it again after (it resumes
-        from the last block it finished, which the prefix cache holds)."""
-        task = self._running.pop(uri, None)
-        if task is None:
-            return False
-        task.cancel()
-        return True
+    def defer(self) -> list[str]:
+        """Stops every copy prefill while something more urgent is prefilled (the window where
+        the cursor rests: the engine would run older background prefills first); returns their
+        documents, to `schedule` again after (each resumes from the last block it finished,
+        which the prefix cache holds)."""
+        deferred, self._running = self._running, {}
+        for task in deferred.values():
+            task.cancel()
+        return list(deferred)
 
     def running(self, uri: str) -> asyncio.Task | None:
         """The prefill of `uri`'s copy, while it runs or waits for a pause."""

@@ -73,20 +73,22 @@ class CursorPrefetcher:
         # What a request sends now comes first: a newly opened file's copy still being prefilled
         # (~0.5-1 s of a big file on a small CPU) kept these windows waiting past a 1 s pause, and
         # the key after it prefilled its window itself (`deepfim bench latency`, cursor rested).
-        # The copy waits (resuming from its last finished block); once it is held, requests
-        # send it, so the windows are prefetched again after it.
-        deferred = self.server.copies.defer(uri)
+        # The copies wait (each resumes from its last finished block); once this file's is held,
+        # requests send it, so the windows are prefetched again after it.
+        server = self.server
+        deferred = server.copies.defer()
         try:
             for prefix in prefixes:
                 if not await self._prefetch_one(uri, doc, text, prefix, text[offset:], after_copy=False):
                     return
         finally:
-            if deferred and self.server.documents.get(uri) is doc:
-                self.server.copies.schedule(uri)
-        copy = self.server.copies.running(uri) if deferred else None
+            for other in sorted(deferred, key=lambda u: u != uri):  # this file's copy first
+                if server.documents.get(other) is not None:
+                    server.copies.schedule(other)
+        copy = server.copies.running(uri) if uri in deferred else None
         if copy is not None:
             await asyncio.wait({copy})  # its task may be cancelled
-        if deferred and self.server.copies.has(uri):  # else no copy came of it: the windows stand
+        if uri in deferred and server.copies.has(uri):  # else no copy came of it: the windows stand
             for prefix in prefixes:
                 if not await self._prefetch_one(uri, doc, text, prefix, text[offset:], after_copy=True):
                     return

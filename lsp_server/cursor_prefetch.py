@@ -79,7 +79,7 @@ class CursorPrefetcher:
         deferred = server.copies.defer()
         try:
             for prefix in prefixes:
-                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:], after_copy=False):
+                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:]):
                     return
         finally:
             for other in sorted(deferred, key=lambda u: u != uri):  # this file's copy first
@@ -87,22 +87,17 @@ class CursorPrefetcher:
                     server.copies.schedule(other)
         copy = server.copies.running(uri) if uri in deferred else None
         if copy is not None:
-            await asyncio.wait({copy})  # its task may be cancelled
+            await asyncio.wait({copy})  # the copy comes first in the prompt; its task may be cancelled
         if uri in deferred and server.copies.has(uri):  # else no copy came of it: the windows stand
             for prefix in prefixes:
-                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:], after_copy=True):
+                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:]):
                     return
 
-    async def _prefetch_one(self, uri: str, doc, text: str, prefix: str, suffix: str, after_copy: bool) -> bool:
+    async def _prefetch_one(self, uri: str, doc, text: str, prefix: str, suffix: str) -> bool:
         """Prefills the prompt an automatic request at `prefix`|`suffix` would send, once the
-        user pauses (`after_copy`: and the file's copy prefill is done), while `doc` still holds
-        `text`; False when the buffer changed first."""
+        user pauses, while `doc` still holds `text`; False when the buffer changed first."""
         server = self.server
         await wait_idle(server)
-        copy = server.copies.running(uri) if after_copy else None
-        if copy is not None:
-            await asyncio.wait({copy})  # the copy comes first in the prompt; its task may be cancelled
-            await wait_idle(server)
         session = server.session
         if server.documents.get(uri) is not doc or doc.text != text:
             self.stats.moot += 1

@@ -89,15 +89,14 @@ class Runs(Generic[T]):
         """Supersede the call in flight for `key` and start `call`."""
         self.supersede(key)
         partial = PartialText()
-        run = Run(anchor, partial, asyncio.ensure_future(call(partial)))
-        self._runs[key] = run
-        run.task.add_done_callback(lambda _: self._forget(key, run))
-        return run
+        return self._register(key, Run(anchor, partial, asyncio.ensure_future(call(partial))))
 
     def go_on(self, key: tuple[str, str], anchor: Anchor, partial: PartialText, rest: Awaitable[T]) -> Run[T]:
         """Keeps writing, under `key`, a call whose first part was shown (its run is ending):
         a request typing along it joins it; a new call supersedes it, with no one waiting."""
-        run = Run(anchor, partial, asyncio.ensure_future(rest))
+        return self._register(key, Run(anchor, partial, asyncio.ensure_future(rest)))
+
+    def _register(self, key: tuple[str, str], run: Run[T]) -> Run[T]:
         self._runs[key] = run
         run.task.add_done_callback(lambda _: self._forget(key, run))
         return run

@@ -297,11 +297,145 @@ static inline float dot_bf16_row(const uint16_t *w, int64_t in, const uint16_t *
     return hsum512(acc);
 }
 
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define MATMUL_AMX 1
+
+/* AMX (Sapphire Rapids on): TDPBF16PS multiplies a 16 x 32 bf16 tile by a 32 x 16 one into a
+ * 16 x 16 float32 tile, 8,192 multiply-adds an instruction (AVX512-BF16: 512), with no lane sums
+ * at the end: a 128-token prefill piece's matrices ran at ~15% of the vector units' peak, most
+ * of it in the lane sums of rows only 256 long. Here A is 16 weight rows as they lie in memory,
+ * B 32 inputs of 16 tokens in the pair-interleaved layout the instruction wants (built once per
+ * call from x), C 16 outputs x 16 tokens. C[m][n] takes only weight row m and token n, the
+ * row's 32-wide chunks in order: a token's outputs do not depend on the other tokens of the
+ * call (nor on which group of 16 it falls in), so batch invariance holds as on the other paths.
+ * One process uses one path for every call (`amx_allowed` is decided once), so a token decoded
+ * alone and the same token in a prefill piece agree bit for bit. */
+enum { AMX_ROWS = 16, AMX_K = 32, AMX_GROUP_TILES = 4 };
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} AmxConfig;
+
+/* Linux hands the tile registers to a process that asks (arch_prctl ARCH_REQ_XCOMP_PERM for
+ * XFEATURE_XTILEDATA); a kernel or hypervisor that does not, refuses: then the AVX512-BF16 path */
+static int amx_allowed(void) {
+    static int allowed = -1;
+    if (allowed < 0) allowed = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    return allowed;
+}
+
+/* x rounded to bf16 (as bf16_rows rounds it) in B tiles: for each group of 16 tokens and each
+ * 32-wide chunk of the inputs, 16 rows (input pairs) of 16 tokens' pairs; tokens past T are zero */
+static const uint32_t *amx_b_tiles(const float *x, int64_t ldx, int64_t in, int64_t T, int64_t *groups) {
+    static __thread uint32_t *buf;
+    static __thread int64_t cap;
+    int64_t G = (T + AMX_ROWS - 1) / AMX_ROWS, chunks = in / AMX_K, words = G * chunks * AMX_ROWS * AMX_ROWS;
+    if (words > cap) {
+        free(buf);
+        cap = words;
+        buf = aligned_alloc(64, (size_t)cap * 4);
+        if (!buf) {
+            cap = 0;
+            return NULL;
+        }
+    }
+    if (T % AMX_ROWS) memset(buf + (G - 1) * chunks * AMX_ROWS * AMX_ROWS, 0, (size_t)chunks * AMX_ROWS * AMX_ROWS * 4);
+    for (int64_t t = 0; t < T; t++) {
+        uint32_t *group = buf + (t / AMX_ROWS) * chunks * AMX_ROWS * AMX_ROWS;
+        int64_t n = t % AMX_ROWS;
+        for (int64_t c = 0; c < chunks; c++) {
+            const float *row = x + t * ldx + c * AMX_K;
+            uint32_t pairs[AMX_ROWS];
+            __m512i bits = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 16), _mm512_loadu_ps(row));
+            _mm512_storeu_si512((void *)pairs, bits);
+            uint32_t *tile = group + c * AMX_ROWS * AMX_ROWS;
+            for (int k = 0; k < AMX_ROWS; k++) tile[k * AMX_ROWS + n] = pairs[k];
+        }
+    }
+    *groups = G;
+    return buf;
+}
+
+/* One 16-row weight block against `count` (1..4) groups of 16 tokens: C tiles 0..count-1, the
+ * weight chunk in tile 4 (read once for all groups), the tokens' chunks in tiles 5 and 6. */
+static inline void amx_block(const uint16_t *w, int64_t in, const uint32_t *b, int64_t group_words, int count,
+                             float (*c)[AMX_ROWS * AMX_ROWS]) {
+    int64_t chunks = in / AMX_K, stride = in * 2;
+    /* the tile intrinsics are statements (macros), not expressions */
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t k = 0; k < chunks; k++) {
+        const uint32_t *bk = b + k * AMX_ROWS * AMX_ROWS;
+        _tile_loadd(4, w + k * AMX_K, stride);
+        _tile_loadd(5, bk, 64);
+        _tile_dpbf16ps(0, 4, 5);
+        if (count > 1) {
+            _tile_loadd(6, bk + group_words, 64);
+            _tile_dpbf16ps(1, 4, 6);
+        }
+        if (count > 2) {
+            _tile_loadd(5, bk + 2 * group_words, 64);
+            _tile_dpbf16ps(2, 4, 5);
+        }
+        if (count > 3) {
+            _tile_loadd(6, bk + 3 * group_words, 64);
+            _tile_dpbf16ps(3, 4, 6);
+        }
+    }
+    _tile_stored(0, c[0], 64);
+    if (count > 1) _tile_stored(1, c[1], 64);
+    if (count > 2) _tile_stored(2, c[2], 64);
+    if (count > 3) _tile_stored(3, c[3], 64);
+}
+
+/* matmul_bf16_dot with the tiles, for matrices of whole 16 x 32 tiles (any other shape takes
+ * the AVX512-BF16 path, always, so the choice depends on the matrix only). Returns 0 when the
+ * B buffer cannot be had. */
+static int matmul_bf16_amx(const uint16_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out,
+                           int64_t in, int64_t T, int threads) {
+    int64_t G;
+    const uint32_t *b = amx_b_tiles(x, ldx, in, T, &G);
+    if (!b) return 0;
+    int64_t group_words = in / AMX_K * AMX_ROWS * AMX_ROWS, blocks = out / AMX_ROWS;
+    AmxConfig cfg = {.palette = 1};
+    for (int i = 0; i < 7; i++) cfg.rows[i] = AMX_ROWS, cfg.colsb[i] = 64;
+#pragma omp parallel num_threads(threads) if (threads > 1 && out * in * T >= PARALLEL_MIN)
+    {
+        _tile_loadconfig(&cfg);
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < blocks; blk++) {
+            float c[AMX_GROUP_TILES][AMX_ROWS * AMX_ROWS] __attribute__((aligned(64)));
+            for (int64_t g0 = 0; g0 < G; g0 += AMX_GROUP_TILES) {
+                int count = G - g0 < AMX_GROUP_TILES ? (int)(G - g0) : AMX_GROUP_TILES;
+                amx_block(w + blk * AMX_ROWS * in, in, b + g0 * group_words, group_words, count, c);
+                for (int g = 0; g < count; g++)
+                    for (int64_t n = 0; n < AMX_ROWS && (g0 + g) * AMX_ROWS + n < T; n++) {
+                        float *yt = y + ((g0 + g) * AMX_ROWS + n) * ldy + blk * AMX_ROWS;
+                        for (int m = 0; m < AMX_ROWS; m++) yt[m] = c[g][m * AMX_ROWS + n];
+                    }
+            }
+        }
+        _tile_release();
+    }
+    return 1;
+}
+#endif
+
 /* `matmul` for bfloat16 weights with the rows of X rounded to bfloat16 too: the CPU's bf16 dot
- * products (AVX512-BF16: 32 multiply-adds an instruction, sums in float32), as torch's bf16
- * matmul does for the module path on such a CPU. Returns 0 when the x buffer cannot be had. */
+ * products (AVX512-BF16: 32 multiply-adds an instruction, sums in float32; AMX tiles where the
+ * CPU and the kernel allow them), as torch's bf16 matmul does for the module path on such a CPU.
+ * Returns 0 when the x buffer cannot be had. */
 static int matmul_bf16_dot(const uint16_t *w, const float *x, int64_t ldx, float *y, int64_t ldy, int64_t out,
                            int64_t in, int64_t T, int threads) {
+#ifdef MATMUL_AMX
+    if (out % AMX_ROWS == 0 && in % AMX_K == 0 && amx_allowed()) return matmul_bf16_amx(w, x, ldx, y, ldy, out, in, T, threads);
+#endif
     int64_t ldb;
     const uint16_t *xb = bf16_rows(x, ldx, in, T, &ldb);
     if (!xb) return 0;

@@ -37,6 +37,28 @@ def make_model(seed: int = 0, bf16_values: bool = False, **overrides) -> Transfo
     return m
 
 
+def held_in_bf16(model):
+    """The model as a CPU that multiplies bf16 loads it (quantized.materialize): matrices in bf16,
+    the head and the router gates in fp32; step.c then rounds activations at the products too."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name == "head" or type(module).__name__ == "Gate":
+                continue
+            for key, p in module.named_parameters(recurse=False):
+                if (
+                    key in ("weight", "w1", "w2", "w3")
+                    and p.dim() >= 2
+                    and isinstance(module, (torch.nn.Linear, torch.nn.Embedding, type(model.layers[0].ffn)))
+                ):
+                    p.data = p.data.bfloat16()
+    return model
+
+
+def model_named(name: str) -> Transformer:
+    """A CONFIGS model, or "bf16-held": the bf16 checkpoint held in bf16 (step.c's bf16 products)."""
+    return held_in_bf16(make_model(bf16_values=True)) if name == "bf16-held" else make_model(**CONFIGS[name])
+
+
 _steps: dict[int, DecodeStep] = {}
 
 
@@ -116,11 +138,13 @@ def test_multi_token_calls_equal_the_module_path(name, sizes):
     assert_same_state(fast_state, slow_state)
 
 
-def test_c_step_results_do_not_depend_on_how_a_prompt_is_chunked():
+@pytest.mark.parametrize("name", ["bf16-checkpoint", "bf16-held"])
+def test_c_step_results_do_not_depend_on_how_a_prompt_is_chunked(name):
     """The prefix cache may end prefill chunks anywhere the C step serves them: each token's
     sums run the same whatever the call's other rows (matmul.h, select.c, decode.c), so the
-    logits and the next state are bit for bit the same in one call of 128 or in any pieces."""
-    model = make_model(**CONFIGS["bf16-checkpoint"])
+    logits and the next state are bit for bit the same in one call of 128 or in any pieces
+    (bf16-held: the bf16 products, AMX tiles of 16 tokens where the CPU has them)."""
+    model = model_named(name)
     gen = torch.Generator().manual_seed(9)
     prompt = torch.randint(0, model.args.vocab_size, (1, 300), generator=gen)
     ids = torch.randint(0, model.args.vocab_size, (128 + 8,), generator=gen).tolist()
@@ -140,11 +164,12 @@ def test_c_step_results_do_not_depend_on_how_a_prompt_is_chunked():
                     assert torch.equal(sa.entries.tensor(), sb.entries.tensor())
 
 
-@pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint"])
+@pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint", "bf16-held"])
 def test_c_step_results_do_not_depend_on_the_thread_count(name):
     """A call's tokens are split among the OpenMP threads for their selection and attention
-    (step.c attend_sequence): bit for bit what one thread computes, at every layer type."""
-    model = make_model(**CONFIGS[name])
+    (step.c attend_sequence), a matrix's rows for its products: bit for bit what one thread
+    computes, at every layer type."""
+    model = model_named(name)
     gen = torch.Generator().manual_seed(11)
     prompt = torch.randint(0, model.args.vocab_size, (1, 300), generator=gen)
     ids = torch.randint(0, model.args.vocab_size, (128 + 64 + 5,), generator=gen).tolist()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_decode_step import CONFIGS, TOL, assert_same_state, make_model
+from test_decode_step import TOL, assert_same_state, held_in_bf16, make_model, model_named
 
 from deepfim.engine.model.decode_step import DecodeStep
 
@@ -24,26 +24,9 @@ def _prefilled(model, lengths: list[int], seed: int):
     return states
 
 
-def held_in_bf16(model):
-    """The model as a CPU that multiplies bf16 loads it (quantized.materialize): matrices in bf16,
-    the head and the router gates in fp32; step.c then rounds activations at the products too."""
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if name == "head" or type(module).__name__ == "Gate":
-                continue
-            for key, p in module.named_parameters(recurse=False):
-                if (
-                    key in ("weight", "w1", "w2", "w3")
-                    and p.dim() >= 2
-                    and isinstance(module, (torch.nn.Linear, torch.nn.Embedding, type(model.layers[0].ffn)))
-                ):
-                    p.data = p.data.bfloat16()
-    return model
-
-
 @pytest.mark.parametrize("name", ["all-layer-types", "bf16-checkpoint", "bf16-held", "sigmoid-no-shared-no-hash"])
 def test_a_batch_gives_each_sequence_exactly_its_own_call(name):
-    model = held_in_bf16(make_model(bf16_values=True)) if name == "bf16-held" else make_model(**CONFIGS[name])
+    model = model_named(name)
     step = DecodeStep.for_model(model)
     assert step.bf16_products == (name == "bf16-held")
     lengths = [0, 3, 126, 127, 200, 255, 61]  # positions inside and at the edges of windows of every ratio
@@ -110,3 +93,21 @@ def test_batches_that_step_c_cannot_take_are_refused():
     with pytest.raises(ValueError, match="in all"):
         step.batch([(list(range(step.max_tokens)), s, "none") for s in many])
     assert state.pos == 0
+
+
+def test_bf16_products_agree_with_the_module_path_at_the_first_position():
+    """A model held in bf16 multiplies bf16 activations (matmul.h: AMX tiles where the CPU has
+    them, else AVX512-BF16): 37 first tokens in one call, two groups of 16 and a part, against
+    the module path's bf16 matmuls token by token. A wrong tile layout would be off by O(1);
+    the two paths round differently (~0.01), and a router's near tie can send a token to other
+    experts on one path (one of these 37 does), so the bound is on nearly every token."""
+    model = held_in_bf16(make_model(bf16_values=True))
+    step = DecodeStep.for_model(model)
+    tokens = list(range(3, 40))
+    with torch.no_grad():
+        got = step.batch([([t], model.new_state(), "all") for t in tokens])
+        diffs = sorted(
+            (logits - model(torch.tensor([[t]]), model.new_state()).logits).abs().max().item()
+            for t, (logits, _) in zip(tokens, got, strict=True)
+        )
+    assert diffs[len(diffs) // 2] <= 0.02 and diffs[-3] <= 0.03, diffs

@@ -181,15 +181,28 @@ static void rope(float *x, int64_t len, const float *cis, int64_t rope_dim, int 
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* kernels/moe/ref.py swiglu (times the routing weight), into gate */
-static void swiglu(float *gate, const float *up, int64_t n, float limit, float weight) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i], u = up[i];
-        if (limit > 0.f) {
-            g = g < limit ? g : limit;
-            u = u < -limit ? -limit : (u > limit ? limit : u);
-        }
-        gate[i] = g / (1.0f + expf(-g)) * u * weight;
+static float swiglu_one(float g, float u, float limit, float weight) {
+    if (limit > 0.f) {
+        g = g < limit ? g : limit;
+        u = u < -limit ? -limit : (u > limit ? limit : u);
     }
+    return g / (1.0f + exps(-g)) * u * weight;
+}
+
+/* VL units at a time (the exponential: vec.h expv), each computed as swiglu_one computes it */
+static void swiglu(float *gate, const float *up, int64_t n, float limit, float weight) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        vf g = loadv(gate + i), u = loadv(up + i);
+        if (limit > 0.f) {
+            vf hi = g - g + limit, lo = g - g - limit;
+            g = selectv(g < hi, g, hi);
+            u = selectv(u < lo, lo, selectv(u > hi, hi, u));
+        }
+        vf out = g / (1.0f + expv(-g)) * u * weight;
+        memcpy(gate + i, &out, sizeof out);
+    }
+    for (; i < n; i++) gate[i] = swiglu_one(gate[i], up[i], limit, weight);
 }
 
 /* kernels/compressor/ref.py pool_windows for one window: rows kv/gate [m, c]; prev: CSA A-halves

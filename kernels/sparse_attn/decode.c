@@ -57,6 +57,16 @@ static void weighted_sum(const float *w, const float *const *keys, int64_t n, in
     }
 }
 
+/* v[j] = exp(v[j] - m), VL keys at a time (vec.h expv) */
+static void exp_shifted(float *v, int64_t n, float m) {
+    int64_t j = 0;
+    for (; j + VL <= n; j += VL) {
+        vf e = expv(loadv(v + j) - m);
+        memcpy(v + j, &e, sizeof e);
+    }
+    for (; j < n; j++) v[j] = exps(v[j] - m);
+}
+
 int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw_start, int64_t q_start,
                     int64_t window, const float *comp, int64_t n_comp, const int64_t *visible, const int64_t *topk,
                     int64_t k, const float *sink, float scale, int64_t batch, int64_t tokens, int64_t heads,
@@ -95,8 +105,9 @@ int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw
                 /* the sink: a logit with a zero value, in the denominator only */
                 float m = sink[h];
                 for (int64_t j = 0; j < n; j++) m = logits[j] > m ? logits[j] : m;
-                float denom = expf(sink[h] - m);
-                for (int64_t j = 0; j < n; j++) logits[j] = expf(logits[j] - m), denom += logits[j];
+                float denom = exps(sink[h] - m);
+                exp_shifted(logits, n, m);
+                for (int64_t j = 0; j < n; j++) denom += logits[j];
                 weighted_sum(logits, keys, n, d, o);
                 for (int64_t i = 0; i < d; i++) o[i] /= denom;
             }

@@ -57,14 +57,98 @@ static void weighted_sum(const float *w, const float *const *keys, int64_t n, in
     }
 }
 
-/* v[j] = exp(v[j] - m), VL keys at a time (vec.h expv) */
-static void exp_shifted(float *v, int64_t n, float m) {
+/* The heads of a query share its keys (K = V, one kv head): four heads go over the keys together,
+ * so each key is read from memory once for the four instead of once per head (a query's keys
+ * are ~250 rows of the state, read 8 times per query before). Every logit and output element is
+ * summed exactly as key_logits and weighted_sum sum it (the same lane chains, the same lane
+ * tree), so the results are bit for bit the per-head ones. For d a multiple of VL. */
+enum { HEAD_GROUP = 4 };
+
+/* key_logits for four heads' queries (`qs` apart) into logits[h * ld + j] */
+static void key_logits_x4(const float *q, int64_t qs, const float *const *keys, int64_t n, int64_t d, float scale,
+                          float *logits, int64_t ld) {
+    const float *q0 = q, *q1 = q + qs, *q2 = q + 2 * qs, *q3 = q + 3 * qs;
     int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = keys[j], *k1 = keys[j + 1], *k2 = keys[j + 2], *k3 = keys[j + 3];
+        vf a[4][4];
+        memset(a, 0, sizeof a);
+        for (int64_t i = 0; i < d; i += VL) {
+            vf x0 = loadv(q0 + i), x1 = loadv(q1 + i), x2 = loadv(q2 + i), x3 = loadv(q3 + i);
+            vf r0 = loadv(k0 + i), r1 = loadv(k1 + i), r2 = loadv(k2 + i), r3 = loadv(k3 + i);
+            a[0][0] += r0 * x0, a[0][1] += r1 * x0, a[0][2] += r2 * x0, a[0][3] += r3 * x0;
+            a[1][0] += r0 * x1, a[1][1] += r1 * x1, a[1][2] += r2 * x1, a[1][3] += r3 * x1;
+            a[2][0] += r0 * x2, a[2][1] += r1 * x2, a[2][2] += r2 * x2, a[2][3] += r3 * x2;
+            a[3][0] += r0 * x3, a[3][1] += r1 * x3, a[3][2] += r2 * x3, a[3][3] += r3 * x3;
+        }
+        for (int h = 0; h < HEAD_GROUP; h++) {
+            float *lh = logits + h * ld + j;
+            hsumv_x4(a[h][0], a[h][1], a[h][2], a[h][3], lh);
+            for (int r = 0; r < 4; r++) lh[r] *= scale;
+        }
+    }
+    for (; j < n; j++)
+        for (int h = 0; h < HEAD_GROUP; h++) logits[h * ld + j] = vec_dot(q + h * qs, keys[j], d) * scale;
+}
+
+/* weighted_sum for four heads' weights (w[h * ld + j]) into o + h * os */
+static void weighted_sum_x4(const float *w, int64_t ld, const float *const *keys, int64_t n, int64_t d, float *o,
+                            int64_t os) {
+    int64_t i = 0;
+    for (; i + 4 * VL <= d; i += 4 * VL) {
+        vf a[4][4];
+        memset(a, 0, sizeof a);
+        for (int64_t j = 0; j < n; j++) {
+            const float *k = keys[j] + i;
+            vf k0 = loadv(k), k1 = loadv(k + VL), k2 = loadv(k + 2 * VL), k3 = loadv(k + 3 * VL);
+            for (int h = 0; h < HEAD_GROUP; h++) {
+                float wj = w[h * ld + j];
+                a[h][0] += wj * k0, a[h][1] += wj * k1, a[h][2] += wj * k2, a[h][3] += wj * k3;
+            }
+        }
+        for (int h = 0; h < HEAD_GROUP; h++) memcpy(o + h * os + i, a[h], sizeof a[h]);
+    }
+    for (; i < d; i += VL) {
+        vf a[4] = {{0}};
+        for (int64_t j = 0; j < n; j++) {
+            vf k = loadv(keys[j] + i);
+            for (int h = 0; h < HEAD_GROUP; h++) a[h] += w[h * ld + j] * k;
+        }
+        for (int h = 0; h < HEAD_GROUP; h++) memcpy(o + h * os + i, &a[h], sizeof a[h]);
+    }
+}
+
+/* the largest of v[0..n) and m, VL lanes at a time (a scalar chain waited on each compare:
+ * a sixth of the attention); a maximum does not depend on the order it is taken in */
+static float max_of(const float *v, int64_t n, float m) {
+    int64_t j = 0;
+    if (n >= VL) {
+        vf a = loadv(v);
+        for (j = VL; j + VL <= n; j += VL) {
+            vf x = loadv(v + j);
+            a = selectv(x > a, x, a);
+        }
+        float l[VL];
+        memcpy(l, &a, sizeof l);
+        for (int i = 0; i < VL; i++) m = l[i] > m ? l[i] : m;
+    }
+    for (; j < n; j++) m = v[j] > m ? v[j] : m;
+    return m;
+}
+
+/* v[j] = exp(v[j] - m), VL keys at a time (vec.h expv); returns their sum (VL lane chains and
+ * the lane tree, then the tail in order) */
+static float exp_shifted(float *v, int64_t n, float m) {
+    int64_t j = 0;
+    vf sum = {0};
     for (; j + VL <= n; j += VL) {
         vf e = expv(loadv(v + j) - m);
+        sum += e;
         memcpy(v + j, &e, sizeof e);
     }
-    for (; j < n; j++) v[j] = exps(v[j] - m);
+    float total = hsumv(sum);
+    for (; j < n; j++) total += v[j] = exps(v[j] - m);
+    return total;
 }
 
 int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw_start, int64_t q_start,
@@ -75,9 +159,9 @@ int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw
     /* a query's keys: its window's raw rows and the compressed entries it sees */
     int64_t most = (n_raw > 0 ? n_raw : 0) + (topk != 0 ? k : n_comp) + 1;
     const float *on_stack_keys[STACK_KEYS], **keys = on_stack_keys;
-    float on_stack_logits[STACK_KEYS], *logits = on_stack_logits;
+    float on_stack_logits[HEAD_GROUP * STACK_KEYS], *logits = on_stack_logits; /* a head group's */
     if (most > STACK_KEYS) { /* HCA at long context: n_comp entries */
-        keys = malloc(sizeof(float *) * (size_t)most), logits = malloc(sizeof(float) * (size_t)most);
+        keys = malloc(sizeof(float *) * (size_t)most), logits = malloc(sizeof(float) * HEAD_GROUP * (size_t)most);
         if (!keys || !logits) { /* NaN outputs: the caller's check of the logits reports it */
             free(keys), free(logits);
             for (int64_t i = 0; i < batch * tokens * heads * d; i++) out[i] = NAN;
@@ -98,18 +182,27 @@ int sparse_attn_fwd(const float *q, const float *raw, int64_t n_raw, int64_t raw
                 int64_t vis = visible[t] < n_comp ? visible[t] : n_comp;
                 for (int64_t e = 0; e < vis; e++) keys[n++] = comp + (b * n_comp + e) * d;
             }
-            for (int64_t h = 0; h < heads; h++) {
-                const float *qv = q + ((b * tokens + t) * heads + h) * d;
-                float *o = out + ((b * tokens + t) * heads + h) * d;
-                key_logits(qv, keys, n, d, scale, logits);
-                /* the sink: a logit with a zero value, in the denominator only */
-                float m = sink[h];
-                for (int64_t j = 0; j < n; j++) m = logits[j] > m ? logits[j] : m;
-                float denom = exps(sink[h] - m);
-                exp_shifted(logits, n, m);
-                for (int64_t j = 0; j < n; j++) denom += logits[j];
-                weighted_sum(logits, keys, n, d, o);
-                for (int64_t i = 0; i < d; i++) o[i] /= denom;
+            for (int64_t h0 = 0; h0 < heads;) {
+                int group = heads - h0 >= HEAD_GROUP && d % VL == 0 ? HEAD_GROUP : 1;
+                const float *qv = q + ((b * tokens + t) * heads + h0) * d;
+                float *o = out + ((b * tokens + t) * heads + h0) * d;
+                if (group == HEAD_GROUP)
+                    key_logits_x4(qv, d, keys, n, d, scale, logits, most);
+                else
+                    key_logits(qv, keys, n, d, scale, logits);
+                float denom[HEAD_GROUP];
+                for (int g = 0; g < group; g++) {
+                    /* the sink: a logit with a zero value, in the denominator only */
+                    float *lg = logits + g * most, m = max_of(lg, n, sink[h0 + g]);
+                    denom[g] = exps(sink[h0 + g] - m) + exp_shifted(lg, n, m);
+                }
+                if (group == HEAD_GROUP)
+                    weighted_sum_x4(logits, most, keys, n, d, o, d);
+                else
+                    weighted_sum(logits, keys, n, d, o);
+                for (int g = 0; g < group; g++)
+                    for (int64_t i = 0; i < d; i++) o[g * d + i] /= denom[g];
+                h0 += group;
             }
         }
     }

@@ -202,6 +202,8 @@ C_CASES = [  # (b, t, h, d, window, mode, ratio, k, q_start): decode-sized input
     (2, 8, 2, 64, 128, "hca", 4, 0, 20),  # fewer raw keys than the window
     (1, 3, 4, 64, 128, "csa", 4, 64, 100),  # lists longer than the visible entries (-1 padding)
     (1, 1, 4, 64, 128, "hca", 128, 0, 50),  # no compressed entry visible yet
+    (1, 2, 6, 48, 16, "csa", 4, 8, 200),  # a group of four heads and two alone; d of whole vectors, not 64s
+    (1, 1, 5, 64, 128, "hca", 4, 0, 5000),  # more keys than the stack holds (1,250 entries)
 ]
 
 

@@ -16,6 +16,10 @@
 #include <string.h>
 
 #include "../vec.h"
+
+#if VL == 16 && defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include "select.h"
 
 enum { BLOCK = VL };
@@ -25,18 +29,39 @@ static int before(const IndexScored *a, const IndexScored *b) {
     return a->score > b->score || (a->score == b->score && a->index < b->index);
 }
 
-static int by_score_desc(const void *a, const void *b) {
-    const IndexScored *x = a, *y = b;
-    return before(x, y) ? -1 : before(y, x) ? 1 : 0;
-}
-
-/* whether any lane of a comparison's result is set: an OR tree over its lanes */
+/* whether any lane of a comparison's result is set: one mask test with AVX-512, else an OR
+ * tree over its lanes (which cost 16 lane extractions a block, a tenth of the top-k) */
 static inline int anyv(vfi m) {
+#if VL == 16 && defined(__AVX512F__)
+    return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0;
+#else
     int32_t l[VL];
     memcpy(l, &m, sizeof l);
     int32_t any = 0;
     for (int j = 0; j < VL; j++) any |= l[j];
     return any != 0;
+#endif
+}
+
+/* the largest lane, by a tree (depth log2 VL; the scalar chain waited on every compare). A
+ * maximum does not depend on the order it is taken in. */
+static inline float maxv(vf v) {
+    float l[VL];
+    memcpy(l, &v, sizeof l);
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) l[i] = l[i + w] > l[i] ? l[i + w] : l[i];
+    return l[0];
+}
+
+/* sorts c[0..n) best first (`before`): insertion, for the k kept (64 for V4): qsort's calls
+ * through a comparison pointer were a fifth of the top-k */
+static void sort_best_first(IndexScored *c, int64_t n) {
+    for (int64_t i = 1; i < n; i++) {
+        IndexScored x = c[i];
+        int64_t j = i;
+        for (; j > 0 && before(&x, &c[j - 1]); j--) c[j] = c[j - 1];
+        c[j] = x;
+    }
 }
 
 /* `name`(c, n, k): moves the k best of c[0..n) (T, `first(a, b)`: a strictly before b) to c[0..k),
@@ -85,12 +110,7 @@ void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexS
     if (keep > 0 && blocks >= keep) {
         float *maxima = (float *)(kept + room);
         for (int64_t b = 0; b < blocks; b++) {
-            vf v = loadv(scores + b * BLOCK);
-            float out[BLOCK];
-            memcpy(out, &v, sizeof out);
-            float m = out[0];
-            for (int j = 1; j < BLOCK; j++) m = out[j] > m ? out[j] : m;
-            maxima[b] = m;
+            maxima[b] = maxv(loadv(scores + b * BLOCK));
         }
         bar = kth_largest(maxima, blocks, keep), rule = 1;
     }
@@ -110,7 +130,7 @@ void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexS
         }
     }
     if (size > keep) keep_best(kept, size, keep);
-    qsort(kept, (size_t)keep, sizeof(IndexScored), by_score_desc);
+    sort_best_first(kept, keep);
     for (int64_t j = 0; j < k; j++) idx[j] = j < keep ? kept[j].index : -1;
 }
 

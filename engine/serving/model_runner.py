@@ -31,6 +31,7 @@ from deepfim.engine.model.transformer import ForwardOutput, Transformer
 from deepfim.engine.serving.healing import HealingVocab
 from deepfim.engine.serving.prefix_cache import PrefixCache, boundaries
 from deepfim.engine.serving.sampler import loop_safe_end, repeated_lines_cut, repeated_tokens_cut, sample
+from deepfim.engine.serving.scheduler import WAITS
 from deepfim.engine.serving.sequence import NGRAM_KEPT_PRIOR, NGRAM_KEPT_RECOVERY, ActiveRequest, CandidateState
 from deepfim.engine.serving.speculative import (
     CopyDrafter,
@@ -111,6 +112,7 @@ class ModelRunner:
         self.name = name
         self.eos = tokenizer.special.eos
         self._healing_vocab: HealingVocab | None = None  # built at the first healed request
+        self._prefilling: dict[int, ActiveRequest] = {}  # started requests still prefilling, by seq_no
         self._drafts = self.spec.max_draft  # n-gram/MTP draft tokens per sequence in the current step
         # what verifying T tokens costs here, learned from this runner's single-sequence calls
         self.draft_length = DraftLength(max(self.spec.max_draft, MAX_COPY_DRAFT) + 1)
@@ -184,13 +186,44 @@ class ModelRunner:
         return failed
 
     def prefill_cost(self, req: ActiveRequest) -> int:
-        """Prompt tokens of the next chunk of a prefilling request (0: its prompt is done). The
-        first call consults the prefix cache, which may serve the whole prompt."""
+        """Prompt tokens of the next chunk of a prefilling request (0: its prompt is done;
+        WAITS: it waits for another's prefill of its own prefix). The first call consults the
+        prefix cache, which may serve the whole prompt."""
         if not req.started:
+            if self._waits_for_another(req):
+                return WAITS
             self._start(req)
+            if req.prefilling:
+                self._prefilling[req.seq_no] = req
         if not req.prefilling:
             return 0
         return self._next_end(req) - req.prefilled
+
+    def _waits_for_another(self, req: ActiveRequest) -> bool:
+        """Whether a started prefill of the same user, as urgent or more, is computing a prefix of
+        this prompt that the cache does not hold yet: this request then starts once that chunk
+        is cached, instead of computing the same tokens beside it. (The language server sends the
+        head of a new file's prompt ahead, while it gathers the rest: `lsp_server/pipeline.py`.)"""
+        if self.prefix_cache is None:
+            return False
+        for seq_no, other in list(self._prefilling.items()):
+            if other.state is None or not other.prefilling or other.handle.cancelled:
+                del self._prefilling[seq_no]  # finished, cancelled or failed
+        others = [o for o in self._prefilling.values() if o.user == req.user and o.priority <= req.priority]
+        if not others:
+            return False
+        if req.cache_keys is None:
+            req.cache_keys = self.prefix_cache.keys(req.user, req.prompt_ids, req.request.anchors)
+        mine = req.cache_keys
+        for other in others:
+            theirs = other.cache_keys
+            ends = set(theirs.ends)
+            for end in reversed(mine.ends):
+                if end <= other.prefilled:
+                    break
+                if end in ends and mine.at(end) == theirs.at(end):
+                    return True
+        return False
 
     def _plan(self, req: ActiveRequest) -> list[_Call]:
         req.mark_started()
@@ -255,7 +288,8 @@ class ModelRunner:
         cache, need_logits = self.prefix_cache, not req.request.prefill_only
         match = None
         if cache is not None:
-            req.cache_keys = cache.keys(req.user, ids, anchors)
+            if req.cache_keys is None:  # hashed already where it waited (`_waits_for_another`)
+                req.cache_keys = cache.keys(req.user, ids, anchors)
             match = cache.match(req.cache_keys, need_logits)
         if match is not None and match.state is not None:
             req.state, req.prefilled = match.state, match.length

@@ -18,7 +18,9 @@ the `max_sequences` cap on a step:
 2. among equals, the user served least recently (round robin across users), so one user's
    burst cannot starve another;
 3. within a user, the oldest request.
-Finished and cancelled requests leave at once; the engine frees their state.
+Finished and cancelled requests leave at once; the engine frees their state. A request whose
+prompt extends a prefill in flight (the head of its own prompt, sent ahead) sits out the steps
+until that prefill has cached what they share (`WAITS`, `ModelRunner._waits_for_another`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from deepfim.engine.api import Priority
 PREFILL_BUDGET = 128  # prompt tokens per step: one full chunk, or several short pieces
 MAX_SEQUENCES = 64  # requests per step (each may carry several candidates)
 BACKGROUND_EVERY = 64  # while other work is active, background work joins one step in this many
+WAITS = -1  # a prefill cost: the request waits for another's prefill of its own prefix (ModelRunner)
 
 
 class Schedulable(Protocol):
@@ -76,7 +79,8 @@ class Scheduler:
 
     def next_batch(self, prefill_cost: Callable[[Schedulable], int]) -> list[Schedulable]:
         """The requests of the next step, best first. `prefill_cost(item)` is the number of prompt
-        tokens the item's next chunk holds (0: its prompt is done, it decodes now)."""
+        tokens the item's next chunk holds (0: its prompt is done, it decodes now; WAITS: not
+        this step)."""
         batch: list[Schedulable] = []
         spent = 0
         ordered = self.order()
@@ -94,6 +98,8 @@ class Scheduler:
                 if spent >= self.prefill_budget:
                     continue
                 cost = prefill_cost(item)
+                if cost == WAITS:
+                    continue
                 if spent and spent + cost > self.prefill_budget:
                     continue  # a later, shorter piece may still fit
                 spent += cost

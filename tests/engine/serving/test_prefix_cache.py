@@ -309,3 +309,52 @@ def test_snapshots_stay_under_their_size_cap(tiny_model, tok, tmp_path):
     store.max_bytes = int(one * 1.5)
     prefill_anchored(runner, list(range(1000, 1300)), (300,), persist=True, prefill_only=True)
     assert store.nbytes() <= store.max_bytes and len(list(store.directory.glob("*.safetensors"))) == 1
+
+
+def _active(runner, ids, anchors, prefill_only=False, cancelled=False):
+    params = SamplingParams(max_tokens=1, speculative=False, token_healing=False)
+    request = CompletionRequest(ids, params, namespace="alice", anchors=anchors, prefill_only=prefill_only)
+    handle = CompletionHandle(request)
+    if cancelled:
+        handle.cancel()
+    return ActiveRequest(request, handle, None, runner.tokenizer)
+
+
+@pytest.mark.parametrize("head_cancelled", [False, True])
+def test_a_prompt_waits_for_the_prefill_of_its_own_head_in_flight(tiny_model, tok, head_cancelled):
+    """The language server sends a new file's prompt head ahead (prefill only) while it gathers
+    the rest; the whole prompt, arriving during that prefill, waits for it and resumes at the
+    head's end instead of computing the same tokens beside it, with the logits of a cold run.
+    A cancelled head holds no one up."""
+    from deepfim.engine.serving.scheduler import WAITS, Scheduler
+
+    part = list(range(500, 1100))  # the part every file shares (600 tokens), cached
+    head = part + list(range(1200, 1420))  # + this file's header, suffix and far prefix
+    prompt = head + list(range(1500, 1590))  # + evidence and near prefix
+    anchors = (len(part), len(head))
+    runner = ModelRunner(tiny_model, tok, PrefixCache(), SpeculativeConfig(enabled=False))
+    prefill_anchored(runner, part, (len(part),), prefill_only=True)
+    scheduler = Scheduler()
+    ahead = _active(runner, head, anchors, prefill_only=True)
+    scheduler.add(ahead)
+    runner.step(scheduler.next_batch(runner.prefill_cost))  # its first chunk: 600 -> 640
+    if head_cancelled:
+        ahead.handle.cancel()
+        scheduler.remove(ahead)
+    whole = _active(runner, prompt, anchors)
+    scheduler.add(whole)
+    waited = 0
+    while whole.prefilling:
+        if not head_cancelled:
+            waited += runner.prefill_cost(whole) == WAITS
+        batch = scheduler.next_batch(runner.prefill_cost)
+        assert (whole in batch) == (head_cancelled or not ahead.prefilling)
+        runner.step(batch)
+        if ahead.done:
+            scheduler.remove(ahead)
+    cold = prefill_anchored(ModelRunner(tiny_model, tok, None, SpeculativeConfig(enabled=False)), prompt, anchors)
+    assert torch.equal(whole.last_logits, cold.last_logits)
+    if head_cancelled:
+        assert whole.timings.cached_tokens == 640  # the one chunk the head computed
+    else:
+        assert waited == 2 and whole.timings.cached_tokens == len(head)  # the head's chunks 640 -> 768 -> 820

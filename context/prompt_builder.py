@@ -26,7 +26,9 @@ budget) does not depend on the cursor position; then comes the cursor window, cu
 typing on a line only appends tokens (`window.py`). The engine's prefix cache therefore
 recomputes, per keystroke, the typed tokens; per new line, the evidence and near prefix; per
 newly opened file, its window (its copy the language server prefills in the background and
-leaves out of prompts until then: `lsp_server/copy_prefill.py`).
+leaves out of prompts until then: `lsp_server/copy_prefill.py`). The window's head (header,
+suffix, far prefix) does not depend on the evidence: `build_prompt` hands it over (`on_head`)
+before gathering the evidence, so the engine prefills it meanwhile, and its end is an anchor.
 
 Context levels (the evaluation's "no context / current file / packed repository"): NONE is
 the window alone, FILE adds the cursor file's copy and evidence found in it, REPOSITORY adds
@@ -114,6 +116,7 @@ class BuiltPrompt:
     cursor_path: str = ""
     elapsed_ms: float = 0.0
     copy_text: str | None = None  # the text of the cursor file's copy (redacted), whether shown or left out
+    head_end: int | None = None  # window layout: where the far prefix ends (the head, `on_head`)
 
     def own_ranges(self) -> tuple[tuple[int, int], ...]:
         """Where the prompt shows the cursor file itself (its repository segment or its copy):
@@ -124,11 +127,9 @@ class BuiltPrompt:
         )  # fmt: skip
 
     def anchors(self) -> tuple[int, ...]:
-        """Where a later prompt resumes: after the part every cursor file shares, and after the
-        cursor file's copy (the engine keeps its state there)."""
-        out = [self.shared_tokens]
-        out += [s.end for s in self.prompt.segments if s.kind == "cursor_copy"]
-        return tuple(sorted(set(a for a in out if 0 < a < len(self.prompt))))
+        """Where a later prompt resumes: after the part every cursor file shares, after the
+        cursor file's copy (the engine keeps its state there), and after the head."""
+        return _anchors(self.prompt, self.head_end)
 
     def copy_end(self) -> int | None:
         """Where the copy of the cursor file ends (None: the prompt has none)."""
@@ -148,15 +149,27 @@ class BuiltPrompt:
             s if s.end <= copy.start else replace(s, start=s.start - n, end=s.end - n)
             for s in self.prompt.segments if s is not copy
         ]  # fmt: skip
-        return replace(self, prompt=prompt)
+        return replace(self, prompt=prompt, head_end=None if self.head_end is None else self.head_end - n)
 
     @property
     def shared_tokens(self) -> int:
         """Tokens before the cursor file's copy or window: shared by every cursor file."""
-        for seg in self.prompt.segments:
-            if seg.kind in ("cursor_copy", "cursor_file"):
-                return seg.start
-        return len(self.prompt)
+        return _shared_tokens(self.prompt)
+
+
+def _shared_tokens(prompt: Prompt) -> int:
+    for seg in prompt.segments:
+        if seg.kind in ("cursor_copy", "cursor_file"):
+            return seg.start
+    return len(prompt)
+
+
+def _anchors(prompt: Prompt, head_end: int | None, length: int | None = None) -> tuple[int, ...]:
+    """BuiltPrompt.anchors of `prompt` (or of its first `length` tokens: the head's)."""
+    out = [_shared_tokens(prompt), head_end or 0]
+    out += [s.end for s in prompt.segments if s.kind == "cursor_copy"]
+    n = len(prompt) if length is None else length
+    return tuple(sorted(set(a for a in out if 0 < a < n)))
 
 
 def build_prompt(
@@ -167,6 +180,7 @@ def build_prompt(
     repository: RepositoryPart | None = None,
     repo: RepoView | None = None,
     copy_wanted: Callable[[str], bool] | None = None,
+    on_head: Callable[[list[int], tuple[int, ...], bool], None] | None = None,
 ) -> BuiltPrompt:
     """The prompt for `cursor` (its text is redacted here; every other text arrives redacted).
 
@@ -174,6 +188,11 @@ def build_prompt(
     what `without_copy` makes of the whole one. The language server leaves out a copy the
     engine does not hold yet, and tokenizing a newly opened file's copy for nothing was a third
     of its first prompt's context stage (~30 ms on a 2-core machine).
+
+    `on_head(ids, anchors, has_copy)` (window layout): called with the prompt's head (everything
+    up to the far prefix, which does not depend on the evidence) before the evidence is
+    gathered, so the engine can prefill it meanwhile; the whole prompt then resumes at its end
+    (`head_end`, one of its anchors).
     """
     t0 = time.perf_counter()
     tok, budget = store.tok, spec.budget
@@ -190,6 +209,19 @@ def build_prompt(
         copy = prefix + suffix if cursor.copy is None else redact(cursor.copy)
         if copy_wanted is None or copy_wanted(copy):
             _add_copy(prompt, store, cursor, copy, budget.cursor_file)
+    cursor_header = store.header(cursor.path)
+    head_end = None
+    if spec.layout is Layout.WINDOW:
+        prompt.add("cursor_file", cursor_header, cursor.path, "file at the cursor")
+        sp = tok.special
+        prompt.add(
+            "suffix", [sp.fim_begin, sp.fim_hole, *window.suffix_ids, sp.fim_end], cursor.path, _why(window, "suffix")
+        )
+        prompt.add("prefix", window.far_ids, cursor.path, _why(window, "far"))
+        head_end = len(prompt)
+        if on_head is not None:
+            has_copy = any(seg.kind == "cursor_copy" for seg in prompt.segments)
+            on_head(list(prompt.ids), _anchors(prompt, head_end, head_end + 1), has_copy)
     evidence, hints = [], NameHints()
     if spec.level is not ContextLevel.NONE and repo is not None and budget.evidence > 0:
         options = spec.evidence
@@ -203,24 +235,19 @@ def build_prompt(
         )  # fmt: skip
         gathered = gather(repo, text, options)
         evidence, hints = _fit_evidence(store, gathered.evidence, budget.evidence), gathered.hints
-    cursor_header = store.header(cursor.path)
     if spec.layout is Layout.FILES:
         for item, ids in evidence:
             prompt.add("evidence", ids, item.path, f"{item.kind}: {item.reason}")
         prompt.add("cursor_file", cursor_header, cursor.path, "file at the cursor")
         _add_fim(prompt, tok, window.far_ids + window.near_ids, window.suffix_ids, spec.order, window)
     else:
-        prompt.add("cursor_file", cursor_header, cursor.path, "file at the cursor")
-        sp = tok.special
-        prompt.add(
-            "suffix", [sp.fim_begin, sp.fim_hole, *window.suffix_ids, sp.fim_end], cursor.path, _why(window, "suffix")
-        )
-        prompt.add("prefix", window.far_ids, cursor.path, _why(window, "far"))
         for item, ids in evidence:
             prompt.add("evidence", ids, item.path, f"{item.kind}: {item.reason}")
         prompt.add("prefix", window.near_ids, cursor.path, "the lines just before the cursor")
     elapsed = (time.perf_counter() - t0) * 1000
-    return BuiltPrompt(prompt, hints, [item for item, _ in evidence], part, window, cursor.path, elapsed, copy)
+    return BuiltPrompt(
+        prompt, hints, [item for item, _ in evidence], part, window, cursor.path, elapsed, copy, head_end
+    )
 
 
 def _why(window: CursorWindow, part: str) -> str:

@@ -340,9 +340,10 @@ class Workspace:
         repo_name: str | None = None,
         repository: RepositoryPart | None = None,
         copy_wanted: Callable[[str], bool] | None = None,
+        on_head: Callable[[list[int], tuple[int, ...], bool], None] | None = None,
     ) -> BuiltPrompt:
         """The prompt for a cursor in `path` between `prefix` and `suffix` (`prompt_builder.py`;
-        `copy_wanted` as there).
+        `copy_wanted`, `on_head` as there).
 
         `repository`: the part to use (the language server passes the one it has prefilled);
         by default `repository_part` for the spec's budget.
@@ -385,6 +386,6 @@ class Workspace:
             )  # fmt: skip
             recent = tuple(dict.fromkeys(self._recent(self._edited) + self._recent(self._opened)))
             view = RepoView(index.entries, index.definers, index.lexical, index.graph, current, recent)
-            built = build_prompt(store, spec, cursor, repo_name, repository, view, copy_wanted)
+            built = build_prompt(store, spec, cursor, repo_name, repository, view, copy_wanted, on_head)
         built.elapsed_ms = (time.perf_counter() - t0) * 1000
         return built

@@ -127,10 +127,12 @@ class CompletionRequest:
 
     @classmethod
     def background_prefill(
-        cls, ids: list[int], anchors: tuple[int, ...], mode: Mode = Mode.INSTANT, persist: bool = False
-    ) -> CompletionRequest:
-        """Computes and caches the state after `ids` ahead of need, yielding to every other request."""
-        return cls(ids, SamplingParams(max_tokens=1, speculative=False), priority=Priority.BACKGROUND, mode=mode,
+        cls, ids: list[int], anchors: tuple[int, ...], mode: Mode = Mode.INSTANT, persist: bool = False,
+        priority: Priority = Priority.BACKGROUND,
+    ) -> CompletionRequest:  # fmt: skip
+        """Computes and caches the state after `ids` ahead of need, yielding to every other request
+        (or at `priority`: the head of a prompt whose rest is being gathered)."""
+        return cls(ids, SamplingParams(max_tokens=1, speculative=False), priority=priority, mode=mode,
                    prefill_only=True, anchors=anchors, persist=persist)  # fmt: skip
 
 

@@ -156,8 +156,9 @@ class ContextSource:
         suffix: str,
         spec: PromptSpec,
         copy_wanted: Callable[[str], bool] | None = None,
+        on_head: Callable[[list[int], tuple[int, ...], bool], None] | None = None,
     ) -> PackedContext:
-        """The prompt for a cursor in `path` (`copy_wanted`: `prompt_builder.build_prompt`'s).
+        """The prompt for a cursor in `path` (`copy_wanted`, `on_head`: `prompt_builder.build_prompt`'s).
 
         Raises:
             PrivateFile: `path` is secret; it must not be completed at all.
@@ -168,7 +169,9 @@ class ContextSource:
         if self._workspace is not None and self.ready and path is not None:
             part = self.served if self.served is not None or self.parts_on_demand else EMPTY
             try:
-                built = self._workspace.prompt(tokenizer, spec, path, prefix, suffix, repo_name, part, copy_wanted)
+                built = self._workspace.prompt(
+                    tokenizer, spec, path, prefix, suffix, repo_name, part, copy_wanted, on_head
+                )
                 files = [f.rel for f in built.repository.files] + sorted({e.path for e in built.evidence})
                 return PackedContext(built, "workspace", files)
             except PrivateFileError as exc:

@@ -70,6 +70,23 @@ def test_window_layout_puts_evidence_between_the_far_and_the_near_prefix(ws, tok
     assert tok.decode(built.prompt.ids[near.start : near.end]).endswith("        return pricing.")
 
 
+def test_the_head_is_handed_over_before_the_evidence_and_is_the_prompts_start(ws, tok):
+    """`on_head` gets the prompt up to the far prefix (the engine prefills it while the evidence
+    is gathered); the whole prompt starts with exactly those ids and resumes at their end."""
+    heads = []
+    prefix = CART + "        return pricing."
+    path = ws.root / "shop/cart.py"
+    built = ws.prompt(tok, WINDOW, path, prefix, "\n", "shop", on_head=lambda *head: heads.append(head))
+    [(ids, anchors, has_copy)] = heads
+    far = next(s for s in built.prompt.segments if s.kind == "prefix")
+    assert built.head_end == far.end == len(ids) and built.prompt.ids[: len(ids)] == ids
+    assert anchors == (built.shared_tokens, len(ids)) and not has_copy
+    assert built.anchors() == anchors and len(built.evidence) > 0
+    spec = PromptSpec(Layout.FILES, FimOrder.PSM, PromptBudget(repository=4096))
+    files = ws.prompt(tok, spec, path, prefix, "\n", "shop", on_head=lambda *head: heads.append(head))
+    assert len(heads) == 1 and files.head_end is None  # the files layout has no head before its evidence
+
+
 def test_files_layout_is_deepseeks_repository_fim(ws, tok):
     spec = PromptSpec(Layout.FILES, FimOrder.PSM, PromptBudget(repository=4096))
     built = ws.prompt(tok, spec, ws.root / "shop/cart.py", CART, "", "shop")
@@ -146,7 +163,7 @@ def test_without_its_copy_a_prompt_is_the_part_then_the_window(ws, tok):
     assert [(s.kind, s.path, s.start, s.end) for s in cut.prompt.segments] == [
         (k, p, a - n * (a >= copy.end), b - n * (a >= copy.end)) for k, p, a, b in moved
     ]
-    assert cut.shared_tokens == copy.start and cut.anchors() == (copy.start,)
+    assert cut.shared_tokens == copy.start and cut.anchors() == (copy.start, built.head_end - n)
     assert tok.decode(cut.prompt.ids[cut.shared_tokens :]) == tok.decode(built.prompt.ids[copy.end :])
     assert cut.without_copy() is cut
 

@@ -127,3 +127,21 @@ def test_after_enter_indents_as_editors_do():
     assert after_enter("def f():", "\n") == "def f():\n    "
     assert after_enter("\tif a {", "") == "\tif a {\n\t\t"
     assert after_enter("    x = f(", "a)\n") is None  # not at the end of its line
+
+
+@IN_MODULE_LOOP
+async def test_a_new_files_first_prompt_resumes_after_its_head_sent_ahead(lsp, workspace):
+    """Enter at once in a newly opened file: nothing was prefetched, but the prompt's head (its
+    header, suffix and far prefix) went to the engine before the evidence was gathered
+    (pipeline.py `_head_sender`), and the whole prompt resumed at its end, not at the end of
+    the repository part."""
+    await wait_for_status(lsp, repository_warm)
+    parts = as_dict((await server_status(lsp)).repository)
+    [part_tokens] = [as_dict(p)["tokens"] for p in parts.values()]
+    editor = Editor(lsp)
+    uri = editor.open(workspace / "excise.py", BODY.replace("levy_", "excise_"))
+    end = len(BODY.split("\n")[LINE])
+    editor.insert(uri, LINE, end, "\n    ")
+    timings = await complete_timings(lsp, uri, LINE + 1, 4)
+    assert timings["cached_tokens"] > part_tokens + 64  # the suffix and the far prefix came cached
+    assert timings["prompt_tokens"] > timings["cached_tokens"]  # the evidence and near prefix did not

@@ -154,16 +154,60 @@ INDEX_HEAD_GROUP(8)
 INDEX_HEAD_GROUP(4)
 INDEX_HEAD_GROUP(1)
 
+/* index_group for two key blocks at once: each broadcast of a query element feeds two
+ * multiply-adds (one load per multiply-add kept the loads, not the FMA units, the limit);
+ * each block's sums are exactly index_group's */
+#define INDEX_HEAD_GROUP_PAIR(G)                                                                     \
+    static inline __attribute__((always_inline, optimize("fp-contract=fast"))) void index_pair##G(   \
+        const float *q, const float *w, const float *k0, const float *k1, int64_t d, vf *t0, vf *t1) { \
+        vf a[G], b[G];                                                                              \
+        for (int j = 0; j < G; j++) a[j] = (vf){0}, b[j] = (vf){0};                                  \
+        for (int64_t i = 0; i < d; i++) {                                                            \
+            vf x0 = loadv(k0 + i * BLOCK), x1 = loadv(k1 + i * BLOCK);                               \
+            _Pragma("GCC unroll 8") for (int j = 0; j < G; j++) {                                    \
+                float qj = q[j * d + i];                                                             \
+                a[j] += qj * x0;                                                                     \
+                b[j] += qj * x1;                                                                     \
+            }                                                                                        \
+        }                                                                                            \
+        vf s0 = {0}, s1 = {0};                                                                       \
+        for (int j = 0; j < G; j++) s0 += w[j] * reluv(a[j]), s1 += w[j] * reluv(b[j]);               \
+        *t0 += s0, *t1 += s1;                                                                        \
+    }
+INDEX_HEAD_GROUP_PAIR(8)
+INDEX_HEAD_GROUP_PAIR(4)
+INDEX_HEAD_GROUP_PAIR(1)
+
+/* kt[i * BLOCK + j] = keys[e0 + j][i] for the m keys of a block from e0; missing keys are zero */
+static void transpose_block(const float *keys, int64_t e0, int64_t m, int64_t d, float *kt) {
+    if (m < BLOCK) memset(kt, 0, sizeof(float) * (size_t)(d * BLOCK));
+    for (int64_t j = 0; j < m; j++)
+        for (int64_t i = 0; i < d; i++) kt[i * BLOCK + j] = keys[(e0 + j) * d + i];
+}
+
 __attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, const float *w, const float *keys,
                                                                 int64_t n_keys, int64_t T, int64_t heads, int64_t d,
                                                                 float *scores, int64_t ld_scores) {
     float kt[INDEX_MAX_DIM * BLOCK] __attribute__((aligned(64)));
-    for (int64_t e0 = 0; e0 < n_keys; e0 += BLOCK) {
+    float kt2[INDEX_MAX_DIM * BLOCK] __attribute__((aligned(64)));
+    int64_t e0 = 0;
+    for (; e0 + 2 * BLOCK <= n_keys; e0 += 2 * BLOCK) { /* two whole blocks */
+        transpose_block(keys, e0, BLOCK, d, kt);
+        transpose_block(keys, e0 + BLOCK, BLOCK, d, kt2);
+        for (int64_t t = 0; t < T; t++) {
+            const float *qt = q + t * heads * d, *wt = w + t * heads;
+            vf t0 = {0}, t1 = {0};
+            int64_t h = 0;
+            for (; h + 8 <= heads; h += 8) index_pair8(qt + h * d, wt + h, kt, kt2, d, &t0, &t1);
+            for (; h + 4 <= heads; h += 4) index_pair4(qt + h * d, wt + h, kt, kt2, d, &t0, &t1);
+            for (; h < heads; h++) index_pair1(qt + h * d, wt + h, kt, kt2, d, &t0, &t1);
+            memcpy(scores + t * ld_scores + e0, &t0, sizeof t0);
+            memcpy(scores + t * ld_scores + e0 + BLOCK, &t1, sizeof t1);
+        }
+    }
+    for (; e0 < n_keys; e0 += BLOCK) {
         int64_t m = n_keys - e0 < BLOCK ? n_keys - e0 : BLOCK;
-        /* kt[i * BLOCK + j] = keys[e0 + j][i]; missing keys of the last block are zero */
-        if (m < BLOCK) memset(kt, 0, sizeof(float) * (size_t)(d * BLOCK));
-        for (int64_t j = 0; j < m; j++)
-            for (int64_t i = 0; i < d; i++) kt[i * BLOCK + j] = keys[(e0 + j) * d + i];
+        transpose_block(keys, e0, m, d, kt);
         for (int64_t t = 0; t < T; t++) {
             const float *qt = q + t * heads * d, *wt = w + t * heads;
             vf total = {0};

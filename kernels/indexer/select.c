@@ -46,11 +46,23 @@ static inline int anyv(vfi m) {
 /* the largest lane, by a tree (depth log2 VL; the scalar chain waited on every compare). A
  * maximum does not depend on the order it is taken in. */
 static inline float maxv(vf v) {
+#if VL == 16 /* in registers: GCC kept the array version's lanes on the stack */
+    vf h = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    v = selectv(h > v, h, v);
+    h = __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    v = selectv(h > v, h, v);
+    h = __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    v = selectv(h > v, h, v);
+    h = __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    v = selectv(h > v, h, v);
+    return v[0];
+#else
     float l[VL];
     memcpy(l, &v, sizeof l);
     for (int w = VL / 2; w >= 1; w /= 2)
         for (int i = 0; i < w; i++) l[i] = l[i + w] > l[i] ? l[i + w] : l[i];
     return l[0];
+#endif
 }
 
 /* sorts c[0..n) best first (`before`): insertion, for the k kept (64 for V4): qsort's calls

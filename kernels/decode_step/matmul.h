@@ -344,16 +344,15 @@ static const uint32_t *amx_b_tiles(const float *x, int64_t ldx, int64_t in, int6
         }
     }
     if (T % AMX_ROWS) memset(buf + (G - 1) * chunks * AMX_ROWS * AMX_ROWS, 0, (size_t)chunks * AMX_ROWS * AMX_ROWS * 4);
+    /* a token's 16 pairs of a chunk go down its column of the tile: one scatter */
+    const __m512i column = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
     for (int64_t t = 0; t < T; t++) {
         uint32_t *group = buf + (t / AMX_ROWS) * chunks * AMX_ROWS * AMX_ROWS;
         int64_t n = t % AMX_ROWS;
         for (int64_t c = 0; c < chunks; c++) {
             const float *row = x + t * ldx + c * AMX_K;
-            uint32_t pairs[AMX_ROWS];
             __m512i bits = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 16), _mm512_loadu_ps(row));
-            _mm512_storeu_si512((void *)pairs, bits);
-            uint32_t *tile = group + c * AMX_ROWS * AMX_ROWS;
-            for (int k = 0; k < AMX_ROWS; k++) tile[k * AMX_ROWS + n] = pairs[k];
+            _mm512_i32scatter_epi32(group + c * AMX_ROWS * AMX_ROWS + n, column, bits, 4);
         }
     }
     *groups = G;

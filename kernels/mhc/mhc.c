@@ -43,6 +43,30 @@ static void softmax_rows(const float *l, float *s, int n) {
     }
 }
 
+typedef float f4 __attribute__((vector_size(16)));
+
+/* the iterations for n = 4 (V4's four streams) with a row per vector: a column's sum is the rows
+ * added in order, a row's the columns of the transpose; each element is summed, offset by eps
+ * and divided exactly as row_normalise and col_normalise do it, the four lanes at once (the
+ * scalar divisions were most of the Sinkhorn, 3% of a prefill piece) */
+static void sinkhorn_iterations4(float *m, int iters, float eps) {
+    f4 r[4], zero = {0, 0, 0, 0};
+    memcpy(r, m, sizeof r);
+    for (int it = 0; it < iters; it++) {
+        if (it > 0) { /* rows: the transpose's columns */
+            f4 a = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5), b = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
+            f4 c = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7), e = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+            f4 c0 = __builtin_shufflevector(a, b, 0, 1, 4, 5), c1 = __builtin_shufflevector(a, b, 2, 3, 6, 7);
+            f4 c2 = __builtin_shufflevector(c, e, 0, 1, 4, 5), c3 = __builtin_shufflevector(c, e, 2, 3, 6, 7);
+            f4 d = (((zero + c0) + c1) + c2) + c3 + eps; /* lane i: row i's sum + eps */
+            for (int i = 0; i < 4; i++) r[i] /= (f4){d[i], d[i], d[i], d[i]};
+        }
+        f4 d = (((zero + r[0]) + r[1]) + r[2]) + r[3] + eps; /* lane j: column j's sum + eps */
+        for (int i = 0; i < 4; i++) r[i] /= d;
+    }
+    memcpy(m, r, sizeof r);
+}
+
 int sinkhorn_fwd(const float *logits, float *out, int64_t count, int n, int iters, float eps) {
     if (n > MAX_N || iters < 1) return -1;
     int nn = n * n;
@@ -50,6 +74,10 @@ int sinkhorn_fwd(const float *logits, float *out, int64_t count, int n, int iter
         float *m = out + t * nn;
         softmax_rows(logits + t * nn, m, n);
         for (int k = 0; k < nn; k++) m[k] += eps;
+        if (n == 4) {
+            sinkhorn_iterations4(m, iters, eps);
+            continue;
+        }
         col_normalise(m, n, eps);
         for (int it = 1; it < iters; it++) { row_normalise(m, n, eps); col_normalise(m, n, eps); }
     }

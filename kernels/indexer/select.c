@@ -146,29 +146,10 @@ void index_top_k(const float *scores, int64_t n, int64_t k, int64_t *idx, IndexS
     for (int64_t j = 0; j < k; j++) idx[j] = j < keep ? kept[j].index : -1;
 }
 
-/* A group of G heads of query t against one transposed key block: G independent chains of
- * multiply-adds (one per head), each reading the same key vector. One chain per head (or two, as
- * before) waits on the multiply-add's latency; eight keep both of a core's FMA units busy. */
-#define INDEX_HEAD_GROUP(G)                                                                          \
-    static inline __attribute__((always_inline, optimize("fp-contract=fast"))) vf index_group##G(    \
-        const float *q, const float *w, const float *kt, int64_t d) {                               \
-        vf acc[G];                                                                                   \
-        for (int j = 0; j < G; j++) acc[j] = (vf){0};                                               \
-        for (int64_t i = 0; i < d; i++) {                                                            \
-            vf kv = loadv(kt + i * BLOCK);                                                           \
-            _Pragma("GCC unroll 8") for (int j = 0; j < G; j++) acc[j] += q[j * d + i] * kv;         \
-        }                                                                                            \
-        vf total = {0};                                                                              \
-        for (int j = 0; j < G; j++) total += w[j] * reluv(acc[j]);                                   \
-        return total;                                                                                \
-    }
-INDEX_HEAD_GROUP(8)
-INDEX_HEAD_GROUP(4)
-INDEX_HEAD_GROUP(1)
-
-/* index_group for two key blocks at once: each broadcast of a query element feeds two
- * multiply-adds (one load per multiply-add kept the loads, not the FMA units, the limit);
- * each block's sums are exactly index_group's */
+/* A group of G heads of query t against two transposed key blocks: G independent chains of
+ * multiply-adds per block (one per head; one or two chains wait on the multiply-add's latency,
+ * eight keep both of a core's FMA units busy), and each broadcast of a query element feeds
+ * both blocks (one load per multiply-add kept the loads, not the FMA units, the limit). */
 #define INDEX_HEAD_GROUP_PAIR(G)                                                                     \
     static inline __attribute__((always_inline, optimize("fp-contract=fast"))) void index_pair##G(   \
         const float *q, const float *w, const float *k0, const float *k1, int64_t d, vf *t0, vf *t1) { \
@@ -202,10 +183,11 @@ __attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, 
                                                                 float *scores, int64_t ld_scores) {
     float kt[INDEX_MAX_DIM * BLOCK] __attribute__((aligned(64)));
     float kt2[INDEX_MAX_DIM * BLOCK] __attribute__((aligned(64)));
-    int64_t e0 = 0;
-    for (; e0 + 2 * BLOCK <= n_keys; e0 += 2 * BLOCK) { /* two whole blocks */
-        transpose_block(keys, e0, BLOCK, d, kt);
-        transpose_block(keys, e0 + BLOCK, BLOCK, d, kt2);
+    for (int64_t e0 = 0; e0 < n_keys; e0 += 2 * BLOCK) { /* two blocks; the last may be partial or empty */
+        int64_t left = n_keys - e0, m0 = left < BLOCK ? left : BLOCK;
+        int64_t m1 = left - m0 < BLOCK ? left - m0 : BLOCK;
+        transpose_block(keys, e0, m0, d, kt);
+        transpose_block(keys, e0 + BLOCK, m1, d, kt2);
         for (int64_t t = 0; t < T; t++) {
             const float *qt = q + t * heads * d, *wt = w + t * heads;
             vf t0 = {0}, t1 = {0};
@@ -213,23 +195,11 @@ __attribute__((optimize("fp-contract=fast"))) void index_scores(const float *q, 
             for (; h + 8 <= heads; h += 8) index_pair8(qt + h * d, wt + h, kt, kt2, d, &t0, &t1);
             for (; h + 4 <= heads; h += 4) index_pair4(qt + h * d, wt + h, kt, kt2, d, &t0, &t1);
             for (; h < heads; h++) index_pair1(qt + h * d, wt + h, kt, kt2, d, &t0, &t1);
-            memcpy(scores + t * ld_scores + e0, &t0, sizeof t0);
-            memcpy(scores + t * ld_scores + e0 + BLOCK, &t1, sizeof t1);
-        }
-    }
-    for (; e0 < n_keys; e0 += BLOCK) {
-        int64_t m = n_keys - e0 < BLOCK ? n_keys - e0 : BLOCK;
-        transpose_block(keys, e0, m, d, kt);
-        for (int64_t t = 0; t < T; t++) {
-            const float *qt = q + t * heads * d, *wt = w + t * heads;
-            vf total = {0};
-            int64_t h = 0;
-            for (; h + 8 <= heads; h += 8) total += index_group8(qt + h * d, wt + h, kt, d);
-            for (; h + 4 <= heads; h += 4) total += index_group4(qt + h * d, wt + h, kt, d);
-            for (; h < heads; h++) total += index_group1(qt + h * d, wt + h, kt, d);
-            float out[BLOCK];
-            memcpy(out, &total, sizeof out);
-            memcpy(scores + t * ld_scores + e0, out, sizeof(float) * (size_t)m);
+            float out[2 * BLOCK];
+            memcpy(out, &t0, sizeof t0);
+            memcpy(out + BLOCK, &t1, sizeof t1);
+            memcpy(scores + t * ld_scores + e0, out, sizeof(float) * (size_t)m0);
+            if (m1) memcpy(scores + t * ld_scores + e0 + BLOCK, out + BLOCK, sizeof(float) * (size_t)m1);
         }
     }
 }

@@ -203,19 +203,23 @@ static void matmul_bf16(const uint16_t *w, const float *x, int64_t ldx, float *y
 
 /* bf16 copies of the T rows of x (`ldx` apart, `in` wide), round to nearest even, each row padded
  * with zeros to a multiple of 32: a per-thread buffer, grown as needed */
+/* a calling thread's scratch of at least `bytes` (a multiple of 64), 64-byte aligned, grown as
+ * needed; NULL when it cannot be had */
+static void *grown(void **buf, int64_t *cap, int64_t bytes) {
+    if (bytes > *cap) {
+        free(*buf);
+        *buf = aligned_alloc(64, (size_t)bytes);
+        *cap = *buf ? bytes : 0;
+    }
+    return *buf;
+}
+
 static const uint16_t *bf16_rows(const float *x, int64_t ldx, int64_t in, int64_t T, int64_t *ld) {
-    static __thread uint16_t *buf;
+    static __thread void *scratch;
     static __thread int64_t cap;
     int64_t width = (in + 31) & ~(int64_t)31;
-    if (T * width > cap) {
-        free(buf);
-        cap = T * width;
-        buf = aligned_alloc(64, (size_t)cap * 2);
-        if (!buf) {
-            cap = 0;
-            return NULL;
-        }
-    }
+    uint16_t *buf = grown(&scratch, &cap, T * width * 2);
+    if (!buf) return NULL;
     for (int64_t t = 0; t < T; t++) {
         const float *row = x + t * ldx;
         uint16_t *out = buf + t * width;
@@ -331,18 +335,11 @@ static int amx_allowed(void) {
 /* x rounded to bf16 (as bf16_rows rounds it) in B tiles: for each group of 16 tokens and each
  * 32-wide chunk of the inputs, 16 rows (input pairs) of 16 tokens' pairs; tokens past T are zero */
 static const uint32_t *amx_b_tiles(const float *x, int64_t ldx, int64_t in, int64_t T, int64_t *groups) {
-    static __thread uint32_t *buf;
+    static __thread void *scratch;
     static __thread int64_t cap;
     int64_t G = (T + AMX_ROWS - 1) / AMX_ROWS, chunks = in / AMX_K, words = G * chunks * AMX_ROWS * AMX_ROWS;
-    if (words > cap) {
-        free(buf);
-        cap = words;
-        buf = aligned_alloc(64, (size_t)cap * 4);
-        if (!buf) {
-            cap = 0;
-            return NULL;
-        }
-    }
+    uint32_t *buf = grown(&scratch, &cap, words * 4);
+    if (!buf) return NULL;
     if (T % AMX_ROWS) memset(buf + (G - 1) * chunks * AMX_ROWS * AMX_ROWS, 0, (size_t)chunks * AMX_ROWS * AMX_ROWS * 4);
     /* a token's 16 pairs of a chunk go down its column of the tile: one scatter */
     const __m512i column = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);

@@ -164,12 +164,10 @@ def _shared_tokens(prompt: Prompt) -> int:
     return len(prompt)
 
 
-def _anchors(prompt: Prompt, head_end: int | None, length: int | None = None) -> tuple[int, ...]:
-    """BuiltPrompt.anchors of `prompt` (or of its first `length` tokens: the head's)."""
+def _anchors(prompt: Prompt, head_end: int | None) -> tuple[int, ...]:
     out = [_shared_tokens(prompt), head_end or 0]
     out += [s.end for s in prompt.segments if s.kind == "cursor_copy"]
-    n = len(prompt) if length is None else length
-    return tuple(sorted(set(a for a in out if 0 < a < n)))
+    return tuple(sorted(set(a for a in out if 0 < a < len(prompt))))
 
 
 def build_prompt(
@@ -192,7 +190,8 @@ def build_prompt(
     `on_head(ids, anchors, has_copy)` (window layout): called with the prompt's head (everything
     up to the far prefix, which does not depend on the evidence) before the evidence is
     gathered, so the engine can prefill it meanwhile; the whole prompt then resumes at its end
-    (`head_end`, one of its anchors).
+    (`head_end`, one of its anchors). `ids` is the prompt's own list, growing after the call:
+    a callee that keeps it copies it.
     """
     t0 = time.perf_counter()
     tok, budget = store.tok, spec.budget
@@ -219,9 +218,9 @@ def build_prompt(
         )
         prompt.add("prefix", window.far_ids, cursor.path, _why(window, "far"))
         head_end = len(prompt)
-        if on_head is not None:
+        if on_head is not None:  # the head's anchors: the prompt's so far, and its own end
             has_copy = any(seg.kind == "cursor_copy" for seg in prompt.segments)
-            on_head(list(prompt.ids), _anchors(prompt, head_end, head_end + 1), has_copy)
+            on_head(prompt.ids, (*_anchors(prompt, None), head_end), has_copy)
     evidence, hints = [], NameHints()
     if spec.level is not ContextLevel.NONE and repo is not None and budget.evidence > 0:
         options = spec.evidence

@@ -74,16 +74,20 @@ def test_the_head_is_handed_over_before_the_evidence_and_is_the_prompts_start(ws
     """`on_head` gets the prompt up to the far prefix (the engine prefills it while the evidence
     is gathered); the whole prompt starts with exactly those ids and resumes at their end."""
     heads = []
+
+    def keep(ids, anchors, has_copy):  # the prompt's own list, growing after the call: a copy
+        heads.append((list(ids), anchors, has_copy))
+
     prefix = CART + "        return pricing."
     path = ws.root / "shop/cart.py"
-    built = ws.prompt(tok, WINDOW, path, prefix, "\n", "shop", on_head=lambda *head: heads.append(head))
+    built = ws.prompt(tok, WINDOW, path, prefix, "\n", "shop", on_head=keep)
     [(ids, anchors, has_copy)] = heads
     far = next(s for s in built.prompt.segments if s.kind == "prefix")
     assert built.head_end == far.end == len(ids) and built.prompt.ids[: len(ids)] == ids
     assert anchors == (built.shared_tokens, len(ids)) and not has_copy
     assert built.anchors() == anchors and len(built.evidence) > 0
     spec = PromptSpec(Layout.FILES, FimOrder.PSM, PromptBudget(repository=4096))
-    files = ws.prompt(tok, spec, path, prefix, "\n", "shop", on_head=lambda *head: heads.append(head))
+    files = ws.prompt(tok, spec, path, prefix, "\n", "shop", on_head=keep)
     assert len(heads) == 1 and files.head_end is None  # the files layout has no head before its evidence
 
 

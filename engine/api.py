@@ -126,12 +126,12 @@ class CompletionRequest:
     persist: bool = False  # also keep the anchors' states on disk (the repository part: a restart is warm)
 
     @classmethod
-    def background_prefill(
+    def prefill_ahead(
         cls, ids: list[int], anchors: tuple[int, ...], mode: Mode = Mode.INSTANT, persist: bool = False,
         priority: Priority = Priority.BACKGROUND,
     ) -> CompletionRequest:  # fmt: skip
-        """Computes and caches the state after `ids` ahead of need, yielding to every other request
-        (or at `priority`: the head of a prompt whose rest is being gathered)."""
+        """Computes and caches the state after `ids` ahead of need: in the background, yielding to
+        every other request, or at `priority` (the head of a prompt whose rest is being gathered)."""
         return cls(ids, SamplingParams(max_tokens=1, speculative=False), priority=priority, mode=mode,
                    prefill_only=True, anchors=anchors, persist=persist)  # fmt: skip
 

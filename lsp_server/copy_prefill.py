@@ -153,7 +153,7 @@ class CopyPrefiller:
                 return
             ids = built.prompt.ids[:end]
             anchors = tuple(a for a in built.anchors() if a <= end)
-            request = CompletionRequest.background_prefill(ids, anchors, mode)
+            request = CompletionRequest.prefill_ahead(ids, anchors, mode)
             await prefill_while_idle(server, session, request)
             if server.documents.get(uri) is doc and built.copy_text is not None:
                 self._held[uri] = (ids, built.copy_text)

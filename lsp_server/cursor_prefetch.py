@@ -112,7 +112,7 @@ class CursorPrefetcher:
                 packed = packed.without_copy()  # what an automatic request sends while the copy is not held
             built = packed.built
             ids = built.prompt.ids
-            request = CompletionRequest.background_prefill(ids, built.anchors(), mode)
+            request = CompletionRequest.prefill_ahead(ids, built.anchors(), mode)
             await prefill_while_idle(server, session, request)
             self.stats.prefetched += 1
             self.stats.tokens += len(ids) - built.shared_tokens

@@ -29,7 +29,7 @@ async def wait_idle(server) -> None:
 
 
 async def prefill_while_idle(server, session, request: CompletionRequest) -> None:
-    """Prefills `request` (a `CompletionRequest.background_prefill`) in the pauses between keys."""
+    """Prefills `request` (a `CompletionRequest.prefill_ahead`) in the pauses between keys."""
     while True:
         await wait_idle(server)
         since = last_activity(server)

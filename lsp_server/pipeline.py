@@ -394,7 +394,7 @@ class CompletionPipeline:
             self._heads_sent[inp.path] = key
             if len(self._heads_sent) > 256:
                 self._heads_sent.pop(next(iter(self._heads_sent)))
-            request = CompletionRequest.background_prefill(list(ids), anchors, preset.name, priority=preset.priority)
+            request = CompletionRequest.prefill_ahead(list(ids), anchors, preset.name, priority=preset.priority)
             try:
                 session.backend.submit(request)
             except Exception as exc:  # an aid: the whole prompt is sent whatever happens to it

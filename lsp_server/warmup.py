@@ -153,7 +153,7 @@ class RepositoryWarmer:
         name = source.root.name if source.root else ""
         progress = ProgressReporter(self.server, f"DeepFIM: reading {name}")
         progress.begin(f"{len(ids):,} tokens")
-        request = CompletionRequest.background_prefill(ids, (len(ids),), Mode.INSTANT, persist=True)
+        request = CompletionRequest.prefill_ahead(ids, (len(ids),), Mode.INSTANT, persist=True)
         handle = session.backend.submit(request)
         try:
             while not handle.done():

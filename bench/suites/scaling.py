@@ -69,7 +69,7 @@ def run(ctx: BenchContext, result: SuiteResult) -> None:
                 )
                 break
             try:
-                request = CompletionRequest.background_prefill(ids[:length], (length,))
+                request = CompletionRequest.prefill_ahead(ids[:length], (length,))
                 handle = backend.submit(request)
                 while not handle.done():
                     time.sleep(0.5)
@@ -122,7 +122,7 @@ def _threads(ctx: BenchContext, result: SuiteResult, tokens: int) -> None:
         backend = LocalBackend(ctx.checkpoint, config=LocalBackendConfig(threads=threads))
         try:
             ids = packed_ids(Tokenizer.from_file(backend.tokenizer_path), tokens)
-            request = CompletionRequest.background_prefill(ids, (tokens,))
+            request = CompletionRequest.prefill_ahead(ids, (tokens,))
             ms = backend.submit(request).result(3600).timings.prefill_ms
         finally:
             backend.close()

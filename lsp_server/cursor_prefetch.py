@@ -78,9 +78,8 @@ class CursorPrefetcher:
         server = self.server
         deferred = server.copies.defer()
         try:
-            for prefix in prefixes:
-                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:]):
-                    return
+            if not await self._prefetch_all(uri, doc, text, prefixes, text[offset:]):
+                return
         finally:
             for other in sorted(deferred, key=lambda u: u != uri):  # this file's copy first
                 if server.documents.get(other) is not None:
@@ -89,9 +88,14 @@ class CursorPrefetcher:
         if copy is not None:
             await asyncio.wait({copy})  # the copy comes first in the prompt; its task may be cancelled
         if uri in deferred and server.copies.has(uri):  # else no copy came of it: the windows stand
-            for prefix in prefixes:
-                if not await self._prefetch_one(uri, doc, text, prefix, text[offset:]):
-                    return
+            await self._prefetch_all(uri, doc, text, prefixes, text[offset:])
+
+    async def _prefetch_all(self, uri: str, doc, text: str, prefixes: tuple[str, ...], suffix: str) -> bool:
+        """`_prefetch_one` for each prefix in turn; False once the buffer changed."""
+        for prefix in prefixes:
+            if not await self._prefetch_one(uri, doc, text, prefix, suffix):
+                return False
+        return True
 
     async def _prefetch_one(self, uri: str, doc, text: str, prefix: str, suffix: str) -> bool:
         """Prefills the prompt an automatic request at `prefix`|`suffix` would send, once the

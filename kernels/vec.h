@@ -131,10 +131,10 @@ static inline vf selectv(vfi m, vf a, vf b) { return (vf)((m & (vfi)a) | (~m & (
  * prefill piece, one call at a time). Inputs are clamped to [-87.3, 88.4] (below: ~1e-38, not 0).
  * A lane's result depends only on its own input, so every path that calls it agrees. */
 static inline vf expv(vf x) {
-    vf lo = x - x - 87.3365478515625f, hi = x - x + 88.3762626647949f;
-    x = selectv(x < lo, lo, x);
+    vf zero = {0}, lo = zero - 87.3365478515625f, hi = zero + 88.3762626647949f; /* broadcasts */
+    x = selectv(x < lo, lo, x); /* -inf too (x - x, a NaN for it, made NaN bounds) */
     x = selectv(x > hi, hi, x);
-    vf magic = x - x + 12582912.0f; /* 1.5 * 2^23: adding it rounds to the nearest integer */
+    vf magic = zero + 12582912.0f; /* 1.5 * 2^23: adding it rounds to the nearest integer */
     vf n = (x * 1.44269504088896341f + magic) - magic;
     vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
     vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;

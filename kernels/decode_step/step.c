@@ -195,7 +195,7 @@ static void swiglu(float *gate, const float *up, int64_t n, float limit, float w
     for (; i + VL <= n; i += VL) {
         vf g = loadv(gate + i), u = loadv(up + i);
         if (limit > 0.f) {
-            vf hi = g - g + limit, lo = g - g - limit;
+            vf zero = {0}, hi = zero + limit, lo = zero - limit;
             g = selectv(g < hi, g, hi);
             u = selectv(u < lo, lo, selectv(u > hi, hi, u));
         }
